@@ -1,0 +1,1 @@
+"""The agent: planning, grounding, composing, rendering and feedback. It never imports Typer or Rich."""

@@ -1,0 +1,130 @@
+"""The typed stages of a request. These pydantic models are the JSON contract of
+`qia plan --json` and `qia generate --json`; scripts and the benchmark read them.
+
+Request -> Plan (gaps + actions) -> Evidence per gap -> RenderSpec -> Outputs -> Rounds
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+SCHEMA_VERSION = 1
+
+GapKind = Literal[
+    "subject",  # who or what exactly ("the new headquarters")
+    "knowledge",  # implicit knowledge to make explicit ("the national flower of Japan")
+    "time",  # time-sensitive facts ("latest", "this year")
+    "personal",  # personal references ("my dog", "our logo")
+    "text",  # text to render ("a sign that says ...")
+    "style",  # medium / look
+    "composition",  # framing, shot, layout
+    "setting",  # place, time of day, lighting
+    "purpose",  # what the image is for (poster, card) and its occasion
+]
+Action = Literal["ask", "search", "recall", "reason", "assume"]
+EvidenceSource = Literal["reasoning", "search", "memory", "user", "assumption", "feedback", "session"]
+
+
+class Gap(BaseModel):
+    id: str = Field(description="Stable id within the plan: g1, g2, ...")
+    kind: GapKind
+    description: str = Field(description="What is missing, in words")
+    action: Action = Field(description="How the gap gets filled")
+    span: str | None = Field(default=None, description="The words of the request the gap concerns")
+    query: str | None = Field(default=None, description="Search query or reasoning question, where used")
+    filled: bool = Field(default=False, description="Whether evidence filled the gap")
+    origin: Literal["rule", "llm"] = "rule"
+
+
+class Question(BaseModel):
+    id: str = Field(description="q1, q2, ... in order of importance")
+    gap_id: str
+    text: str
+    default: str | None = Field(default=None, description="Suggested answer; Enter accepts it")
+    answer: str | None = None
+    status: Literal["open", "answered", "skipped", "assumed"] = "open"
+
+
+class Evidence(BaseModel):
+    gap_id: str | None = None
+    source: EvidenceSource
+    content: str = Field(description="What the mechanism contributed, as it enters the prompt")
+    detail: str | None = Field(default=None, description="Where it came from: a URL, a memory id, the question asked")
+
+
+class ModelInfo(BaseModel):
+    name: str
+    backend: str
+    path: str | None = None
+
+
+class Plan(BaseModel):
+    schema_version: int = SCHEMA_VERSION
+    request: str
+    gaps: list[Gap] = Field(default_factory=list)
+    questions: list[Question] = Field(default_factory=list)
+    evidence: list[Evidence] = Field(default_factory=list)
+    prompt: str = ""
+    negative_prompt: str = ""
+    checklist: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    timings: dict[str, float] = Field(default_factory=dict)
+    model: ModelInfo | None = None
+    previous_prompt: str | None = Field(default=None, description="The prompt this plan refines, in a session")
+
+    @property
+    def assumptions(self) -> list[Evidence]:
+        return [e for e in self.evidence if e.source == "assumption"]
+
+    def gap(self, gap_id: str) -> Gap | None:
+        return next((g for g in self.gaps if g.id == gap_id), None)
+
+
+class RenderSpec(BaseModel):
+    prompt: str
+    negative_prompt: str = ""
+    model: str
+    width: int
+    height: int
+    steps: int
+    guidance: float
+    seed: int
+    device: str = "auto"
+
+
+class ItemScore(BaseModel):
+    item: str
+    score: float
+
+
+class Round(BaseModel):
+    index: int
+    prompt: str
+    negative_prompt: str
+    seed: int
+    scores: list[ItemScore] = Field(default_factory=list)
+    overall: float | None = None
+    change: str | None = Field(default=None, description="What was changed for this round")
+    reason: str | None = Field(default=None, description="Why it was changed")
+    output: str | None = None
+    kept: bool = False
+
+
+class Output(BaseModel):
+    path: str
+    sidecar: str
+    seed: int
+    width: int
+    height: int
+
+
+class GenerateResult(BaseModel):
+    schema_version: int = SCHEMA_VERSION
+    plan: Plan
+    render: RenderSpec
+    outputs: list[Output] = Field(default_factory=list)
+    rounds: list[Round] = Field(default_factory=list)
+    timings: dict[str, float] = Field(default_factory=dict)
+    device: str | None = None

@@ -1,0 +1,109 @@
+"""The `qia` command. Thin: commands parse flags, call the agent and render the output.
+
+Nothing heavy is imported here: `qia --help` must not import torch, diffusers or llama_cpp.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import typer
+
+from qia_cli import __version__
+from qia_cli.cli import console
+from qia_cli.errors import EXIT_INTERRUPT, EXIT_USAGE, QiaError
+
+app = typer.Typer(
+    name="qia",
+    help=(
+        "Agentic image generation. qia reads your request, finds what is missing (who, what, style, "
+        "time-sensitive facts, personal references), fills the gaps by reasoning, search, memory or a "
+        "short question, and only then renders.\n\n"
+        "Start with:  qia plan \"a poster for my dog's birthday\"   (see the plan)\n\n"
+        "Then:        qia generate \"a poster for my dog's birthday\"   (plan and render)"
+    ),
+    no_args_is_help=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"qia {__version__}")
+        raise typer.Exit()
+
+
+@app.callback(invoke_without_command=True)
+def root(
+    ctx: typer.Context,
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks and llama.cpp logs."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print results only: no progress, notes or warnings."),
+    no_color: bool = typer.Option(False, "--no-color", help="No colour (NO_COLOR is respected too)."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    console.state.verbose = verbose
+    console.state.quiet = quiet
+    console.state.no_color = no_color
+    if ctx.invoked_subcommand is None:
+        if console.interactive():
+            from qia_cli.cli.chat import run_chat
+
+            run_chat()
+        else:
+            typer.echo(ctx.get_help())
+        raise typer.Exit()
+
+
+def _register() -> None:
+    from qia_cli.cli import plan as _plan  # noqa: F401  (registers commands on import)
+
+    for module in ("generate", "memory", "config_cmd", "info", "models", "completions", "bench", "batch", "chat"):
+        try:
+            __import__(f"qia_cli.cli.{module}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"qia_cli.cli.{module}":
+                raise
+
+
+_register()
+
+
+def report_error(exc: QiaError) -> None:
+    err = console.err()
+    err.print(f"[bold red]error:[/bold red] {exc.message}", markup=True, highlight=False)
+    if exc.hint:
+        err.print(f"[dim]hint:[/dim] {exc.hint}", markup=True, highlight=False)
+    if console.state.verbose:
+        traceback.print_exc()
+
+
+def main() -> None:
+    """Entry point: one clear line and an exit code for expected failures, 130 on Ctrl-C."""
+    try:
+        rc = app(standalone_mode=False)
+    except QiaError as exc:
+        report_error(exc)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        console.err().print("interrupted")
+        sys.exit(EXIT_INTERRUPT)
+    except Exception as exc:  # click's own usage errors and aborts
+        import click
+
+        if isinstance(exc, click.exceptions.Abort):
+            console.err().print("interrupted")
+            sys.exit(EXIT_INTERRUPT)
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code if exc.exit_code else EXIT_USAGE)
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if console.state.verbose:
+            raise
+        console.err().print(f"[bold red]error:[/bold red] unexpected {type(exc).__name__}: {exc}", markup=True, highlight=False)
+        console.err().print("[dim]run again with -v for the traceback, and report it[/dim]", markup=True)
+        sys.exit(1)
+    sys.exit(rc if isinstance(rc, int) else 0)

@@ -1,0 +1,61 @@
+"""Shared console state for the CLI: stdout for results, stderr for everything else.
+
+Rich is imported lazily by callers; this module only holds options set by the global flags.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+
+@dataclass
+class UIState:
+    verbose: bool = False
+    quiet: bool = False
+    no_color: bool = False
+
+
+state = UIState()
+
+
+def _color_off() -> bool:
+    return state.no_color or bool(os.environ.get("NO_COLOR"))
+
+
+def out():
+    """Console for results (stdout)."""
+    from rich.console import Console
+
+    return Console(no_color=_color_off(), highlight=False, soft_wrap=False)
+
+
+def err():
+    """Console for progress, warnings and errors (stderr)."""
+    from rich.console import Console
+
+    return Console(stderr=True, no_color=_color_off(), highlight=False)
+
+
+def info(message: str) -> None:
+    """Progress and notes for people; silenced by --quiet."""
+    if not state.quiet:
+        err().print(message)
+
+
+def warn(message: str) -> None:
+    if not state.quiet:
+        err().print(f"[yellow]warning:[/yellow] {message}", markup=True, highlight=False)
+
+
+def stderr_is_tty() -> bool:
+    return sys.stderr.isatty()
+
+
+def interactive() -> bool:
+    """True when a person is at the terminal: stdin and stdout are both TTYs."""
+    try:
+        return sys.stdin.isatty() and sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False

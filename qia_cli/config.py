@@ -1,0 +1,150 @@
+"""Settings: defaults < config file (TOML) < environment (QIA_*) < flags.
+
+`load_settings()` returns the effective settings together with where each value came from,
+so `qia config show` can tell a user why a value is what it is.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from qia_cli import paths
+from qia_cli.errors import UsageError
+
+Source = Literal["default", "file", "env", "flag"]
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    llm: str = Field("bundled", description="Planner LLM: 'bundled', a GGUF path, or openai:BASE_URL[#MODEL]")
+    llm_ctx: int = Field(2048, ge=256, le=131072, description="Context window of a local GGUF")
+    llm_threads: int | None = Field(None, ge=1, le=512, description="CPU threads for llama.cpp (default: all cores)")
+    llm_gpu_layers: int = Field(0, ge=-1, description="Layers offloaded to the GPU by llama.cpp (-1 = all)")
+    llm_url: str | None = Field(None, description="Base URL of an OpenAI-compatible server")
+    llm_api_key: str | None = Field(None, description="API key for llm_url (never printed)")
+    llm_timeout: float = Field(60.0, gt=0, le=3600, description="Seconds per request to an LLM server")
+    image_model: str = Field("stabilityai/sd-turbo", description="Diffusers model: a Hugging Face id or a local folder")
+    device: Literal["auto", "cuda", "mps", "cpu"] = Field("auto", description="Where images render")
+    steps: int | None = Field(None, ge=1, le=500, description="Denoising steps (default: from the model family)")
+    guidance: float | None = Field(None, ge=0, le=50, description="Guidance scale (default: from the model family)")
+    width: int | None = Field(None, ge=8, le=4096, description="Image width (default: from the model family)")
+    height: int | None = Field(None, ge=8, le=4096, description="Image height (default: from the model family)")
+    outdir: str | None = Field(None, description="Folder for images (default: ./qia-out)")
+    search: str = Field("ddgs", description="Search backend: ddgs, off, or fixture:PATH")
+    search_timeout: float = Field(8.0, gt=0, le=120, description="Hard time budget for search per plan, seconds")
+    search_ttl: float = Field(86400.0, ge=0, description="Seconds a cached search result stays fresh")
+    ask: bool = Field(True, description="Ask follow-up questions on a terminal")
+    remember: Literal["ask", "always", "never"] = Field(
+        "ask", description="Save answers about lasting facts to memory: ask on a terminal, always, never"
+    )
+    rounds: int | None = Field(None, ge=0, le=10, description="Feedback rounds (default: 1 on a GPU, 0 on the CPU)")
+    scorer: str = Field("openai/clip-vit-base-patch32", description="CLIP model that scores images for feedback")
+    threshold: float = Field(0.22, ge=0, le=1, description="Item score below which feedback revises")
+
+
+KEYS = tuple(Settings.model_fields)
+SECRET_KEYS = {"llm_api_key"}
+
+# Environment variables: QIA_<KEY>, plus the documented aliases.
+ENV_ALIASES = {"QIA_LLM_MODEL": "llm"}
+
+
+@dataclass
+class Loaded:
+    settings: Settings
+    sources: dict[str, Source] = field(default_factory=dict)
+
+    def describe(self) -> list[tuple[str, Any, Source]]:
+        rows = []
+        for key in KEYS:
+            value = getattr(self.settings, key)
+            if key in SECRET_KEYS and value:
+                value = "***"
+            rows.append((key, value, self.sources.get(key, "default")))
+        return rows
+
+
+def read_file(path: Path | None = None) -> dict[str, Any]:
+    path = path or paths.config_file()
+    if not path.exists():
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"config file {path} cannot be read: {exc}", hint="fix it, or move it aside") from exc
+
+
+def _env_values() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for env, key in ENV_ALIASES.items():
+        if os.environ.get(env):
+            found[key] = os.environ[env]
+    for key in KEYS:
+        env = f"QIA_{key.upper()}"
+        if os.environ.get(env):
+            found[key] = os.environ[env]
+    return found
+
+
+def coerce(key: str, value: Any) -> Any:
+    """Validate one value for one key; raises UsageError naming the key."""
+    if key not in KEYS:
+        raise UsageError(f"unknown setting '{key}'", hint="known settings: " + ", ".join(KEYS))
+    if isinstance(value, str):
+        field_info = Settings.model_fields[key]
+        text = value.strip()
+        if text.lower() in {"", "none", "null"} and "None" in str(field_info.annotation):
+            return None
+        if "bool" in str(field_info.annotation):
+            low = text.lower()
+            if low in {"1", "true", "yes", "on"}:
+                return True
+            if low in {"0", "false", "no", "off"}:
+                return False
+    try:
+        return Settings.model_validate({key: value}).model_dump()[key]
+    except ValidationError as exc:
+        msg = exc.errors()[0].get("msg", "invalid value")
+        raise UsageError(f"invalid value for '{key}': {value!r} ({msg})") from None
+
+
+def load_settings(flags: dict[str, Any] | None = None, config_path: Path | None = None) -> Loaded:
+    values: dict[str, Any] = {}
+    sources: dict[str, Source] = {}
+    file_values = read_file(config_path)
+    for key, value in file_values.items():
+        if key not in KEYS:
+            raise UsageError(
+                f"unknown setting '{key}' in {config_path or paths.config_file()}",
+                hint="run 'qia config unset " + key + "' or edit the file",
+            )
+        values[key] = coerce(key, value)
+        sources[key] = "file"
+    for key, value in _env_values().items():
+        values[key] = coerce(key, value)
+        sources[key] = "env"
+    for key, value in (flags or {}).items():
+        if value is None:
+            continue
+        values[key] = coerce(key, value)
+        sources[key] = "flag"
+    return Loaded(Settings(**values), sources)
+
+
+def write_file(data: dict[str, Any], path: Path | None = None) -> Path:
+    """Write the TOML atomically: temp file, fsync, rename."""
+    import tomli_w
+
+    from qia_cli.fsutil import atomic_write_bytes
+
+    path = path or paths.config_file()
+    clean = {k: v for k, v in data.items() if v is not None}
+    atomic_write_bytes(path, tomli_w.dumps(clean).encode("utf-8"), mode=0o600)
+    return path

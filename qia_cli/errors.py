@@ -1,0 +1,41 @@
+"""Errors that the CLI turns into one clear line and an exit code.
+
+Exit codes (documented in the README):
+0 success, 1 runtime failure, 2 bad usage or input, 130 interrupt.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPT = 130
+
+
+class QiaError(Exception):
+    """An expected failure with a message meant for the user."""
+
+    exit_code = EXIT_FAILURE
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class UsageError(QiaError):
+    """Bad input from the user: a flag, a prompt, a file they named."""
+
+    exit_code = EXIT_USAGE
+
+
+class ModelError(UsageError):
+    """A model that is missing, not the right format, or not available offline."""
+
+
+class MemoryCorruptError(QiaError):
+    """The memory file exists but cannot be read; its bytes are kept untouched."""
+
+
+class SearchError(QiaError):
+    """A search backend failed; planning goes on with a warning."""

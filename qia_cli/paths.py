@@ -1,0 +1,76 @@
+"""Per-user folders. platformdirs by default; QIA_HOME overrides every one of them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+APP = "qia"
+
+
+def home() -> Path | None:
+    value = os.environ.get("QIA_HOME", "").strip()
+    return Path(value).expanduser() if value else None
+
+
+def _dir(kind: str) -> Path:
+    root = home()
+    if root is not None:
+        return root / kind
+    import platformdirs
+
+    getter = {
+        "config": platformdirs.user_config_dir,
+        "data": platformdirs.user_data_dir,
+        "cache": platformdirs.user_cache_dir,
+        "state": platformdirs.user_state_dir,
+    }[kind]
+    return Path(getter(APP, appauthor=False))
+
+
+def config_dir() -> Path:
+    return _dir("config")
+
+
+def data_dir() -> Path:
+    return _dir("data")
+
+
+def cache_dir() -> Path:
+    return _dir("cache")
+
+
+def state_dir() -> Path:
+    return _dir("state")
+
+
+def config_file() -> Path:
+    return config_dir() / "config.toml"
+
+
+def memory_file() -> Path:
+    return data_dir() / "memory.json"
+
+
+def history_file() -> Path:
+    return data_dir() / "chat_history"
+
+
+def search_cache_dir() -> Path:
+    return cache_dir() / "search"
+
+
+def default_outdir() -> Path:
+    """Images go to the current folder's qia-out/ unless configured otherwise."""
+    return Path.cwd() / "qia-out"
+
+
+def all_paths() -> dict[str, str]:
+    return {
+        "config_file": str(config_file()),
+        "data_dir": str(data_dir()),
+        "cache_dir": str(cache_dir()),
+        "memory_file": str(memory_file()),
+        "history_file": str(history_file()),
+        "search_cache": str(search_cache_dir()),
+    }
