@@ -1,0 +1,173 @@
+"""`qia memory ...`: what qia remembers about you (your dog, your logo, your preferred style)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from qia_cli.cli import console
+from qia_cli.cli.app import app
+from qia_cli.errors import EXIT_USAGE, UsageError
+
+memory_app = typer.Typer(
+    help=(
+        "What qia remembers about you: entities (\"Biscuit is my dog\"), facts and preferences. "
+        "Plans recall the entries a request names. Stored in one JSON file (see `qia memory path`)."
+    ),
+    invoke_without_command=True,
+)
+app.add_typer(memory_app, name="memory")
+
+KINDS = ("preference", "fact", "entity")
+
+
+def _store():
+    from qia_cli.memory.store import MemoryStore
+
+    return MemoryStore()
+
+
+def _print_json(data) -> None:
+    typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def _when(value) -> str:
+    return value.astimezone().strftime("%Y-%m-%d %H:%M") if value else "-"
+
+
+@memory_app.callback()
+def memory_root(ctx: typer.Context) -> None:
+    if ctx.invoked_subcommand is None:  # `qia memory`: the help, exit 0
+        typer.echo(ctx.get_help())
+        raise typer.Exit()
+
+
+@memory_app.command("add")
+def add(
+    text: str = typer.Argument(..., help="What to remember, e.g. \"Biscuit is my dog, a three-legged corgi\"."),
+    kind: Optional[str] = typer.Option(None, "--kind", "-k", help="preference, fact or entity (default: inferred)."),
+    name: Optional[list[str]] = typer.Option(None, "--name", "-n", help="A name or alias to recall it by (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the entry as JSON."),
+) -> None:
+    """Remember something. Names and kind are inferred unless given."""
+    if kind is not None and kind not in KINDS:
+        raise UsageError(f"unknown kind '{kind}'", hint="use one of: " + ", ".join(KINDS))
+    entry = _store().add(text, kind=kind, names=name or None)  # type: ignore[arg-type]
+    if as_json:
+        _print_json(entry.model_dump(mode="json"))
+        return
+    typer.echo(entry.id)
+    names = ", ".join(entry.names) or "no names"
+    console.info(f"remembered {entry.id} ({entry.kind}; recalled by: {names})")
+
+
+@memory_app.command("list")
+def list_(as_json: bool = typer.Option(False, "--json", help="Print the entries as JSON.")) -> None:
+    """List what qia remembers."""
+    entries = _store().list()
+    if as_json:
+        _print_json([e.model_dump(mode="json") for e in entries])
+        return
+    if not entries:
+        console.info("memory is empty; add something with: qia memory add \"Biscuit is my dog\"")
+        return
+    from rich.table import Table
+
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    for column in ("id", "kind", "names", "text", "uses"):
+        table.add_column(column, overflow="fold")
+    for e in entries:
+        table.add_row(e.id, e.kind, ", ".join(e.names), e.text, str(e.uses))
+    console.out().print(table)
+
+
+@memory_app.command("show")
+def show(
+    entry_id: str = typer.Argument(..., metavar="ID", help="An id or a unique prefix of one."),
+    as_json: bool = typer.Option(False, "--json", help="Print the entry as JSON."),
+) -> None:
+    """Show one entry."""
+    entry = _store().get(entry_id)
+    if as_json:
+        _print_json(entry.model_dump(mode="json"))
+        return
+    rows = [
+        ("id", entry.id),
+        ("kind", entry.kind),
+        ("text", entry.text),
+        ("names", ", ".join(entry.names) or "-"),
+        ("created", _when(entry.created)),
+        ("last used", _when(entry.last_used)),
+        ("uses", str(entry.uses)),
+    ]
+    for key, value in rows:
+        typer.echo(f"{key + ':':<11}{value}")
+
+
+@memory_app.command("forget")
+def forget(entry_id: str = typer.Argument(..., metavar="ID", help="An id or a unique prefix of one.")) -> None:
+    """Forget one entry."""
+    entry = _store().forget(entry_id)
+    typer.echo(f"forgot {entry.id}: {entry.text}")
+
+
+@memory_app.command("clear")
+def clear(yes: bool = typer.Option(False, "--yes", "-y", help="Do it without asking.")) -> None:
+    """Forget every entry (session records stay)."""
+    store = _store()
+    if not yes:
+        count = len(store.list())
+        if count == 0:
+            console.info("memory is already empty")
+            return
+        if not console.interactive():
+            raise UsageError(f"refusing to clear {count} memory entries without --yes", hint="pass --yes")
+        if not typer.confirm(f"Forget all {count} memory entries?", default=False, err=True):
+            console.info("nothing cleared")
+            raise typer.Exit(EXIT_USAGE)
+    removed = store.clear()
+    typer.echo(f"cleared {removed} entries")
+
+
+@memory_app.command("export")
+def export(file: Optional[Path] = typer.Argument(None, help="Write here (mode 0600) instead of stdout.")) -> None:
+    """Export the memory as JSON (it can be imported on another machine)."""
+    data = _store().export()
+    if file is None or str(file) == "-":
+        _print_json(data)
+        return
+    from qia_cli.fsutil import atomic_write_bytes
+
+    try:
+        atomic_write_bytes(file, (json.dumps(data, ensure_ascii=False, indent=2) + "\n").encode("utf-8"), mode=0o600)
+    except OSError as exc:
+        raise UsageError(f"cannot write {file}: {exc.strerror or exc}") from None
+    console.info(f"exported {len(data['entries'])} entries to {file}")
+
+
+@memory_app.command("import")
+def import_(
+    file: Path = typer.Argument(..., help="A file written by `qia memory export` ('-' for stdin)."),
+    replace: bool = typer.Option(False, "--replace", help="Replace the current entries instead of merging."),
+) -> None:
+    """Import entries from an export; duplicates (same id or text) are skipped."""
+    import sys
+
+    try:
+        raw = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
+        data = json.loads(raw)
+    except OSError as exc:
+        raise UsageError(f"cannot read {file}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise UsageError(f"{file} is not valid JSON: {exc}") from None
+    added = _store().import_(data, merge=not replace)
+    typer.echo(f"imported {added} entries")
+
+
+@memory_app.command("path")
+def path() -> None:
+    """Print where the memory file is (QIA_HOME moves it)."""
+    typer.echo(str(_store().path))

@@ -1,0 +1,333 @@
+"""The per-user memory: facts, preferences and entities ("Biscuit is my dog"), plus session records.
+
+One JSON file (`paths.memory_file()`, mode 0600):
+    {"schema_version": 1, "entries": [...], "sessions": [...]}
+
+Safety rules: every read-modify-write holds a file lock and re-reads the file inside it; writes are
+atomic (temp file + rename) and keep the previous good file as memory.json.bak; a file that cannot
+be read is never replaced, the user gets `MemoryCorruptError` naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from qia_cli import paths
+from qia_cli.errors import MemoryCorruptError, QiaError, UsageError
+from qia_cli.fsutil import atomic_write_bytes
+from qia_cli.memory.recall import Index, Recall, infer_kind, infer_names
+from qia_cli.memory.recall import find_session as _find_session
+
+SCHEMA_VERSION = 1
+MAX_SESSIONS = 500
+LOCK_TIMEOUT_S = 30.0
+RECOVER_HINT = "run `qia memory path`; restore memory.json.bak or move the file aside"
+
+Kind = Literal["preference", "fact", "entity"]
+T = TypeVar("T")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+class Entry(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    kind: Kind = "fact"
+    text: str
+    names: list[str] = Field(default_factory=list)
+    created: datetime = Field(default_factory=_now)
+    last_used: datetime | None = None
+    uses: int = 0
+
+    @field_validator("created", "last_used")
+    @classmethod
+    def _tz(cls, value: datetime | None) -> datetime | None:
+        return _aware(value)
+
+
+class SessionRecord(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(default_factory=lambda: "s" + secrets.token_hex(4))
+    time: datetime = Field(default_factory=_now)
+    request: str
+    prompt: str = ""
+    outputs: list[str] = Field(default_factory=list)
+    kind: Literal["plan", "generate"] = "generate"
+
+    @field_validator("time")
+    @classmethod
+    def _tz(cls, value: datetime) -> datetime:
+        return _aware(value)
+
+
+class Document(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    schema_version: int = SCHEMA_VERSION
+    entries: list[Entry] = Field(default_factory=list)
+    sessions: list[SessionRecord] = Field(default_factory=list)
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip().casefold()
+
+
+def _check_version(data: Any, source: Path | str) -> None:
+    version = data.get("schema_version", SCHEMA_VERSION) if isinstance(data, dict) else None
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise QiaError(
+            f"memory file {source} has schema_version {version}; this qia reads up to {SCHEMA_VERSION}",
+            hint="upgrade qia (pip install -U qia-cli); the file was left untouched",
+        )
+
+
+class MemoryStore:
+    def __init__(self, path: Path | str | None = None):
+        self.path = Path(path) if path is not None else paths.memory_file()
+        self._cache: tuple[tuple, Document] | None = None
+        self._index: Index | None = None
+
+    @property
+    def backup_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".bak")
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    # --- reading and writing ------------------------------------------------------
+
+    def _corrupt(self, reason: str) -> MemoryCorruptError:
+        return MemoryCorruptError(f"memory file {self.path} cannot be read: {reason}", hint=RECOVER_HINT)
+
+    def _read(self) -> Document:
+        """The file as it is now (cached while its stat is unchanged); an empty document if missing."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            self._cache, self._index = None, None
+            return Document()
+        except OSError as exc:
+            raise self._corrupt(str(exc)) from exc
+        key = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if self._cache and self._cache[0] == key:
+            return self._cache[1]
+        try:
+            raw = self.path.read_bytes()
+            data = json.loads(raw)
+        except OSError as exc:
+            raise self._corrupt(exc.strerror or str(exc)) from exc
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise self._corrupt(f"not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise self._corrupt("not a JSON object")
+        _check_version(data, self.path)
+        try:
+            doc = Document.model_validate(data)
+        except ValidationError as exc:
+            raise self._corrupt(f"unexpected content ({exc.errors()[0]['msg']})") from None
+        self._cache, self._index = (key, doc), None
+        return doc
+
+    def _write(self, doc: Document) -> None:
+        doc.schema_version = SCHEMA_VERSION
+        doc.sessions = doc.sessions[-MAX_SESSIONS:]
+        data = json.dumps(doc.model_dump(mode="json"), ensure_ascii=False, indent=1).encode("utf-8")
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.path.exists():  # it parsed inside this lock, so it is a good file
+            atomic_write_bytes(self.backup_path, self.path.read_bytes(), mode=0o600)
+        atomic_write_bytes(self.path, data, mode=0o600)
+        st = os.stat(self.path)
+        self._cache, self._index = ((st.st_mtime_ns, st.st_size, st.st_ino), doc), None
+
+    def _mutate(self, change: Callable[[Document], T]) -> T:
+        """Lock, re-read, change, write. Nothing is written when `change` or the read raises."""
+        from filelock import FileLock, Timeout
+
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            with FileLock(str(self.lock_path), timeout=LOCK_TIMEOUT_S, mode=0o600):
+                self._cache = None  # another process may have written since we last looked
+                try:
+                    doc = self._read()
+                    result = change(doc)
+                    self._write(doc)
+                except BaseException:
+                    self._cache, self._index = None, None  # `change` may have edited the cached copy
+                    raise
+                return result
+        except Timeout:
+            raise QiaError(
+                f"memory file {self.path} is locked by another qia process",
+                hint=f"wait for it to finish, or remove {self.lock_path} if no qia is running",
+            ) from None
+
+    def index(self) -> Index:
+        doc = self._read()
+        if self._index is None:
+            self._index = Index(doc.entries)
+        return self._index
+
+    # --- entries ------------------------------------------------------------------
+
+    def add(self, text: str, kind: Kind | None = None, names: list[str] | None = None) -> Entry:
+        """Remember `text`; kind and names are inferred when not given. Same text twice: the old entry."""
+        text = re.sub(r"\s+", " ", text).strip()
+        if not text:
+            raise UsageError("nothing to remember: the text is empty")
+        kind = kind or infer_kind(text)  # type: ignore[assignment]
+        if names is None:
+            names = [] if kind == "preference" else infer_names(text)
+        names = [n.strip() for n in names if n and n.strip()]
+
+        def change(doc: Document) -> Entry:
+            for entry in doc.entries:
+                if _norm(entry.text) == _norm(text):
+                    return entry
+            taken = {e.id for e in doc.entries}
+            entry_id = "m" + secrets.token_hex(3)
+            while entry_id in taken:
+                entry_id = "m" + secrets.token_hex(3)
+            entry = Entry(id=entry_id, kind=kind, text=text, names=names)
+            doc.entries.append(entry)
+            return entry
+
+        return self._mutate(change)
+
+    def list(self) -> list[Entry]:
+        return list(self._read().entries)
+
+    def get(self, entry_id: str) -> Entry:
+        """An entry by id or by a unique prefix of its id."""
+        entry_id = entry_id.strip()
+        entries = self._read().entries
+        exact = [e for e in entries if e.id == entry_id]
+        found = exact or ([e for e in entries if e.id.startswith(entry_id)] if entry_id else [])
+        if not found:
+            raise UsageError(f"no memory entry '{entry_id}'", hint="run `qia memory list` to see the ids")
+        if len(found) > 1:
+            raise UsageError(
+                f"'{entry_id}' matches {len(found)} entries: " + ", ".join(e.id for e in found[:5]),
+                hint="give more characters of the id",
+            )
+        return found[0]
+
+    def forget(self, entry_id: str) -> Entry:
+        target = self.get(entry_id).id
+
+        def change(doc: Document) -> Entry:
+            for i, entry in enumerate(doc.entries):
+                if entry.id == target:
+                    return doc.entries.pop(i)
+            raise UsageError(f"no memory entry '{entry_id}'")
+
+        return self._mutate(change)
+
+    def clear(self) -> int:
+        """Remove every entry (session records stay); returns how many went."""
+        if not self.path.exists():
+            return 0
+
+        def change(doc: Document) -> int:
+            count = len(doc.entries)
+            doc.entries = []
+            return count
+
+        return self._mutate(change)
+
+    def export(self) -> dict:
+        return self._read().model_dump(mode="json")
+
+    def import_(self, data: dict, merge: bool = True) -> int:
+        """Add the entries (and session records) of an export; duplicates by id or text are skipped.
+
+        merge=False replaces the current entries instead. Returns the number of entries added.
+        """
+        if isinstance(data, list):
+            data = {"entries": data}
+        if not isinstance(data, dict):
+            raise UsageError("memory import: expected a JSON object with 'entries'")
+        _check_version(data, "being imported")
+        try:
+            incoming = Document.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise UsageError(f"memory import: invalid data at {where}: {err['msg']}") from None
+
+        def change(doc: Document) -> int:
+            if not merge:
+                doc.entries, doc.sessions = [], []
+            ids = {e.id for e in doc.entries}
+            texts = {_norm(e.text) for e in doc.entries}
+            added = 0
+            for entry in incoming.entries:
+                if entry.id in ids or _norm(entry.text) in texts:
+                    continue
+                doc.entries.append(entry)
+                ids.add(entry.id)
+                texts.add(_norm(entry.text))
+                added += 1
+            known = {s.id for s in doc.sessions}
+            doc.sessions.extend(s for s in incoming.sessions if s.id not in known)
+            doc.sessions.sort(key=lambda s: s.time)
+            return added
+
+        return self._mutate(change)
+
+    def touch(self, ids: list[str]) -> None:
+        """Mark entries as used by a recall: last_used = now, uses += 1."""
+        wanted = set(ids)
+        if not wanted:
+            return
+
+        def change(doc: Document) -> None:
+            now = _now()
+            for entry in doc.entries:
+                if entry.id in wanted:
+                    entry.last_used = now
+                    entry.uses += 1
+
+        self._mutate(change)
+
+    # --- recall and sessions ---------------------------------------------------------
+
+    def recall(self, request: str, limit: int = 8) -> Recall:
+        """Entries named in the request, facts sharing a rare word with it, and the preferences."""
+        return self.index().recall(request, limit=limit)
+
+    def add_session(self, record: SessionRecord | dict) -> SessionRecord:
+        record = record if isinstance(record, SessionRecord) else SessionRecord.model_validate(record)
+
+        def change(doc: Document) -> SessionRecord:
+            doc.sessions.append(record)
+            return record
+
+        return self._mutate(change)
+
+    def sessions(self, limit: int | None = None) -> list[SessionRecord]:
+        """Session records, newest first."""
+        items = sorted(self._read().sessions, key=lambda s: s.time, reverse=True)
+        return items if limit is None else items[:limit]
+
+    def find_session(self, request: str, now: datetime | None = None) -> SessionRecord | None:
+        """The session "like the one I made yesterday" points to; None when there is none."""
+        return _find_session(self._read().sessions, request, now=now)

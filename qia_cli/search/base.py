@@ -1,0 +1,63 @@
+"""Search results and the backend protocol. Results are untrusted web text: `clean()` them."""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Protocol, runtime_checkable
+
+from pydantic import BaseModel
+
+STOPWORDS = frozenset(
+    """a an and are as at be by for from has have how in is it its of on or that the this to was
+    were what when where which who why will with about after before into over than then there these
+    those their they them our your my me we you i do does did not no can could should would""".split()
+)
+
+
+class SearchResult(BaseModel):
+    title: str = ""
+    href: str = ""
+    body: str = ""
+
+
+@runtime_checkable
+class SearchBackend(Protocol):
+    name: str  # part of the cache key
+    cacheable: bool  # False for recorded fixtures
+
+    def search(self, query: str, max_results: int) -> list[SearchResult]: ...
+
+
+_BLOCKS = re.compile(r"<(script|style|noscript|iframe|template)\b[^>]*>.*?(?:</\1\s*>|$)", re.I | re.S)
+_COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.S)
+_TAG = re.compile(r"</?[A-Za-z][^>]*>|<[!?][^>]*>")
+_MD_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+_MD_MARK = re.compile(r"(\*\*|__|`+|^#+\s*|~~)", re.M)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+def clean(text: str | None, limit: int = 300) -> str:
+    """Plain text from untrusted markup: no tags, scripts, markdown marks or control characters,
+    whitespace collapsed, at most `limit` characters (cut at a word, with an ellipsis)."""
+    if not text:
+        return ""
+    text = _COMMENT.sub(" ", _BLOCKS.sub(" ", str(text)))
+    text = html.unescape(_TAG.sub(" ", text))
+    text = _TAG.sub(" ", text)  # markup that was entity-escaped
+    text = _MD_MARK.sub("", _MD_LINK.sub(r"\1", text))
+    text = re.sub(r"\s+", " ", _CONTROL.sub(" ", text)).strip()
+    if limit and len(text) > limit:
+        cut = text[: max(1, limit - 1)]
+        if " " in cut[limit // 2 :]:
+            cut = cut[: cut.rfind(" ")]
+        text = cut.rstrip(" ,;:.-") + "\u2026"
+    return text
+
+
+def clean_result(result: SearchResult, limit: int = 300) -> SearchResult:
+    return SearchResult(title=clean(result.title, 200), href=clean(result.href, 500), body=clean(result.body, limit))
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())}

@@ -1,0 +1,44 @@
+"""The real web search: the `ddgs` metasearch library (imported only when a search runs)."""
+
+from __future__ import annotations
+
+from qia_cli.errors import SearchError
+from qia_cli.search.base import SearchResult, clean
+
+
+class DdgsBackend:
+    name = "ddgs"
+    cacheable = True
+
+    def __init__(self, timeout: float = 8.0):
+        self.timeout = timeout
+
+    def search(self, query: str, max_results: int) -> list[SearchResult]:
+        try:
+            from ddgs import DDGS
+            from ddgs.exceptions import DDGSException
+        except ImportError as exc:
+            raise SearchError("web search needs the 'ddgs' package", hint="pip install ddgs, or use --search off") from exc
+        try:
+            rows = DDGS(timeout=max(1, round(self.timeout))).text(query, max_results=max_results)
+        except (DDGSException, OSError) as exc:
+            kind = type(exc).__name__
+            if "Ratelimit" in kind:
+                reason = "rate limited by the search engines"
+            elif "Timeout" in kind:
+                reason = f"timed out ({exc})"
+            else:
+                reason = f"{kind}: {exc}" if str(exc) else kind
+            raise SearchError(reason) from exc
+        results = []
+        for row in rows or []:
+            if not isinstance(row, dict):
+                continue
+            results.append(
+                SearchResult(
+                    title=clean(row.get("title"), 200),
+                    href=clean(row.get("href") or row.get("url"), 500),
+                    body=clean(row.get("body") or row.get("snippet")),
+                )
+            )
+        return results[:max_results]

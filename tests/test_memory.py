@@ -1,0 +1,291 @@
+"""The memory store: entries, inference, recall, sessions, and the safety of the file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from qia_cli import paths
+from qia_cli.errors import MemoryCorruptError, QiaError, UsageError
+from qia_cli.memory.recall import infer_kind, infer_names, refers_to_session
+from qia_cli.memory.store import MAX_SESSIONS, MemoryStore, SessionRecord
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("QIA_HOME", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture
+def store(home):
+    return MemoryStore()
+
+
+@pytest.fixture
+def pet_store(store):
+    store.add("Biscuit is my dog, a three-legged corgi")
+    store.add("Biscuit loves chasing tennis balls")
+    store.add("Our logo is a blue fox on a white circle")
+    store.add("I prefer watercolour illustrations")
+    store.add("Grandma lives in Lisbon")
+    return store
+
+
+def texts(entries):
+    return [e.text for e in entries]
+
+
+# --- entries --------------------------------------------------------------------------
+
+
+def test_store_lives_under_qia_home(store, home):
+    assert store.path == home / "data" / "memory.json" == paths.memory_file()
+    assert store.list() == []
+    assert not store.path.exists()  # reading never creates the file
+
+
+def test_add_list_show_forget_clear(store):
+    a = store.add("Biscuit is my dog, a three-legged corgi")
+    b = store.add("Our office is in Leeds", kind="fact", names=["the office"])
+    assert a.id.startswith("m") and len(a.id) == 7 and a.id != b.id
+    assert [e.id for e in store.list()] == [a.id, b.id]
+    assert b.names == ["the office"] and b.kind == "fact"
+    assert store.get(a.id).text == a.text
+    assert store.get(a.id[:4] if a.id[:4] != b.id[:4] else a.id).id == a.id
+    assert store.add("  Biscuit is my   dog, a three-legged corgi ").id == a.id  # same text: same entry
+    assert len(store.list()) == 2
+    assert store.forget(a.id).id == a.id
+    with pytest.raises(UsageError, match="no memory entry"):
+        store.get(a.id)
+    with pytest.raises(UsageError):
+        store.forget("mzzzzzz")
+    assert store.clear() == 1
+    assert store.list() == []
+    with pytest.raises(UsageError):
+        store.add("   ")
+
+
+def test_ambiguous_prefix(store):
+    for i in range(40):
+        store.add(f"fact number {i}")
+    with pytest.raises(UsageError, match="matches"):
+        store.get("m")
+
+
+def test_infer_names_and_kind():
+    assert infer_names("Biscuit is my dog, a three-legged corgi") == ["Biscuit", "my dog"]
+    assert infer_names("Our logo is a blue fox") == ["our logo"]
+    assert infer_names("My sister Anna lives in New York") == ["Anna", "New York", "my sister"]
+    assert infer_names("The cake was baked in May by Tom") == ["Tom"]
+    assert infer_kind("I prefer watercolour") == "preference"
+    assert infer_kind("I like muted colours") == "preference"
+    assert infer_kind("always use a 3:2 frame") == "preference"
+    assert infer_kind("Biscuit is my dog") == "entity"
+    assert infer_kind("Grandma lives in Lisbon") == "fact"
+
+
+def test_add_infers(store):
+    e = store.add("Biscuit is my dog, a three-legged corgi")
+    assert (e.kind, e.names) == ("entity", ["Biscuit", "my dog"])
+    p = store.add("I prefer watercolour")
+    assert (p.kind, p.names) == ("preference", [])
+    f = store.add("I prefer watercolour at night", kind="fact")
+    assert f.kind == "fact"
+
+
+def test_export_import_roundtrip(store, home, tmp_path):
+    store.add("Biscuit is my dog")
+    store.add("I prefer watercolour")
+    store.add_session({"request": "a dog", "prompt": "a corgi", "outputs": ["a.png"], "kind": "generate"})
+    data = store.export()
+    assert data["schema_version"] == 1 and len(data["entries"]) == 2 and len(data["sessions"]) == 1
+    json.dumps(data)  # JSON-safe
+
+    other = MemoryStore(tmp_path / "other" / "memory.json")
+    other.add("biscuit IS my dog")  # same text, different case: a duplicate
+    assert other.import_(data) == 1
+    assert other.import_(data) == 0  # duplicates by id are skipped
+    assert len(other.list()) == 2 and len(other.sessions()) == 1
+    assert other.import_(data, merge=False) == 2
+    assert sorted(texts(other.list())) == sorted(texts(store.list()))
+    with pytest.raises(UsageError, match="invalid"):
+        other.import_({"entries": [{"id": "m1", "kind": "bogus", "text": "x"}]})
+    with pytest.raises(QiaError, match="schema_version"):
+        other.import_({"schema_version": 99, "entries": []})
+
+
+# --- recall ---------------------------------------------------------------------------
+
+
+def test_recall_by_name(pet_store):
+    r = pet_store.recall("a poster for Biscuit's birthday")
+    assert texts(r.entities) == ["Biscuit is my dog, a three-legged corgi"]
+    assert texts(r.facts) == ["Biscuit loves chasing tennis balls"]
+    assert texts(r.preferences) == ["I prefer watercolour illustrations"]
+
+
+def test_recall_by_possessive_reference(pet_store):
+    r = pet_store.recall("my dog on the beach")
+    assert texts(r.entities) == ["Biscuit is my dog, a three-legged corgi"]
+    assert "Biscuit loves chasing tennis balls" in texts(r.facts)  # one hop: my dog -> Biscuit
+    assert "Our logo is a blue fox on a white circle" not in texts(r.all())
+    r = pet_store.recall("My Dog's first snow")
+    assert texts(r.entities) == ["Biscuit is my dog, a three-legged corgi"]
+
+
+def test_recall_irrelevant_request(pet_store):
+    r = pet_store.recall("a mountain lake at dawn")
+    assert r.entities == [] and r.facts == []
+    assert texts(r.preferences) == ["I prefer watercolour illustrations"]
+
+
+def test_recall_word_boundaries_and_rare_words(pet_store):
+    assert pet_store.recall("a biscuits tin").entities == []  # "biscuits" is not "Biscuit"
+    assert pet_store.recall("a doghouse in my garden").entities == []
+    assert texts(pet_store.recall("a tram in lisbon").facts) == ["Grandma lives in Lisbon"]
+    assert texts(pet_store.recall("our logo on a mug").entities) == ["Our logo is a blue fox on a white circle"]
+
+
+def test_recall_sees_other_writers(pet_store):
+    assert pet_store.recall("Rex at the park").entities == []
+    MemoryStore().add("Rex is our cat")
+    assert texts(pet_store.recall("Rex at the park").entities) == ["Rex is our cat"]
+
+
+def test_touch(pet_store):
+    ids = pet_store.recall("Biscuit").ids()
+    pet_store.touch(ids)
+    for entry in pet_store.list():
+        if entry.id in ids:
+            assert entry.uses == 1 and entry.last_used is not None
+
+
+# --- sessions -------------------------------------------------------------------------
+
+
+def test_sessions_and_find_session(store):
+    now = datetime(2025, 6, 10, 15, 0, tzinfo=timezone.utc).astimezone()
+    store.add_session(SessionRecord(time=now - timedelta(days=3), request="a red bicycle", prompt="red bike"))
+    store.add_session(SessionRecord(time=now - timedelta(days=1), request="a poster for Biscuit", prompt="corgi poster"))
+    store.add_session(SessionRecord(time=now - timedelta(days=1, hours=1), request="a castle", prompt="castle"))
+    store.add_session(SessionRecord(time=now - timedelta(hours=1), request="a lighthouse", prompt="lighthouse", kind="plan"))
+    assert [s.request for s in store.sessions(2)] == ["a lighthouse", "a poster for Biscuit"]
+    assert store.find_session("like the one I made yesterday", now=now).request == "a poster for Biscuit"
+    assert store.find_session("the castle from yesterday", now=now).request == "a castle"
+    assert store.find_session("same as last time", now=now).request == "a lighthouse"
+    assert store.find_session("the one from earlier today", now=now).request == "a lighthouse"
+    assert store.find_session("the bicycle again", now=now).request == "a red bicycle"
+    assert refers_to_session("like the one I made yesterday") and not refers_to_session("a dog")
+    assert MemoryStore(store.path.parent / "empty.json").find_session("last time") is None
+
+
+def test_sessions_are_capped(store):
+    base = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    data = {"sessions": [{"request": f"r{i}", "time": (base + timedelta(minutes=i)).isoformat()} for i in range(510)]}
+    store.import_(data)
+    store.add_session({"request": "newest"})
+    kept = store.sessions()
+    assert len(kept) == MAX_SESSIONS and kept[0].request == "newest"
+    assert kept[-1].request == "r11"
+
+
+# --- safety of the file ---------------------------------------------------------------
+
+
+def test_file_mode_schema_and_backup(store):
+    store.add("first fact here")
+    assert (store.path.stat().st_mode & 0o777) == 0o600
+    assert json.loads(store.path.read_text())["schema_version"] == 1
+    assert not store.backup_path.exists()
+    before = store.path.read_bytes()
+    store.add("second fact here")
+    assert store.backup_path.read_bytes() == before
+    assert (store.backup_path.stat().st_mode & 0o777) == 0o600
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"", b"[1, 2]", b'{"entries": [{"nope": 1}]}', b"\xff\xfe\x00"])
+def test_corrupt_file_is_never_replaced(store, content):
+    store.path.parent.mkdir(parents=True, exist_ok=True)
+    store.path.write_bytes(content)
+    stat = store.path.stat()
+    for action in (store.list, lambda: store.add("Biscuit is my dog"), lambda: store.recall("Biscuit"), store.clear):
+        with pytest.raises(MemoryCorruptError) as info:
+            action()
+        assert str(store.path) in info.value.message
+        assert "memory.json.bak" in info.value.hint and "qia memory path" in info.value.hint
+    assert store.path.read_bytes() == content
+    assert store.path.stat().st_mtime_ns == stat.st_mtime_ns
+    assert not store.backup_path.exists()
+    assert [p.name for p in store.path.parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_newer_schema_is_refused(store):
+    store.path.parent.mkdir(parents=True, exist_ok=True)
+    content = b'{"schema_version": 2, "entries": [], "sessions": []}'
+    store.path.write_bytes(content)
+    with pytest.raises(QiaError, match="schema_version 2"):
+        store.list()
+    with pytest.raises(QiaError, match="schema_version 2"):
+        store.add("a fact")
+    assert store.path.read_bytes() == content
+
+
+def test_failed_serialisation_leaves_old_file(store, monkeypatch):
+    store.add("keep me")
+    before = store.path.read_bytes()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    with monkeypatch.context() as patch, pytest.raises(RuntimeError):
+        patch.setattr(json, "dumps", broken)
+        store.add("never written")
+    assert store.path.read_bytes() == before
+    assert texts(MemoryStore().list()) == ["keep me"]
+    assert texts(store.list()) == ["keep me"]  # the in-process cache was not left edited
+
+
+def test_failed_write_midway_leaves_old_file(store, monkeypatch):
+    store.add("keep me")
+    before = store.path.read_bytes()
+    real_replace = os.replace
+
+    def crash_on_rename(src, dst):  # the new bytes sit in the temp file, then the write dies
+        if Path(dst) == store.path:
+            raise OSError(5, "I/O error")
+        return real_replace(src, dst)
+
+    with monkeypatch.context() as patch, pytest.raises(OSError):
+        patch.setattr(os, "replace", crash_on_rename)
+        store.add("never written")
+    assert store.path.read_bytes() == before
+    assert texts(MemoryStore().list()) == ["keep me"]
+    assert [p.name for p in store.path.parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
+ADDER = """
+import sys
+from qia_cli.memory.store import MemoryStore
+store = MemoryStore()
+for i in range(25):
+    store.add(f"process {sys.argv[1]} fact {i}")
+"""
+
+
+def test_parallel_processes_lose_nothing(home):
+    env = {**os.environ, "QIA_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", ADDER, str(n)], env=env) for n in range(4)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
+    entries = MemoryStore().list()
+    assert len(entries) == 100
+    assert len({e.id for e in entries}) == 100
+    assert (MemoryStore().path.stat().st_mode & 0o777) == 0o600
