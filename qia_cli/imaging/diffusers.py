@@ -1,0 +1,302 @@
+"""The Renderer: load a diffusers pipeline once per process, render seeded images from a RenderSpec."""
+
+from __future__ import annotations
+
+import gc
+import inspect
+import os
+import re
+import socket
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urlparse
+
+from qia_cli.errors import ModelError, UsageError
+from qia_cli.imaging.device import resolve_device
+from qia_cli.imaging.families import FamilyDefaults, defaults_for
+
+MAX_SIDE = 4096
+# 8.4 MP (e.g. 4096x2048): SD-class models are trained at 0.26-1 MP; far beyond that the output
+# degrades into repeats while UNet attention memory grows with the square of the latent area.
+MAX_AREA = MAX_SIDE * MAX_SIDE // 2
+MAX_SEED = 2**63 - 1
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+
+
+class RenderCancelled(KeyboardInterrupt):
+    """Raised when `cancel()` says stop; a KeyboardInterrupt so nothing in between swallows it."""
+
+
+@dataclass
+class LoadedPipeline:
+    pipe: Any
+    model: str
+    device: str
+    dtype: Any
+    family: FamilyDefaults
+    load_seconds: float
+    low_memory: bool = False
+
+
+_CACHE: dict[tuple[str, str, str], LoadedPipeline] = {}
+_LOADS = 0
+_HUB_REACHABLE: bool | None = None
+
+
+def load_count() -> int:
+    """How many real loads this process did (cache hits don't count)."""
+    return _LOADS
+
+
+def release_pipeline() -> None:
+    """Drop the cached pipeline and free its memory."""
+    devices = {lp.device for lp in _CACHE.values()}
+    _CACHE.clear()
+    gc.collect()
+    if any(d.startswith("cuda") for d in devices):
+        import torch
+
+        torch.cuda.empty_cache()
+
+
+def validate_size(width: int, height: int) -> None:
+    """Both > 0, multiples of 8, each <= 4096 and area <= 4096*2048; else UsageError."""
+    size = f"{width}x{height}"
+    if width <= 0 or height <= 0:
+        raise UsageError(f"size {size} is invalid: width and height must be positive")
+    if width % 8 or height % 8:
+        raise UsageError(f"size {size} is invalid: width and height must be multiples of 8")
+    if width > MAX_SIDE or height > MAX_SIDE:
+        raise UsageError(f"size {size} is invalid: width and height must be at most {MAX_SIDE}")
+    if width * height > MAX_AREA:
+        raise UsageError(f"size {size} is invalid: at most {MAX_AREA} pixels (e.g. 4096x2048)")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'768x512' or '768*512' -> (768, 512), validated."""
+    match = re.fullmatch(r"\s*(\d{1,6})\s*[xX*×]\s*(\d{1,6})\s*", text or "")
+    if not match:
+        raise UsageError(f"size '{text}' is invalid: use WIDTHxHEIGHT, e.g. 768x512")
+    width, height = int(match.group(1)), int(match.group(2))
+    validate_size(width, height)
+    return width, height
+
+
+def set_verbose(verbose: bool) -> None:
+    """Progress bars and library warnings on (verbose) or off (default)."""
+    import diffusers.utils.logging as dlog
+    import transformers.utils.logging as tlog
+
+    if verbose:
+        dlog.enable_progress_bar()
+        dlog.set_verbosity_warning()
+        tlog.set_verbosity_warning()
+        return
+    dlog.disable_progress_bar()
+    dlog.set_verbosity_error()
+    tlog.set_verbosity_error()
+    tlog.disable_progress_bar()
+    for module in ("diffusers", "transformers", "huggingface_hub", "torch", "accelerate"):
+        warnings.filterwarnings("ignore", category=FutureWarning, module=module)
+        warnings.filterwarnings("ignore", category=UserWarning, module=module)
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=module)
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """False when offline mode is set or huggingface.co:443 doesn't answer within `timeout`."""
+    global _HUB_REACHABLE
+    if _env_true("HF_HUB_OFFLINE") or _env_true("TRANSFORMERS_OFFLINE"):
+        return False
+    if _HUB_REACHABLE is None:
+        url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+        port = url.port or (80 if url.scheme == "http" else 443)
+        try:
+            with socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout):
+                _HUB_REACHABLE = True
+        except OSError:
+            _HUB_REACHABLE = False
+    return _HUB_REACHABLE
+
+
+def _go_offline() -> None:
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:  # huggingface_hub reads the variable at import time
+        import huggingface_hub.constants as hc
+
+        hc.HF_HUB_OFFLINE = True
+    except (ImportError, AttributeError):
+        pass
+
+
+def _local_folder(model: str) -> Path | None:
+    """The folder `model` names, None for a hub id; ModelError for a bad path."""
+    path = Path(model).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelError(f"model {model} is a file, not a diffusers pipeline folder",
+                             hint="pass a folder with model_index.json, or a Hugging Face id")
+        if not (path / "model_index.json").is_file():
+            raise ModelError(f"model {model} is not a diffusers pipeline folder (no model_index.json)")
+        return path.resolve()
+    if not _HUB_ID.match(model) or model.startswith((".", "~")) or model.count("/") > 1:
+        raise ModelError(f"model folder {model} does not exist",
+                         hint="pass an existing folder or a Hugging Face id like stabilityai/sd-turbo")
+    return None
+
+
+def _from_pretrained(source: str, dtype: Any, local_only: bool) -> Any:
+    from diffusers import AutoPipelineForText2Image, DiffusionPipeline
+
+    kwargs = {"torch_dtype": dtype, "local_files_only": local_only}
+    try:
+        return AutoPipelineForText2Image.from_pretrained(source, safety_checker=None, **kwargs)
+    except ValueError as exc:  # no text-to-image pipeline mapped to this class
+        if "AutoPipeline" not in str(exc):
+            raise
+    try:
+        return DiffusionPipeline.from_pretrained(source, safety_checker=None, **kwargs)
+    except TypeError:
+        return DiffusionPipeline.from_pretrained(source, **kwargs)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _load(model: str, folder: Path | None, dtype: Any) -> Any:
+    if folder is not None:
+        try:
+            return _from_pretrained(str(folder), dtype, local_only=True)
+        except (OSError, ValueError, KeyError, TypeError, ImportError) as exc:
+            raise ModelError(f"cannot load model {model}: {_first_line(exc)}") from exc
+    try:
+        return _from_pretrained(model, dtype, local_only=True)
+    except (OSError, ValueError) as cached_exc:
+        if not hub_reachable():
+            _go_offline()
+            raise ModelError(
+                f"model {model} is not in the Hugging Face cache and the hub cannot be reached",
+                hint=f"on a connected machine run `huggingface-cli download {model}` "
+                "or pass --model /path/to/folder",
+            ) from cached_exc
+    try:
+        return _from_pretrained(model, dtype, local_only=False)
+    except (OSError, ValueError, KeyError, TypeError, ImportError) as exc:
+        raise ModelError(f"cannot load model {model}: {_first_line(exc)}",
+                         hint="check the id on huggingface.co, or pass --model /path/to/folder") from exc
+
+
+def load_pipeline(
+    model: str,
+    device: str = "auto",
+    *,
+    progress: Callable[[str], None] | None = None,
+    verbose: bool = False,
+) -> LoadedPipeline:
+    """Load `model` (hub id or local folder) on `device`; cached per (model, device, dtype)."""
+    global _LOADS
+    dev, dtype = resolve_device(device)
+    folder = _local_folder(model)
+    key = (str(folder) if folder else model, dev, str(dtype))
+    if key in _CACHE:
+        return _CACHE[key]
+    release_pipeline()  # one pipeline at a time: they are GBs each
+    set_verbose(verbose)
+    if progress:
+        progress(f"loading {model} on {dev}")
+    start = time.perf_counter()
+    pipe = _load(model, folder, dtype)
+    pipe = pipe.to(dev)
+    if hasattr(pipe, "set_progress_bar_config"):
+        pipe.set_progress_bar_config(disable=not verbose)
+    _LOADS += 1
+    loaded = LoadedPipeline(pipe, model, dev, dtype, defaults_for(str(folder or model)),
+                            time.perf_counter() - start)
+    _CACHE[key] = loaded
+    return loaded
+
+
+def _memory_mode(loaded: LoadedPipeline, width: int, height: int) -> None:
+    want = width * height > 1024 * 1024 or loaded.device == "mps"
+    if want == loaded.low_memory:
+        return
+    pipe = loaded.pipe
+    vae = getattr(pipe, "vae", None)
+    if want:
+        if hasattr(pipe, "enable_attention_slicing"):
+            pipe.enable_attention_slicing()
+        if vae is not None and hasattr(vae, "enable_tiling"):
+            vae.enable_tiling()
+    else:
+        if hasattr(pipe, "disable_attention_slicing"):
+            pipe.disable_attention_slicing()
+        if vae is not None and hasattr(vae, "disable_tiling"):
+            vae.disable_tiling()
+    loaded.low_memory = want
+
+
+def render(
+    spec: Any,
+    *,
+    count: int = 1,
+    on_step: Callable[[int, int], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+    loaded: LoadedPipeline | None = None,
+    verbose: bool = False,
+) -> list[tuple[Any, int]]:
+    """Render `count` images with seeds spec.seed, spec.seed+1, ...; returns [(PIL image, seed)].
+
+    `on_step(step, total)` after each step; `cancel()` returning True raises RenderCancelled.
+    """
+    import torch
+
+    validate_size(spec.width, spec.height)
+    if count < 1:
+        raise UsageError(f"count {count} is invalid: must be at least 1")
+    if not 0 <= spec.seed or spec.seed + count - 1 > MAX_SEED:
+        raise UsageError(f"seed {spec.seed} is invalid: must be between 0 and {MAX_SEED}")
+    if spec.steps < 1:
+        raise UsageError(f"steps {spec.steps} is invalid: must be at least 1")
+    loaded = loaded or load_pipeline(spec.model, spec.device, verbose=verbose)
+    pipe = loaded.pipe
+    _memory_mode(loaded, spec.width, spec.height)
+    params = inspect.signature(pipe.__call__).parameters
+    gen_device = "cpu" if loaded.device == "mps" else loaded.device
+
+    def step_end(_pipe, step, _timestep, callback_kwargs):
+        if on_step is not None:
+            on_step(step + 1, int(getattr(_pipe, "num_timesteps", 0) or spec.steps))
+        if cancel is not None and cancel():
+            raise RenderCancelled("render cancelled")
+        return callback_kwargs
+
+    results = []
+    for i in range(count):
+        seed = spec.seed + i
+        kwargs: dict[str, Any] = {
+            "prompt": spec.prompt,
+            "num_inference_steps": spec.steps,
+            "guidance_scale": spec.guidance,
+            "width": spec.width,
+            "height": spec.height,
+            "generator": torch.Generator(gen_device).manual_seed(seed),
+            "output_type": "pil",
+        }
+        if spec.negative_prompt and spec.guidance > 1:
+            kwargs["negative_prompt"] = spec.negative_prompt
+        if "callback_on_step_end" in params:
+            kwargs["callback_on_step_end"] = step_end
+        if cancel is not None and cancel():
+            raise RenderCancelled("render cancelled")
+        with torch.inference_mode():
+            out = pipe(**kwargs)
+        results.append((out.images[0], seed))
+    return results
