@@ -184,7 +184,7 @@ def _load(model: str, folder: Path | None, dtype: Any) -> Any:
             _go_offline()
             raise ModelError(
                 f"model {model} is not in the Hugging Face cache and the hub cannot be reached",
-                hint=f"on a connected machine run `huggingface-cli download {model}` "
+                hint=f"on a connected machine run `hf download {model}` "
                 "or pass --model /path/to/folder",
             ) from cached_exc
     try:
