@@ -73,6 +73,7 @@ _register()
 
 def report_error(exc: QiaError) -> None:
     err = console.err()
+    err.soft_wrap = True
     err.print(f"[bold red]error:[/bold red] {exc.message}", markup=True, highlight=False)
     if exc.hint:
         err.print(f"[dim]hint:[/dim] {exc.hint}", markup=True, highlight=False)
@@ -90,17 +91,16 @@ def main() -> None:
     except KeyboardInterrupt:
         console.err().print("interrupted")
         sys.exit(EXIT_INTERRUPT)
-    except Exception as exc:  # click's own usage errors and aborts
-        import click
-
-        if isinstance(exc, click.exceptions.Abort):
+    except Exception as exc:  # click's usage errors and aborts (typer may vendor its own click)
+        kind = type(exc).__name__
+        if kind == "Abort":
             console.err().print("interrupted")
             sys.exit(EXIT_INTERRUPT)
-        if isinstance(exc, click.ClickException):
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # a ClickException: bad flag, missing argument
             exc.show()
-            sys.exit(exc.exit_code if exc.exit_code else EXIT_USAGE)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
+            sys.exit(exc.exit_code or EXIT_USAGE)
+        if kind == "Exit":
+            sys.exit(getattr(exc, "exit_code", 0))
         if console.state.verbose:
             raise
         console.err().print(f"[bold red]error:[/bold red] unexpected {type(exc).__name__}: {exc}", markup=True, highlight=False)

@@ -1,0 +1,99 @@
+"""Reasoning: turn implicit knowledge into explicit visual content with focused LLM questions.
+
+Small models answer one completion-style question, with two unrelated Q/A pairs before it, far more often
+than they answer a chat-style "rewrite this prompt". The pairs are picked per request from a pool so that
+they never share words with it: small models copy examples verbatim.
+"""
+
+from __future__ import annotations
+
+import re
+
+from qia_cli.agent.rules import content_words, words
+from qia_cli.llm.base import LLM, Usage
+
+NAME_POOL = [
+    ("What is the tool used to drive nails into wood?", "a hammer"),
+    ("What is the frozen dessert usually served in a crisp cone?", "ice cream"),
+    ("Who is the fictional detective who lived at 221B Baker Street?", "Sherlock Holmes"),
+    ("What is the metal that is liquid at room temperature?", "mercury"),
+    ("What is the yellow vehicle that takes American children to class?", "a school bus"),
+    ("What is the planet known for its red dust?", "Mars"),
+    ("What is the board game played with kings, queens and pawns?", "chess"),
+    ("What is the machine that washes plates after dinner?", "a dishwasher"),
+]
+
+LOOK_POOL = [
+    ("What does a hammer look like?", "a steel head on a wooden handle"),
+    ("What does a school bus look like?", "a long bright yellow bus with black stripes and many windows"),
+    ("What does a chessboard look like?", "a square board of 64 black and white squares"),
+    ("What does an ice cream cone look like?", "round scoops of ice cream on a crisp waffle cone"),
+    ("What does a dishwasher look like?", "a white box with a front door and racks for plates"),
+]
+
+HEADER_NAME = "Answer each question with a short name.\n\n"
+HEADER_LOOK = "Describe what each thing looks like in a few words.\n\n"
+
+MAX_ANSWER_WORDS = 8
+MAX_LOOK_WORDS = 18
+BAD_ANSWER = re.compile(r"\b(i don'?t know|unknown|not sure|none|n/a|sorry|cannot|can't)\b", re.I)
+
+
+def _examples(pool: list[tuple[str, str]], text: str, n: int = 2) -> list[tuple[str, str]]:
+    """The n pairs that share the fewest words with the request (ties keep pool order)."""
+    mine = set(content_words(text))
+    scored = sorted(pool, key=lambda qa: len(mine & set(content_words(qa[0] + " " + qa[1]))))
+    return scored[:n]
+
+
+def _prompt(header: str, pool: list[tuple[str, str]], question: str) -> str:
+    lines = [header]
+    for q, a in _examples(pool, question):
+        lines.append(f"Q: {q}\nA: {a}\n\n")
+    lines.append(f"Q: {question}\nA:")
+    return "".join(lines)
+
+
+def _clean(text: str, max_words: int) -> str | None:
+    text = text.strip().strip("\"'`").strip()
+    text = re.split(r"(?:\bQ:|\n)", text)[0]
+    text = re.sub(r"^(?:A:|answer:)\s*", "", text, flags=re.I)
+    text = text.rstrip(" .;,:!")
+    if not text or BAD_ANSWER.search(text):
+        return None
+    tokens = text.split()
+    if len(tokens) > max_words:
+        # A long answer is usually a name followed by an explanation: keep the head of it.
+        head = re.split(r"[,;(]| - | which | that | because ", text)[0].strip()
+        if 0 < len(head.split()) <= max_words:
+            return head
+        return None
+    return text
+
+
+def name_it(llm: LLM, question: str, request: str, usage: Usage | None = None) -> str | None:
+    """Ask the one question the gap poses ('What is the national flower of Japan?'); None if no usable answer."""
+    completion = llm.complete(_prompt(HEADER_NAME, NAME_POOL, question), max_tokens=16, stop=["\n"])
+    if usage:
+        usage.add(completion)
+    answer = _clean(completion.text, MAX_ANSWER_WORDS)
+    if not answer:
+        return None
+    new = [w for w in content_words(answer) if w not in set(words(request))]
+    if not new:  # it only repeated the request: no knowledge was added
+        return None
+    return answer
+
+
+def describe(llm: LLM, thing: str, usage: Usage | None = None) -> str | None:
+    """A few visual words for `thing` ('cherry blossoms' -> 'pale pink five-petal flowers on dark branches')."""
+    thing = thing.strip().rstrip(".")
+    completion = llm.complete(_prompt(HEADER_LOOK, LOOK_POOL, f"What does {thing} look like?"), max_tokens=28, stop=["\n"])
+    if usage:
+        usage.add(completion)
+    text = _clean(completion.text, MAX_LOOK_WORDS)
+    if not text:
+        return None
+    if set(content_words(text)) <= set(content_words(thing)):
+        return None
+    return text

@@ -1,0 +1,295 @@
+"""Context-aware planning: rules plus focused LLM calls find the gaps, grounding fills them,
+compose writes the prompt. The planner reports progress through a callback; it never prints.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable
+
+from qia_cli.agent import compose as composer
+from qia_cli.agent import rules
+from qia_cli.agent.grounding import clarify, reasoning
+from qia_cli.agent.grounding.memory import ground_memory
+from qia_cli.agent.grounding.search import ground_search
+from qia_cli.agent.types import Evidence, Gap, ModelInfo, Plan
+from qia_cli.errors import UsageError
+from qia_cli.llm.base import LLM, Usage, parse_json
+
+MAX_REQUEST_CHARS = 4000
+LLM_GAP_KINDS = ["subject", "personal", "purpose", "text"]
+GAP_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "missing": {
+            "type": "array",
+            "maxItems": 3,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "kind": {"enum": LLM_GAP_KINDS},
+                    "span": {"type": "string", "maxLength": 60},
+                    "question": {"type": "string", "maxLength": 100},
+                },
+                "required": ["kind", "span", "question"],
+            },
+        }
+    },
+    "required": ["missing"],
+}
+REFINE = re.compile(
+    r"^\s*(?:(?:ok(?:ay)?|now|but|and|then|also|please)[, ]+)*"
+    r"(?:make\s+it|make\s+them|turn\s+it\s+into|same\s+(?:thing\s+|one\s+)?but|change\s+it\s+to|do\s+it|render\s+it|"
+    r"instead|add|remove|without|with|more|less|as\s+an?|in\s+the\s+style\s+of|at\s+night|by\s+day)\b",
+    re.IGNORECASE,
+)
+
+Progress = Callable[[str], None]
+
+
+def validate_request(request: str) -> str:
+    text = (request or "").strip()
+    if not text:
+        raise UsageError("the prompt is empty", hint='say what to picture, e.g. qia plan "a red bicycle"')
+    if len(text) > MAX_REQUEST_CHARS:
+        raise UsageError(f"the prompt is {len(text)} characters long; the limit is {MAX_REQUEST_CHARS}")
+    return text
+
+
+@dataclass
+class PlanOptions:
+    answers: dict[str, str] = field(default_factory=dict)  # by question id or gap id
+    answer_list: list[str] = field(default_factory=list)  # fill open questions in order
+    asker: clarify.Asker | None = None  # asks on a terminal; None = nobody answers
+    negative: str | None = None
+    previous: Plan | None = None  # the plan this request may refine (a session)
+    llm_gaps: bool = True
+
+
+class Planner:
+    """Plans requests. The LLM is created lazily (and once) by `llm_factory`."""
+
+    def __init__(
+        self,
+        llm: LLM | Callable[[], LLM] | None,
+        *,
+        memory=None,
+        search=None,
+        search_deadline: float = 8.0,
+        search_ttl: float = 86400.0,
+        progress: Progress | None = None,
+    ) -> None:
+        self._llm = llm
+        self.memory = memory
+        self.search = search
+        self.search_deadline = search_deadline
+        self.search_ttl = search_ttl
+        self.progress = progress or (lambda _msg: None)
+        self.usage = Usage()
+        self.recalled: list[str] = []
+
+    @property
+    def llm(self) -> LLM | None:
+        if callable(self._llm) and not hasattr(self._llm, "complete"):
+            self._llm = self._llm()
+        return self._llm  # type: ignore[return-value]
+
+    def model_info(self) -> ModelInfo:
+        llm = self.llm
+        return llm.info if llm is not None else ModelInfo(name="rules only", backend="none")
+
+    # -- the flow ---------------------------------------------------------------------------------
+    def plan(self, request: str, options: PlanOptions | None = None) -> Plan:
+        options = options or PlanOptions()
+        request = validate_request(request)
+        timings: dict[str, float] = {}
+        if options.previous is not None and REFINE.match(request):
+            return self._refine(request, options, timings)
+
+        with _timed(timings, "rules"):
+            analysis = rules.analyze(request)
+            gaps = analysis.gaps
+        purpose = _purpose(request)
+        evidence: list[Evidence] = []
+        warnings: list[str] = []
+
+        if options.llm_gaps and not analysis.detailed and self.llm is not None:
+            self.progress("looking for gaps")
+            with _timed(timings, "llm_gaps"):
+                self._llm_gaps(request, gaps)
+
+        if self.memory is not None:
+            self.progress("recalling memory")
+            with _timed(timings, "memory"):
+                found, self.recalled = ground_memory(self.memory, request, gaps)
+                evidence += found
+        for gap in gaps:  # what memory did not know, only the user can say
+            if gap.kind == "personal" and not gap.filled:
+                gap.action = "ask"
+            if gap.kind == "style" and not gap.filled:
+                gap.action = "assume"
+
+        questions = clarify.build_questions(gaps, request)
+        with _timed(timings, "clarify"):
+            answers = dict(options.answers)
+            for q, value in zip(questions, options.answer_list):
+                answers.setdefault(q.id, value)
+            unanswered = [q for q in questions if q.id not in answers and q.gap_id not in answers]
+            if unanswered and options.asker is not None:
+                answers.update({k: v for k, v in options.asker(unanswered).items() if v is not None})
+            evidence += clarify.apply_answers(questions, gaps, answers)
+
+        if self.search is not None and any(g.action == "search" for g in gaps):
+            self.progress("searching")
+            with _timed(timings, "search"):
+                context = " ".join(e.content for e in evidence if e.source == "user")[:80]
+                found, warned = ground_search(
+                    self.search, self.llm, gaps, deadline_s=self.search_deadline, ttl=self.search_ttl,
+                    usage=self.usage, context=context,
+                )
+                evidence += found
+                warnings += warned
+        elif any(g.action == "search" for g in gaps):
+            warnings.append("search is off: time-sensitive facts were assumed, not checked")
+
+        if self.llm is not None and any(g.action == "reason" for g in gaps):
+            self.progress("reasoning")
+            with _timed(timings, "reason"):
+                evidence += self._reason(request, gaps)
+
+        evidence += clarify.assume_rest(gaps, questions, request, purpose)
+        with _timed(timings, "compose"):
+            prompt, negative, checklist = composer.compose(analysis, gaps, evidence, options.negative)
+        timings["total"] = round(sum(timings.values()), 4)
+        return Plan(
+            request=request,
+            gaps=gaps,
+            questions=questions,
+            evidence=evidence,
+            prompt=prompt,
+            negative_prompt=negative,
+            checklist=checklist,
+            warnings=warnings,
+            timings=timings,
+            model=self.model_info(),
+        )
+
+    # -- stages -----------------------------------------------------------------------------------
+    def _reason(self, request: str, gaps: list[Gap]) -> list[Evidence]:
+        evidence = []
+        for gap in gaps:
+            if gap.action != "reason" or not gap.query:
+                continue
+            if gap.query.startswith("What does "):
+                look = reasoning.describe(self.llm, gap.query[len("What does ") : -len(" look like?")], self.usage)
+                if look:
+                    gap.filled = True
+                    evidence.append(Evidence(gap_id=gap.id, source="reasoning", content=look, detail="look: " + gap.query))
+                continue
+            name = reasoning.name_it(self.llm, gap.query, request, self.usage)
+            if not name:
+                continue
+            gap.filled = True
+            evidence.append(Evidence(gap_id=gap.id, source="reasoning", content=name, detail="name: " + gap.query))
+            look = reasoning.describe(self.llm, name, self.usage)
+            if look:
+                evidence.append(Evidence(gap_id=gap.id, source="reasoning", content=look, detail=f"look: What does {name} look like?"))
+        return evidence
+
+    def _llm_gaps(self, request: str, gaps: list[Gap]) -> None:
+        """Gaps the LLM proposes, kept only when they point at words of the request and add a new kind."""
+        messages = [
+            {"role": "system", "content": "You find what an image request leaves unsaid. Reply with JSON only."},
+            {
+                "role": "user",
+                "content": (
+                    f'Image request: "{request}"\n'
+                    "List up to 3 things only the requester knows that the picture needs. "
+                    "For each: kind, the words of the request it concerns (span), and a short question."
+                ),
+            },
+        ]
+        data = None
+        for _attempt in range(2):  # one retry, then the rules stand alone
+            completion = self.usage.add(self.llm.json(messages, GAP_SCHEMA, max_tokens=200))
+            data = parse_json(completion)
+            if isinstance(data, dict) and isinstance(data.get("missing"), list):
+                break
+            data = None
+        if not data:
+            return
+        low = request.lower()
+        have = {g.kind for g in gaps}
+        for item in data["missing"]:
+            if not isinstance(item, dict):
+                continue
+            kind, span = item.get("kind"), str(item.get("span", "")).strip()
+            if kind not in LLM_GAP_KINDS or kind in have or kind == "personal":
+                continue  # personal references are found by rules; the LLM only adds new kinds
+            if len(span) < 3 or span.lower() not in low or not rules.content_words(span):
+                continue
+            if kind == "text" and not rules.TEXT_CARRIERS.search(request):
+                continue
+            gaps.append(
+                Gap(id=f"g{len(gaps) + 1}", kind=kind, description=str(item.get("question", ""))[:100] or f"about '{span}'",
+                    action="ask", span=span, origin="llm")
+            )
+            have.add(kind)
+
+    def _refine(self, request: str, options: PlanOptions, timings: dict[str, float]) -> Plan:
+        """'make it night' edits the previous plan instead of starting over."""
+        prev = options.previous
+        assert prev is not None
+        with _timed(timings, "refine"):
+            root = prev.request.split(" | ")[0]
+            analysis = rules.analyze(root)
+            edit = REFINE.sub(lambda m: m.group(0) if m.group(0).strip().lower().startswith(("with", "without", "add", "more", "less", "at night", "by day", "as a", "as an", "in the style of")) else "", request, count=1).strip(" ,.")
+            edit = edit or request
+            edit_analysis = rules.analyze(edit)
+            drop_kinds = set()
+            if edit_analysis.has_style:
+                drop_kinds.add("style")
+            if edit_analysis.has_setting:
+                drop_kinds.add("setting")
+            if edit_analysis.has_composition:
+                drop_kinds.add("composition")
+            gaps = [g.model_copy() for g in prev.gaps]
+            drop_ids = {g.id for g in gaps if g.kind in drop_kinds}
+            evidence = [e for e in prev.evidence if e.gap_id not in drop_ids]
+            gap = Gap(id=f"g{len(gaps) + 1}", kind="style" if edit_analysis.has_style else "setting" if edit_analysis.has_setting else "subject",
+                      description="your refinement of the previous image", action="ask", span=edit, filled=True)
+            gaps.append(gap)
+            evidence.insert(0, Evidence(gap_id=gap.id, source="user", content=edit, detail="refinement of: " + prev.prompt[:120]))
+            prompt, negative, checklist = composer.compose(analysis, gaps, evidence, options.negative)
+        timings["total"] = round(sum(timings.values()), 4)
+        return Plan(
+            request=f"{prev.request} | {request}",
+            gaps=gaps,
+            questions=[],
+            evidence=evidence,
+            prompt=prompt,
+            negative_prompt=negative,
+            checklist=checklist,
+            timings=timings,
+            model=prev.model or self.model_info(),
+            previous_prompt=prev.prompt,
+        )
+
+
+def _purpose(request: str) -> str | None:
+    m = rules.PURPOSE.search(request)
+    if not m:
+        m = re.search(r"\b(logo)\b", request, re.I)
+    return m.group(1).lower() if m else None
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str):
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = round(timings.get(stage, 0.0) + time.perf_counter() - start, 4)

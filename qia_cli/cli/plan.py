@@ -1,0 +1,40 @@
+"""`qia plan`: context-aware planning only; prints the plan."""
+
+from __future__ import annotations
+
+from qia_cli.cli import common
+from qia_cli.cli.app import app
+
+
+@app.command("plan")
+def plan_command(
+    prompt: common.PromptArg = None,
+    json_out: common.JsonOpt = False,
+    llm: common.LlmOpt = None,
+    search: common.SearchOpt = None,
+    no_ask: common.NoAskOpt = False,
+    answer: common.AnswerOpt = None,
+    answers: common.AnswersOpt = None,
+    remember: common.RememberOpt = None,
+    no_memory: common.NoMemoryOpt = False,
+) -> None:
+    """Plan a request: find what is missing, fill it, and print the final prompt.
+
+    Examples:
+
+      qia plan "a poster for my dog's birthday"
+
+      qia plan "the new headquarters" --no-ask --json
+
+      echo "a bear in winter" | qia plan --json
+    """
+    flags = common.PlanFlags(prompt, json_out, llm, search, no_ask, answer or [], answers, remember, no_memory)
+    request = common.read_prompt(prompt)
+    agent = common.build_agent(flags, progress=None if json_out else common.progress_printer())
+    plan = agent.plan(request, common.plan_options(flags, agent))
+    common.learn_from_answers(plan, flags, agent)
+    agent.record_session(plan, [], "plan")
+    if json_out:
+        common.print_json(plan)
+    else:
+        common.print_plan(plan)
