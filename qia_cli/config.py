@@ -30,6 +30,9 @@ class Settings(BaseModel):
     llm_url: str | None = Field(None, description="Base URL of an OpenAI-compatible server")
     llm_api_key: str | None = Field(None, description="API key for llm_url (never printed)")
     llm_timeout: float = Field(60.0, gt=0, le=3600, description="Seconds per request to an LLM server")
+    llm_gaps: Literal["auto", "on", "off"] = Field(
+        "auto", description="Ask the LLM for gaps the rules miss: auto = on for any model but the tiny bundled one"
+    )
     image_model: str = Field("stabilityai/sd-turbo", description="Diffusers model: a Hugging Face id or a local folder")
     device: Literal["auto", "cuda", "mps", "cpu"] = Field("auto", description="Where images render")
     steps: int | None = Field(None, ge=1, le=500, description="Denoising steps (default: from the model family)")
