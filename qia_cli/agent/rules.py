@@ -114,7 +114,8 @@ STOP = set(
 
 
 def words(text: str) -> list[str]:
-    return WORD.findall(text.lower())
+    """Lowercase words; a possessive 's is dropped ("Acme's" -> "acme")."""
+    return [w[:-2] if w.endswith("'s") else w for w in WORD.findall(text.lower().replace("’", "'"))]
 
 
 def content_words(text: str) -> list[str]:
@@ -310,6 +311,8 @@ def analyze(request: str) -> Analysis:
     _personal(a)
     _subject(a)
     _time(a)
+    if a.gaps_of("time"):  # current facts come from search, not from the model's memory
+        a.gaps = [g for g in a.gaps if g.kind != "knowledge"]
     _purpose(a)
     _text(a)
     _look(a)

@@ -30,7 +30,7 @@ def safe_sentences(text: str) -> list[str]:
 
 def _best_sentence(sentences: list[str], query: str) -> str | None:
     want = set(content_words(query))
-    scored = [(len(want & set(content_words(s))), -len(s), s) for s in sentences]
+    scored = [(len(want & set(content_words(s))), min(len(s), 200), s) for s in sentences]
     scored = [x for x in scored if x[0] > 0]
     if not scored:
         return None
@@ -65,10 +65,15 @@ def extract_fact(llm: LLM | None, question: str, results, usage: Usage | None = 
         if fact and words and not INJECTION.search(fact) and len(words & source_words) >= max(1, (2 * len(words)) // 3):
             href = next((h for p, h in pieces if words & set(content_words(p))), pieces[0][1])
             return " ".join(fact.split()[:MAX_FACT_WORDS]), href
-    for body, href in pieces:
-        sentence = _best_sentence(safe_sentences(body), question)
+    # Extractive fallback: the result sentence that best matches the question (bodies before titles).
+    for r in results[:4]:
+        sentence = _best_sentence(safe_sentences(clean(r.body, 400)), question)
         if sentence:
-            return sentence, href
+            return sentence, r.href
+    for r in results[:4]:
+        sentence = _best_sentence(safe_sentences(clean(r.title, 200)), question)
+        if sentence:
+            return sentence, r.href
     return None, None
 
 

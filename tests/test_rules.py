@@ -1,0 +1,75 @@
+"""The deterministic gap rules: they carry the structure a small model cannot."""
+
+from qia_cli.agent.rules import analyze, strip_lead
+
+
+def kinds(request: str) -> dict[str, str]:
+    return {g.kind: g.action for g in analyze(request).gaps}
+
+
+def test_personal_reference_is_a_recall_gap():
+    a = analyze("a poster for my dog's birthday")
+    personal = [g for g in a.gaps if g.kind == "personal"]
+    assert [g.span for g in personal] == ["my dog"]
+    assert personal[0].action == "recall"
+
+
+def test_time_sensitive_subject_is_searched_and_its_owner_asked():
+    got = kinds("Make an image of the new headquarters")
+    assert got["time"] == "search"
+    assert got["subject"] == "ask"
+
+
+def test_named_place_is_not_time_sensitive():
+    assert "time" not in kinds("a street in New York at night")
+
+
+def test_description_instead_of_name_needs_reasoning():
+    a = analyze("The flower that is the national symbol of Japan")
+    gap = next(g for g in a.gaps if g.kind == "knowledge")
+    assert gap.action == "reason"
+    assert gap.query == "What is the flower that is the national symbol of Japan?"
+
+
+def test_people_get_a_who_question():
+    gap = next(g for g in analyze("The inventor of the telephone").gaps if g.kind == "knowledge")
+    assert gap.query.startswith("Who is")
+
+
+def test_a_state_asks_what_it_looks_like():
+    gap = next(g for g in analyze("A lightbulb without electricity").gaps if g.kind == "knowledge")
+    assert gap.query == "What does a lightbulb without electricity look like?"
+
+
+def test_plain_concrete_request_needs_no_reasoning():
+    assert "knowledge" not in kinds("a red bicycle")
+    assert "knowledge" not in kinds('a sign that says "Open late"')
+
+
+def test_quoted_text_is_kept_and_not_asked():
+    a = analyze('a banner that says "Welcome home, Ana"')
+    assert a.quoted_text == ["Welcome home, Ana"]
+    assert "text" not in {g.kind for g in a.gaps}
+
+
+def test_poster_without_text_asks_what_it_says():
+    assert kinds("a poster for the summer fair")["text"] == "ask"
+
+
+def test_style_composition_and_light_are_detected():
+    assert {"style", "composition", "setting"} <= set(kinds("a red bicycle"))
+    assert not {"style", "composition", "setting"} & set(kinds("a close-up watercolor of a red bicycle at sunset"))
+
+
+def test_long_description_gets_no_filler_gaps():
+    text = (
+        "A long-haired dachshund runs on a wide sandy beach carrying an orange ball in its mouth, waves breaking "
+        "behind it, gulls overhead, wet sand reflecting the pale blue morning sky and a red lighthouse far away"
+    )
+    got = kinds(text)
+    assert "composition" not in got and "setting" not in got and "ask" not in got.values()
+
+
+def test_lead_words_are_stripped_but_the_article_kept():
+    assert strip_lead("Make an image of the new headquarters") == "the new headquarters"
+    assert strip_lead("please draw a cat") == "a cat"
