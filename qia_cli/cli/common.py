@@ -46,6 +46,42 @@ RememberOpt = Annotated[
 ]
 NoMemoryOpt = Annotated[bool, typer.Option("--no-memory", help="Don't read or write the memory store for this run.")]
 
+# -- the render options that `qia generate` and `qia batch` share ------------------------------------
+DEVICES = ["auto", "cuda", "mps", "cpu"]
+
+
+def complete_device(incomplete: str) -> list[str]:
+    return [d for d in DEVICES if d.startswith(incomplete)]
+
+
+ModelOpt = Annotated[
+    Optional[str],
+    typer.Option("--model", "-m", help="Diffusers model: Hugging Face id or local folder.", show_default=False),
+]
+StepsOpt = Annotated[
+    Optional[int],
+    typer.Option("--steps", min=1, max=500, help="Denoising steps (default: from the model family).", show_default=False),
+]
+SizeOpt = Annotated[Optional[str], typer.Option("--size", help="WxH, e.g. 768x512 (multiples of 8).", show_default=False)]
+GuidanceOpt = Annotated[
+    Optional[float],
+    typer.Option("--guidance", min=0, max=50, help="Guidance scale (default: from the model family).", show_default=False),
+]
+NegativeOpt = Annotated[Optional[str], typer.Option("--negative", help="Extra negative prompt.", show_default=False)]
+CountOpt = Annotated[int, typer.Option("--count", "-n", min=1, max=64, help="Images to render (seeds seed, seed+1, ...).")]
+OutdirOpt = Annotated[
+    Optional[Path], typer.Option("--outdir", help="Folder for images (default: ./qia-out).", show_default=False)
+]
+DeviceOpt = Annotated[
+    Optional[str],
+    typer.Option("--device", help="auto, cuda, mps or cpu.", autocompletion=complete_device, show_default=False),
+]
+
+
+def check_device(device: str | None) -> None:
+    if device is not None and device not in DEVICES:
+        raise UsageError(f"unknown device '{device}'", hint="choose one of: " + ", ".join(DEVICES))
+
 
 @dataclass
 class PlanFlags:

@@ -10,28 +10,24 @@ import typer
 from qia_cli.cli import common, console
 from qia_cli.cli.app import app
 
-DEVICES = ["auto", "cuda", "mps", "cpu"]
-
-
-def _complete_device(incomplete: str) -> list[str]:
-    return [d for d in DEVICES if d.startswith(incomplete)]
+DEVICES = common.DEVICES
 
 
 @app.command("generate")
 def generate_command(
     prompt: common.PromptArg = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Diffusers model: Hugging Face id or local folder.", show_default=False)] = None,
-    steps: Annotated[Optional[int], typer.Option("--steps", min=1, max=500, help="Denoising steps (default: from the model family).", show_default=False)] = None,
-    size: Annotated[Optional[str], typer.Option("--size", help="WxH, e.g. 768x512 (multiples of 8).", show_default=False)] = None,
+    model: common.ModelOpt = None,
+    steps: common.StepsOpt = None,
+    size: common.SizeOpt = None,
     width: Annotated[Optional[int], typer.Option("--width", show_default=False, help="Width in pixels.")] = None,
     height: Annotated[Optional[int], typer.Option("--height", show_default=False, help="Height in pixels.")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Seed (default: random, and recorded).", show_default=False)] = None,
-    guidance: Annotated[Optional[float], typer.Option("--guidance", min=0, max=50, help="Guidance scale (default: from the model family).", show_default=False)] = None,
-    negative: Annotated[Optional[str], typer.Option("--negative", help="Extra negative prompt.", show_default=False)] = None,
-    count: Annotated[int, typer.Option("--count", "-n", min=1, max=64, help="Images to render (seeds seed, seed+1, ...).")] = 1,
+    guidance: common.GuidanceOpt = None,
+    negative: common.NegativeOpt = None,
+    count: common.CountOpt = 1,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="PNG file to write (no overwrite).", show_default=False)] = None,
-    outdir: Annotated[Optional[Path], typer.Option("--outdir", help="Folder for images (default: ./qia-out).", show_default=False)] = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="auto, cuda, mps or cpu.", autocompletion=_complete_device, show_default=False)] = None,
+    outdir: common.OutdirOpt = None,
+    device: common.DeviceOpt = None,
     no_plan: Annotated[bool, typer.Option("--no-plan", help="Render the prompt exactly as typed: no planning.")] = False,
     rounds: Annotated[Optional[int], typer.Option("--rounds", min=0, max=10, help="Feedback rounds after the first render (default: 1 on a GPU, 0 on the CPU).", show_default=False)] = None,
     keep_all: Annotated[bool, typer.Option("--keep-all", help="Keep every feedback round's image, not only the best.")] = False,
@@ -65,8 +61,7 @@ def generate_command(
         width, height = parse_size(size)
     if width or height:
         validate_size(width or 512, height or 512)
-    if device is not None and device not in DEVICES:
-        raise UsageError(f"unknown device '{device}'", hint="choose one of: " + ", ".join(DEVICES))
+    common.check_device(device)
 
     flags = common.PlanFlags(prompt, json_out, llm, search, no_ask, answer or [], answers, remember, no_memory)
     request = common.read_prompt(prompt)
@@ -87,6 +82,7 @@ def generate_command(
         if show:
             common.print_plan(plan)
 
+    warned = len(plan.warnings)
     with _step_progress(show) as on_step:
         agent.callbacks.on_step = on_step
         result = agent.render(plan, opts)
@@ -94,14 +90,36 @@ def generate_command(
     if json_out:
         common.print_json(result)
         return
+    for w in result.plan.warnings[warned:]:
+        console.warn(w)
     out = console.out()
+    if result.rounds:
+        print_rounds(result.rounds)
     for o in result.outputs:
         out.print(f"[green]saved[/green] {o.path}  [dim](seed {o.seed}, {o.width}x{o.height})[/dim]", markup=True, highlight=False)
     t = result.timings
     console.info(
         f"[dim]plan {t.get('plan', 0):.2f} s · "
-        f"load {t.get('load_pipeline', 0):.2f} s · render {t.get('render', 0):.2f} s on {result.device}[/dim]"
+        f"load {t.get('load_pipeline', 0):.2f} s · render {t.get('render', 0):.2f} s"
+        + (f" · feedback {t.get('feedback', 0) + t.get('scorer_load', 0):.2f} s" if result.rounds else "")
+        + f" on {result.device}[/dim]"
     )
+
+
+def print_rounds(rounds) -> None:
+    """The feedback rounds for people: scores, the weakest item, what changed, which image was kept."""
+    from rich.table import Table
+
+    table = Table(title="Feedback", title_justify="left", show_edge=False, pad_edge=False)
+    for name in ("round", "seed", "overall", "weakest item", "change", "kept"):
+        table.add_column(name, style="dim" if name == "round" else None)
+    for r in rounds:
+        weakest = min(r.scores, key=lambda s: s.score, default=None)
+        label = f"{r.image + 1}.{r.index}" if any(x.image for x in rounds) else str(r.index)
+        table.add_row(label, str(r.seed), f"{r.overall:.3f}" if r.overall is not None else "-",
+                      f"{weakest.item} ({weakest.score:.3f})" if weakest else "-", r.change or "first render",
+                      "✓" if r.kept else "")
+    console.out().print(table)
 
 
 class _step_progress:
