@@ -151,3 +151,37 @@ def write_file(data: dict[str, Any], path: Path | None = None) -> Path:
     clean = {k: v for k, v in data.items() if v is not None}
     atomic_write_bytes(path, tomli_w.dumps(clean).encode("utf-8"), mode=0o600)
     return path
+
+
+def env_var(key: str) -> str | None:
+    """The environment variable that currently overrides `key`, if any (for warnings)."""
+    for env, alias in ENV_ALIASES.items():
+        if alias == key and os.environ.get(env):
+            return env
+    env = f"QIA_{key.upper()}"
+    return env if os.environ.get(env) else None
+
+
+def set_file_value(key: str, value: Any, path: Path | None = None) -> Any:
+    """Validate one value and write it to the config file (atomically); returns the stored value."""
+    coerced = coerce(key, value)
+    data = read_file(path)
+    if coerced is None:
+        data.pop(key, None)
+    else:
+        data[key] = coerced
+    write_file(data, path)
+    return coerced
+
+
+def unset_file_value(key: str, path: Path | None = None) -> bool:
+    """Remove `key` from the config file; False when it was not there. Unknown keys found in the
+    file can be removed too (that is how a typo in the file is fixed)."""
+    data = read_file(path)
+    if key not in data:
+        if key not in KEYS:
+            raise UsageError(f"unknown setting '{key}'", hint="known settings: " + ", ".join(KEYS))
+        return False
+    del data[key]
+    write_file(data, path)
+    return True

@@ -5,6 +5,7 @@ Nothing heavy is imported here: `qia --help` must not import torch, diffusers or
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 
@@ -81,10 +82,22 @@ def report_error(exc: QiaError) -> None:
         traceback.print_exc()
 
 
+def _plain_help_if_no_color() -> None:
+    """NO_COLOR / --no-color reach Typer's help too (it builds its own rich console)."""
+    if os.environ.get("NO_COLOR") or "--no-color" in sys.argv[1:]:
+        import typer.rich_utils
+
+        typer.rich_utils.COLOR_SYSTEM = None
+
+
 def main() -> None:
     """Entry point: one clear line and an exit code for expected failures, 130 on Ctrl-C."""
     try:
-        rc = app(standalone_mode=False)
+        from qia_cli.cli.completions import COMPLETE_VAR, prepare_env
+
+        prepare_env()  # shell completion (TAB) exits inside app() below, before any command runs
+        _plain_help_if_no_color()
+        rc = app(prog_name="qia", complete_var=COMPLETE_VAR, standalone_mode=False)
     except QiaError as exc:
         report_error(exc)
         sys.exit(exc.exit_code)

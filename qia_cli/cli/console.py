@@ -24,29 +24,34 @@ def _color_off() -> bool:
     return state.no_color or bool(os.environ.get("NO_COLOR"))
 
 
+def _style_args() -> dict:
+    # Rich's no_color drops colours but keeps bold and dim; with colour off, emit no escapes at all.
+    return {"no_color": True, "color_system": None} if _color_off() else {"no_color": False}
+
+
 def out():
     """Console for results (stdout)."""
     from rich.console import Console
 
-    return Console(no_color=_color_off(), highlight=False, soft_wrap=False)
+    return Console(highlight=False, soft_wrap=False, **_style_args())
 
 
 def err():
     """Console for progress, warnings and errors (stderr)."""
     from rich.console import Console
 
-    return Console(stderr=True, no_color=_color_off(), highlight=False)
+    return Console(stderr=True, highlight=False, **_style_args())
 
 
 def info(message: str) -> None:
     """Progress and notes for people; silenced by --quiet."""
     if not state.quiet:
-        err().print(message)
+        err().print(message, soft_wrap=True)  # no hard wraps: paths and commands stay copy-pastable
 
 
 def warn(message: str) -> None:
     if not state.quiet:
-        err().print(f"[yellow]warning:[/yellow] {message}", markup=True, highlight=False)
+        err().print(f"[yellow]warning:[/yellow] {message}", markup=True, highlight=False, soft_wrap=True)
 
 
 def stderr_is_tty() -> bool:
