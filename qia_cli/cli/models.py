@@ -192,8 +192,10 @@ def models_root(ctx: typer.Context) -> None:
 
 @models_app.command("list")
 def list_(as_json: bool = typer.Option(False, "--json", help="Print one JSON document.")) -> None:
-    """The bundled and configured planner LLM, the diffusers pipelines in the Hugging Face cache,
-    and whether the configured image model is available offline."""
+    """Planner LLMs, cached diffusers pipelines, and whether the configured image model works offline.
+
+    Nothing is downloaded: for a model that is not cached, the command to fetch it is shown.
+    """
     from qia_cli.config import load_settings
 
     loaded = load_settings()
