@@ -53,6 +53,7 @@ class Agent:
     memory: object | None = None
     search: object | None = None
     llm: object | None = None  # an LLM, or None to build it lazily from settings
+    scorer: object | None = None  # a Scorer for the feedback loop, or None to load settings.scorer when needed
     callbacks: Callbacks = field(default_factory=Callbacks)
     _planner: Planner | None = None
 
@@ -115,8 +116,9 @@ class Agent:
         )
 
     def render(self, plan: Plan, opts: RenderOptions, spec: RenderSpec | None = None) -> GenerateResult:
+        """Render `plan`; with feedback rounds, score each image against the checklist, revise, render again."""
         from qia_cli.imaging import diffusers as renderer
-        from qia_cli.imaging.output import build_metadata, check_output_file, check_writable, save_image
+        from qia_cli.imaging.output import check_output_file, check_writable
 
         spec = spec or self.spec_for(plan, opts)
         renderer.validate_size(spec.width, spec.height)
@@ -125,12 +127,19 @@ class Agent:
             check_output_file(opts.output, overwrite=opts.overwrite)
         else:
             check_writable(outdir)  # fail before any model loads, and leave nothing behind
+        wanted = opts.rounds if opts.rounds is not None else self.settings.rounds
+        scorer_source = opts.scorer or self.settings.scorer
+        if wanted and plan.checklist and self.scorer is None:
+            from qia_cli.imaging.scoring import check_available
+
+            check_available(scorer_source)  # asked for feedback: a missing scorer fails before any render
 
         timings = {"plan": plan.timings.get("total", 0.0)}
         self.release_llm()
         start = time.perf_counter()
         loaded = renderer.load_pipeline(spec.model, spec.device, progress=self.callbacks.progress, verbose=self.verbose)
         timings["load_pipeline"] = round(time.perf_counter() - start, 4)
+        rounds = self._feedback_rounds(plan, wanted, loaded.device, scorer_source)
 
         start = time.perf_counter()
         images = renderer.render(
@@ -139,28 +148,120 @@ class Agent:
         )
         timings["render"] = round(time.perf_counter() - start, 4)
 
+        from qia_cli.agent.feedback import Shot
+
         result = GenerateResult(plan=plan, render=spec, timings=timings, device=loaded.device)
+        chains = [[Shot(image, spec.model_copy(update={"seed": seed}))] for image, seed in images]
+        if rounds:
+            chains = self._feedback(plan, chains, rounds, loaded, scorer_source, timings)
+            result.rounds = [shot.round for chain in chains for shot in chain if shot.round is not None]
         start = time.perf_counter()
-        for index, (image, seed) in enumerate(images):
-            output = opts.output
-            if output is not None and len(images) > 1:
-                output = output.with_name(f"{output.stem}-{index + 1}{output.suffix}")
-            record = result.model_copy(update={"outputs": []})
-            record.render = spec.model_copy(update={"seed": seed})
-            plan_json = plan.model_dump_json()
-            png, side = save_image(
-                image,
-                outdir=outdir,
-                output=output,
-                metadata=build_metadata(plan.request, record.render, seed, plan_json),
-                sidecar=json.loads(record.model_dump_json()),
-                overwrite=opts.overwrite,
-            )
-            result.outputs.append(Output(path=str(png), sidecar=str(side), seed=seed, width=image.width, height=image.height))
+        self._save(plan, result, chains, opts, outdir)
         timings["save"] = round(time.perf_counter() - start, 4)
         timings["total"] = round(sum(v for k, v in timings.items() if k != "total"), 4)
         result.timings = timings
         return result
+
+    # -- the feedback loop ------------------------------------------------------------------------
+    def _feedback_rounds(self, plan: Plan, wanted: int | None, device: str, source: str) -> int:
+        """Rounds to run: as asked, or by default 1 on a GPU and 0 on the CPU (0 when it can't run)."""
+        rounds = wanted if wanted is not None else (0 if device == "cpu" else 1)
+        if rounds and not plan.checklist:
+            plan.warnings.append("feedback off: the plan has no checklist to score")
+            return 0
+        if rounds and wanted is None and self.scorer is None:
+            from qia_cli.errors import ModelError
+            from qia_cli.imaging.scoring import check_available
+
+            try:  # the default loop: a scorer that isn't downloaded turns it off with a warning
+                check_available(source)
+            except ModelError as exc:
+                plan.warnings.append(f"feedback off: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""))
+                return 0
+        return rounds
+
+    def _phrase_fn(self, device: str):
+        """A visual description of a missing item from the planner LLM, or None for rules only.
+
+        Rules only when no LLM was built (--no-plan) or the LLM would sit on the GPU next to the pipeline;
+        a CPU GGUF that was freed before diffusion reloads on first use (the bundled one in well under a
+        second) and then holds only CPU memory.
+        """
+        llm = self.llm
+        if llm is None or (getattr(llm, "n_gpu_layers", 0) and device != "cpu"):
+            return None
+        from qia_cli.agent.grounding.reasoning import describe
+        from qia_cli.errors import QiaError
+
+        def phrase(item: str) -> str | None:
+            if item.lower().startswith("text "):
+                return None
+            try:
+                return describe(llm, item)
+            except (QiaError, OSError, RuntimeError, ValueError):
+                return None
+
+        return phrase
+
+    def _feedback(self, plan: Plan, chains: list, rounds: int, loaded, source: str, timings: dict) -> list:
+        from qia_cli.agent.feedback import FeedbackLoop, run_rounds
+        from qia_cli.imaging import diffusers as renderer
+        from qia_cli.imaging import scoring
+
+        start = time.perf_counter()
+        scorer = self.scorer
+        if scorer is None:
+            device, dtype = scoring.placement(loaded.device, loaded.dtype)
+            scorer = scoring.load_scorer(source, device, dtype, progress=self.callbacks.progress, verbose=self.verbose)
+        timings["scorer_load"] = round(time.perf_counter() - start, 4)
+
+        start = time.perf_counter()
+        phrase = self._phrase_fn(loaded.device)
+
+        def draw(spec: RenderSpec):
+            return renderer.render(spec, count=1, on_step=self.callbacks.on_step, cancel=self.callbacks.cancel,
+                                   loaded=loaded, verbose=self.verbose)[0][0]
+
+        done = []
+        for index, (first,) in enumerate(chains):
+            loop = FeedbackLoop(list(plan.checklist), self.settings.threshold, phrase=phrase,
+                                use_negative=first.spec.guidance > 1)
+            done.append(run_rounds(loop, first, draw, scorer.score, rounds, image=index, progress=self.callbacks.progress))
+        if self.scorer is None:
+            scoring.release_if_tight()
+        timings["feedback"] = round(time.perf_counter() - start, 4)
+        return done
+
+    def _save(self, plan: Plan, result: GenerateResult, chains: list, opts: RenderOptions, outdir: Path) -> None:
+        """Save the kept image of each chain (and with --keep-all every round's), recording every round."""
+        from qia_cli.imaging.output import build_metadata, output_name, save_image
+
+        plan_json = plan.model_dump_json()
+        for index, shots in enumerate(chains):
+            kept = next((s for s in shots if s.round is None or s.round.kept), shots[0])
+            rounds = [s.round for s in shots if s.round is not None]
+            extra = [s for s in shots if s is not kept] if opts.keep_all else []
+            for shot in extra + [kept]:  # the kept image last, so its files name all the others
+                output, name = opts.output, None
+                tag = "" if shot is kept else f"-r{shot.round.index}"
+                if output is not None:
+                    number = f"-{index + 1}" if len(chains) > 1 else ""
+                    output = output.with_name(f"{output.stem}{number}{tag}{output.suffix or '.png'}")
+                elif tag:
+                    name = output_name(plan.request, shot.spec.seed)[: -len(".png")] + f"_r{shot.round.index}"
+                metadata = build_metadata(plan.request, shot.spec, shot.spec.seed, plan_json)
+                if rounds:
+                    metadata["qia:round"] = str(shot.round.index)
+                    metadata["qia:rounds"] = json.dumps([r.model_dump() for r in rounds], ensure_ascii=False)
+                record = result.model_copy(update={"outputs": [], "rounds": rounds, "render": shot.spec})
+                png, side = save_image(shot.image, outdir=outdir, output=output, metadata=metadata,
+                                       sidecar=json.loads(record.model_dump_json()), name=name,
+                                       overwrite=opts.overwrite)
+                if shot.round is not None:
+                    shot.round.output = str(png)
+                if shot is kept:
+                    result.outputs.append(Output(path=str(png), sidecar=str(side), seed=shot.spec.seed,
+                                                 width=shot.image.width, height=shot.image.height))
 
     def record_session(self, plan: Plan, outputs: list[str], kind: str) -> None:
         if self.memory is None:

@@ -100,7 +100,8 @@ class ItemScore(BaseModel):
 
 
 class Round(BaseModel):
-    index: int
+    index: int = Field(description="0 = the first render, 1.. = feedback rounds")
+    image: int = Field(default=0, description="Which of the --count images this round belongs to (0-based)")
     prompt: str
     negative_prompt: str
     seed: int
@@ -108,8 +109,8 @@ class Round(BaseModel):
     overall: float | None = None
     change: str | None = Field(default=None, description="What was changed for this round")
     reason: str | None = Field(default=None, description="Why it was changed")
-    output: str | None = None
-    kept: bool = False
+    output: str | None = Field(default=None, description="Where this round's image was saved, if it was")
+    kept: bool = Field(default=False, description="The best round by overall score: the image delivered")
 
 
 class Output(BaseModel):

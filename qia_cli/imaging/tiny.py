@@ -104,3 +104,33 @@ def build_tiny_pipeline(folder: Path, *, seed: int = 0, verbose: bool = False) -
     )
     pipe.save_pretrained(folder)
     return folder
+
+
+def build_tiny_clip(folder: Path, *, seed: int = 0, verbose: bool = False) -> Path:
+    """Build and save_pretrained a tiny random-weight CLIP scorer (model, tokenizer, PIL image processor)."""
+    import torch
+
+    from qia_cli.imaging.diffusers import set_verbose
+    from qia_cli.imaging.scoring import _image_processor_class
+
+    set_verbose(verbose)
+    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    with tempfile.TemporaryDirectory(prefix="qia-tiny-tok-") as tmp:
+        vocab_file, merges_file, vocab = _write_tokenizer_files(Path(tmp))
+        tokenizer = CLIPTokenizer(str(vocab_file), str(merges_file), model_max_length=77)
+    eos = vocab["<|endoftext|>"]
+    layers = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}
+    config = CLIPConfig(
+        text_config={**layers, "vocab_size": 1000, "max_position_embeddings": 77,
+                     "bos_token_id": vocab["<|startoftext|>"], "eos_token_id": eos, "pad_token_id": eos},
+        vision_config={**layers, "image_size": 32, "patch_size": 8},
+        projection_dim=16,
+    )
+    CLIPModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    processor = _image_processor_class()(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    processor.save_pretrained(folder)
+    return folder
