@@ -243,27 +243,34 @@ class Planner:
         """'make it night' edits the previous plan instead of starting over."""
         prev = options.previous
         assert prev is not None
+        self.recalled = []
         with _timed(timings, "refine"):
-            root = prev.request.split(" | ")[0]
-            analysis = rules.analyze(root)
-            edit = REFINE.sub(lambda m: m.group(0) if m.group(0).strip().lower().startswith(("with", "without", "add", "more", "less", "at night", "by day", "as a", "as an", "in the style of")) else "", request, count=1).strip(" ,.")
-            edit = edit or request
-            edit_analysis = rules.analyze(edit)
+            edit, removed = _edit_of(request)
+            edit_analysis = rules.analyze(edit) if edit else None
             drop_kinds = set()
-            if edit_analysis.has_style:
+            if edit_analysis and edit_analysis.has_style:
                 drop_kinds.add("style")
-            if edit_analysis.has_setting:
+            if edit_analysis and edit_analysis.has_setting:
                 drop_kinds.add("setting")
-            if edit_analysis.has_composition:
+            if edit_analysis and edit_analysis.has_composition:
                 drop_kinds.add("composition")
+            root = _drop_segments(prev.request.split(" | ")[0], drop_kinds)
+            analysis = rules.analyze(root)
             gaps = [g.model_copy() for g in prev.gaps]
             drop_ids = {g.id for g in gaps if g.kind in drop_kinds}
-            evidence = [e for e in prev.evidence if e.gap_id not in drop_ids]
-            gap = Gap(id=f"g{len(gaps) + 1}", kind="style" if edit_analysis.has_style else "setting" if edit_analysis.has_setting else "subject",
-                      description="your refinement of the previous image", action="ask", span=edit, filled=True)
-            gaps.append(gap)
-            evidence.insert(0, Evidence(gap_id=gap.id, source="user", content=edit, detail="refinement of: " + prev.prompt[:120]))
-            prompt, negative, checklist = composer.compose(analysis, gaps, evidence, options.negative)
+            evidence = [e for e in prev.evidence if e.gap_id not in drop_ids and not _mentions(e, removed)]
+            if edit and edit_analysis is not None:
+                kind = "style" if edit_analysis.has_style else "setting" if edit_analysis.has_setting else "subject"
+                gap = Gap(id=f"g{len(gaps) + 1}", kind=kind, description="your refinement of the previous image",
+                          action="ask", span=edit, filled=True)
+                gaps.append(gap)
+                evidence.insert(0, Evidence(gap_id=gap.id, source="user", content=edit, detail="refinement of: " + prev.prompt[:120]))
+                if self.memory is not None:  # "same but with Biscuit": who Biscuit is comes from memory
+                    found, self.recalled = ground_memory(self.memory, edit, [])
+                    known = {e.detail for e in evidence if e.source == "memory"}
+                    evidence[1:1] = [e for e in found if e.detail not in known]
+            negative = ", ".join(dict.fromkeys(filter(None, [options.negative, *_removed_before(prev, edit), removed])))
+            prompt, negative, checklist = composer.compose(analysis, gaps, evidence, negative or None)
         timings["total"] = round(sum(timings.values()), 4)
         return Plan(
             request=f"{prev.request} | {request}",
@@ -277,6 +284,43 @@ class Planner:
             model=prev.model or self.model_info(),
             previous_prompt=prev.prompt,
         )
+
+
+KEEP_LEADS = ("with", "without", "add", "more", "less", "at night", "by day", "as a", "as an", "in the style of")
+REMOVE = re.compile(r"^(?:without|remove|no|drop)\s+(?:the\s+|a\s+|an\s+)?(.+)$", re.IGNORECASE)
+
+
+def _edit_of(request: str) -> tuple[str, str]:
+    """The words a refinement adds to the prompt, and what it takes out ("without the hat" -> "", "hat")."""
+    edit = REFINE.sub(lambda m: m.group(0) if m.group(0).strip().lower().startswith(KEEP_LEADS) else "", request, count=1)
+    edit = re.sub(r"^\s*add\s+", "with ", edit.strip(" ,."), flags=re.IGNORECASE) or request.strip(" ,.")
+    removal = REMOVE.match(re.sub(r"^\s*(?:(?:ok(?:ay)?|now|but|and|then|also|please)[, ]+)*", "", request).strip(" ,."))
+    if removal:
+        return "", removal.group(1).strip()
+    return edit, ""
+
+
+def _drop_segments(root: str, kinds: set[str]) -> str:
+    """'a lighthouse, oil painting' + a new style -> 'a lighthouse': short comma parts the edit replaces."""
+    patterns = [p for k, p in (("style", rules.STYLE), ("setting", rules.SETTING)) if k in kinds]
+    parts = [p.strip() for p in root.split(",")]
+    kept = parts[:1] + [p for p in parts[1:] if not (len(p.split()) <= 4 and any(x.search(p) for x in patterns))]
+    return ", ".join(kept)
+
+
+def _removed_before(prev: Plan, edit: str) -> list[str]:
+    """What earlier refinements took out (their negative terms), unless this edit brings it back."""
+    base = set(composer.BASE_NEGATIVE.split(", ")) | {"text", "letters", "caption"}
+    back = set(rules.content_words(edit))
+    terms = [t.strip() for t in prev.negative_prompt.split(",")]
+    return [t for t in terms if t and t not in base and not set(rules.content_words(t)) & back]
+
+
+def _mentions(evidence: Evidence, removed: str) -> bool:
+    """Earlier refinements that brought in what is now removed ("with a hat" when removing "hat")."""
+    if not removed or evidence.source != "user" or not (evidence.detail or "").startswith("refinement of:"):
+        return False
+    return bool(set(rules.content_words(removed)) & set(rules.content_words(evidence.content)))
 
 
 def _purpose(request: str) -> str | None:

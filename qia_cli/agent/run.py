@@ -37,6 +37,9 @@ class RenderOptions:
     rounds: int | None = None
     keep_all: bool = False
     scorer: str | None = None
+    # Free the planner LLM before the pipeline loads: True (one-shot commands), False (keep it warm),
+    # None = auto: only when the LLM sits on a GPU (llm_gpu_layers != 0) and images render on one too.
+    release_llm: bool | None = True
 
 
 @dataclass
@@ -93,6 +96,30 @@ class Agent:
         if llm is not None and hasattr(llm, "close"):
             llm.close()
 
+    def should_release_llm(self, opts: RenderOptions, device: str) -> bool:
+        """opts.release_llm, or for None (auto): True only when the LLM and the pipeline share a GPU."""
+        if opts.release_llm is not None:
+            return opts.release_llm
+        if self.settings.llm_gpu_layers == 0 or self.settings.llm.startswith("openai"):
+            return False  # the LLM holds no VRAM: keep it warm
+        if device == "auto":
+            from qia_cli.imaging.device import resolve_device
+
+            device = resolve_device(device)[0]
+        return not device.startswith("cpu")
+
+    def set_llm(self, llm, settings: Settings | None = None) -> None:
+        """Swap the planner LLM (a session's /model llm); the old one is freed."""
+        self.release_llm()
+        self.llm, self._planner = llm, None
+        if settings is not None:
+            self.settings = settings
+
+    def set_search(self, backend) -> None:
+        self.search = backend
+        if self._planner is not None:
+            self._planner.search = backend
+
     # -- rendering ------------------------------------------------------------------------------
     def spec_for(self, plan: Plan, opts: RenderOptions) -> RenderSpec:
         from qia_cli.imaging.families import defaults_for
@@ -135,7 +162,8 @@ class Agent:
             check_available(scorer_source)  # asked for feedback: a missing scorer fails before any render
 
         timings = {"plan": plan.timings.get("total", 0.0)}
-        self.release_llm()
+        if self.should_release_llm(opts, spec.device):
+            self.release_llm()
         start = time.perf_counter()
         loaded = renderer.load_pipeline(spec.model, spec.device, progress=self.callbacks.progress, verbose=self.verbose)
         timings["load_pipeline"] = round(time.perf_counter() - start, 4)

@@ -1,0 +1,228 @@
+"""`qia chat` (and `qia` alone on a terminal): an interactive session that keeps the models loaded.
+
+The terminal side only: prompt_toolkit input (history, completion, toolbar, multi-line) and Rich
+output. The session logic lives in qia_cli/repl.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from qia_cli.cli import common, console
+from qia_cli.cli.app import app
+
+BANNER = "qia chat: type what to picture. /help for commands, Ctrl-D to leave."
+
+
+@app.command("chat")
+def chat_command(
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Diffusers model: Hugging Face id or local folder.", show_default=False)] = None,
+    size: Annotated[Optional[str], typer.Option("--size", help="WxH, e.g. 768x512 (multiples of 8).", show_default=False)] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", min=1, max=500, help="Denoising steps (default: from the model family).", show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Fixed seed (default: random per render; a refinement keeps the last seed).", show_default=False)] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto, cuda, mps or cpu.", show_default=False)] = None,
+    outdir: Annotated[Optional[Path], typer.Option("--outdir", help="Folder for images (default: ./qia-out).", show_default=False)] = None,
+    release_llm: Annotated[Optional[bool], typer.Option("--release-llm/--keep-llm", help="Free the planner LLM before each render, or keep it loaded (default: free it only when it shares a GPU with the image model).", show_default=False)] = None,
+    llm: common.LlmOpt = None,
+    search: common.SearchOpt = None,
+    no_ask: common.NoAskOpt = False,
+    remember: common.RememberOpt = None,
+    no_memory: common.NoMemoryOpt = False,
+) -> None:
+    """An interactive session: plan and render turn by turn, refine ("make it night"), models stay loaded.
+
+    Examples:
+
+      qia chat
+
+      qia chat --model ./my-pipeline --seed 7 --search off
+    """
+    run_chat(model=model, size=size, steps=steps, seed=seed, device=device, outdir=outdir, release_llm=release_llm,
+             llm=llm, search=search, no_ask=no_ask, remember=remember, no_memory=no_memory)
+
+
+def run_chat(*, model=None, size=None, steps=None, seed=None, device=None, outdir=None, release_llm=None,
+             llm=None, search=None, no_ask=False, remember=None, no_memory=False) -> None:
+    """Build the session from flags and run it: prompt_toolkit on a terminal, plain lines otherwise."""
+    from qia_cli.agent.run import RenderOptions
+    from qia_cli.errors import UsageError
+    from qia_cli.imaging.diffusers import parse_size
+    from qia_cli.repl import ChatSession
+
+    if device is not None and device not in {"auto", "cuda", "mps", "cpu"}:
+        raise UsageError(f"unknown device '{device}'", hint="choose one of: auto, cuda, mps, cpu")
+    width, height = parse_size(size) if size else (None, None)
+    flags = common.PlanFlags(llm=llm, search=search, no_ask=no_ask, remember=remember, no_memory=no_memory)
+    agent = common.build_agent(flags, progress=common.progress_printer())
+    opts = RenderOptions(model=model, steps=steps, width=width, height=height, seed=seed, device=device,
+                         outdir=outdir, release_llm=release_llm)
+    interactive = console.interactive()
+    session = ChatSession(agent, TerminalUI() if interactive else PlainUI(), opts,
+                          ask=interactive and not no_ask and agent.settings.ask,
+                          on_plan=lambda plan: common.learn_from_answers(plan, flags, agent))
+    if interactive:
+        prompt_loop(session)
+    else:
+        plain_loop(session, sys.stdin)
+
+
+# -- the loops ---------------------------------------------------------------------------------------
+def prompt_loop(session, *, history=None) -> None:
+    """Read lines with prompt_toolkit until /quit or Ctrl-D. Ctrl-C clears the line."""
+    from prompt_toolkit import PromptSession
+
+    prompt = PromptSession(
+        history=history if history is not None else _file_history(),
+        completer=_completer(session),
+        complete_while_typing=True,
+        key_bindings=_key_bindings(),
+        multiline=True,
+        bottom_toolbar=session.toolbar,
+        prompt_continuation=lambda width, _line, _soft: "." * (width - 1) + " ",
+    )
+    session.ui.say(f"[dim]{BANNER}[/dim]")
+    while True:
+        try:
+            line = prompt.prompt("qia> ")
+        except KeyboardInterrupt:
+            continue
+        except EOFError:
+            break
+        if not session.handle(line):
+            break
+    session.ui.say("[dim]bye[/dim]")
+
+
+def plain_loop(session, stream) -> None:
+    """Lines from a pipe or file (no terminal): no questions, no toolbar; a trailing \\ joins lines."""
+    pending = ""
+    for raw in stream:
+        line = raw.rstrip("\n")
+        if line.endswith("\\"):
+            pending += line[:-1] + "\n"
+            continue
+        if not session.handle(pending + line):
+            return
+        pending = ""
+    if pending:
+        session.handle(pending)
+
+
+def _file_history():
+    from prompt_toolkit.history import FileHistory
+
+    from qia_cli import paths
+
+    path = paths.history_file()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not path.exists():  # requests can be personal: readable by the user only
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    return FileHistory(str(path))
+
+
+def _key_bindings():
+    """Enter sends; a line ending in \\ or Esc+Enter (Alt+Enter) continues on a new line."""
+    from prompt_toolkit.key_binding import KeyBindings
+
+    kb = KeyBindings()
+
+    @kb.add("enter")
+    def _enter(event) -> None:
+        buf = event.current_buffer
+        state = buf.complete_state
+        if state is not None and state.current_completion is not None:
+            buf.apply_completion(state.current_completion)
+            return
+        if buf.document.text_before_cursor.endswith("\\"):
+            buf.delete_before_cursor(1)
+            buf.insert_text("\n")
+            return
+        buf.validate_and_handle()
+
+    @kb.add("escape", "enter")
+    def _newline(event) -> None:
+        event.current_buffer.insert_text("\n")
+
+    return kb
+
+
+def _completer(session):
+    """Slash commands and their first argument (/model llm|image, /search on|off, ...)."""
+    from prompt_toolkit.completion import Completer, Completion
+
+    class SlashCompleter(Completer):
+        def get_completions(self, document, complete_event):
+            before = document.text_before_cursor
+            word = before.rsplit(" ", 1)[-1]
+            for text in session.completions(before):
+                yield Completion(text, start_position=-len(word))
+
+    return SlashCompleter()
+
+
+# -- output ------------------------------------------------------------------------------------------
+class TerminalUI:
+    """Rich output, and questions and edits through prompt_toolkit in the same terminal."""
+
+    def __init__(self) -> None:
+        self._ask = None
+
+    def _prompt(self):
+        if self._ask is None:
+            from prompt_toolkit import PromptSession
+            from prompt_toolkit.history import InMemoryHistory
+
+            self._ask = PromptSession(history=InMemoryHistory())  # answers stay out of the chat history
+        return self._ask
+
+    def say(self, markup: str) -> None:
+        console.out().print(markup, markup=True, highlight=False)
+
+    def error(self, message: str, hint: str | None = None) -> None:
+        from rich.markup import escape
+
+        text = f"[bold red]error:[/bold red] {escape(message)}"
+        if hint:
+            text += f"  [dim]({escape(hint)})[/dim]"
+        console.err().print(text, markup=True, highlight=False, soft_wrap=True)
+
+    def show_plan(self, plan) -> None:
+        common.print_plan(plan)
+
+    def ask(self, text: str, default: str | None) -> str:
+        return self._prompt().prompt(f"{text} ", placeholder=f"[{default}]" if default else "", default="")
+
+    def edit(self, text: str) -> str:
+        return self._prompt().prompt("edit prompt> ", default=text)
+
+    @contextlib.contextmanager
+    def progress(self):
+        """A step bar on stderr while rendering (on a terminal, without --quiet)."""
+        if console.state.quiet or not console.stderr_is_tty():
+            yield None
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        bar = Progress(TextColumn("rendering (Ctrl-C cancels)"), BarColumn(), MofNCompleteColumn(),
+                       TimeElapsedColumn(), console=console.err(), transient=True)
+        task = bar.add_task("render", total=None)
+        with bar:
+            yield lambda step, total: bar.update(task, completed=step, total=total)
+
+
+class PlainUI(TerminalUI):
+    """No terminal: nobody to ask and no line editor."""
+
+    def ask(self, text: str, default: str | None) -> str:
+        raise EOFError
+
+    def edit(self, text: str) -> str:
+        from qia_cli.errors import UsageError
+
+        raise UsageError("/edit needs a terminal")

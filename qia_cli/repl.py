@@ -1,0 +1,401 @@
+"""The `qia chat` session logic: turns, refinements, slash commands and settings that last a session.
+
+No prompt_toolkit here: the terminal side (qia_cli/cli/chat.py) gives a `UI` and feeds lines to
+`ChatSession.handle`. One Agent lives for the whole session, so the planner LLM and the diffusion
+pipeline load once and stay loaded between turns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+from qia_cli.agent.run import MAX_SEED, Agent, RenderOptions
+from qia_cli.agent.types import GenerateResult, Plan
+from qia_cli.errors import QiaError, UsageError
+
+HELP = """\
+Type what to picture and press Enter: qia plans it (asking here when only you
+know) and renders it. "make it night", "now as a watercolor" or "same but with
+Biscuit" refines the last plan and keeps its seed (unless /seed is set).
+End a line with \\ or press Esc then Enter (Alt+Enter) for a new line.
+Ctrl-C cancels a render or clears the line; Ctrl-D or /quit leaves.
+
+  /plan TEXT          plan (or refine) without rendering
+  /gen                render the current plan again
+  /show               the current plan: gaps, context and the final prompt
+  /edit               edit the final prompt in place (then /gen renders it)
+  /undo               back to the previous plan
+  /seed N|random      fix the seed, or a new random one per render (default)
+  /size WxH|default   image size, e.g. 768x512
+  /steps N|default    denoising steps
+  /model              show the models
+  /model llm PATH     the planner: a GGUF file, bundled, or openai:URL
+  /model image ID     the image model: a Hugging Face id or a local folder
+  /search on|off      web search for time-sensitive facts
+  /memory             list memory; /memory add TEXT, /memory forget ID
+  /open               open the last image with the system viewer
+  /save [FILE]        save the current plan as JSON (default ./qia-plan-TIME.json)
+  /help, /quit"""
+
+SUBCOMMANDS = {
+    "/model": ["llm", "image"],
+    "/search": ["on", "off"],
+    "/seed": ["random"],
+    "/size": ["default", "512x512", "768x512", "512x768"],
+    "/steps": ["default"],
+    "/memory": ["list", "add", "forget"],
+}
+
+
+class UI(Protocol):
+    def say(self, markup: str) -> None: ...
+    def error(self, message: str, hint: str | None = None) -> None: ...
+    def show_plan(self, plan: Plan) -> None: ...
+    def ask(self, text: str, default: str | None) -> str: ...  # EOFError / KeyboardInterrupt pass through
+    def edit(self, text: str) -> str: ...
+    def progress(self) -> contextlib.AbstractContextManager: ...  # yields on_step(step, total) or None
+
+
+@dataclass
+class ChatSession:
+    agent: Agent
+    ui: UI
+    opts: RenderOptions = field(default_factory=RenderOptions)
+    ask: bool = True
+    on_plan: Callable[[Plan], None] | None = None  # e.g. offer answers for memory
+    plan: Plan | None = None
+    history: list[Plan] = field(default_factory=list)  # earlier plans, for /undo
+    last_result: GenerateResult | None = None
+    device: str | None = None  # the device the pipeline really runs on, once loaded
+    search_spec: str = "ddgs"
+
+    def __post_init__(self) -> None:
+        configured = (self.agent.settings.search or "").strip()
+        if configured.lower() not in {"", "off", "none", "no", "false"}:
+            self.search_spec = configured
+        self.commands: dict[str, Callable[[str], bool | None]] = {
+            "/help": self.cmd_help, "/plan": self.cmd_plan, "/gen": self.cmd_gen, "/show": self.cmd_show,
+            "/edit": self.cmd_edit, "/undo": self.cmd_undo, "/seed": self.cmd_seed, "/size": self.cmd_size,
+            "/steps": self.cmd_steps, "/model": self.cmd_model, "/search": self.cmd_search,
+            "/memory": self.cmd_memory, "/open": self.cmd_open, "/save": self.cmd_save,
+            "/quit": self.cmd_quit, "/exit": self.cmd_quit,
+        }
+
+    # -- one line in ------------------------------------------------------------------------------
+    def handle(self, line: str) -> bool:
+        """Run one line; False when the session should end. Errors are reported, never raised."""
+        text = line.strip()
+        if not text:
+            return True
+        try:
+            if text.startswith("/"):
+                name, _, arg = text.partition(" ")
+                command = self.commands.get(name.lower())
+                if command is None:
+                    raise UsageError(f"unknown command {name}", hint="type /help for the commands")
+                return command(arg.strip()) is not False
+            self.turn(text, render=True)
+        except KeyboardInterrupt:  # includes RenderCancelled
+            self.ui.error("cancelled; the session goes on")
+        except QiaError as exc:
+            self.ui.error(exc.message, exc.hint)
+        except Exception as exc:  # one failed turn must not end the session
+            if self.agent.verbose:
+                import traceback
+
+                traceback.print_exc()
+            self.ui.error(f"unexpected {type(exc).__name__}: {exc}", "run `qia -v chat` for the traceback, and report it")
+        return True
+
+    # -- turns ----------------------------------------------------------------------------------------
+    def turn(self, request: str, *, render: bool) -> None:
+        from qia_cli.agent.planner import PlanOptions
+
+        options = PlanOptions(previous=self.plan, asker=self._ask_questions if self.ask else None)
+        plan = self.agent.plan(request, options)
+        if self.on_plan is not None:
+            self.on_plan(plan)
+        self._push(plan)
+        if plan.previous_prompt:
+            self.ui.say(f"[dim]refines:[/dim] {_esc(plan.previous_prompt)}")
+        self.ui.say(f"[bold]prompt:[/bold] {_esc(plan.prompt)}")
+        for warning in plan.warnings:
+            self.ui.say(f"[yellow]warning:[/yellow] {_esc(warning)}")
+        if render:
+            self.render()
+        else:
+            self.agent.record_session(plan, [], "plan")
+
+    def render(self) -> GenerateResult:
+        plan = self._need_plan()
+        opts = RenderOptions(**{**self.opts.__dict__, "seed": self._seed_for(plan)})
+        cancel = threading.Event()
+        with _sigint_sets(cancel), self.ui.progress() as on_step:
+            self.agent.callbacks.on_step = on_step
+            self.agent.callbacks.cancel = cancel.is_set
+            try:
+                result = self.agent.render(plan, opts)
+            finally:
+                self.agent.callbacks.on_step = self.agent.callbacks.cancel = None
+        self.last_result, self.device = result, result.device
+        self.agent.record_session(plan, [o.path for o in result.outputs], "generate")
+        t = result.timings
+        for o in result.outputs:
+            self.ui.say(f"[green]saved[/green] {_esc(o.path)}  [dim](seed {o.seed}, {o.width}x{o.height})[/dim]")
+        self.ui.say(f"[dim]plan {plan.timings.get('total', 0):.2f} s · load {t.get('load_pipeline', 0):.2f} s · "
+                    f"render {t.get('render', 0):.2f} s on {result.device}[/dim]")
+        return result
+
+    def _seed_for(self, plan: Plan) -> int | None:
+        """The fixed /seed; else a refinement of the last rendered plan keeps its seed; else random."""
+        if self.opts.seed is not None:
+            return self.opts.seed
+        last = self.last_result
+        if last is not None and last.outputs and plan.previous_prompt and plan.previous_prompt == last.plan.prompt:
+            return last.outputs[0].seed
+        return None
+
+    def _ask_questions(self, questions) -> dict[str, str | None]:
+        """The planner's asker: inline in this session. Enter accepts the default, 'skip' leaves it open."""
+        self.ui.say("[bold]A few questions[/bold] [dim](Enter accepts the suggestion, 'skip' leaves it open)[/dim]")
+        answers: dict[str, str | None] = {}
+        for q in questions:
+            try:
+                value = self.ui.ask(q.text, q.default).strip()
+            except EOFError:  # Ctrl-D: no more questions; Ctrl-C cancels the whole turn
+                break
+            answers[q.id] = "skip" if value.lower() == "skip" else (value or q.default)
+        return answers
+
+    def _push(self, plan: Plan) -> None:
+        if self.plan is not None:
+            self.history.append(self.plan)
+        self.plan = plan
+
+    def _need_plan(self) -> Plan:
+        if self.plan is None:
+            raise UsageError("there is no plan yet", hint="type what to picture first")
+        return self.plan
+
+    # -- slash commands -------------------------------------------------------------------------
+    def cmd_help(self, _arg: str) -> None:
+        self.ui.say(_esc(HELP))
+
+    def cmd_quit(self, _arg: str) -> bool:
+        return False
+
+    def cmd_plan(self, arg: str) -> None:
+        if not arg:
+            raise UsageError("/plan needs a request", hint="/plan a red bicycle")
+        self.turn(arg, render=False)
+
+    def cmd_gen(self, _arg: str) -> None:
+        self.render()
+
+    def cmd_show(self, _arg: str) -> None:
+        self.ui.show_plan(self._need_plan())
+
+    def cmd_edit(self, _arg: str) -> None:
+        plan = self._need_plan()
+        text = self.ui.edit(plan.prompt).strip()
+        if not text:
+            raise UsageError("the prompt is empty; nothing changed")
+        if text == plan.prompt:
+            self.ui.say("[dim]unchanged[/dim]")
+            return
+        self._push(plan.model_copy(update={"prompt": text, "warnings": [*plan.warnings, "prompt edited by hand"]}))
+        self.ui.say(f"[bold]prompt:[/bold] {_esc(text)}  [dim](/gen renders it)[/dim]")
+
+    def cmd_undo(self, _arg: str) -> None:
+        if not self.history:
+            raise UsageError("nothing to undo")
+        self.plan = self.history.pop()
+        self.ui.say(f"[dim]back to:[/dim] {_esc(self.plan.prompt)}")
+
+    def cmd_seed(self, arg: str) -> None:
+        if arg.lower() in {"random", "none", ""}:
+            self.opts.seed = None
+        elif arg.isdigit() and int(arg) <= MAX_SEED:
+            self.opts.seed = int(arg)
+        else:
+            raise UsageError(f"seed '{arg}' is invalid", hint=f"/seed N (0 to {MAX_SEED}) or /seed random")
+        self.ui.say(f"seed: {self.opts.seed if self.opts.seed is not None else 'random'}")
+
+    def cmd_size(self, arg: str) -> None:
+        if arg.lower() in {"default", "auto", ""}:
+            self.opts.width = self.opts.height = None
+        else:
+            from qia_cli.imaging.diffusers import parse_size
+
+            self.opts.width, self.opts.height = parse_size(arg)
+        self.ui.say(f"size: {self._size_text()}")
+
+    def cmd_steps(self, arg: str) -> None:
+        if arg.lower() in {"default", "auto", ""}:
+            self.opts.steps = None
+        elif arg.isdigit() and 1 <= int(arg) <= 500:
+            self.opts.steps = int(arg)
+        else:
+            raise UsageError(f"steps '{arg}' is invalid", hint="/steps N (1 to 500) or /steps default")
+        self.ui.say(f"steps: {self.opts.steps or 'from the model family'}")
+
+    def cmd_model(self, arg: str) -> None:
+        kind, _, value = arg.partition(" ")
+        value = value.strip()
+        if not kind:
+            self.ui.say(f"llm: {_esc(self.llm_name())}\nimage: {_esc(self.image_model())}")
+            return
+        if kind not in {"llm", "image"} or not value:
+            raise UsageError("usage: /model llm PATH|bundled, or /model image ID|FOLDER")
+        if kind == "image":
+            path = Path(value).expanduser()
+            if value.startswith((".", "~", os.sep)) and not path.is_dir():
+                raise UsageError(f"model folder {value} does not exist")
+            self.opts.model = str(path) if path.is_dir() else value
+            self.ui.say(f"image model: {_esc(self.opts.model)} [dim](loads on the next render)[/dim]")
+            return
+        from qia_cli.llm.factory import make_llm
+
+        settings = self.agent.settings.model_copy(update={"llm": value})
+        llm = make_llm(settings, verbose=self.agent.verbose)  # a missing or non-GGUF file fails here
+        self.agent.set_llm(llm, settings)
+        self.ui.say(f"llm: {_esc(self.llm_name())} [dim](loads on the next plan)[/dim]")
+
+    def cmd_search(self, arg: str) -> None:
+        low = arg.lower()
+        if low in {"on", "off"}:
+            backend = None
+            if low == "on":
+                from qia_cli.search.service import make_backend
+
+                backend = make_backend(self.search_spec, timeout=self.agent.settings.search_timeout)
+            self.agent.set_search(backend)
+        elif low:
+            raise UsageError(f"/search {arg}: use on or off")
+        self.ui.say(f"search: {self.search_text()}")
+
+    def cmd_memory(self, arg: str) -> None:
+        store = self.agent.memory
+        if store is None:
+            raise UsageError("memory is off in this session", hint="start qia chat without --no-memory")
+        action, _, rest = arg.partition(" ")
+        action, rest = action.lower() or "list", rest.strip()
+        if action == "list":
+            entries = store.list()
+            if not entries:
+                self.ui.say("[dim]memory is empty; /memory add Biscuit is my dog, a corgi[/dim]")
+            for e in entries:
+                self.ui.say(f"[dim]{e.id}[/dim] {e.kind:<10} {_esc(e.text)}")
+        elif action == "add":
+            entry = store.add(rest)
+            self.ui.say(f"remembered [dim]{entry.id}[/dim] {_esc(entry.text)}")
+        elif action == "forget":
+            if not rest:
+                raise UsageError("/memory forget needs an id", hint="/memory lists the ids")
+            entry = store.forget(rest)
+            self.ui.say(f"forgot [dim]{entry.id}[/dim] {_esc(entry.text)}")
+        else:
+            raise UsageError(f"/memory {action}: use list, add TEXT or forget ID")
+
+    def cmd_open(self, _arg: str) -> None:
+        if self.last_result is None or not self.last_result.outputs:
+            raise UsageError("no image yet in this session")
+        path = self.last_result.outputs[-1].path
+        if not open_file(path):
+            raise QiaError("no image viewer found (xdg-open, open)", hint=f"open {path} yourself")
+        self.ui.say(f"[dim]opened {_esc(path)}[/dim]")
+
+    def cmd_save(self, arg: str) -> None:
+        from qia_cli.fsutil import atomic_write_bytes
+
+        plan = self._need_plan()
+        path = Path(arg).expanduser() if arg else Path.cwd() / time.strftime("qia-plan-%Y%m%d-%H%M%S.json")
+        if path.is_dir():
+            path = path / time.strftime("qia-plan-%Y%m%d-%H%M%S.json")
+        if path.exists():
+            raise UsageError(f"{path} exists; not overwritten", hint="give another file name")
+        if not path.parent.is_dir():
+            raise UsageError(f"folder {path.parent} does not exist")
+        atomic_write_bytes(path, (plan.model_dump_json(indent=2) + "\n").encode("utf-8"))
+        self.ui.say(f"saved the plan to {_esc(str(path))}")
+
+    # -- what the toolbar and the completer show ------------------------------------------------
+    def llm_name(self) -> str:
+        llm = self.agent.llm
+        return getattr(getattr(llm, "info", None), "name", None) or self.agent.settings.llm
+
+    def image_model(self) -> str:
+        return self.opts.model or self.agent.settings.image_model
+
+    def search_text(self) -> str:
+        return f"on ({self.search_spec})" if self.agent.search is not None else "off"
+
+    def _size_text(self) -> str:
+        return f"{self.opts.width}x{self.opts.height}" if self.opts.width else "from the model family"
+
+    def toolbar(self) -> str:
+        seed = self.opts.seed if self.opts.seed is not None else "random"
+        device = self.device or self.opts.device or self.agent.settings.device
+        search = "on" if self.agent.search is not None else "off"
+        return (f" llm: {self.llm_name()} · image: {self.image_model()} · device: {device} · seed: {seed}"
+                f" · search: {search} · /help ")
+
+    def completions(self, text: str) -> list[str]:
+        """Completions for the text before the cursor: command names, then their first argument."""
+        if not text.startswith("/"):
+            return []
+        name, space, rest = text.partition(" ")
+        if not space:
+            return [c for c in self.commands if c.startswith(name.lower())]
+        if " " in rest:
+            return []
+        return [s for s in SUBCOMMANDS.get(name.lower(), []) if s.startswith(rest.lower())]
+
+
+def _esc(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+@contextlib.contextmanager
+def _sigint_sets(event: threading.Event):
+    """While rendering, the first Ctrl-C sets `event` (the render stops after its current step);
+    a second one interrupts at once. Outside the main thread signals can't be caught: no change."""
+    def handler(_signum, _frame):
+        if event.is_set():
+            raise KeyboardInterrupt
+        event.set()
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def open_file(path: str) -> bool:
+    """Open `path` with the system viewer; False when there is none."""
+    if sys.platform.startswith("win"):
+        os.startfile(path)  # type: ignore[attr-defined]
+        return True
+    opener = shutil.which("open" if sys.platform == "darwin" else "xdg-open")
+    if opener is None:
+        return False
+    subprocess.Popen([opener, path], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True)
+    return True

