@@ -139,7 +139,7 @@ class ChatSession:
     def render(self) -> GenerateResult:
         plan = self._need_plan()
         opts = RenderOptions(**{**self.opts.__dict__, "seed": self._seed_for(plan)})
-        cancel = threading.Event()
+        cancel, noted = threading.Event(), len(plan.warnings)
         with _sigint_sets(cancel), self.ui.progress() as on_step:
             self.agent.callbacks.on_step = on_step
             self.agent.callbacks.cancel = cancel.is_set
@@ -150,6 +150,8 @@ class ChatSession:
         self.last_result, self.device = result, result.device
         self.agent.record_session(plan, [o.path for o in result.outputs], "generate")
         t = result.timings
+        for warning in result.plan.warnings[noted:]:  # what rendering noted (e.g. feedback off)
+            self.ui.say(f"[yellow]warning:[/yellow] {_esc(warning)}")
         for o in result.outputs:
             self.ui.say(f"[green]saved[/green] {_esc(o.path)}  [dim](seed {o.seed}, {o.width}x{o.height})[/dim]")
         self.ui.say(f"[dim]plan {plan.timings.get('total', 0):.2f} s · load {t.get('load_pipeline', 0):.2f} s · "
