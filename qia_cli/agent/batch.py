@@ -1,0 +1,374 @@
+"""Headless batch: a file of requests -> plans -> images, with a results file that makes a rerun resume.
+
+The file is JSONL (`{"request": ..., "seed"?, "size"?, "model"?, "count"?, "id"?}` per line) or plain
+text (one request per line); blank lines and `#` comments are skipped, and lines keep their numbers.
+
+`results.jsonl` in the output folder gets one record per line as soon as the line is done, appended
+with a single `write()` of the whole line under a file lock, then fsync'ed: a crash loses at most the
+line in flight. A rerun skips the lines whose latest record is `ok` for the same request (matched by
+line number and a hash of the line) and retries the rest. At the end the file is compacted to one
+record per line. No Typer or Rich here: the CLI reports progress through `on_result`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from qia_cli.agent.planner import PlanOptions
+from qia_cli.agent.run import Agent, RenderOptions
+from qia_cli.agent.types import Plan
+from qia_cli.errors import ModelError, QiaError, UsageError
+
+RESULTS = "results.jsonl"
+FIELDS: dict[str, tuple[type, ...]] = {
+    "request": (str,), "id": (str, int), "seed": (int,), "size": (str,), "model": (str,), "count": (int,),
+}
+MAX_SEED = 2**32 - 1
+CHUNK = 8  # lines planned before the LLM is freed for rendering, when it holds VRAM
+
+
+@dataclass
+class Line:
+    line: int  # 1-based number in the file
+    request: str
+    id: str | None = None
+    seed: int | None = None
+    size: str | None = None
+    model: str | None = None
+    count: int | None = None
+
+    @property
+    def key(self) -> str:
+        """A hash of what the line asks for: an edited line is a new request."""
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if k != "line" and v is not None}
+        return hashlib.sha256(json.dumps(fields, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+# -- reading the file -----------------------------------------------------------------------------
+def read_lines(path: Path) -> list[Line]:
+    """Every request of the file, or UsageError naming the first line that is not one."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"batch file not found: {path}") from None
+    except IsADirectoryError:
+        raise UsageError(f"batch file is a folder: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"batch file {path} cannot be read: {exc}") from None
+    lines = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        stripped = raw.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        lines.append(_parse_line(path, number, stripped))
+    if not lines:
+        raise UsageError(f"batch file {path} has no requests", hint="one request per line, as text or JSON")
+    return lines
+
+
+def _parse_line(path: Path, number: int, text: str) -> Line:
+    where = f"{path}:{number}"
+    if not text.startswith("{"):
+        return Line(line=number, request=text)
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{where} is not valid JSON: {exc}") from None
+    unknown = sorted(set(data) - set(FIELDS))
+    if unknown:
+        raise UsageError(f"{where}: unknown field '{unknown[0]}'", hint="fields: " + ", ".join(FIELDS))
+    if "request" not in data:
+        raise UsageError(f"{where}: no \"request\"", hint='e.g. {"request": "a red bicycle", "seed": 7}')
+    for key, value in data.items():
+        if value is None and key != "request":
+            continue
+        if not isinstance(value, FIELDS[key]) or isinstance(value, bool):
+            kinds = " or ".join(t.__name__ for t in FIELDS[key])
+            raise UsageError(f"{where}: \"{key}\" must be {kinds}, not {json.dumps(value)}")
+    if data.get("seed") is not None and not 0 <= data["seed"] <= MAX_SEED:
+        raise UsageError(f"{where}: \"seed\" must be between 0 and {MAX_SEED}")
+    if data.get("count") is not None and not 1 <= data["count"] <= 64:
+        raise UsageError(f"{where}: \"count\" must be between 1 and 64")
+    if data.get("id") is not None:
+        data["id"] = str(data["id"])
+    return Line(line=number, **data)
+
+
+def select_shard(lines: list[Line], shard: str | None) -> list[Line]:
+    """`i/n` (1 <= i <= n): every n-th request, starting with the i-th. Line numbers stay the file's."""
+    if not shard:
+        return lines
+    try:
+        i, n = (int(part) for part in shard.split("/"))
+    except ValueError:
+        i = n = 0
+    if not (n >= 1 and 1 <= i <= n):
+        raise UsageError(f"invalid shard '{shard}'", hint="use I/N with 1 <= I <= N, e.g. --shard 2/4")
+    return [line for index, line in enumerate(lines) if index % n == i - 1]
+
+
+# -- the results file -------------------------------------------------------------------------------
+class Results:
+    """`results.jsonl`: whole-line appends under a file lock, read back for resume, compacted at the end."""
+
+    def __init__(self, outdir: Path) -> None:
+        from filelock import FileLock
+
+        self.path = Path(outdir) / RESULTS
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create the output folder {self.path.parent}: {exc.strerror}") from None
+        if not os.access(self.path.parent, os.W_OK):
+            raise UsageError(f"the output folder {self.path.parent} is not writable")
+        self.lock = FileLock(str(self.path.parent / f".{RESULTS}.lock"), timeout=120)
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every complete record; a torn last line (a crash mid-write) is ignored."""
+        try:
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return []
+        found = []
+        for raw in text.splitlines():
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get("line"), int) and record.get("hash"):
+                found.append(record)
+        return found
+
+    def append(self, record: dict[str, Any]) -> None:
+        data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        with self.lock:
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    data = b"\n" + data  # never glue a record onto a torn line
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def compact(self, current: dict[int, str]) -> None:
+        """One record per (line, hash): the best of them; records of edited lines in `current` go."""
+        from qia_cli.fsutil import atomic_write_bytes
+
+        with self.lock:
+            best: dict[tuple[int, str], dict[str, Any]] = {}
+            for record in self.records():
+                key = (record["line"], record["hash"])
+                if record["line"] in current and current[record["line"]] != record["hash"]:
+                    continue
+                if _rank(record) >= _rank(best.get(key)):
+                    best[key] = record
+            if not best and not self.path.exists():
+                return
+            body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for _k, r in sorted(best.items(), key=lambda kv: kv[0]))
+            atomic_write_bytes(self.path, body.encode("utf-8"))
+
+
+def _rank(record: dict[str, Any] | None) -> int:
+    if record is None:
+        return -1
+    return 0 if record.get("status") != "ok" else (2 if record.get("rendered") else 1)
+
+
+# -- running ----------------------------------------------------------------------------------------
+@dataclass
+class BatchOptions:
+    render: RenderOptions  # the defaults every line starts from
+    plan_only: bool = False
+    jobs: int = 1  # lines planned at once; only with an LLM server
+    seed: int | None = None  # base seed: line N gets seed + N - 1
+
+
+@dataclass
+class Summary:
+    results: Path
+    total: int = 0
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0
+    jobs: int = 1
+    aborted: QiaError | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"results": str(self.results), "total": self.total, "ok": self.ok, "failed": self.failed,
+                "skipped": self.skipped, "jobs": self.jobs, "aborted": self.aborted.message if self.aborted else None}
+
+
+def planning_jobs(agent: Agent, jobs: int) -> int:
+    """Lines planned at once: up to `jobs` for an LLM server, one for a local model (it runs on this machine)."""
+    return max(1, jobs) if llm_backend(agent) == "openai" else 1
+
+
+def llm_backend(agent: Agent) -> str | None:
+    """The planner LLM's backend, without a network call for a server's model name."""
+    llm = agent.llm
+    if llm is None:
+        return None
+    return getattr(llm, "backend", None) or getattr(getattr(llm, "info", None), "backend", None)
+
+
+def run_batch(
+    agent: Agent,
+    lines: list[Line],
+    results: Results,
+    options: BatchOptions,
+    *,
+    on_start: Callable[[int, int], None] = lambda _todo, _skipped: None,
+    on_result: Callable[[dict[str, Any]], None] = lambda _record: None,
+) -> Summary:
+    """Plan (and render) every line not done yet; one record per line appended to `results`."""
+    summary = Summary(results=results.path, total=len(lines), jobs=planning_jobs(agent, options.jobs))
+    done, stored = _previous(results.records(), options.plan_only)
+    todo = [line for line in lines if (line.line, line.key) not in done]
+    summary.skipped = len(lines) - len(todo)
+    on_start(len(todo), summary.skipped)
+    renderer = dataclasses.replace(agent, llm=None, _planner=None)  # never frees the planner's LLM
+    try:
+        for line, planned in _plans(agent, todo, stored, options, summary.jobs):
+            record = _process(renderer, line, planned, options)
+            results.append(record)
+            if record["status"] == "ok":
+                summary.ok += 1
+            else:
+                summary.failed += 1
+            on_result(record)
+            if isinstance(planned, QiaError) and _stops_batch(planned):
+                summary.aborted = planned
+                break
+    finally:
+        try:
+            results.compact({line.line: line.key for line in lines})
+        except (OSError, QiaError):
+            pass  # the appended records are safe; the next run compacts
+    return summary
+
+
+def _previous(records: list[dict[str, Any]], plan_only: bool) -> tuple[set, dict]:
+    """(line, hash) pairs that are done for this run, and plans saved by an earlier --plan-only run."""
+    done, stored = set(), {}
+    for record in records:
+        if record.get("status") != "ok":
+            continue
+        key = (record["line"], record["hash"])
+        if record.get("rendered") or plan_only:
+            done.add(key)
+        elif isinstance(record.get("plan"), dict):
+            stored[key] = record["plan"]
+    return done, stored
+
+
+def _stops_batch(exc: QiaError) -> bool:
+    """The planner LLM cannot work for any line (missing model, bad key, server down): stop at once."""
+    return isinstance(exc, ModelError) or bool(getattr(exc, "unreachable", False))
+
+
+def _plans(agent: Agent, todo: list[Line], stored: dict, options: BatchOptions, jobs: int) -> Iterator[tuple[Line, Any]]:
+    """(line, Plan or the exception planning raised), in file order."""
+    local = threading.local()
+
+    def plan(line: Line, own_agent: bool):
+        saved = stored.get((line.line, line.key))
+        try:
+            _render_options(line, options)  # a bad size fails the line before any LLM call
+            if saved is not None:
+                return Plan.model_validate(saved)
+            planner = agent
+            if own_agent:  # a Planner keeps per-call state: one per thread
+                planner = getattr(local, "agent", None) or dataclasses.replace(agent, _planner=None)
+                local.agent = planner
+            return planner.plan(line.request, PlanOptions())
+        except Exception as exc:  # reported as the line's error; KeyboardInterrupt still stops the run
+            return exc
+
+    if jobs <= 1:
+        release = not options.plan_only and _llm_holds_vram(agent)
+        step = CHUNK if release else 1
+        for start in range(0, len(todo), step):
+            part = [(line, plan(line, False)) for line in todo[start:start + step]]
+            if release:
+                agent.release_llm()  # reloads lazily for the next chunk
+            yield from part
+        return
+
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="qia-plan")
+    try:
+        pending = iter(todo)
+        window: deque = deque()
+        for line in pending:
+            window.append((line, pool.submit(plan, line, True)))
+            if len(window) >= 2 * jobs:
+                break
+        while window:
+            line, future = window.popleft()
+            following = next(pending, None)
+            if following is not None:
+                window.append((following, pool.submit(plan, following, True)))
+            yield line, future.result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _llm_holds_vram(agent: Agent) -> bool:
+    return llm_backend(agent) == "llama.cpp" and agent.settings.llm_gpu_layers != 0
+
+
+def _render_options(line: Line, options: BatchOptions) -> RenderOptions:
+    base = options.render
+    width, height = base.width, base.height
+    if line.size:
+        from qia_cli.imaging.diffusers import parse_size
+
+        width, height = parse_size(line.size)
+    seed = line.seed
+    if seed is None and options.seed is not None:
+        seed = (options.seed + line.line - 1) % (MAX_SEED + 1)
+    return dataclasses.replace(base, model=line.model or base.model, width=width, height=height, seed=seed,
+                               count=line.count or base.count)
+
+
+def _process(renderer: Agent, line: Line, planned: Any, options: BatchOptions) -> dict[str, Any]:
+    start = time.perf_counter()
+    record: dict[str, Any] = {"line": line.line, "id": line.id, "request": line.request, "hash": line.key,
+                              "status": "error", "rendered": False, "outputs": [], "plan": None, "render": None,
+                              "error": None}
+    if isinstance(planned, BaseException):
+        record["error"] = _message(planned)
+    else:
+        record["plan"] = json.loads(planned.model_dump_json())
+        if options.plan_only:
+            record["status"] = "ok"
+        else:
+            try:
+                result = renderer.render(planned, _render_options(line, options))
+            except Exception as exc:
+                record["error"] = _message(exc)
+            else:
+                record.update(status="ok", rendered=True, outputs=[o.model_dump() for o in result.outputs],
+                              render=result.render.model_dump())
+    record["seconds"] = round(time.perf_counter() - start + getattr(planned, "timings", {}).get("total", 0.0), 3)
+    return record
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, QiaError):
+        return exc.message + (f" ({exc.hint})" if exc.hint else "")
+    return f"unexpected {type(exc).__name__}: {exc}"

@@ -1,0 +1,244 @@
+"""`qia batch`: every line planned and rendered, failures kept per line, resume without duplicates or losses."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from qia_cli.agent.batch import Results, read_lines
+from qia_cli.cli.app import main
+from qia_cli.errors import UsageError
+from tests.imaging_fixtures import tiny_pipeline_dir  # noqa: F401
+
+LINES = [
+    "a red bicycle",
+    "",
+    "# a comment",
+    '{"request": "a cat in a hat", "seed": 3, "id": "cat"}',
+    "a blue house at dusk",
+    '{"request": "a tree on a hill", "count": 2}',
+    "a lighthouse",
+]
+REQUEST_LINES = [1, 4, 5, 6, 7]
+
+
+def qia(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
+    """Run the real entry point in this process: its exit code, stdout and stderr."""
+    monkeypatch.setattr(sys, "argv", ["qia", *args])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    out, err = capsys.readouterr()
+    return exc.value.code or 0, out, err
+
+
+@pytest.fixture
+def batch_file(tmp_path) -> Path:
+    path = tmp_path / "requests.jsonl"
+    path.write_text("\n".join(LINES) + "\n", encoding="utf-8")
+    return path
+
+
+def run_batch(capsys, monkeypatch, file: Path, outdir: Path, pipeline: Path, *extra: str):
+    code, out, err = qia(capsys, monkeypatch, "batch", str(file), "--llm", "fake", "--search", "off", "--model",
+                         str(pipeline), "--steps", "1", "--outdir", str(outdir), "--json", *extra)
+    return code, json.loads(out), err
+
+
+def records(outdir: Path) -> list[dict]:
+    return [json.loads(line) for line in (outdir / "results.jsonl").read_text().splitlines()]
+
+
+def test_all_lines_rendered_then_a_rerun_skips_them(tmp_path, batch_file, tiny_pipeline_dir, capsys, monkeypatch):
+    out = tmp_path / "out"
+    code, summary, _ = run_batch(capsys, monkeypatch, batch_file, out, tiny_pipeline_dir, "--seed", "100")
+    assert code == 0
+    assert (summary["total"], summary["ok"], summary["failed"], summary["skipped"]) == (5, 5, 0, 0)
+    found = records(out)
+    assert [r["line"] for r in found] == REQUEST_LINES
+    assert all(r["status"] == "ok" and r["rendered"] and r["error"] is None for r in found)
+    by_line = {r["line"]: r for r in found}
+    assert by_line[4]["id"] == "cat" and by_line[4]["request"] == "a cat in a hat"
+    assert by_line[1]["plan"]["request"] == "a red bicycle" and by_line[1]["plan"]["prompt"]
+    # --seed is a base: line N gets SEED+N-1, unless the line sets its own
+    assert [o["seed"] for o in by_line[1]["outputs"]] == [100]
+    assert [o["seed"] for o in by_line[4]["outputs"]] == [3]
+    assert [o["seed"] for o in by_line[6]["outputs"]] == [105, 106]
+    pngs = sorted(out.glob("*.png"))
+    assert len(pngs) == 6
+    assert all(Path(o["path"]).is_file() for r in found for o in r["outputs"])
+
+    code, summary, _ = run_batch(capsys, monkeypatch, batch_file, out, tiny_pipeline_dir, "--seed", "100")
+    assert code == 0
+    assert (summary["ok"], summary["skipped"]) == (0, 5)
+    assert sorted(out.glob("*.png")) == pngs
+    assert records(out) == found
+
+
+def test_a_failing_line_does_not_stop_the_others(tmp_path, batch_file, tiny_pipeline_dir, capsys, monkeypatch):
+    lines = list(LINES)
+    lines[4] = '{"request": "a blue house", "size": "500x500"}'
+    batch_file.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    code, summary, err = run_batch(capsys, monkeypatch, batch_file, out, tiny_pipeline_dir)
+    assert code == 1
+    assert (summary["ok"], summary["failed"]) == (4, 1)
+    failed = [r for r in records(out) if r["status"] == "error"]
+    assert [r["line"] for r in failed] == [5]
+    assert "500x500" in failed[0]["error"] and "multiples of 8" in failed[0]["error"]
+    assert failed[0]["outputs"] == []
+    assert "line 5: error" in err
+
+    # a rerun retries only the failure, and the file keeps one record per line
+    code, summary, _ = run_batch(capsys, monkeypatch, batch_file, out, tiny_pipeline_dir)
+    assert code == 1
+    assert (summary["ok"], summary["failed"], summary["skipped"]) == (0, 1, 4)
+    assert [r["line"] for r in records(out)] == REQUEST_LINES
+
+
+def test_resume_after_a_crash_mid_file(tmp_path, batch_file, tiny_pipeline_dir, capsys, monkeypatch):
+    out = tmp_path / "out"
+    assert run_batch(capsys, monkeypatch, batch_file, out, tiny_pipeline_dir)[0] == 0
+    full = (out / "results.jsonl").read_text().splitlines(keepends=True)
+    # the state a crash leaves: two complete records and half of the third, then no newline
+    (out / "results.jsonl").write_text(full[0] + full[1] + full[2][: len(full[2]) // 2])
+    kept = [json.loads(full[0]), json.loads(full[1])]
+
+    code, summary, _ = run_batch(capsys, monkeypatch, batch_file, out, tiny_pipeline_dir)
+    assert code == 0
+    assert (summary["ok"], summary["skipped"], summary["failed"]) == (3, 2, 0)
+    found = records(out)
+    assert [r["line"] for r in found] == REQUEST_LINES  # no duplicates, no losses
+    assert found[:2] == kept  # the lines done before the crash were not redone
+    assert all(r["status"] == "ok" for r in found)
+
+
+def test_killed_process_resumes(tmp_path, batch_file, tiny_pipeline_dir, capsys, monkeypatch):
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    cmd = [sys.executable, "-m", "qia_cli", "--quiet", "batch", str(batch_file), "--llm", "fake", "--model",
+           str(tiny_pipeline_dir), "--steps", "2", "--outdir", str(out)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    results = out / "results.jsonl"
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            if results.exists() and results.read_text().count("\n") >= 2:
+                break
+            time.sleep(0.02)
+        assert results.exists(), f"the batch wrote no result in time (exit {proc.poll()})"
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        stderr = proc.communicate(timeout=30)[1]
+    assert proc.returncode == -signal.SIGKILL or proc.returncode == 0, stderr
+    before = [json.loads(line) for line in results.read_text().splitlines()]  # every record is whole
+    assert len(before) >= 2
+
+    code, summary, _ = run_batch(capsys, monkeypatch, batch_file, out, tiny_pipeline_dir)
+    assert code == 0
+    found = records(out)
+    assert [r["line"] for r in found] == REQUEST_LINES
+    assert summary["skipped"] == len(before) and summary["ok"] == 5 - len(before)
+    assert found[: len(before)] == before
+
+
+def test_plan_only_then_render_uses_the_saved_plans(tmp_path, batch_file, tiny_pipeline_dir, capsys, monkeypatch):
+    out = tmp_path / "out"
+    code, summary, _ = run_batch(capsys, monkeypatch, batch_file, out, tiny_pipeline_dir, "--plan-only")
+    assert code == 0 and summary["ok"] == 5
+    planned = records(out)
+    assert all(r["status"] == "ok" and not r["rendered"] and r["outputs"] == [] and r["plan"]["prompt"] for r in planned)
+    assert not list(out.glob("*.png"))
+
+    code, summary, _ = run_batch(capsys, monkeypatch, batch_file, out, tiny_pipeline_dir)
+    assert code == 0 and (summary["ok"], summary["skipped"]) == (5, 0)
+    rendered = records(out)
+    assert [r["line"] for r in rendered] == REQUEST_LINES
+    assert all(r["rendered"] and r["outputs"] for r in rendered)
+    assert [r["plan"] for r in rendered] == [r["plan"] for r in planned]
+
+
+def test_shard_keeps_file_line_numbers(tmp_path, batch_file, capsys, monkeypatch):
+    out = tmp_path / "out"
+    code, out_text, _ = qia(capsys, monkeypatch, "batch", str(batch_file), "--llm", "fake", "--plan-only",
+                            "--shard", "2/2", "--outdir", str(out), "--json")
+    assert code == 0 and json.loads(out_text)["total"] == 2
+    assert [r["line"] for r in records(out)] == [4, 6]
+    code, _, err = qia(capsys, monkeypatch, "batch", str(batch_file), "--llm", "fake", "--shard", "3/2")
+    assert code == 2 and "invalid shard" in err
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('a cat\n{"request": "a dog",\n', "requests.jsonl:2 is not valid JSON"),
+        ('{"prompt": "a dog"}\n', "unknown field 'prompt'"),
+        ('{"seed": 3}\n', 'no "request"'),
+        ('{"request": "a dog", "count": "two"}\n', '"count" must be int'),
+        ("\n# only a comment\n", "has no requests"),
+    ],
+)
+def test_bad_file_exits_2_before_any_work(tmp_path, capsys, monkeypatch, content, message):
+    path = tmp_path / "requests.jsonl"
+    path.write_text(content)
+    code, out, err = qia(capsys, monkeypatch, "batch", str(path), "--llm", "fake", "--outdir", str(tmp_path / "out"))
+    assert code == 2
+    assert message in err and out == ""
+    assert not (tmp_path / "out" / "results.jsonl").exists()
+
+
+def test_missing_file(tmp_path, capsys, monkeypatch):
+    code, _, err = qia(capsys, monkeypatch, "batch", str(tmp_path / "nope.txt"), "--llm", "fake")
+    assert code == 2 and "batch file not found" in err
+
+
+def test_read_lines_text_and_json(tmp_path):
+    path = tmp_path / "p.txt"
+    path.write_text("# header\n  a red bicycle  \n\n{\"request\": \"a cat\", \"id\": 7}\n")
+    lines = read_lines(path)
+    assert [(x.line, x.request, x.id) for x in lines] == [(2, "a red bicycle", None), (4, "a cat", "7")]
+    assert lines[0].key != lines[1].key
+    with pytest.raises(UsageError):
+        read_lines(tmp_path)
+
+
+def _append_many(folder: str, tag: int) -> None:
+    results = Results(Path(folder))
+    for i in range(150):
+        results.append({"line": i, "hash": f"h{tag}", "status": "ok", "pad": str(tag) * 9000})
+
+
+def test_appends_from_two_processes_never_interleave(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_append_many, args=(str(tmp_path), tag)) for tag in (1, 2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0
+    lines = (tmp_path / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 300
+    assert all(json.loads(line)["pad"] in ("1" * 9000, "2" * 9000) for line in lines)
+
+
+def test_a_server_that_is_down_stops_the_batch(tmp_path, batch_file, capsys, monkeypatch):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"  # closed once the block ends
+    out = tmp_path / "out"
+    code, _, err = qia(capsys, monkeypatch, "batch", str(batch_file), "--llm", f"openai:{url}", "--plan-only",
+                       "--outdir", str(out))
+    assert code == 1
+    assert f"cannot reach the LLM server at {url}: connection refused" in err
+    found = records(out)
+    assert [(r["line"], r["status"]) for r in found] == [(1, "error")]  # the rest were not tried
