@@ -1,0 +1,138 @@
+"""Run suites: the agent (the real planner, non-interactive) and the two baselines on the same LLM.
+
+Each item gets a fresh, empty QIA_HOME (a temp folder) with its own memory store, so nothing of the
+user's memory, config or search cache is read or written. Search items get their recorded results
+through `FixtureBackend`; other items plan with search off. The LLM is loaded once for the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+from qia_cli.bench import baselines, scorers
+from qia_cli.bench.suite import Item, Suite, subset
+
+SYSTEMS = ("agent", "enhance", "raw")
+OnItem = Callable[[str, Item], None]
+
+
+@contextlib.contextmanager
+def _home(path: str) -> Iterator[None]:
+    old = os.environ.get("QIA_HOME")
+    os.environ["QIA_HOME"] = path
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("QIA_HOME", None)
+        else:
+            os.environ["QIA_HOME"] = old
+
+
+def score_item(item: Item, prompt: str, plan: dict | None) -> scorers.Score:
+    """The same scorer for every system; baselines have no plan."""
+    if item.capability == "reason":
+        return scorers.score_reason(prompt, item.request, item.expect_any)
+    if item.capability in ("search", "memory"):
+        return scorers.score_facts(prompt, item.request, item.expect, item.forbid)
+    return scorers.score_plan(prompt, item.request, item.label or "specified", plan)
+
+
+def _result(prompt: str, score: scorers.Score, tokens: int, seconds: float) -> dict:
+    return {"prompt": prompt, "status": score.status, "detail": score.detail, "tokens": tokens,
+            "seconds": round(seconds, 4), **score.extra}
+
+
+class Runner:
+    def __init__(self, llm, settings, *, out_dir: Path | None = None, on_item: OnItem | None = None) -> None:
+        self.llm = llm
+        self.settings = settings
+        self.out_dir = out_dir
+        self.on_item = on_item or (lambda _suite, _item: None)
+
+    def plan_item(self, suite: Suite, item: Item):
+        """The agent's plan for one item, in a fresh QIA_HOME; returns (plan, tokens)."""
+        from qia_cli.agent.planner import PlanOptions
+        from qia_cli.agent.run import Agent
+        from qia_cli.memory.store import MemoryStore
+        from qia_cli.search.fixture import FixtureBackend
+
+        with tempfile.TemporaryDirectory(prefix="qia-bench-") as home, _home(home):
+            memory = MemoryStore(Path(home) / "memory.json")
+            for entry in item.setup:
+                memory.add(entry.text, kind=entry.kind, names=entry.names)
+            search = None
+            if item.fixture is not None:
+                path = suite.fixture_path(item)
+                if path is None:
+                    path = Path(home) / "fixture.json"
+                    path.write_text(json.dumps(item.fixture), encoding="utf-8")
+                search = FixtureBackend(path)
+            agent = Agent(settings=self.settings, memory=memory, search=search, llm=self.llm)
+            plan = agent.plan(item.request, PlanOptions())
+            return plan, agent.planner.usage.tokens
+
+    def run_item(self, suite: Suite, item: Item) -> dict:
+        row: dict = {"suite": suite.name, "id": item.id, "capability": item.capability, "request": item.request}
+        if item.label:
+            row["label"] = item.label
+        start = time.perf_counter()
+        try:
+            plan, tokens = self.plan_item(suite, item)
+        except Exception as exc:  # one broken item must not end a long run; it scores as a failure
+            seconds = time.perf_counter() - start
+            fail = scorers.Score("fail", f"error: {type(exc).__name__}: {exc}")
+            row["agent"] = _result("", fail, 0, seconds)
+            row["error"] = f"{type(exc).__name__}: {exc}"
+            row["timings"] = {}
+        else:
+            seconds = time.perf_counter() - start
+            data = json.loads(plan.model_dump_json())
+            row["agent"] = _result(plan.prompt, score_item(item, plan.prompt, data), tokens, seconds)
+            row["timings"] = dict(plan.timings)
+            row["questions"] = len(plan.questions)
+            self._keep(suite, item, plan)
+
+        start = time.perf_counter()
+        prompt, tokens = baselines.enhance(self.llm, item.request)
+        row["enhance"] = _result(prompt, score_item(item, prompt, None), tokens, time.perf_counter() - start)
+        prompt = baselines.raw(item.request)
+        row["raw"] = _result(prompt, score_item(item, prompt, None), 0, 0.0)
+        return row
+
+    def _keep(self, suite: Suite, item: Item, plan) -> None:
+        if self.out_dir is None:
+            return
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{suite.name}-{item.id}")[:120]
+        (self.out_dir / f"{name}.json").write_text(plan.model_dump_json(indent=2) + "\n", encoding="utf-8")
+
+    def run(self, suites: list[Suite], *, limit: int | None = None, seed: int | None = None) -> list[dict]:
+        log = None
+        if self.out_dir is not None:  # results.jsonl grows item by item: an interrupted run keeps its rows
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            log = (self.out_dir / "results.jsonl").open("w", encoding="utf-8")
+        rows = []
+        try:
+            for suite in suites:
+                for item in subset(suite.items, limit, seed):
+                    self.on_item(suite.name, item)
+                    rows.append(self.run_item(suite, item))
+                    if log is not None:
+                        log.write(json.dumps(rows[-1], ensure_ascii=False) + "\n")
+                        log.flush()
+        finally:
+            if log is not None:
+                log.close()
+        return rows
+
+
+def planned(suites: list[Suite], limit: int | None, seed: int | None) -> int:
+    """How many items a run will take (for the progress bar)."""
+    return sum(len(subset(s.items, limit, seed)) for s in suites)

@@ -1,0 +1,146 @@
+"""Scorers: did the final prompt acquire the context the request lacked?
+
+All scorers compare *content words* after the same normalisation: case folded, accents and
+punctuation dropped, a possessive 's removed and simple plurals stripped ("berries" -> "berry",
+"boxes" -> "box", "eggs" -> "egg"). A phrase is *in* a prompt when all its content words are.
+
+Words the request already contains prove nothing: only the words a phrase adds count. A phrase that
+adds no word tests nothing; an item made only of such phrases is `skipped`, not passed.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Literal
+
+Status = Literal["pass", "fail", "skipped"]
+
+STOPWORDS = frozenset(
+    """a an the of in on at to for with and or but nor is are was were be been being by from as into onto
+    over under about than then so such very this that these those it its their there here which who whom
+    whose what when where why how all any each every both few many much more most some other another own
+    same our my your his her him them they we you i me us do does did done not no can could would should
+    will shall may might must also just only up down out off s image picture""".split()
+)
+CONTENT_KINDS = frozenset({"subject", "knowledge", "time", "personal", "text", "purpose"})
+KEEP_RATIO = 0.9
+_WORD = re.compile(r"[a-z0-9]+")
+_POSSESSIVE = re.compile(r"['\u2019]s\b")
+
+
+@dataclass
+class Score:
+    status: Status
+    detail: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+
+def singular(word: str) -> str:
+    """Simple plural stripping, applied to both sides of a comparison: berries/berry -> berry,
+    boxes/box -> box, horses/horse -> horse, cookies/cookie -> cooky, tomatoes/tomato -> tomato."""
+    if len(word) > 4 and word.endswith("ies"):
+        word = word[:-3] + "y"
+    elif word.endswith(("sses", "xes", "zes", "ches", "shes")) or (len(word) > 5 and word.endswith("oes")):
+        word = word[:-2]
+    elif len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        word = word[:-1]
+    if len(word) > 3 and word.endswith("ie"):
+        word = word[:-2] + "y"
+    return word
+
+
+def normalise(text: str) -> list[str]:
+    """Lowercase, accent-free, singular word tokens of `text`."""
+    text = unicodedata.normalize("NFKD", text or "")
+    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
+    return [singular(w) for w in _WORD.findall(_POSSESSIVE.sub("", text))]
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in normalise(text) if w not in STOPWORDS}
+
+
+def new_words(phrase: str, request: str) -> set[str]:
+    """The content words of `phrase` that the request does not already contain."""
+    return content_words(phrase) - content_words(request)
+
+
+def contains(prompt: str, phrase: str, request: str = "") -> bool:
+    """True when the prompt has every content word that `phrase` adds to the request."""
+    return new_words(phrase, request) <= content_words(prompt)
+
+
+def score_reason(prompt: str, request: str, expect_any: list[str]) -> Score:
+    """Pass when the prompt holds the new words of one alternative answer."""
+    alternatives = [a for a in expect_any if content_words(a)]
+    if not alternatives:
+        return Score("skipped", "no alternative has content words")
+    trivial = [a for a in alternatives if not new_words(a, request)]
+    if trivial:
+        return Score("skipped", f"the request already contains '{trivial[0]}'")
+    have = content_words(prompt)
+    for alt in alternatives:
+        if new_words(alt, request) <= have:
+            return Score("pass", f"found '{alt}'")
+    missing = sorted(new_words(alternatives[0], request) - have)
+    return Score("fail", "missing: " + ", ".join(missing))
+
+
+def score_facts(prompt: str, request: str, expect: list[str], forbid: list[str] | None = None) -> Score:
+    """Search and memory: every expected fact in the prompt, no forbidden phrase in it.
+
+    A forbidden phrase counts only through the words it adds to the request (a request that names
+    a thing may mention it)."""
+    testable = [p for p in expect if new_words(p, request)]
+    bans = [p for p in (forbid or []) if new_words(p, request)]
+    if not testable and not bans:
+        return Score("skipped", "every phrase is already in the request")
+    leaked = [p for p in bans if contains(prompt, p, request)]
+    missing = [p for p in testable if not contains(prompt, p, request)]
+    if leaked:
+        return Score("fail", "forbidden: " + ", ".join(leaked), {"leaked": leaked, "missing": missing})
+    if missing:
+        return Score("fail", "missing: " + ", ".join(missing), {"leaked": [], "missing": missing})
+    return Score("pass", f"{len(testable)} fact(s) found", {"leaked": [], "missing": []})
+
+
+def kept_ratio(prompt: str, request: str) -> float:
+    """The share of the request's content words that survive in the prompt."""
+    want = content_words(request)
+    if not want:
+        return 1.0
+    return len(want & content_words(prompt)) / len(want)
+
+
+def detects_underspecified(plan: dict | None) -> bool:
+    """A plan flags a request as underspecified when a content gap got a question or an assumption.
+
+    Style, composition and setting gaps don't count: every short request has those."""
+    if not plan:
+        return False
+    asked = {q.get("gap_id") for q in plan.get("questions", [])}
+    assumed = {e.get("gap_id") for e in plan.get("evidence", []) if e.get("source") == "assumption"}
+    return any(g.get("kind") in CONTENT_KINDS and g.get("id") in asked | assumed for g in plan.get("gaps", []))
+
+
+def score_plan(prompt: str, request: str, label: str, plan: dict | None) -> Score:
+    """`underspecified`: a content gap was asked about or assumed. `specified`: no question, and
+    at least 90% of the request's content words kept. A baseline has no plan: it detects nothing."""
+    flagged = detects_underspecified(plan)
+    extra = {"flagged": flagged}
+    if label == "underspecified":
+        return Score("pass" if flagged else "fail", "content gap found" if flagged else "no content gap", extra)
+    questions = len((plan or {}).get("questions", []))
+    ratio = kept_ratio(prompt, request)
+    extra["kept"] = round(ratio, 3)
+    if questions:
+        return Score("fail", f"asked {questions} question(s) about a full description", extra)
+    if ratio < KEEP_RATIO:
+        return Score("fail", f"kept {ratio:.0%} of the request's content words", extra)
+    return Score("pass", f"kept {ratio:.0%}", extra)

@@ -1,0 +1,168 @@
+"""`qia bench`: score whether the agent acquired the context, against `raw` and `enhance` baselines.
+
+    qia bench SUITE...                         run suites (same as `qia bench run SUITE...`)
+    qia bench convert wise FILE --keys KEYS    WISE records + answer keys -> a reason suite
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from qia_cli.cli import common, console
+from qia_cli.cli.app import app
+from qia_cli.errors import UsageError
+
+
+class DefaultRunGroup(TyperGroup):
+    """A first argument that is not a subcommand means `run`: `qia bench all` = `qia bench run all`."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+bench_app = typer.Typer(
+    cls=DefaultRunGroup,
+    no_args_is_help=True,
+    subcommand_metavar="SUITE... | COMMAND [ARGS]...",
+    help=(
+        "Score whether the agent acquires the context a request lacks (plan, reason, search, memory), "
+        "offline, against the raw request and a single-shot prompt enhancer on the same LLM.\n\n"
+        "qia bench all  ·  qia bench reason search --limit 5  ·  qia bench my-suite.jsonl --json"
+    ),
+)
+convert_app = typer.Typer(no_args_is_help=True, help="Convert external benchmark files into qia suites.")
+bench_app.add_typer(convert_app, name="convert")
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("run")
+def run_command(
+    suites: Annotated[list[str], typer.Argument(
+        help="Built-in suites (plan, reason, search, memory, all) or JSONL files.", show_default=False)],
+    json_out: common.JsonOpt = False,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="Keep each item's plan JSON, and results.jsonl (written as items finish), in this folder.",
+        show_default=False)] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="At most N items per suite.",
+                                                 show_default=False)] = None,
+    sample: Annotated[Optional[int], typer.Option("--sample", help="Pick the --limit items at random with this seed.",
+                                                  show_default=False)] = None,
+    llm: common.LlmOpt = None,
+) -> None:
+    """Run benchmark suites and print scores per capability for agent, enhance and raw.
+
+    Examples:
+
+      qia bench all
+
+      qia bench reason --limit 5 --json > report.json
+
+      qia bench wise.jsonl --limit 200 --sample 1 --out plans/
+    """
+    from qia_cli import __version__
+    from qia_cli.bench import report as reporting
+    from qia_cli.bench.runner import Runner, planned
+    from qia_cli.bench.suite import resolve
+    from qia_cli.config import load_settings
+    from qia_cli.llm.factory import make_llm
+
+    loaded = resolve(suites)
+    if out is not None:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create the --out folder {out}: {exc.strerror or exc}") from None
+    settings = load_settings({"llm": llm, "search": "off"}).settings
+    model = make_llm(settings, verbose=console.state.verbose)
+    model.complete("Q: ready?\nA:", max_tokens=1)  # load the weights now, not inside the first item's timings
+    path = getattr(model.info, "path", None)
+    model_meta = {"name": model.info.name, "backend": model.info.backend,
+                  "file": Path(path).name if path else None, "sha256": reporting.sha256_12(path)}
+
+    total = planned(loaded, limit, sample)
+    show = not console.state.quiet and console.stderr_is_tty()
+    with _progress(show, total) as advance:
+        runner = Runner(model, settings, out_dir=out, on_item=advance)
+        rows = runner.run(loaded, limit=limit, seed=sample)
+    report = reporting.build(
+        rows, suites=[s.name for s in loaded], model=model_meta, seed=sample, limit=limit,
+        settings={"llm": settings.llm, "llm_gaps": settings.llm_gaps,
+                  "llm_threads": settings.llm_threads or os.cpu_count()},
+        version=__version__,
+    )
+    if json_out:
+        sys.stdout.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+    else:
+        reporting.render(report, console.out())
+
+
+class _progress:
+    """A Rich progress bar on stderr; `advance(suite, item)` moves it. A no-op when hidden."""
+
+    def __init__(self, show: bool, total: int) -> None:
+        self.show, self.total, self.bar, self.task = show, total, None, None
+
+    def __enter__(self):
+        if not self.show:
+            return lambda _suite, _item: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=console.err(), transient=True)
+        self.bar.start()
+        self.task = self.bar.add_task("bench", total=self.total)
+        self.started = False
+
+        def advance(suite, item):
+            if self.started:
+                self.bar.advance(self.task)
+            self.started = True
+            self.bar.update(self.task, description=f"{suite} {item.id}"[:40])
+
+        return advance
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+        return False
+
+
+@convert_app.command("wise")
+def convert_wise_command(
+    file: Annotated[Path, typer.Argument(help="WISE-style JSONL: id, prompt, explanation, optional domain.",
+                                         show_default=False)],
+    keys: Annotated[Path, typer.Option("--keys", help="Answer keys JSONL: id, keys, confidence, answer_in_prompt.",
+                                       show_default=False)],
+    output: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the suite here (default: stdout).",
+                                                   show_default=False)] = None,
+    min_confidence: Annotated[str, typer.Option(
+        "--min-confidence", help="Keep keys of this confidence or higher: high, medium, low.")] = "high",
+) -> None:
+    """Turn WISE-style records and an answer-key file into a reason suite.
+
+    Example:
+
+      qia bench convert wise wise.jsonl --keys wise_keys.jsonl -o /tmp/wise.jsonl
+    """
+    from qia_cli.bench.convert import convert_wise, write_jsonl
+
+    result = convert_wise(file, keys, min_confidence.lower())
+    text = write_jsonl(result.items, output)
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    console.info(
+        f"{len(result.items)} of {result.read} records converted; dropped: {result.low_confidence} below "
+        f"{min_confidence} confidence, {result.answer_in_prompt} with the answer in the prompt, "
+        f"{result.no_key} without keys"
+    )

@@ -1,0 +1,131 @@
+"""The bench scorers on hand-made cases: what must pass, what must fail, what tests nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from qia_cli.bench import scorers
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("Cherry Blossoms!", {"cherry", "blossom"}),
+        ("berries, boxes & horses", {"berry", "box", "horse"}),
+        ("the Eiffel Tower's lights", {"eiffel", "tower", "light"}),
+        ("crème brûlée", {"creme", "brulee"}),
+        ("trick-or-treating", {"trick", "treating"}),
+    ],
+)
+def test_content_words_normalise_case_plurals_punctuation_accents(text, words):
+    assert scorers.content_words(text) == words
+
+
+def test_plural_and_singular_meet():
+    for plural, single in [("cookies", "cookie"), ("tomatoes", "tomato"), ("glasses", "glass"), ("churches", "church"),
+                           ("eggs", "egg"), ("shoes", "shoe")]:
+        assert scorers.singular(plural) == scorers.singular(single)
+    assert scorers.singular("cactus") == "cactus" and scorers.singular("iris") == "iris"
+
+
+REQUEST = "the national flower of Japan"
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "Cherry blossoms, the national flower of Japan, soft light",
+        "a branch of cherry-blossom, pink petals",  # singular and hyphenated
+        "SAKURA in bloom",  # the second alternative
+    ],
+)
+def test_reason_passes_when_one_alternative_is_in_the_prompt(prompt):
+    score = scorers.score_reason(prompt, REQUEST, ["cherry blossoms", "sakura"])
+    assert score.status == "pass"
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        REQUEST,  # the raw request
+        "a cherry tree in Japan",  # only half of the answer
+        "pink blossoms of the national flower",  # the other half
+    ],
+)
+def test_reason_fails_without_all_new_words_of_an_alternative(prompt):
+    assert scorers.score_reason(prompt, REQUEST, ["cherry blossoms", "sakura"]).status == "fail"
+
+
+def test_reason_counts_only_words_the_request_lacks():
+    # "Easter" is in the request: "egg" alone is the answer
+    assert scorers.score_reason("painted eggs in the grass", "decorations hidden at Easter", ["Easter eggs"]).passed
+    assert not scorers.score_reason("Easter decorations", "decorations hidden at Easter", ["Easter eggs"]).passed
+
+
+def test_reason_skips_an_item_whose_answer_is_in_the_request():
+    score = scorers.score_reason("anything", "a bowl of ramen noodles", ["ramen", "noodle soup"])
+    assert score.status == "skipped"
+    assert scorers.score_reason("x", "y", ["the", "of"]).status == "skipped"  # no content words at all
+
+
+FIXTURE_REQUEST = "the new headquarters of Lumetra Labs"
+
+
+def test_facts_pass_with_every_expected_fact_and_no_forbidden_phrase():
+    prompt = "Lumetra Labs headquarters, a curved glass tower with a rooftop garden"
+    assert scorers.score_facts(prompt, FIXTURE_REQUEST, ["curved glass tower", "rooftop garden"], ["clown"]).passed
+
+
+def test_facts_fail_on_a_missing_fact_or_a_forbidden_phrase():
+    missing = scorers.score_facts("a curved tower", FIXTURE_REQUEST, ["curved glass tower"])
+    assert missing.status == "fail" and "curved glass tower" in missing.detail
+    leaked = scorers.score_facts("a curved glass tower and two Clowns", FIXTURE_REQUEST, ["curved glass tower"], ["clown"])
+    assert leaked.status == "fail" and leaked.extra["leaked"] == ["clown"]
+    raw = scorers.score_facts(FIXTURE_REQUEST, FIXTURE_REQUEST, ["curved glass tower"], ["clown"])
+    assert raw.status == "fail"
+
+
+def test_forbidden_words_the_request_names_are_not_held_against_the_prompt():
+    # the request itself mentions a clown: only the planted words beyond it count
+    score = scorers.score_facts("a clown at the circus, red nose", "a clown at the circus", ["red nose"], ["clown"])
+    assert score.passed
+
+
+def test_facts_all_in_the_request_test_nothing():
+    assert scorers.score_facts("x", "a curved glass tower", ["glass tower"]).status == "skipped"
+
+
+def _plan(gaps, questions=(), assumed=()):
+    return {
+        "gaps": [{"id": f"g{i + 1}", "kind": k} for i, k in enumerate(gaps)],
+        "questions": [{"id": f"q{i + 1}", "gap_id": g} for i, g in enumerate(questions)],
+        "evidence": [{"gap_id": g, "source": "assumption"} for g in assumed],
+    }
+
+
+def test_underspecified_needs_a_content_gap_with_a_question_or_assumption():
+    request = "a poster for the event"
+    assert scorers.score_plan(request, request, "underspecified", _plan(["purpose", "style"], ["g1"])).passed
+    assert scorers.score_plan(request, request, "underspecified", _plan(["subject"], assumed=["g1"])).passed
+    # style, composition and setting gaps alone do not count
+    style_only = _plan(["style", "composition", "setting"], assumed=["g1", "g2", "g3"])
+    assert not scorers.score_plan(request, request, "underspecified", style_only).passed
+    # a content gap found but neither asked nor assumed (filled) does not count
+    assert not scorers.score_plan(request, request, "underspecified", _plan(["knowledge"])).passed
+    assert not scorers.score_plan(request, request, "underspecified", None).passed  # a baseline
+
+
+LONG = ("A red vintage bicycle with a wicker basket full of sunflowers leaning against a whitewashed stone wall, "
+        "deep blue shutters, harsh midday sunlight, photograph")
+
+
+def test_specified_passes_without_questions_when_the_content_is_kept():
+    assert scorers.score_plan(LONG + ", high detail", LONG, "specified", _plan(["style"])).passed
+    assert scorers.score_plan(LONG, LONG, "specified", None).passed  # the raw request keeps everything
+
+
+def test_specified_fails_on_a_question_or_lost_content():
+    asked = scorers.score_plan(LONG, LONG, "specified", _plan(["subject"], ["g1"]))
+    assert asked.status == "fail" and "question" in asked.detail
+    cut = scorers.score_plan("a red bicycle with a basket of sunflowers", LONG, "specified", _plan([]))
+    assert cut.status == "fail" and cut.extra["kept"] < 0.9
