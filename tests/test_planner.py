@@ -32,6 +32,15 @@ def test_an_answer_that_only_repeats_the_request_is_dropped():
     assert not [e for e in plan.evidence if e.source == "reasoning" and e.detail.startswith("name:")]
 
 
+def test_a_looping_description_is_collapsed_or_dropped():
+    looped = {"national symbol of japan": "cherry blossoms", "look like": "pink, white, pink, white, pink, white, pink"}
+    plan = planner(looped).plan("The flower that is the national symbol of Japan")
+    assert "pink, white" in plan.prompt and "pink, white, pink" not in plan.prompt
+    one_word = {"national symbol of japan": "cherry blossoms", "look like": "a tall, tall, tall, tall, tall"}
+    plan = planner(one_word).plan("The flower that is the national symbol of Japan")
+    assert "tall" not in plan.prompt
+
+
 def test_few_shot_examples_never_share_words_with_the_request():
     llm = FakeLLM({"hammer": "x"})
     Planner(llm).plan("The tool used to drive nails, famous among carpenters", PlanOptions(llm_gaps=False))

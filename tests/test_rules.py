@@ -41,9 +41,18 @@ def test_a_state_asks_what_it_looks_like():
     assert gap.query == "What does a lightbulb without electricity look like?"
 
 
+def test_processes_and_story_references_need_reasoning():
+    assert kinds("a copper roof after decades of corrosion")["knowledge"] == "reason"
+    assert kinds("dry ice sublimating on a lab bench")["knowledge"] == "reason"
+    assert kinds("the house from the fairy tale about two lost children")["knowledge"] == "reason"
+
+
 def test_plain_concrete_request_needs_no_reasoning():
     assert "knowledge" not in kinds("a red bicycle")
     assert "knowledge" not in kinds('a sign that says "Open late"')
+    # A long plain scene starting with "the" names its subject already.
+    assert "knowledge" not in kinds("the old lighthouse at the end of the pier")
+    assert "knowledge" not in kinds("a family having a picnic by the lake")
 
 
 def test_quoted_text_is_kept_and_not_asked():

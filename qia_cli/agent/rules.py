@@ -88,7 +88,9 @@ DESCRIPTIVE = re.compile(
     r"first|popular|favou?red|celebrat\w*|held\s+(?:in|during)|worn|eaten|served|shared|played|dominant|defining|"
     r"culture|cultural|religious|significance|significant|sacred|revered|mythical|legendary|folk|festival|ancient|"
     r"historic(?:al)?|century|dynasty|era|characteri[sz]ed|characteristic|embodying|representing|represents|"
-    r"inspired|famously|wielded|testament|central\s+to|in\s+the\s+style\s+of|favou?rite|beloved|signature)\b",
+    r"inspired|famously|wielded|testament|central\s+to|in\s+the\s+style\s+of|favou?rite|beloved|signature|"
+    r"symboli[sz]ing|relied|found\s+in|dominating|before\s+\w+(?:\s+\w+)?\s+became|from\s+the\s+(?:fairy\s+tale|story|book|novel|"
+    r"legend|myth|film|movie|play|opera|song|game|series))\b",
     re.IGNORECASE,
 )
 # Cues that the request names a state or process whose look must be worked out ("after it dissolved").
@@ -96,7 +98,9 @@ STATE = re.compile(
     r"\b(after|when|while|without|mixed|dissolved|heated|cooled|frozen|melted|burn(?:ed|ing|t)|left\s+(?:overnight|out|in)|"
     r"reaction|solution|exposed|submerged|submersion|near\s+a|under\s+(?:a|the)|in\s+space|vacuum|-?\d+\s*°\s*[cf]|"
     r"degrees|boiling|evaporat\w*|condens\w*|oxidi[sz]\w*|rust(?:ed|ing)?|decay\w*|dehydrated|wilted|ripe|unripe|"
-    r"indicator|magnet|gravity|reflection|refract\w*|shadow|seen\s+through|viewed)\b",
+    r"indicator|magnet|gravity|reflection|refract\w*|shadow|seen\s+through|viewed|sublimat\w*|corro\w*|stored|grown|"
+    r"placed\s+(?:under|in|on)|at\s+the\s+moment|demonstrat\w*|pressed|room\s+temperature|heating|cooling|"
+    r"overwintering|pupation|germinat\w*|exposure|expos\w+\s+to)\b",
     re.IGNORECASE,
 )
 PERSON_NOUNS = re.compile(

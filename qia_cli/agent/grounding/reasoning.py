@@ -54,11 +54,24 @@ def _prompt(header: str, pool: list[tuple[str, str]], question: str) -> str:
     return "".join(lines)
 
 
+def _unloop(text: str) -> str:
+    """Drop the repeats a small model loops into: 'a tall, tall, tall' -> 'a tall', 'hard straight straight' -> 'hard straight'."""
+    text = re.sub(r"\b([\w-]+)(?:\s+\1\b)+", r"\1", text, flags=re.I)
+    seen: set[str] = set()
+    items = []
+    for item in (part.strip() for part in text.split(",")):
+        key = item.lower()
+        if item and key not in seen:
+            seen.add(key)
+            items.append(item)
+    return ", ".join(items)
+
+
 def _clean(text: str, max_words: int) -> str | None:
     text = text.strip().strip("\"'`").strip()
     text = re.split(r"(?:\bQ:|\n)", text)[0]
     text = re.sub(r"^(?:A:|answer:)\s*", "", text, flags=re.I)
-    text = text.rstrip(" .;,:!")
+    text = _unloop(text).rstrip(" .;,:!")
     if not text or BAD_ANSWER.search(text):
         return None
     tokens = text.split()
@@ -94,6 +107,7 @@ def describe(llm: LLM, thing: str, usage: Usage | None = None) -> str | None:
     text = _clean(completion.text, MAX_LOOK_WORDS)
     if not text:
         return None
-    if set(content_words(text)) <= set(content_words(thing)):
+    new = set(content_words(text)) - set(content_words(thing))
+    if len(new) < 2:  # it only repeated the thing, or looped on one word: no look was added
         return None
     return text
