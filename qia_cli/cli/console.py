@@ -36,11 +36,22 @@ def out():
     return Console(highlight=False, soft_wrap=False, **_style_args())
 
 
+_err_consoles: dict[bool, object] = {}
+
+
 def err():
-    """Console for progress, warnings and errors (stderr)."""
+    """Console for progress, warnings and errors (stderr).
+
+    One shared console per colour mode: a progress bar redirects only its own console's prints above
+    the bar, so notes printed while it runs ("loading MODEL") must go through the same object.
+    It writes to whatever sys.stderr is at the time of printing.
+    """
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False, **_style_args())
+    key = _color_off()
+    if key not in _err_consoles:
+        _err_consoles[key] = Console(stderr=True, highlight=False, **_style_args())
+    return _err_consoles[key]
 
 
 def info(message: str) -> None:
