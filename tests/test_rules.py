@@ -20,6 +20,18 @@ def test_time_sensitive_subject_is_searched_and_its_owner_asked():
     assert got["subject"] == "ask"
 
 
+def test_new_built_things_and_products_are_searched_but_new_pets_are_not():
+    assert kinds("the new footbridge in Rotterdam")["time"] == "search"
+    assert kinds("the latest edition of the Oxford dictionary")["time"] == "search"
+    assert "time" not in kinds("a new puppy asleep on a rug")
+    # "the new X" and "X's new Y" pick out one particular, current thing.
+    assert kinds("the new tram on the harbour line")["time"] == "search"
+    assert kinds("the recently opened public baths in Leeds")["time"] == "search"
+    assert kinds("Lisbon's new ferry")["time"] == "search"
+    # A year later in the request still counts when "new" alone does not.
+    assert kinds("a new lighthouse on the rock, built in 2025")["time"] == "search"
+
+
 def test_named_place_is_not_time_sensitive():
     assert "time" not in kinds("a street in New York at night")
 

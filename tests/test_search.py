@@ -222,3 +222,17 @@ def test_clean_truncates():
     assert len(out) <= 50 and out.endswith("\u2026")
     assert clean("short", limit=50) == "short"
     assert len(clean("x" * 1000, limit=30)) == 30
+
+
+@pytest.mark.parametrize(
+    "said",
+    ["The answer is: the Harbour Arch, opened in May", "According to the search results [1], the Harbour Arch, opened in May"],
+)
+def test_extracted_fact_drops_the_models_lead_in(said):
+    from qia_cli.agent.grounding.search import extract_fact
+    from qia_cli.llm.fake import FakeLLM
+
+    results = [SearchResult(title="City news", href="https://n", body="The Harbour Arch, opened in May, spans the river.")]
+    fact, href = extract_fact(FakeLLM({"Which bridge": said}), "Which bridge opened?", results)
+    assert fact == "the Harbour Arch, opened in May"
+    assert href == "https://n"

@@ -37,11 +37,14 @@ TIME = re.compile(
     re.IGNORECASE,
 )
 # "new" as in "New York" or "new-born" is not time-sensitive.
-TIME_FALSE = re.compile(r"\bnew\s+(york|zealand|delhi|orleans|mexico|jersey|england|year'?s?\s+(eve|day)|born)\b", re.I)
+TIME_FALSE = re.compile(r"\bnew\s+(york|zealand|delhi|orleans|mexico|jersey|england|year'?s?\s+(eve|day)|born|moon)\b", re.I)
 TIME_NOUNS = re.compile(
     r"\b(headquarters|hq|champion|champions|winner|president|ceo|leader|model|version|release|iphone|phone|logo|"
     r"stadium|building|tower|album|movie|film|season|trend|fashion|car|console|mascot|pope|king|queen|"
-    r"prime\s+minister|chancellor|mayor|record|tallest|largest|world\s+cup|olympics|design)\b",
+    r"prime\s+minister|chancellor|mayor|record|tallest|largest|world\s+cup|olympics|design|"
+    r"\w*bridge|terminal|airport|station|museum|library|campus|office|arena|skyline|skyscraper|flagship|"
+    r"product|game|book|show|series|coach|manager|captain|uniform|kit|jersey|flag|currency|coin|banknote|"
+    r"stamp|cabinet|government|line-?up|squad|collection|edition|lineup)\b",
     re.IGNORECASE,
 )
 
@@ -170,13 +173,26 @@ def _personal(a: Analysis) -> None:
         )
 
 
+WEAK_TIME = {"new", "now", "recent", "recently", "modern-day", "modern day"}
+
+
+def _time_sensitive(text: str, m: re.Match) -> bool:
+    """'new' and the like point at a current fact only next to something that changes over time, or
+    when they pick out one particular thing: "the new tram" is a fact to look up, "a new puppy" is not."""
+    if m.group(1).lower() not in WEAK_TIME:
+        return True
+    if TIME_NOUNS.search(text):
+        return True
+    if m.group(1)[0].isupper() and m.start() > 0:  # "the New Forest", "the New Testament": a name
+        return False
+    before = text[: m.start()].split()[-2:]
+    return any(w.lower() == "the" or w.lower().endswith("'s") for w in before)
+
+
 def _time(a: Analysis) -> None:
     text = TIME_FALSE.sub("", a.request)
-    m = TIME.search(text)
+    m = next((m for m in TIME.finditer(text) if _time_sensitive(text, m)), None)
     if not m:
-        return
-    # "new"/"now"/a year alone is only time-sensitive next to something that changes over time.
-    if m.group(1).lower() in {"new", "now", "recent", "recently", "modern-day", "modern day"} and not TIME_NOUNS.search(text):
         return
     phrase = _phrase_around(a.core, m.group(0))
     if not _has_proper_noun(a.core) and not re.search(r"\bof\b", phrase) and not a.gaps_of("personal"):

@@ -20,6 +20,12 @@ INJECTION = re.compile(
     re.IGNORECASE,
 )
 SENTENCE = re.compile(r"(?<=[.!?])\s+")
+# Lead-ins a model puts before the fact: "The answer is: ...", "According to the results, ...".
+FILLER = re.compile(
+    r"^(?:(?:the\s+)?(?:short\s+)?(?:answer|fact)\s*(?:is)?\s*[:,-]?|a:|"
+    r"(?:according\s+to|based\s+on)\s+(?:the\s+)?(?:search\s+)?(?:results?|sources?)(?:\s*\[\d+\])?\s*[:,]?)\s*",
+    re.IGNORECASE,
+)
 MAX_FACT_WORDS = 30
 
 
@@ -60,7 +66,7 @@ def extract_fact(llm: LLM | None, question: str, results, usage: Usage | None = 
         completion = llm.complete(prompt, max_tokens=32, stop=["\n"])
         if usage:
             usage.add(completion)
-        fact = completion.text.strip().strip("\"'").rstrip(".")
+        fact = FILLER.sub("", completion.text.strip().strip("\"'")).strip().strip("\"'").rstrip(".")
         words = set(content_words(fact))
         if fact and words and not INJECTION.search(fact) and len(words & source_words) >= max(1, (2 * len(words)) // 3):
             href = next((h for p, h in pieces if words & set(content_words(p))), pieces[0][1])
