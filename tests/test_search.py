@@ -234,5 +234,45 @@ def test_extracted_fact_drops_the_models_lead_in(said):
 
     results = [SearchResult(title="City news", href="https://n", body="The Harbour Arch, opened in May, spans the river.")]
     fact, href = extract_fact(FakeLLM({"Which bridge": said}), "Which bridge opened?", results)
-    assert fact == "the Harbour Arch, opened in May"
+    assert fact == "The Harbour Arch, opened in May, spans the river"
     assert href == "https://n"
+
+
+def test_a_bare_name_is_replaced_by_the_sentence_it_came_from():
+    from qia_cli.agent.grounding.search import extract_fact
+    from qia_cli.llm.fake import FakeLLM
+
+    results = [
+        SearchResult(title="Ferry news", href="https://f", body="Tickets are on sale. The new ferry, the Ondine, has a green hull and a white funnel."),
+    ]
+    fact, _ = extract_fact(FakeLLM({"ferry": "the Ondine"}), "What is the new ferry?", results)
+    assert fact == "The new ferry, the Ondine, has a green hull and a white funnel"
+
+
+def test_an_answer_that_restates_the_question_falls_back_to_the_results():
+    from qia_cli.agent.grounding.search import extract_fact
+    from qia_cli.llm.fake import FakeLLM
+
+    results = [SearchResult(title="Review", href="https://r", body="The newest Lumen lamp has a brass base.")]
+    fact, _ = extract_fact(FakeLLM({"lamp": "The newest Lumen lamp"}), "What is the newest Lumen lamp?", results)
+    assert "brass base" in fact
+
+
+def test_words_the_model_adds_must_come_from_the_results():
+    from qia_cli.agent.grounding.search import extract_fact
+    from qia_cli.llm.fake import FakeLLM
+
+    results = [SearchResult(title="Lamp review", href="https://r", body="The newest Lumen lamp has a brass base and a linen shade.")]
+    fact, _ = extract_fact(FakeLLM({"lamp": "the Lumen 11 Pro"}), "What is the newest Lumen lamp?", results)
+    assert "11" not in fact and "brass base" in fact
+
+
+def test_the_fact_comes_from_the_body_not_the_headline():
+    from qia_cli.agent.grounding.search import extract_fact
+    from qia_cli.llm.fake import FakeLLM
+
+    llm = FakeLLM({"mascot": "an orange otter"})
+    results = [SearchResult(title="Games unveil mascot", href="https://g", body="The games chose an orange otter in a blue scarf.")]
+    fact, _ = extract_fact(llm, "What is the new mascot?", results)
+    assert fact == "The games chose an orange otter in a blue scarf"
+    assert "Games unveil mascot" not in llm.prompts[0]

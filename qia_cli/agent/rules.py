@@ -225,6 +225,7 @@ def _phrase_around(text: str, word: str) -> str:
     )
     phrase = m.group(1) if m else word
     phrase = re.split(r"\s+(?:for|with|in|on|at|that|which|and|of\s+(?:my|our))\s+", phrase)[0]
+    phrase = re.sub(r"(?:\s+(?:of|the|a|an|to|from|by))+$", "", phrase.strip(" ,.;:"), flags=re.I)
     return phrase.strip(" ,.;:")
 
 

@@ -20,6 +20,7 @@ INJECTION = re.compile(
     re.IGNORECASE,
 )
 SENTENCE = re.compile(r"(?<=[.!?])\s+")
+CITATION = re.compile(r"\[\d+\]\s*")
 # Lead-ins a model puts before the fact: "The answer is: ...", "According to the results, ...".
 FILLER = re.compile(
     r"^(?:(?:the\s+)?(?:short\s+)?(?:answer|fact)\s*(?:is)?\s*[:,-]?|a:|"
@@ -44,13 +45,30 @@ def _best_sentence(sentences: list[str], query: str) -> str | None:
     return " ".join(best.split()[:MAX_FACT_WORDS])
 
 
-def extract_fact(llm: LLM | None, question: str, results, usage: Usage | None = None) -> tuple[str | None, str | None]:
-    """One fact relevant to `question` from the results, and the URL it came from."""
+def _source_sentence(pieces: list[tuple[str, str]], new: set[str], n_words: int) -> tuple[str, str] | None:
+    """The result sentence the model's answer came from, when it says more than the answer: small models
+    name the thing ("the Marta") and drop the details an image needs ("a navy hull and a yellow funnel")."""
+    best = None
+    for body, href in pieces:
+        for sentence in safe_sentences(body):
+            have = set(content_words(sentence))
+            if new <= have and len(have) > n_words and (best is None or len(have & new) > best[0]):
+                best = (len(have & new), " ".join(sentence.split()[:MAX_FACT_WORDS]).rstrip("."), href)
+    return (best[1], best[2]) if best else None
+
+
+def extract_fact(
+    llm: LLM | None, question: str, results, usage: Usage | None = None, hint: str = ""
+) -> tuple[str | None, str | None]:
+    """One fact relevant to `question` from the results, and the URL it came from.
+
+    `hint` (the words of the whole request) helps pick a sentence when the model gives no usable answer."""
     from qia_cli.search.base import clean
 
     pieces: list[tuple[str, str]] = []
     for r in results[:4]:
-        body = " ".join(safe_sentences(clean(f"{r.title}. {r.body}", 400)))
+        # Bodies carry the facts; a small model tends to copy a headline, so titles stand in only for empty bodies.
+        body = " ".join(safe_sentences(clean(r.body or r.title, 400)))
         if body:
             pieces.append((body, r.href))
     if not pieces:
@@ -67,17 +85,24 @@ def extract_fact(llm: LLM | None, question: str, results, usage: Usage | None = 
         if usage:
             usage.add(completion)
         fact = FILLER.sub("", completion.text.strip().strip("\"'")).strip().strip("\"'").rstrip(".")
+        fact = CITATION.sub("", fact).strip()
         words = set(content_words(fact))
-        if fact and words and not INJECTION.search(fact) and len(words & source_words) >= max(1, (2 * len(words)) // 3):
+        new = words - set(content_words(f"{question} {hint}"))
+        # What the model adds to the question must come from the results (no made-up "11th model"), and
+        # a fact that only restates the question ("The newest model of X") adds nothing: fall back below.
+        if fact and new and new <= source_words and not INJECTION.search(fact):
+            quoted = _source_sentence(pieces, new, len(words))
+            if quoted:
+                return quoted
             href = next((h for p, h in pieces if words & set(content_words(p))), pieces[0][1])
             return " ".join(fact.split()[:MAX_FACT_WORDS]), href
     # Extractive fallback: the result sentence that best matches the question (bodies before titles).
     for r in results[:4]:
-        sentence = _best_sentence(safe_sentences(clean(r.body, 400)), question)
+        sentence = _best_sentence(safe_sentences(clean(r.body, 400)), f"{question} {hint}")
         if sentence:
             return sentence, r.href
     for r in results[:4]:
-        sentence = _best_sentence(safe_sentences(clean(r.title, 200)), question)
+        sentence = _best_sentence(safe_sentences(clean(r.title, 200)), f"{question} {hint}")
         if sentence:
             return sentence, r.href
     return None, None
@@ -96,7 +121,7 @@ def ground_search(
     evidence: list[Evidence] = []
     for gap in todo:
         results = found.get(queries[gap.id]) or []
-        fact, href = extract_fact(llm, f"What is {gap.span or gap.query}?", results, usage)
+        fact, href = extract_fact(llm, f"What is {gap.span or gap.query}?", results, usage, hint=gap.query or "")
         if fact:
             gap.filled = True
             evidence.append(Evidence(gap_id=gap.id, source="search", content=fact, detail=href))
