@@ -59,6 +59,16 @@ def test_processes_and_story_references_need_reasoning():
     assert kinds("the house from the fairy tale about two lost children")["knowledge"] == "reason"
 
 
+def test_a_category_singled_out_by_a_name_or_clause_needs_reasoning():
+    assert kinds("the creature on the flag of Wales")["knowledge"] == "reason"
+    assert kinds("the hand tool a carpenter uses to cut planks")["knowledge"] == "reason"
+    assert kinds("the crescent-shaped French breakfast pastry")["knowledge"] == "reason"
+    # Scenes and names are left alone.
+    assert "knowledge" not in kinds("the tower at the end of the street")
+    assert "knowledge" not in kinds("the Golden Gate Bridge in fog")
+    assert "knowledge" not in kinds("The Statue of Liberty at dawn")
+
+
 def test_plain_concrete_request_needs_no_reasoning():
     assert "knowledge" not in kinds("a red bicycle")
     assert "knowledge" not in kinds('a sign that says "Open late"')

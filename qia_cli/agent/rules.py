@@ -96,6 +96,24 @@ DESCRIPTIVE = re.compile(
     r"legend|myth|film|movie|play|opera|song|game|series))\b",
     re.IGNORECASE,
 )
+# Head nouns of a category: "the <category> ..." with a clause or a name after it refers to one thing by
+# description ("the creature on the flag of Wales", "the tool a carpenter uses to ..."), which needs a name.
+CATEGORY = (
+    r"(?:creature|animal|beast|bird|fish|insect|plant|flower|tree|fruit|vegetable|herb|spice|dish|food|meal|pastry|"
+    r"dessert|cake|bread|cheese|drink|beverage|dip|sauce|soup|tool|instrument|device|machine|gadget|vehicle|vessel|"
+    r"boat|ship|aircraft|game|sport|dance|toy|costume|garment|dress|hat|headdress|weapon|statue|monument|landmark|"
+    r"building|structure|tower|temple|palace|city|town|country|island|river|mountain|volcano|planet|star|constellation|"
+    r"composer|painter|artist|writer|author|poet|scientist|inventor|explorer|leader|ruler|emperor|king|queen|"
+    r"character|hero|villain|deity|god|goddess|saint|symbol|emblem|mascot|painting|artwork|sculpture|material|metal|"
+    r"gem|gemstone|stone|mineral|element|gas|chemical|bridge|festival|holiday|ritual|breed|species)s?"
+)
+CLAUSE = re.compile(
+    r"\b(?:that|which|who|whose|used|uses|use|made|known|called|named|played|worn|eaten|drunk|rides?|ridden|holding|"
+    r"carrying|wearing|on\s+the\s+flag|an?\s+\w+\s+(?:uses?|wears?|plays?|rides?|eats?|drinks?))\b",
+    re.IGNORECASE,
+)
+DEFINITE_CATEGORY = re.compile(r"^the\s+(?:[\w-]+\s+){0,3}?" + CATEGORY + r"\b(?P<rest>.*)$", re.IGNORECASE)
+
 # Cues that the request names a state or process whose look must be worked out ("after it dissolved").
 STATE = re.compile(
     r"\b(after|when|while|without|mixed|dissolved|heated|cooled|frozen|melted|burn(?:ed|ing|t)|left\s+(?:overnight|out|in)|"
@@ -286,7 +304,23 @@ def _is_descriptive(core: str) -> bool:
     if re.search(r",\s+(?:a|an|the)\s+\w+", core) and n >= 5:
         return True
     # "the X of Y" definite descriptions: "the currency of the United Kingdom"
-    return bool(re.match(r"^the\s+(?:\w+\s+){0,3}of\s+", core, re.I))
+    # ("the Statue of Liberty", "the Bank of England" are names already.)
+    m = re.match(r"^the\s+(?:\w+\s+){0,2}?(\w+)\s+of\s+", core, re.I)
+    if m and m.group(1)[:1].islower():
+        return True
+    return _definite_category(core)
+
+
+def _definite_category(core: str) -> bool:
+    """'the creature on the flag of Wales': a category noun, then a name or a clause that singles one out.
+    Plain scenes ("the tower at the end of the street") and names ("the Eiffel Tower") stay as they are."""
+    m = DEFINITE_CATEGORY.match(core)
+    if not m:
+        return False
+    head = core[: m.start("rest")].split()
+    if head[-1][:1].isupper():  # "the Eiffel Tower", "the Golden Gate Bridge": already a name
+        return False
+    return _has_proper_noun(core) or bool(CLAUSE.search(core[3:]))
 
 
 def look_question(core: str) -> str:
