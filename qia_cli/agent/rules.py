@@ -109,7 +109,7 @@ CATEGORY = (
 )
 CLAUSE = re.compile(
     r"\b(?:that|which|who|whose|used|uses|use|made|known|called|named|played|worn|eaten|drunk|rides?|ridden|holding|"
-    r"carrying|wearing|on\s+the\s+flag|an?\s+\w+\s+(?:uses?|wears?|plays?|rides?|eats?|drinks?))\b",
+    r"carrying|wearing|an?\s+\w+\s+(?:uses?|wears?|plays?|rides?|eats?|drinks?))\b",
     re.IGNORECASE,
 )
 DEFINITE_CATEGORY = re.compile(r"^the\s+(?:[\w-]+\s+){0,3}?" + CATEGORY + r"\b(?P<rest>.*)$", re.IGNORECASE)
