@@ -1,6 +1,6 @@
 """Reasoning: turn implicit knowledge into explicit visual content with focused LLM questions.
 
-Small models answer one completion-style question, with two unrelated Q/A pairs before it, far more often
+Small models answer one completion-style question, with four unrelated Q/A pairs before it, far more often
 than they answer a chat-style "rewrite this prompt". The pairs are picked per request from a pool so that
 they never share words with it: small models copy examples verbatim.
 """
@@ -39,7 +39,7 @@ MAX_LOOK_WORDS = 18
 BAD_ANSWER = re.compile(r"\b(i don'?t know|unknown|not sure|none|n/a|sorry|cannot|can't)\b", re.I)
 
 
-def _examples(pool: list[tuple[str, str]], text: str, n: int = 2) -> list[tuple[str, str]]:
+def _examples(pool: list[tuple[str, str]], text: str, n: int = 4) -> list[tuple[str, str]]:
     """The n pairs that share the fewest words with the request (ties keep pool order)."""
     mine = set(content_words(text))
     scored = sorted(pool, key=lambda qa: len(mine & set(content_words(qa[0] + " " + qa[1]))))
