@@ -82,6 +82,8 @@ def read_file(path: Path | None = None) -> dict[str, Any]:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"config file {path} cannot be read: {exc}", hint="fix it, or move it aside") from exc
+    except RecursionError:
+        raise UsageError(f"config file {path} cannot be read: nested too deeply", hint="fix it, or move it aside") from None
 
 
 def _env_values() -> dict[str, str]:

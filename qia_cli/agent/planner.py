@@ -18,6 +18,7 @@ from qia_cli.agent.grounding.search import ground_search
 from qia_cli.agent.types import Evidence, Gap, ModelInfo, Plan
 from qia_cli.errors import UsageError
 from qia_cli.llm.base import LLM, Usage, parse_json
+from qia_cli.textsafe import clean_input, visible
 
 MAX_REQUEST_CHARS = 4000
 LLM_GAP_KINDS = ["subject", "personal", "purpose", "text"]
@@ -51,8 +52,9 @@ Progress = Callable[[str], None]
 
 
 def validate_request(request: str) -> str:
-    text = (request or "").strip()
-    if not text:
+    # The input boundary: no escape sequences or control characters past here, and nothing visible is empty.
+    text = clean_input(request or "", what="the prompt").strip()
+    if not visible(text):
         raise UsageError("the prompt is empty", hint='say what to picture, e.g. qia plan "a red bicycle"')
     if len(text) > MAX_REQUEST_CHARS:
         raise UsageError(f"the prompt is {len(text)} characters long; the limit is {MAX_REQUEST_CHARS}")

@@ -10,13 +10,62 @@ import sys
 import traceback
 
 import typer
+import typer.core
 
 from qia_cli import __version__
 from qia_cli.cli import console
-from qia_cli.errors import EXIT_INTERRUPT, EXIT_USAGE, QiaError
+from qia_cli.errors import EXIT_INTERRUPT, EXIT_USAGE, QiaError, home_error
+
+GLOBAL_FLAGS = ("-v", "--verbose", "-q", "--quiet", "--no-color")
+
+
+def hoist_global_flags(group, ctx, args: list[str]) -> list[str]:
+    """`qia plan "a cat" -v` works like `qia -v plan "a cat"`: the global flags found after the
+    subcommand move in front of it. Not after `--`, and not where they are the value of an option
+    (`--answer -v`)."""
+    command, i = group, 0  # (duck-typed: typer may vendor its own click)
+    while i < len(args) and hasattr(command, "get_command"):  # find the command that runs
+        if args[i] == "--":
+            return args
+        if args[i].startswith("-"):
+            i += 1
+            continue
+        command = command.get_command(ctx, args[i])
+        i += 1
+        if command is None:
+            return args
+    if command is group or command is None:
+        return args
+    valued = {name for p in command.params
+              if getattr(p, "param_type_name", "") == "option" and not p.is_flag and not getattr(p, "count", False)
+              for name in p.opts}
+    own = {name for p in command.params for name in getattr(p, "opts", [])}
+    hoisted, rest, j = [], args[:i], i
+    while j < len(args):
+        arg = args[j]
+        if arg == "--":
+            rest += args[j:]
+            break
+        if arg in valued:
+            rest += args[j : j + 2]
+            j += 2
+            continue
+        if arg in GLOBAL_FLAGS and arg not in own:
+            hoisted.append(arg)
+        else:
+            rest.append(arg)
+        j += 1
+    return hoisted + rest
+
+
+class QiaGroup(typer.core.TyperGroup):
+    def parse_args(self, ctx, args):
+        return super().parse_args(ctx, hoist_global_flags(self, ctx, list(args)))
+
 
 app = typer.Typer(
     name="qia",
+    cls=QiaGroup,
     help=(
         "Agentic image generation. qia reads your request, finds what is missing (who, what, style, "
         "time-sensitive facts, personal references), fills the gaps by reasoning, search, memory or a "
@@ -73,11 +122,7 @@ _register()
 
 
 def report_error(exc: QiaError) -> None:
-    err = console.err()
-    err.soft_wrap = True
-    err.print(f"[bold red]error:[/bold red] {exc.message}", markup=True, highlight=False)
-    if exc.hint:
-        err.print(f"[dim]hint:[/dim] {exc.hint}", markup=True, highlight=False)
+    console.error(exc.message, exc.hint)
     if console.state.verbose:
         traceback.print_exc()
 
@@ -114,9 +159,13 @@ def main() -> None:
             sys.exit(exc.exit_code or EXIT_USAGE)
         if kind == "Exit":
             sys.exit(getattr(exc, "exit_code", 0))
+        usage = home_error(exc)
+        if usage is not None:
+            report_error(usage)
+            sys.exit(usage.exit_code)
         if console.state.verbose:
             raise
-        console.err().print(f"[bold red]error:[/bold red] unexpected {type(exc).__name__}: {exc}", markup=True, highlight=False)
+        console.err().print(f"[bold red]error:[/bold red] unexpected {type(exc).__name__}: {console.safe(exc)}", markup=True, highlight=False)
         console.err().print("[dim]run again with -v for the traceback, and report it[/dim]", markup=True)
         sys.exit(1)
     sys.exit(rc if isinstance(rc, int) else 0)

@@ -31,8 +31,11 @@ class FixtureBackend:
             if not isinstance(data, list):
                 raise ValueError("expected a JSON list of {query, results}")
             self.records = [Recorded.model_validate(item) for item in data]
-        except (OSError, ValueError, ValidationError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+        except (OSError, ValueError, ValidationError, RecursionError) as exc:
+            if isinstance(exc, RecursionError):
+                reason = "nested too deeply"
+            else:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
             raise UsageError(
                 f"search fixture {self.path} cannot be read: {reason}",
                 hint='expected [{"query": "...", "results": [{"title": "", "href": "", "body": ""}]}]',
