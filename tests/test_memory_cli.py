@@ -86,7 +86,7 @@ def test_clear_needs_yes():
     assert isinstance(result.exception, UsageError) and "--yes" in result.exception.message
     assert len(json.loads(qia("list", "--json").stdout)) == 1
     result = qia("clear", "--yes")
-    assert result.exit_code == 0 and "cleared 1" in result.stdout
+    assert result.exit_code == 0 and result.stdout.strip() == "cleared 1 entry"
     assert json.loads(qia("list", "--json").stdout) == []
 
 
@@ -149,3 +149,24 @@ def test_process_exit_codes(home):
     assert qia_process(home, "path").stdout.strip() == str(home / "data" / "memory.json")
     bare = qia_process(home)
     assert bare.returncode == 0 and "forget" in bare.stdout
+
+
+def test_import_refuses_an_endless_stream_and_hand_written_lists_work(home, tmp_path):
+    zero = qia_process(home, "import", "/dev/zero")  # used to grow until the process was killed
+    assert zero.returncode == 2 and "larger than 8 MB" in zero.stderr and "Traceback" not in zero.stderr
+    hand = tmp_path / "mine.json"
+    hand.write_text(json.dumps([{"text": "Biscuit is my dog"}, "I prefer watercolour"]))
+    result = qia("import", str(hand))
+    assert result.exit_code == 0 and result.stdout.strip() == "imported 2 entries"
+    assert {e["kind"] for e in json.loads(qia("list", "--json").stdout)} == {"entity", "preference"}
+
+
+def test_entries_with_control_characters_print_as_visible_escapes(home):
+    # A file written by an older qia (or by hand) may hold escape sequences: they must not reach the terminal.
+    path = home / "data" / "memory.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"entries": [{"id": "m1", "kind": "fact", "text": "Biscuit \x1b]0;pwned\x07[/x] dog"}]}))
+    for args in (("list",), ("show", "m1"), ("forget", "m1")):
+        result = qia(*args)
+        assert result.exit_code == 0, result.output
+        assert "\x1b" not in result.stdout and "\x07" not in result.stdout and "\\x1b" in result.stdout

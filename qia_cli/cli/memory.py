@@ -11,6 +11,7 @@ import typer
 from qia_cli.cli import console
 from qia_cli.cli.app import app
 from qia_cli.errors import EXIT_USAGE, UsageError
+from qia_cli.textsafe import printable
 
 memory_app = typer.Typer(
     help=(
@@ -32,6 +33,10 @@ def _store():
 
 def _print_json(data) -> None:
     typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def _entries(count: int) -> str:
+    return f"{count} entry" if count == 1 else f"{count} entries"
 
 
 def _when(value) -> str:
@@ -61,7 +66,7 @@ def add(
         return
     typer.echo(entry.id)
     names = ", ".join(entry.names) or "no names"
-    console.info(f"remembered {entry.id} ({entry.kind}; recalled by: {names})")
+    console.info(f"remembered {entry.id} ({entry.kind}; recalled by: {console.safe(names)})")
 
 
 @memory_app.command("list")
@@ -80,7 +85,7 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print the entries 
     for column in ("id", "kind", "names", "text", "uses"):
         table.add_column(column, overflow="fold")
     for e in entries:
-        table.add_row(e.id, e.kind, ", ".join(e.names), e.text, str(e.uses))
+        table.add_row(console.safe(e.id), e.kind, console.safe(", ".join(e.names)), console.safe(e.text), str(e.uses))
     console.out().print(table)
 
 
@@ -104,14 +109,14 @@ def show(
         ("uses", str(entry.uses)),
     ]
     for key, value in rows:
-        typer.echo(f"{key + ':':<11}{value}")
+        typer.echo(f"{key + ':':<11}{printable(value)}")
 
 
 @memory_app.command("forget")
 def forget(entry_id: str = typer.Argument(..., metavar="ID", help="An id or a unique prefix of one.")) -> None:
     """Forget one entry."""
     entry = _store().forget(entry_id)
-    typer.echo(f"forgot {entry.id}: {entry.text}")
+    typer.echo(f"forgot {entry.id}: {printable(entry.text)}")
 
 
 @memory_app.command("clear")
@@ -124,12 +129,12 @@ def clear(yes: bool = typer.Option(False, "--yes", "-y", help="Do it without ask
             console.info("memory is already empty")
             return
         if not console.interactive():
-            raise UsageError(f"refusing to clear {count} memory entries without --yes", hint="pass --yes")
-        if not typer.confirm(f"Forget all {count} memory entries?", default=False, err=True):
+            raise UsageError(f"refusing to clear {_entries(count)} without --yes", hint="pass --yes")
+        if not typer.confirm(f"Forget all {_entries(count)}?", default=False, err=True):
             console.info("nothing cleared")
             raise typer.Exit(EXIT_USAGE)
     removed = store.clear()
-    typer.echo(f"cleared {removed} entries")
+    typer.echo(f"cleared {_entries(removed)}")
 
 
 @memory_app.command("export")
@@ -145,7 +150,7 @@ def export(file: Optional[Path] = typer.Argument(None, help="Write here (mode 06
         atomic_write_bytes(file, (json.dumps(data, ensure_ascii=False, indent=2) + "\n").encode("utf-8"), mode=0o600)
     except OSError as exc:
         raise UsageError(f"cannot write {file}: {exc.strerror or exc}") from None
-    console.info(f"exported {len(data['entries'])} entries to {file}")
+    console.info(f"exported {_entries(len(data['entries']))} to {console.safe(file)}")
 
 
 @memory_app.command("import")
@@ -153,18 +158,13 @@ def import_(
     file: Path = typer.Argument(..., help="A file written by `qia memory export` ('-' for stdin)."),
     replace: bool = typer.Option(False, "--replace", help="Replace the current entries instead of merging."),
 ) -> None:
-    """Import entries from an export; duplicates (same id or text) are skipped."""
-    import sys
+    """Import entries from an export, or a hand-written list of {"text": ...} or plain strings;
+    duplicates (same id or text) are skipped. At most 8 MB and 10,000 entries in the memory."""
+    from qia_cli.memory.store import read_import
 
-    try:
-        raw = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
-        data = json.loads(raw)
-    except OSError as exc:
-        raise UsageError(f"cannot read {file}: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise UsageError(f"{file} is not valid JSON: {exc}") from None
+    data = read_import(file)
     added = _store().import_(data, merge=not replace)
-    typer.echo(f"imported {added} entries")
+    typer.echo(f"imported {_entries(added)}")
 
 
 @memory_app.command("path")
