@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
-from qia_cli.agent.run import MAX_SEED, Agent, RenderOptions
+from qia_cli.agent.run import Agent, RenderOptions
 from qia_cli.agent.types import GenerateResult, Plan
-from qia_cli.errors import QiaError, UsageError
+from qia_cli.errors import QiaError, UsageError, home_error
+from qia_cli.seeds import parse_seed
+from qia_cli.textsafe import clean_input, printable
 
 HELP = """\
 Type what to picture and press Enter: qia plans it (asking here when only you
@@ -94,7 +96,11 @@ class ChatSession:
     # -- one line in ------------------------------------------------------------------------------
     def handle(self, line: str) -> bool:
         """Run one line; False when the session should end. Errors are reported, never raised."""
-        text = line.strip()
+        try:
+            text = clean_input(line, what="the line").strip()
+        except QiaError as exc:
+            self.ui.error(exc.message, exc.hint)
+            return True
         if not text:
             return True
         try:
@@ -109,7 +115,14 @@ class ChatSession:
             self.ui.error("cancelled; the session goes on")
         except QiaError as exc:
             self.ui.error(exc.message, exc.hint)
+        except OSError as exc:  # a file or folder a command named: a normal error, not a crash
+            where = f": {exc.filename}" if exc.filename else ""
+            self.ui.error(f"{exc.strerror or exc}{where}")
         except Exception as exc:  # one failed turn must not end the session
+            usage = home_error(exc)
+            if usage is not None:
+                self.ui.error(usage.message, usage.hint)
+                return True
             if self.agent.verbose:
                 import traceback
 
@@ -225,12 +238,7 @@ class ChatSession:
         self.ui.say(f"[dim]back to:[/dim] {_esc(self.plan.prompt)}")
 
     def cmd_seed(self, arg: str) -> None:
-        if arg.lower() in {"random", "none", ""}:
-            self.opts.seed = None
-        elif arg.isdigit() and int(arg) <= MAX_SEED:
-            self.opts.seed = int(arg)
-        else:
-            raise UsageError(f"seed '{arg}' is invalid", hint=f"/seed N (0 to {MAX_SEED}) or /seed random")
+        self.opts.seed = parse_seed(arg)  # N, or random / -1
         self.ui.say(f"seed: {self.opts.seed if self.opts.seed is not None else 'random'}")
 
     def cmd_size(self, arg: str) -> None:
@@ -245,7 +253,7 @@ class ChatSession:
     def cmd_steps(self, arg: str) -> None:
         if arg.lower() in {"default", "auto", ""}:
             self.opts.steps = None
-        elif arg.isdigit() and 1 <= int(arg) <= 500:
+        elif arg.isascii() and arg.isdigit() and 1 <= int(arg) <= 500:
             self.opts.steps = int(arg)
         else:
             raise UsageError(f"steps '{arg}' is invalid", hint="/steps N (1 to 500) or /steps default")
@@ -284,7 +292,7 @@ class ChatSession:
             self.agent.set_search(backend)
         elif low:
             raise UsageError(f"/search {arg}: use on or off")
-        self.ui.say(f"search: {self.search_text()}")
+        self.ui.say(f"search: {_esc(self.search_text())}")
 
     def cmd_memory(self, arg: str) -> None:
         store = self.agent.memory
@@ -328,7 +336,11 @@ class ChatSession:
             raise UsageError(f"{path} exists; not overwritten", hint="give another file name")
         if not path.parent.is_dir():
             raise UsageError(f"folder {path.parent} does not exist")
-        atomic_write_bytes(path, (plan.model_dump_json(indent=2) + "\n").encode("utf-8"))
+        try:
+            atomic_write_bytes(path, (plan.model_dump_json(indent=2) + "\n").encode("utf-8"))
+        except OSError as exc:
+            raise UsageError(f"cannot save the plan to {path}: {exc.strerror or exc}",
+                             hint="give a file in a folder you can write to") from None
         self.ui.say(f"saved the plan to {_esc(str(path))}")
 
     # -- what the toolbar and the completer show ------------------------------------------------
@@ -365,9 +377,10 @@ class ChatSession:
 
 
 def _esc(text: str) -> str:
+    """Untrusted text for Rich markup: no markup of its own, no control characters."""
     from rich.markup import escape
 
-    return escape(text)
+    return escape(printable(text))
 
 
 @contextlib.contextmanager

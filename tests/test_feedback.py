@@ -157,9 +157,19 @@ def test_keep_all_saves_every_round_and_the_best_is_the_output(tiny_pipeline_dir
     paths = [r.output for r in result.rounds]
     assert all(paths) and len(set(paths)) == 3 and len(list(tmp_path.glob("*.png"))) == 3
     assert result.outputs[0].path == paths[0] and len(result.outputs) == 1
-    assert "_r" not in Path(paths[0]).name and Path(paths[2]).stem.endswith("_r2")
+    kept = Path(paths[0]).stem  # the other rounds are named after the kept image, as the README says
+    assert "_r" not in kept and [Path(p).stem for p in paths[1:]] == [f"{kept}_r1", f"{kept}_r2"]
     kept_meta = json.loads(read_metadata(Path(paths[0]))["qia:rounds"])
     assert [r["output"] for r in kept_meta[1:]] == paths[1:]  # the kept file names the others
+
+
+def test_keep_all_with_an_output_file_names_the_rounds_after_it(tiny_pipeline_dir, tmp_path):
+    scorer = ScriptedScorer([0.30, 0.10], [0.31, 0.28])
+    agent = Agent(Settings(threshold=0.22), scorer=scorer)
+    target = tmp_path / "mine.png"
+    result = agent.render(make_plan(), opts(tiny_pipeline_dir, tmp_path, rounds=3, keep_all=True, output=target))
+    assert result.outputs[0].path == str(target) and [r.kept for r in result.rounds] == [False, True]
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["mine.png", "mine_r0.png"]
 
 
 def test_explicit_rounds_with_missing_scorer_fail_before_loading(tiny_pipeline_dir, tmp_path, monkeypatch):

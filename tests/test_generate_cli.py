@@ -107,3 +107,14 @@ def test_hub_model_offline_fails_fast_with_how_to_get_it(tmp_path):
     assert time.monotonic() - start < 60  # torch import included; the hub retries alone would take ~23 s
     assert result.returncode == 2, result.stderr
     assert "someone/never-downloaded-model" in result.stderr and "hf download" in result.stderr
+
+
+def test_seed_minus_one_is_random_and_a_prompt_past_clip_warns_what_is_cut(tiny_pipeline_dir, tmp_path):
+    long = " ".join(f"word{i}" for i in range(60))
+    doc = generate(long, "--model", str(tiny_pipeline_dir), "--no-plan", "--seed", "-1", "--steps", "1",
+                   "--outdir", str(tmp_path))
+    assert 0 <= doc["outputs"][0]["seed"] <= 2**32 - 1
+    (note,) = [w for w in doc["plan"]["warnings"] if "reads 77 tokens" in w]
+    assert "will not see" in note and "word59" in doc["plan"]["prompt"] and "word0 " not in note.split("see:")[1]
+    short = generate("a cat", "--model", str(tiny_pipeline_dir), "--no-plan", "--steps", "1", "--outdir", str(tmp_path))
+    assert not [w for w in short["plan"]["warnings"] if "tokens" in w]

@@ -28,12 +28,12 @@ from qia_cli.agent.planner import PlanOptions
 from qia_cli.agent.run import Agent, RenderOptions
 from qia_cli.agent.types import Plan
 from qia_cli.errors import ModelError, QiaError, UsageError
+from qia_cli.seeds import MAX_SEED
 
 RESULTS = "results.jsonl"
 FIELDS: dict[str, tuple[type, ...]] = {
     "request": (str,), "id": (str, int), "seed": (int,), "size": (str,), "model": (str,), "count": (int,),
 }
-MAX_SEED = 2**32 - 1
 CHUNK = 8  # lines planned before the LLM is freed for rendering, when it holds VRAM
 
 

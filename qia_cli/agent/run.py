@@ -7,7 +7,7 @@ callbacks and never prints.
 from __future__ import annotations
 
 import json
-import random
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +16,7 @@ from typing import Callable
 from qia_cli.agent.planner import Planner, PlanOptions
 from qia_cli.agent.types import GenerateResult, Output, Plan, RenderSpec
 from qia_cli.config import Settings
-
-MAX_SEED = 2**32 - 1
+from qia_cli.seeds import MAX_SEED, random_seed  # noqa: F401  (MAX_SEED: re-exported)
 
 
 @dataclass
@@ -86,6 +85,9 @@ class Agent:
         # Measured: the 135M bundled model proposes no gap that survives validation, at 0.3-3 s a call.
         options.llm_gaps = mode == "on" or (mode == "auto" and self.settings.llm != "bundled")
         plan = self.planner.plan(request, options)
+        note = cut_note(plan.request.split(" | ")[-1], plan.prompt)
+        if note:
+            plan.warnings.append(note)
         if self.memory is not None and self.planner.recalled:
             self.memory.touch(self.planner.recalled)
         return plan
@@ -121,6 +123,36 @@ class Agent:
             self._planner.search = backend
 
     # -- rendering ------------------------------------------------------------------------------
+    def check_render(self, opts: RenderOptions) -> None:
+        """Every render input that can be checked without loading anything, so that a command fails at
+        once and not after planning: the model (on paper), size, seed, output place, device and, when
+        feedback rounds are asked for, the scorer. Raises a QiaError; imports no torch for device auto/cpu."""
+        from qia_cli.imaging import diffusers as renderer
+        from qia_cli.imaging.families import defaults_for
+        from qia_cli.imaging.output import check_output_file, check_writable
+        from qia_cli.seeds import check_seed
+
+        s = self.settings
+        model = opts.model or s.image_model
+        renderer.check_model(model)
+        fam = defaults_for(model)
+        renderer.validate_size(opts.width or s.width or fam.width, opts.height or s.height or fam.height)
+        check_seed(opts.seed, opts.count)
+        if opts.output is not None:
+            check_output_file(opts.output, overwrite=opts.overwrite)
+        else:
+            check_writable(opts.outdir or Path(s.outdir or Path.cwd() / "qia-out").expanduser())
+        device = (opts.device or s.device or "auto").strip().lower()
+        if device not in {"auto", "cpu"}:
+            from qia_cli.imaging.device import resolve_device
+
+            resolve_device(device)  # an unknown or absent device (needs torch: only when one is named)
+        wanted = opts.rounds if opts.rounds is not None else s.rounds
+        if wanted and self.scorer is None:
+            from qia_cli.imaging.scoring import check_available
+
+            check_available(opts.scorer or s.scorer)
+
     def spec_for(self, plan: Plan, opts: RenderOptions) -> RenderSpec:
         from qia_cli.imaging.families import defaults_for
 
@@ -138,7 +170,7 @@ class Agent:
             height=opts.height or s.height or fam.height,
             steps=opts.steps or s.steps or fam.steps,
             guidance=opts.guidance if opts.guidance is not None else (s.guidance if s.guidance is not None else fam.guidance),
-            seed=opts.seed if opts.seed is not None else random.randint(0, MAX_SEED - 64),
+            seed=opts.seed if opts.seed is not None else random_seed(opts.count),
             device=opts.device or s.device,
         )
 
@@ -167,6 +199,9 @@ class Agent:
         start = time.perf_counter()
         loaded = renderer.load_pipeline(spec.model, spec.device, progress=self.callbacks.progress, verbose=self.verbose)
         timings["load_pipeline"] = round(time.perf_counter() - start, 4)
+        note = clip_note(loaded.pipe, spec.prompt)
+        if note and note not in plan.warnings:
+            plan.warnings.append(note)
         rounds = self._feedback_rounds(plan, wanted, loaded.device, scorer_source)
 
         start = time.perf_counter()
@@ -269,14 +304,17 @@ class Agent:
             kept = next((s for s in shots if s.round is None or s.round.kept), shots[0])
             rounds = [s.round for s in shots if s.round is not None]
             extra = [s for s in shots if s is not kept] if opts.keep_all else []
+            # Every file of a chain is named after the kept image: NAME.png, and NAME_r0.png (the first
+            # render), NAME_r1.png, ... for the rounds --keep-all keeps.
+            stem = output_name(plan.request, kept.spec.seed)[: -len(".png")]
             for shot in extra + [kept]:  # the kept image last, so its files name all the others
                 output, name = opts.output, None
-                tag = "" if shot is kept else f"-r{shot.round.index}"
+                tag = "" if shot is kept else f"_r{shot.round.index}"
                 if output is not None:
                     number = f"-{index + 1}" if len(chains) > 1 else ""
                     output = output.with_name(f"{output.stem}{number}{tag}{output.suffix or '.png'}")
-                elif tag:
-                    name = output_name(plan.request, shot.spec.seed)[: -len(".png")] + f"_r{shot.round.index}"
+                else:
+                    name = stem + tag
                 metadata = build_metadata(plan.request, shot.spec, shot.spec.seed, plan_json)
                 if rounds:
                     metadata["qia:round"] = str(shot.round.index)
@@ -295,3 +333,58 @@ class Agent:
         if self.memory is None:
             return
         self.memory.add_session({"request": plan.request, "prompt": plan.prompt, "outputs": outputs, "kind": kind})
+
+
+def _short(text: str, width: int = 80) -> str:
+    return text if len(text) <= width else text[: width - 1] + "\u2026"
+
+
+def _word(text: str) -> str:
+    return re.sub(r"\W+", "", text.lower())
+
+
+def cut_note(request: str, prompt: str) -> str | None:
+    """A warning naming the end of the request when the prompt hit its word cap and lost it.
+
+    The request's words are matched in order against the prompt's; what follows the last one matched
+    is what the cap dropped."""
+    from qia_cli.agent.compose import MAX_PROMPT_WORDS
+
+    if len(prompt.split()) < MAX_PROMPT_WORDS:
+        return None
+    have = [_word(w) for w in prompt.split()]
+    words = request.split()
+    j, last = 0, -1
+    for i, word in enumerate(words):
+        key = _word(word)
+        if not key:
+            continue
+        try:
+            j = have.index(key, j) + 1
+            last = i
+        except ValueError:
+            continue
+    tail = words[last + 1 :]
+    if not tail:
+        return None
+    return (f"the prompt is capped at {MAX_PROMPT_WORDS} words; {len(tail)} word(s) at the end of the request "
+            f"were dropped: '{_short(' '.join(tail))}'")
+
+
+def clip_note(pipe, prompt: str) -> str | None:
+    """A warning naming what the image model will not read: CLIP text encoders stop at 77 tokens."""
+    tokenizer = getattr(pipe, "tokenizer", None)
+    if tokenizer is None or not prompt:
+        return None
+    try:
+        limit = int(getattr(tokenizer, "model_max_length", 0) or 0)
+        if not 8 <= limit <= 4096:
+            return None
+        ids = tokenizer(prompt, truncation=False).input_ids
+        if len(ids) <= limit:
+            return None
+        dropped = tokenizer.decode(ids[limit - 1 : -1], skip_special_tokens=True).strip()
+    except Exception:  # noqa: BLE001 - only a warning: never fail a render over it
+        return None
+    return (f"the image model reads {limit} tokens and the prompt has {len(ids)}; "
+            f"it will not see: '{_short(dropped)}'")

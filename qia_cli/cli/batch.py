@@ -18,7 +18,7 @@ def batch_command(
     model: common.ModelOpt = None,
     steps: common.StepsOpt = None,
     size: common.SizeOpt = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Base seed: line N gets SEED+N-1 unless it sets its own (default: random, and recorded).", show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help=f"Base seed: line N gets SEED+N-1 unless it sets its own ({common.SEED_HELP}, recorded).", show_default=False)] = None,
     guidance: common.GuidanceOpt = None,
     negative: common.NegativeOpt = None,
     count: common.CountOpt = 1,
@@ -55,6 +55,7 @@ def batch_command(
     if size:
         width, height = parse_size(size)
     common.check_device(device)
+    seed = common.check_seed(seed)
     lines = select_shard(read_lines(file), shard)
 
     flags = common.PlanFlags(None, json_out, llm, search, True, [], None, False, no_memory)
@@ -128,7 +129,7 @@ class _BatchProgress:
         if self.bar is not None:
             self.bar.update(self.task, advance=1, ok=self.ok, failed=self.failed, left=self.left)
             if record["status"] != "ok":
-                self.bar.console.print(f"[red]line {record['line']}:[/red] {record['error']}", markup=True,
+                self.bar.console.print(f"[red]line {record['line']}:[/red] {console.safe(record['error'])}", markup=True,
                                        highlight=False, soft_wrap=True)
         elif self.enabled:
             what = record["error"] if record["status"] != "ok" else ", ".join(o["path"] for o in record["outputs"]) or "planned"

@@ -25,7 +25,7 @@ def chat_command(
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Diffusers model: Hugging Face id or local folder.", show_default=False)] = None,
     size: Annotated[Optional[str], typer.Option("--size", help="WxH, e.g. 768x512 (multiples of 8).", show_default=False)] = None,
     steps: Annotated[Optional[int], typer.Option("--steps", min=1, max=500, help="Denoising steps (default: from the model family).", show_default=False)] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Fixed seed (default: random per render; a refinement keeps the last seed).", show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help=f"Fixed seed, {common.SEED_HELP} per render (a refinement keeps the last seed).", show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cuda, mps or cpu.", show_default=False)] = None,
     outdir: Annotated[Optional[Path], typer.Option("--outdir", help="Folder for images (default: ./qia-out).", show_default=False)] = None,
     release_llm: Annotated[Optional[bool], typer.Option("--release-llm/--keep-llm", help="Free the planner LLM before each render, or keep it loaded (default: free it only when it shares a GPU with the image model).", show_default=False)] = None,
@@ -58,6 +58,7 @@ def run_chat(*, model=None, size=None, steps=None, seed=None, device=None, outdi
     if device is not None and device not in {"auto", "cuda", "mps", "cpu"}:
         raise UsageError(f"unknown device '{device}'", hint="choose one of: auto, cuda, mps, cpu")
     width, height = parse_size(size) if size else (None, None)
+    seed = common.check_seed(seed)
     flags = common.PlanFlags(llm=llm, search=search, no_ask=no_ask, remember=remember, no_memory=no_memory)
     agent = common.build_agent(flags, progress=common.progress_printer())
     opts = RenderOptions(model=model, steps=steps, width=width, height=height, seed=seed, device=device,
@@ -120,7 +121,9 @@ def _file_history():
     from qia_cli import paths
 
     path = paths.history_file()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    from qia_cli.fsutil import make_private_dirs
+
+    make_private_dirs(path.parent)
     if not path.exists():  # requests can be personal: readable by the user only
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
     return FileHistory(str(path))
@@ -185,11 +188,9 @@ class TerminalUI:
         console.out().print(markup, markup=True, highlight=False)
 
     def error(self, message: str, hint: str | None = None) -> None:
-        from rich.markup import escape
-
-        text = f"[bold red]error:[/bold red] {escape(message)}"
+        text = f"[bold red]error:[/bold red] {console.safe(message)}"
         if hint:
-            text += f"  [dim]({escape(hint)})[/dim]"
+            text += f"  [dim]({console.safe(hint)})[/dim]"
         console.err().print(text, markup=True, highlight=False, soft_wrap=True)
 
     def show_plan(self, plan) -> None:

@@ -21,7 +21,7 @@ def generate_command(
     size: common.SizeOpt = None,
     width: Annotated[Optional[int], typer.Option("--width", show_default=False, help="Width in pixels.")] = None,
     height: Annotated[Optional[int], typer.Option("--height", show_default=False, help="Height in pixels.")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Seed (default: random, and recorded).", show_default=False)] = None,
+    seed: common.SeedOpt = None,
     guidance: common.GuidanceOpt = None,
     negative: common.NegativeOpt = None,
     count: common.CountOpt = 1,
@@ -62,6 +62,8 @@ def generate_command(
     if width or height:
         validate_size(width or 512, height or 512)
     common.check_device(device)
+    seed = common.check_seed(seed, count)
+    negative = common.clean_text_flag(negative, "--negative")
 
     flags = common.PlanFlags(prompt, json_out, llm, search, no_ask, answer or [], answers, remember, no_memory)
     request = common.read_prompt(prompt)
@@ -71,6 +73,7 @@ def generate_command(
         model=model, steps=steps, guidance=guidance, width=width, height=height, seed=seed, count=count,
         negative=negative, device=device, outdir=outdir, output=output, rounds=rounds, keep_all=keep_all, scorer=scorer,
     )
+    agent.check_render(opts)  # every render input fails here, before a plan that can take a minute
     if no_plan:
         from qia_cli.agent.types import ModelInfo, Plan
 
@@ -78,6 +81,7 @@ def generate_command(
                     model=ModelInfo(name="none (--no-plan)", backend="none"))
     else:
         plan = agent.plan(request, common.plan_options(flags, agent))
+        common.note_unused_answers(plan, flags)
         common.learn_from_answers(plan, flags, agent)
         if show:
             common.print_plan(plan)
@@ -96,7 +100,7 @@ def generate_command(
     if result.rounds:
         print_rounds(result.rounds)
     for o in result.outputs:
-        out.print(f"[green]saved[/green] {o.path}  [dim](seed {o.seed}, {o.width}x{o.height})[/dim]", markup=True, highlight=False)
+        out.print(f"[green]saved[/green] {console.safe(o.path)}  [dim](seed {o.seed}, {o.width}x{o.height})[/dim]", markup=True, highlight=False)
     t = result.timings
     console.info(
         f"[dim]plan {t.get('plan', 0):.2f} s · "

@@ -291,7 +291,7 @@ def set_default(
         value = data["path"]
     key = KINDS[kind]
     set_file_value(key, value)
-    console.info(f"default {kind} model: {value}  (in {paths.config_file()})")
+    console.info(f"default {kind} model: {console.safe(value)}  (in {console.safe(paths.config_file())})")
     env = env_var(key)
     if env:
         console.warn(f"{env} is set in the environment and overrides this default")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import inspect
+import json
 import os
 import re
 import socket
@@ -17,12 +18,12 @@ from urllib.parse import urlparse
 from qia_cli.errors import ModelError, UsageError
 from qia_cli.imaging.device import resolve_device
 from qia_cli.imaging.families import FamilyDefaults, defaults_for
+from qia_cli.seeds import MAX_SEED
 
 MAX_SIDE = 4096
 # 8.4 MP (e.g. 4096x2048): SD-class models are trained at 0.26-1 MP; far beyond that the output
 # degrades into repeats while UNet attention memory grows with the square of the latent area.
 MAX_AREA = MAX_SIDE * MAX_SIDE // 2
-MAX_SEED = 2**63 - 1
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 
 
@@ -151,6 +152,42 @@ def _local_folder(model: str) -> Path | None:
     return None
 
 
+def _not_cached(model: str) -> ModelError:
+    return ModelError(
+        f"model {model} is not in the Hugging Face cache and the hub cannot be reached",
+        hint=f"on a connected machine run `hf download {model}` or pass --model /path/to/folder",
+    )
+
+
+def check_model(model: str) -> None:
+    """Whether `model` can load, on paper and without importing torch: a folder must hold a pipeline
+    whose components are all there; a hub id must be cached or the hub reachable. ModelError if not."""
+    folder = _local_folder(model)
+    if folder is not None:
+        try:
+            index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"model {model}: model_index.json cannot be read ({_first_line(exc)})") from None
+        if not isinstance(index, dict) or not index.get("_class_name"):
+            raise ModelError(f"model {model}: model_index.json names no pipeline class")
+        missing = [name for name, value in index.items()
+                   if not name.startswith("_") and isinstance(value, list) and len(value) == 2 and all(value)
+                   and not (folder / name).is_dir()]
+        if missing:
+            raise ModelError(f"model {model} is incomplete: no {', '.join(sorted(missing))} folder",
+                             hint="copy the whole pipeline folder, or download it again")
+        return
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = isinstance(try_to_load_from_cache(model, "model_index.json"), str)
+    except (ImportError, ValueError):
+        cached = False
+    if not cached and not hub_reachable():
+        _go_offline()
+        raise _not_cached(model)
+
+
 def _from_pretrained(source: str, dtype: Any, local_only: bool) -> Any:
     from diffusers import AutoPipelineForText2Image, DiffusionPipeline
 
@@ -182,11 +219,7 @@ def _load(model: str, folder: Path | None, dtype: Any) -> Any:
     except (OSError, ValueError) as cached_exc:
         if not hub_reachable():
             _go_offline()
-            raise ModelError(
-                f"model {model} is not in the Hugging Face cache and the hub cannot be reached",
-                hint=f"on a connected machine run `hf download {model}` "
-                "or pass --model /path/to/folder",
-            ) from cached_exc
+            raise _not_cached(model) from cached_exc
     try:
         return _from_pretrained(model, dtype, local_only=False)
     except (OSError, ValueError, KeyError, TypeError, ImportError) as exc:
