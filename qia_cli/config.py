@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qia_cli import paths
-from qia_cli.errors import UsageError
+from qia_cli.errors import QiaError, UsageError
 
 Source = Literal["default", "file", "env", "flag"]
 
@@ -151,7 +151,11 @@ def write_file(data: dict[str, Any], path: Path | None = None) -> Path:
 
     path = path or paths.config_file()
     clean = {k: v for k, v in data.items() if v is not None}
-    atomic_write_bytes(path, tomli_w.dumps(clean).encode("utf-8"), mode=0o600)
+    try:
+        atomic_write_bytes(path, tomli_w.dumps(clean).encode("utf-8"), mode=0o600)
+    except OSError as exc:
+        raise QiaError(f"cannot write the config file {path}: {exc.strerror or exc}",
+                       hint="check that QIA_HOME (or the config folder) is a folder you can write to") from None
     return path
 
 

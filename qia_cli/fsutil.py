@@ -54,3 +54,14 @@ def make_private_dirs(folder: Path) -> None:
         except FileExistsError:
             continue
         os.chmod(path, 0o700)  # mkdir's mode is masked by the umask
+
+
+def read_bounded(path: Path | str, limit: int) -> bytes:
+    """The bytes of `path`, or OSError(EFBIG) past `limit` bytes: /dev/zero or a FIFO can't grow memory."""
+    import errno
+
+    with open(path, "rb") as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"larger than {limit / 2**20:g} MB", str(path))
+    return data

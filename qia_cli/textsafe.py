@@ -37,6 +37,11 @@ def has_surrogates(text: str) -> bool:
     return bool(_SURROGATE.search(text))
 
 
+def strip_escapes(text: str) -> str:
+    """`text` without terminal escape sequences (the whole sequence, not only its ESC)."""
+    return _ESCAPES.sub("", text) if "\x1b" in text or "\x9b" in text else text
+
+
 def clean_input(text: str, *, what: str = "the text") -> str:
     """Text as typed, without escape sequences, control or invisible characters.
 

@@ -300,3 +300,87 @@ def test_chat_prints_untrusted_text_escaped(chat):
     chat.handle("/memory")
     shown = chat.ui.said[-1]
     assert "\x1b" not in shown and "\\x1b" in shown and "\\[/x]" in shown  # escaped for Rich markup
+
+
+# --- signals ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_a_termination_signal_while_saving_leaves_no_partial_files(tmp_path, signame):
+    import signal
+    import time
+
+    code = (
+        "import time\n"
+        "from qia_cli.cli.app import stop_cleanly_on_signals\n"
+        "from qia_cli.imaging.output import save_image\n"
+        "class SlowImage:\n"
+        "    def save(self, fh, **kw):\n"
+        "        fh.write(b'partial'); fh.flush(); time.sleep(30)\n"
+        "stop_cleanly_on_signals()\n"
+        f"save_image(SlowImage(), outdir={str(tmp_path / 'out')!r}, output=None, metadata={{'qia:request': 'a cat'}},"
+        " sidecar={}, name='cat')\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list((tmp_path / "out").glob(".cat.png.*.tmp")):
+        time.sleep(0.05)  # the image is being written: its claimed name and a temp file exist
+    proc.send_signal(getattr(signal, signame))
+    assert proc.wait(timeout=30) == 128 + getattr(signal, signame)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+# --- qia's own folders and the streams it writes to -------------------------------------------
+
+
+def test_a_home_that_cannot_hold_files_is_a_normal_error(qia, tmp_path, monkeypatch):
+    blocker = tmp_path / "home-is-a-file"
+    blocker.write_text("x")
+    monkeypatch.setenv("QIA_HOME", str(blocker))
+    rc, _, err = qia("memory", "add", "Biscuit is my dog")
+    assert rc == 1 and "cannot write the memory file" in err and "Not a directory" in err
+    rc, _, err = qia("config", "set", "steps", "4")
+    assert rc == 1 and "cannot write the config file" in err
+    rc, _, err = qia("plan", "a cat", "--llm", "fake")
+    assert rc == 1 and "memory file" in err and "Not a directory" in err
+
+
+def test_a_lock_file_that_is_a_folder_is_a_normal_error(qia, isolated_home):
+    (isolated_home / "data" / "memory.json.lock").mkdir(parents=True)
+    rc, _, err = qia("memory", "add", "Biscuit is my dog")
+    assert rc == 1 and "cannot write the memory file" in err
+    rc, out, err = qia("plan", "a cat", "--llm", "fake", "--json")  # the plan is done: recording it is not vital
+    assert rc == 0 and any("not recorded in memory" in w for w in json.loads(out)["warnings"])
+
+
+def test_a_full_disk_on_stdout_and_a_closed_stdin_are_normal_errors(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "qia_cli", "plan", "a cat", "--llm", "fake", "--json"], stdout=full,
+                              stderr=subprocess.PIPE, text=True, env=env, timeout=120)
+    assert proc.returncode == 1 and "No space left on device" in proc.stderr and "unexpected" not in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "qia_cli", "plan", "--llm", "fake"], stdin=None, capture_output=True,
+                          text=True, env=env, timeout=120, preexec_fn=lambda: os.close(0))
+    assert proc.returncode == 2 and "stdin is closed" in proc.stderr
+
+
+def test_an_editor_variable_that_cannot_be_parsed(qia, monkeypatch):
+    monkeypatch.setenv("EDITOR", "vi 'x")
+    monkeypatch.delenv("VISUAL", raising=False)
+    rc, _, err = qia("config", "edit")
+    assert rc == 2 and "No closing quotation" in err
+
+
+@pytest.mark.parametrize("output", ["", "some-folder/"])
+def test_an_output_file_that_names_a_folder(qia, tmp_path, tiny_model, monkeypatch, output):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "some-folder").mkdir()
+    rc, _, err = qia("generate", "a cat", "--llm", "fake", "--model", str(tiny_model), "-o", output)
+    assert rc == 2 and "is a folder" in err
+
+
+def test_endless_answers_and_fixture_files_are_refused(qia):
+    rc, _, err = qia("plan", "my dog", "--llm", "fake", "--answers", "/dev/zero")
+    assert rc == 2 and "larger than" in err
+    rc, _, err = qia("plan", "the newest phone", "--llm", "fake", "--search", "fixture:/dev/zero")
+    assert rc == 2 and "larger than" in err

@@ -264,7 +264,7 @@ def test_failed_write_midway_leaves_old_file(store, monkeypatch):
             raise OSError(5, "I/O error")
         return real_replace(src, dst)
 
-    with monkeypatch.context() as patch, pytest.raises(OSError):
+    with monkeypatch.context() as patch, pytest.raises(QiaError, match="cannot write the memory file .*I/O error"):
         patch.setattr(os, "replace", crash_on_rename)
         store.add("never written")
     assert store.path.read_bytes() == before

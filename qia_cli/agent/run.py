@@ -89,8 +89,20 @@ class Agent:
         if note:
             plan.warnings.append(note)
         if self.memory is not None and self.planner.recalled:
-            self.memory.touch(self.planner.recalled)
+            self._remember(plan, lambda: self.memory.touch(self.planner.recalled))
         return plan
+
+    @staticmethod
+    def _remember(plan: Plan, write: Callable[[], object]) -> None:
+        """A write to memory that must not undo the work done (a plan, saved images): a warning if it fails."""
+        from qia_cli.errors import MemoryCorruptError, QiaError
+
+        try:
+            write()
+        except MemoryCorruptError:
+            raise
+        except QiaError as exc:
+            plan.warnings.append(f"not recorded in memory: {exc.message}")
 
     def release_llm(self) -> None:
         """Free the planner LLM before diffusion loads, so the two don't compete for VRAM."""
@@ -332,7 +344,8 @@ class Agent:
     def record_session(self, plan: Plan, outputs: list[str], kind: str) -> None:
         if self.memory is None:
             return
-        self.memory.add_session({"request": plan.request, "prompt": plan.prompt, "outputs": outputs, "kind": kind})
+        record = {"request": plan.request, "prompt": plan.prompt, "outputs": outputs, "kind": kind}
+        self._remember(plan, lambda: self.memory.add_session(record))
 
 
 def _short(text: str, width: int = 80) -> str:

@@ -135,8 +135,37 @@ def _plain_help_if_no_color() -> None:
         typer.rich_utils.COLOR_SYSTEM = None
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the flush at exit does not fail a second time."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def stop_cleanly_on_signals() -> None:
+    """SIGTERM and SIGHUP (a closed terminal, a job manager) unwind like Ctrl-C does, so that the cleanup
+    that runs then (no half-written image, no claimed empty file) runs too; the exit code is 128+N."""
+    import signal
+
+    def stop(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is None:
+            continue
+        try:
+            if signal.getsignal(sig) in (signal.SIG_DFL, None):
+                signal.signal(sig, stop)
+        except (ValueError, OSError):  # not the main thread, or not allowed here
+            pass
+
+
 def main() -> None:
     """Entry point: one clear line and an exit code for expected failures, 130 on Ctrl-C."""
+    stop_cleanly_on_signals()
     try:
         from qia_cli.cli.completions import COMPLETE_VAR, prepare_env
 
@@ -163,6 +192,14 @@ def main() -> None:
         if usage is not None:
             report_error(usage)
             sys.exit(usage.exit_code)
+        if isinstance(exc, BrokenPipeError):  # `qia ... | head`: the reader left; say nothing more
+            _silence_stdout()
+            sys.exit(1)
+        if isinstance(exc, OSError) and not console.state.verbose:  # a full disk, a closed stream: not a bug
+            where = f": {exc.filename}" if exc.filename else ""
+            console.error(f"{exc.strerror or exc}{where}")
+            _silence_stdout()
+            sys.exit(1)
         if console.state.verbose:
             raise
         console.err().print(f"[bold red]error:[/bold red] unexpected {type(exc).__name__}: {console.safe(exc)}", markup=True, highlight=False)

@@ -141,6 +141,8 @@ def read_prompt(prompt: str | None) -> str:
     from qia_cli.agent.planner import validate_request
 
     if prompt is None or prompt == "-":
+        if sys.stdin is None:  # started with stdin closed (<&-)
+            raise UsageError("no prompt given, and stdin is closed", hint='qia plan "a red bicycle"')
         if prompt is None and sys.stdin.isatty():
             raise UsageError("no prompt given",
                              hint=_dash_hint() or 'qia plan "a red bicycle", or pipe the prompt on stdin')
@@ -170,11 +172,15 @@ ANSWER_ID = re.compile(r"^[qg][1-9][0-9]{0,3}$")
 def read_answers(path: Path | None) -> dict[str, str]:
     if path is None:
         return {}
+    from qia_cli.fsutil import read_bounded
+
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+        data = json.loads(read_bounded(path, MAX_STDIN_BYTES).decode("utf-8-sig"))
     except FileNotFoundError:
         raise UsageError(f"answers file not found: {path}") from None
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        raise UsageError(f"answers file {path} cannot be read: {exc.strerror or exc}") from None
+    except ValueError as exc:
         raise UsageError(f"answers file {path} is not valid JSON: {exc}") from None
     except RecursionError:
         raise UsageError(f"answers file {path} is not valid JSON: nested too deeply") from None

@@ -191,7 +191,10 @@ def _editor() -> list[str]:
     for var in ("VISUAL", "EDITOR"):
         value = os.environ.get(var, "").strip()
         if value:
-            return shlex.split(value)
+            try:
+                return shlex.split(value)
+            except ValueError as exc:
+                raise UsageError(f"cannot read ${var} ({value!r}): {exc}", hint="fix the quoting, e.g. EDITOR=nano") from None
     for name in ("nano", "vi"):
         found = shutil.which(name)
         if found:

@@ -98,6 +98,9 @@ def check_writable(outdir: Path) -> None:
 def check_output_file(output: Path, *, overwrite: bool = False) -> Path:
     """Validate an `-o FILE` before rendering; returns the path that will be written."""
     path = Path(output).expanduser()
+    if not str(output).strip() or path.name in {"", ".", ".."} or str(output).endswith(("/", os.sep)) or path.is_dir():
+        raise UsageError(f"output file '{output}' is a folder, not a file name",
+                         hint="-o names one PNG file; use --outdir for a folder")
     if path.suffix == "":
         path = path.with_suffix(".png")
     if path.suffix.lower() != ".png":

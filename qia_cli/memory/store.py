@@ -298,8 +298,8 @@ class MemoryStore:
         """Lock, re-read, change, write. Nothing is written when `change` or the read raises."""
         from filelock import FileLock, Timeout
 
-        make_private_dirs(self.path.parent)
         try:
+            make_private_dirs(self.path.parent)
             with FileLock(str(self.lock_path), timeout=LOCK_TIMEOUT_S, mode=0o600):
                 self._cache = None  # another process may have written since we last looked
                 try:
@@ -315,6 +315,10 @@ class MemoryStore:
                 f"memory file {self.path} is locked by another qia process",
                 hint=f"wait for it to finish, or remove {self.lock_path} if no qia is running",
             ) from None
+        except OSError as exc:  # QIA_HOME is a file, read-only, full: the old file stays as it was
+            where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(self.path) else ""
+            raise QiaError(f"cannot write the memory file {self.path}: {exc.strerror or exc}{where}",
+                           hint="check that QIA_HOME (or the data folder) is a folder you can write to") from None
 
     def index(self) -> Index:
         doc = self._read()

@@ -8,6 +8,8 @@ from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
+from qia_cli.textsafe import strip_escapes
+
 STOPWORDS = frozenset(
     """a an and are as at be by for from has have how in is it its of on or that the this to was
     were what when where which who why will with about after before into over than then there these
@@ -44,7 +46,7 @@ def clean(text: str | None, limit: int = 300) -> str:
     whitespace collapsed, at most `limit` characters (cut at a word, with an ellipsis)."""
     if not text:
         return ""
-    text = _COMMENT.sub(" ", _BLOCKS.sub(" ", str(text)))
+    text = _COMMENT.sub(" ", _BLOCKS.sub(" ", strip_escapes(str(text))))
     text = html.unescape(_TAG.sub(" ", text))
     text = _TAG.sub(" ", text)  # markup that was entity-escaped
     text = _MD_MARK.sub("", _MD_LINK.sub(r"\1", text))
