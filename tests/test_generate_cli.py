@@ -118,3 +118,13 @@ def test_seed_minus_one_is_random_and_a_prompt_past_clip_warns_what_is_cut(tiny_
     assert "will not see" in note and "word59" in doc["plan"]["prompt"] and "word0 " not in note.split("see:")[1]
     short = generate("a cat", "--model", str(tiny_pipeline_dir), "--no-plan", "--steps", "1", "--outdir", str(tmp_path))
     assert not [w for w in short["plan"]["warnings"] if "tokens" in w]
+
+
+def test_control_characters_never_reach_the_png_or_the_session(tiny_pipeline_dir, tmp_path):
+    doc = generate("a \x1b]0;pwned\x07red\x1b[2J kite\x00", "--model", str(tiny_pipeline_dir), "--no-plan", "--steps", "1",
+                   "--outdir", str(tmp_path), "--negative", "blur\x1b[31m")
+    meta = read_metadata(Path(doc["outputs"][0]["path"]))
+    assert meta["qia:request"] == meta["qia:prompt"] == "a red kite" and meta["qia:negative_prompt"] == "blur"
+    from qia_cli.memory.store import MemoryStore
+
+    assert [s.request for s in MemoryStore().sessions()] == ["a red kite"]
