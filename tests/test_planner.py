@@ -15,21 +15,67 @@ def planner(answers=None, **kw) -> Planner:
     return Planner(FakeLLM(answers or {}), **kw)
 
 
-def test_reasoning_names_the_described_subject():
+def test_reasoning_names_the_described_subject_after_the_request():
     llm = {"national symbol of japan": "cherry blossoms", "What does cherry blossoms look like": "pale pink petals on dark branches"}
     plan = planner(llm).plan("The flower that is the national symbol of Japan")
-    assert plan.prompt.startswith("cherry blossoms")
+    # Every word of the request leads, as typed; the answer follows it.
+    assert plan.prompt.startswith("The flower that is the national symbol of Japan, cherry blossoms")
     assert "pale pink petals" in plan.prompt
-    sources = {(e.source, e.content) for e in plan.evidence}
-    assert ("reasoning", "cherry blossoms") in sources
+    name = next(e for e in plan.evidence if e.source == "reasoning" and e.role == "name")
+    assert name.content == "cherry blossoms" and name.used
     assert plan.checklist[0] == "cherry blossoms"
     gap = next(g for g in plan.gaps if g.kind == "knowledge")
     assert gap.action == "reason" and gap.filled
 
 
+class Wavering(FakeLLM):
+    """Answers each question with the next of its answers: a model that guesses."""
+
+    def __init__(self, answers):
+        super().__init__()
+        self.turns = list(answers)
+
+    def complete(self, prompt, *, max_tokens=24, stop=None):
+        from qia_cli.llm.base import Completion
+
+        self.prompts.append(prompt)
+        text = self.turns.pop(0) if self.turns else ""
+        return Completion(text=text, finish_reason="stop", tokens=1, logprob=-0.5)
+
+
+def test_an_answer_that_changes_when_asked_again_is_a_guess_kept_out_of_the_prompt():
+    llm = Wavering(["a slice of pepperoni", "a plate"])
+    plan = Planner(llm).plan("the last slice of pizza on a plate", PlanOptions(llm_gaps=False))
+    assert plan.prompt.startswith("the last slice of pizza on a plate")
+    assert "pepperoni" not in plan.prompt
+    guess = next(e for e in plan.evidence if e.source == "reasoning")
+    assert guess.content == "a slice of pepperoni" and guess.used is False
+    assert len(llm.prompts) == 2  # no look is asked for a guess
+
+
+def test_an_answer_the_model_finds_unlikely_is_a_guess_even_when_repeated():
+    class Unsure(Wavering):
+        def complete(self, prompt, *, max_tokens=24, stop=None):
+            out = super().complete(prompt, max_tokens=max_tokens, stop=stop)
+            out.logprob = -2.6
+            return out
+
+    plan = Planner(Unsure(["carrots", "carrots"])).plan("the vegetable a cartoon sailor eats", PlanOptions(llm_gaps=False))
+    assert "carrots" not in plan.prompt
+    assert next(e for e in plan.evidence if e.source == "reasoning").confidence == -2.6
+
+
+def test_a_dated_past_fact_is_reasoned_when_search_is_off():
+    llm = {"hosted the summer olympics in 2008": "Beijing"}
+    plan = planner(llm).plan("the city that hosted the Summer Olympics in 2008")
+    assert "Beijing" in plan.prompt
+    assert not any("current facts were not checked" in e.content for e in plan.evidence)
+    assert not any("search is off" in w for w in plan.warnings)
+
+
 def test_an_answer_that_only_repeats_the_request_is_dropped():
     plan = planner({"national symbol": "the national flower"}).plan("The flower that is the national symbol of Japan")
-    assert not [e for e in plan.evidence if e.source == "reasoning" and e.detail.startswith("name:")]
+    assert not [e for e in plan.evidence if e.source == "reasoning" and e.role == "name"]
 
 
 def test_a_looping_description_is_collapsed_or_dropped():

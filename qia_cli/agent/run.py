@@ -56,6 +56,7 @@ class Agent:
     memory: object | None = None
     search: object | None = None
     llm: object | None = None  # an LLM, or None to build it lazily from settings
+    knowledge: object | None = None  # the LLM for knowledge questions, or None to pick it from settings
     scorer: object | None = None  # a Scorer for the feedback loop, or None to load settings.scorer when needed
     callbacks: Callbacks = field(default_factory=Callbacks)
     _planner: Planner | None = None
@@ -71,6 +72,7 @@ class Agent:
                 search_deadline=self.settings.search_timeout,
                 search_ttl=self.settings.search_ttl,
                 progress=self.callbacks.progress,
+                knowledge=self.knowledge if self.knowledge is not None else self._make_knowledge,
             )
         return self._planner
 
@@ -79,6 +81,12 @@ class Agent:
 
         self.llm = make_llm(self.settings, verbose=self.verbose)
         return self.llm
+
+    def _make_knowledge(self):
+        from qia_cli.llm.factory import make_knowledge_llm
+
+        self.knowledge = make_knowledge_llm(self.settings, self.planner.llm, verbose=self.verbose)
+        return self.knowledge
 
     def plan(self, request: str, options: PlanOptions | None = None) -> Plan:
         options = options or PlanOptions()
@@ -92,9 +100,9 @@ class Agent:
 
     def release_llm(self) -> None:
         """Free the planner LLM before diffusion loads, so the two don't compete for VRAM."""
-        llm = self.llm
-        if llm is not None and hasattr(llm, "close"):
-            llm.close()
+        for llm in {id(m): m for m in (self.llm, self.knowledge) if m is not None}.values():
+            if hasattr(llm, "close"):
+                llm.close()
 
     def should_release_llm(self, opts: RenderOptions, device: str) -> bool:
         """opts.release_llm, or for None (auto): True only when the LLM and the pipeline share a GPU."""

@@ -52,6 +52,13 @@ class Evidence(BaseModel):
     source: EvidenceSource
     content: str = Field(description="What the mechanism contributed, as it enters the prompt")
     detail: str | None = Field(default=None, description="Where it came from: a URL, a memory id, the question asked")
+    role: Literal["name", "look", "fact"] | None = Field(
+        default=None, description="For reasoning: the name of the described thing, or what it looks like"
+    )
+    confidence: float | None = Field(
+        default=None, description="The model's mean token log-probability for this answer, where known"
+    )
+    used: bool = Field(default=True, description="False: recorded for the trace, kept out of the prompt (a guess)")
 
 
 class ModelInfo(BaseModel):
