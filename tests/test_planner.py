@@ -223,3 +223,28 @@ def test_broken_llm_json_falls_back_to_rules():
     llm = FakeLLM(json_answers={"Image request": "{not json"})
     plan = Planner(llm).plan("a banner for the launch", PlanOptions(llm_gaps=True))
     assert plan.prompt and all(g.origin == "rule" for g in plan.gaps)
+
+
+def test_like_the_one_i_made_yesterday_recalls_that_session_with_its_seed_and_model(tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    from qia_cli.agent.run import Agent, RenderOptions
+    from qia_cli.config import Settings
+
+    memory = MemoryStore(tmp_path / "memory.json")
+    yesterday = datetime.now(timezone.utc) - timedelta(days=1)
+    memory.add_session({"request": "a red lighthouse on a cliff", "prompt": "a red lighthouse on a cliff, photo",
+                        "kind": "generate", "seed": 4242, "model": "/models/tiny-sd", "time": yesterday.isoformat()})
+    memory.add_session({"request": "a bowl of ramen", "prompt": "a bowl of ramen", "kind": "generate", "seed": 7,
+                        "model": "stabilityai/sd-turbo"})
+    agent = Agent(settings=Settings(), memory=memory, llm=FakeLLM())
+    plan = agent.plan("like the one I made yesterday, but at night", PlanOptions())
+    assert plan.session is not None and plan.session.request == "a red lighthouse on a cliff"
+    assert plan.prompt.startswith("like the one I made yesterday, but at night, a red lighthouse on a cliff")
+    assert any(e.source == "session" for e in plan.evidence)
+    spec = agent.spec_for(plan, RenderOptions())
+    assert spec.seed == 4242 and spec.model == "/models/tiny-sd"
+    assert agent.spec_for(plan, RenderOptions(seed=1, model="other")).seed == 1  # the user's flags win
+
+    plain = agent.plan("a red lighthouse on a cliff at night", PlanOptions())
+    assert plain.session is None

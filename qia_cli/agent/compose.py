@@ -57,6 +57,9 @@ def compose(analysis: Analysis, gaps: list[Gap], evidence: list[Evidence], user_
         checklist.append(_clip(analysis.core.rstrip(" ."), MAX_CHECK_WORDS))
     details += [e.content for e in looks]
 
+    # A recorded session the request points back to: what it showed comes right after the request.
+    head += [e.content for e in evidence if e.source == "session"]
+
     for e in evidence:
         if e.source in {"memory", "user", "search"} and e.gap_id not in _style_ids(gaps):
             details.append(e.content)

@@ -15,7 +15,7 @@ from qia_cli.agent import rules
 from qia_cli.agent.grounding import clarify, reasoning
 from qia_cli.agent.grounding.memory import ground_memory
 from qia_cli.agent.grounding.search import ground_search
-from qia_cli.agent.types import Evidence, Gap, ModelInfo, Plan
+from qia_cli.agent.types import Evidence, Gap, ModelInfo, Plan, SessionRef
 from qia_cli.errors import UsageError
 from qia_cli.llm.base import LLM, Usage, parse_json
 
@@ -130,11 +130,16 @@ class Planner:
             with _timed(timings, "llm_gaps"):
                 self._llm_gaps(request, gaps)
 
+        session = None
         if self.memory is not None:
             self.progress("recalling memory")
             with _timed(timings, "memory"):
                 found, self.recalled = ground_memory(self.memory, request, gaps)
                 evidence += found
+                session = _recall_session(self.memory, request)
+                if session is not None:
+                    evidence.append(Evidence(source="session", content=session.request,
+                                             detail=f"session {session.id} of {session.time}: {session.prompt}"[:300]))
         for gap in gaps:  # what memory did not know, only the user can say
             if gap.kind == "personal" and not gap.filled:
                 gap.action = "ask"
@@ -193,6 +198,7 @@ class Planner:
             warnings=warnings,
             timings=timings,
             model=self.model_info(),
+            session=session,
         )
 
     # -- stages -----------------------------------------------------------------------------------
@@ -347,6 +353,19 @@ def _purpose(request: str) -> str | None:
     if not m:
         m = re.search(r"\b(logo)\b", request, re.I)
     return m.group(1).lower() if m else None
+
+
+def _recall_session(memory, request: str) -> SessionRef | None:
+    """"Like the one I made yesterday, but at night": the recorded session it means, if any."""
+    from qia_cli.memory.recall import refers_to_session
+
+    if not refers_to_session(request):
+        return None
+    record = memory.find_session(request)
+    if record is None:
+        return None
+    return SessionRef(id=record.id, time=record.time.isoformat(timespec="minutes"), request=record.request,
+                      prompt=record.prompt, seed=record.seed, model=record.model)
 
 
 def _round(value: float | None) -> float | None:

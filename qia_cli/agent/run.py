@@ -133,7 +133,9 @@ class Agent:
         from qia_cli.imaging.families import defaults_for
 
         s = self.settings
-        model = opts.model or s.image_model
+        # "Like the one I made yesterday": that session's seed and model, unless the user names others.
+        session_seed = plan.session.seed if plan.session is not None else None
+        model = opts.model or (plan.session.model if plan.session is not None and plan.session.model else None) or s.image_model
         fam = defaults_for(model)
         negative = plan.negative_prompt
         if opts.negative and opts.negative not in negative:
@@ -146,7 +148,8 @@ class Agent:
             height=opts.height or s.height or fam.height,
             steps=opts.steps or s.steps or fam.steps,
             guidance=opts.guidance if opts.guidance is not None else (s.guidance if s.guidance is not None else fam.guidance),
-            seed=opts.seed if opts.seed is not None else random.randint(0, MAX_SEED - 64),
+            seed=opts.seed if opts.seed is not None else session_seed if session_seed is not None
+            else random.randint(0, MAX_SEED - 64),
             device=opts.device or s.device,
         )
 
@@ -299,7 +302,8 @@ class Agent:
                     result.outputs.append(Output(path=str(png), sidecar=str(side), seed=shot.spec.seed,
                                                  width=shot.image.width, height=shot.image.height))
 
-    def record_session(self, plan: Plan, outputs: list[str], kind: str) -> None:
+    def record_session(self, plan: Plan, outputs: list[str], kind: str, spec: RenderSpec | None = None) -> None:
         if self.memory is None:
             return
-        self.memory.add_session({"request": plan.request, "prompt": plan.prompt, "outputs": outputs, "kind": kind})
+        self.memory.add_session({"request": plan.request, "prompt": plan.prompt, "outputs": outputs, "kind": kind,
+                                 "seed": spec.seed if spec else None, "model": spec.model if spec else None})

@@ -67,6 +67,17 @@ class ModelInfo(BaseModel):
     path: str | None = None
 
 
+class SessionRef(BaseModel):
+    """A recorded session the request points back to ("like the one I made yesterday")."""
+
+    id: str
+    time: str
+    request: str
+    prompt: str = ""
+    seed: int | None = None
+    model: str | None = None
+
+
 class Plan(BaseModel):
     schema_version: int = SCHEMA_VERSION
     request: str
@@ -80,6 +91,9 @@ class Plan(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)
     model: ModelInfo | None = None
     previous_prompt: str | None = Field(default=None, description="The prompt this plan refines, in a session")
+    session: SessionRef | None = Field(
+        default=None, description="The recorded session the request refers to; its seed and model are reused"
+    )
 
     @property
     def assumptions(self) -> list[Evidence]:
