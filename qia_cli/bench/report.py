@@ -125,7 +125,7 @@ def summary(score_table: dict, harms: dict | None) -> dict:
 
 
 def summary_line(report: dict) -> str | None:
-    """'reason recall 0.56 (single-call 0.50) · ordinary harm 3.3% (dropped 1, new subject 2, head 0)'."""
+    """'reason recall 0.56 (single-call 0.50) · ordinary harm 3.8% (3/80: dropped 1, new subject 2, head 0)'."""
     parts = []
     summ = report.get("summary") or {}
     recall = summ.get("reason_recall")
