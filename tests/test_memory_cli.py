@@ -170,3 +170,15 @@ def test_entries_with_control_characters_print_as_visible_escapes(home):
         result = qia(*args)
         assert result.exit_code == 0, result.output
         assert "\x1b" not in result.stdout and "\x07" not in result.stdout and "\\x1b" in result.stdout
+
+
+def test_memory_sessions_lists_recorded_plans_as_json(isolated_home):
+    from tests.conftest import run_qia
+
+    assert run_qia("plan", "a red kite over a beach", "--no-ask", "--search", "off", "--llm", "fake").returncode == 0
+    out = run_qia("memory", "sessions", "--json")
+    assert out.returncode == 0, out.stderr
+    records = json.loads(out.stdout)
+    assert [r["request"] for r in records] == ["a red kite over a beach"] and records[0]["kind"] == "plan"
+    text = run_qia("memory", "sessions")
+    assert "a red kite over a beach" in text.stdout

@@ -80,6 +80,8 @@ class SessionRecord(BaseModel):
     prompt: str = ""
     outputs: list[str] = Field(default_factory=list)
     kind: Literal["plan", "generate"] = "generate"
+    seed: int | None = None
+    model: str | None = None
 
     @field_validator("time")
     @classmethod
@@ -215,11 +217,16 @@ def _import_entries(items: Any) -> list[dict]:
 def _clean_sessions(items: Any) -> Any:
     if not isinstance(items, list):
         return items
+    from qia_cli.seeds import MAX_SEED
+
     out = []
     for item in items:
         if isinstance(item, dict):
-            item = {k: clean_input(v, what="a session record") if isinstance(v, str) and k in {"request", "prompt"} else v
-                    for k, v in item.items()}
+            item = {k: clean_input(v, what="a session record") if isinstance(v, str) and k in {"request", "prompt", "model"}
+                    else v for k, v in item.items()}
+            seed = item.get("seed")
+            if seed is not None and not (isinstance(seed, int) and 0 <= seed <= MAX_SEED):
+                item["seed"] = None  # a recalled session reuses its seed: only one that renders
         out.append(item)
     return out
 
