@@ -98,12 +98,15 @@ def test_a_prompt_that_looks_like_a_flag_gets_a_hint(qia):
     assert rc == 0 and json.loads(out)["request"] == "-a cat"
 
 
-def test_a_long_request_warns_what_the_prompt_dropped(qia):
-    words = " ".join(f"a red bicycle{i} leaning on wall{i}" for i in range(40))
-    plan = plan_json(qia, words)
+def test_a_long_request_warns_what_the_prompt_had_no_room_for(qia):
+    assert qia("memory", "add", "Biscuit is my dog, a three-legged corgi")[0] == 0
+    words = "my dog Biscuit " + " ".join(f"beside red bicycle{i}" for i in range(30))
+    plan = plan_json(qia, words, "--no-ask")
+    assert plan["prompt"].startswith(words)  # the request goes in whole
     (note,) = [w for w in plan["warnings"] if "capped" in w]
-    assert "150 word(s)" in note and "bicycle15" in note
-    assert not [w for w in plan_json(qia, "a red bicycle")["warnings"] if "capped" in w]
+    assert "three-legged corgi" in note
+    short = plan_json(qia, "my dog Biscuit on a beach", "--no-ask")
+    assert "three-legged corgi" in short["prompt"] and not [w for w in short["warnings"] if "capped" in w]
 
 
 # --- flags ----------------------------------------------------------------------------------

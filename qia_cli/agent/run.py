@@ -7,7 +7,6 @@ callbacks and never prints.
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,7 +92,7 @@ class Agent:
         # Measured: the 135M bundled model proposes no gap that survives validation, at 0.3-3 s a call.
         options.llm_gaps = mode == "on" or (mode == "auto" and self.settings.llm != "bundled")
         plan = self.planner.plan(request, options)
-        note = cut_note(plan.request.split(" | ")[-1], plan.prompt)
+        note = cut_note(plan)
         if note:
             plan.warnings.append(note)
         if self.memory is not None and self.planner.recalled:
@@ -364,36 +363,22 @@ def _short(text: str, width: int = 80) -> str:
     return text if len(text) <= width else text[: width - 1] + "\u2026"
 
 
-def _word(text: str) -> str:
-    return re.sub(r"\W+", "", text.lower())
-
-
-def cut_note(request: str, prompt: str) -> str | None:
-    """A warning naming the end of the request when the prompt hit its word cap and lost it.
-
-    The request's words are matched in order against the prompt's; what follows the last one matched
-    is what the cap dropped."""
+def cut_note(plan: Plan) -> str | None:
+    """A warning naming what the plan found but the prompt had no room for (the request always goes in
+    whole, then the additions while the word budget lasts: a long request crowds them out)."""
     from qia_cli.agent.compose import MAX_PROMPT_WORDS
 
-    if len(prompt.split()) < MAX_PROMPT_WORDS:
+    prompt = plan.prompt.lower()
+    room = MAX_PROMPT_WORDS - len(plan.prompt.split())
+    missing = [e.content.strip(" ,.;") for e in plan.evidence
+               if e.used and e.source in {"memory", "user", "search", "session", "reasoning"}
+               and e.content.strip(" ,.;") and e.content.strip(" ,.;").lower() not in prompt]
+    missing = list(dict.fromkeys(missing))
+    if not any(len(text.split()) > room for text in missing):  # left out by choice, not for room
         return None
-    have = [_word(w) for w in prompt.split()]
-    words = request.split()
-    j, last = 0, -1
-    for i, word in enumerate(words):
-        key = _word(word)
-        if not key:
-            continue
-        try:
-            j = have.index(key, j) + 1
-            last = i
-        except ValueError:
-            continue
-    tail = words[last + 1 :]
-    if not tail:
-        return None
-    return (f"the prompt is capped at {MAX_PROMPT_WORDS} words; {len(tail)} word(s) at the end of the request "
-            f"were dropped: '{_short(' '.join(tail))}'")
+    shown = "; ".join(f"'{_short(text, 60)}'" for text in missing[:3]) + (" ..." if len(missing) > 3 else "")
+    return (f"the prompt is capped at {MAX_PROMPT_WORDS} words and the request fills it: "
+            f"{len(missing)} thing(s) the plan found were left out: {shown}")
 
 
 def clip_note(pipe, prompt: str) -> str | None:
