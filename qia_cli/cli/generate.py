@@ -121,7 +121,8 @@ def print_rounds(rounds) -> None:
         weakest = min(r.scores, key=lambda s: s.score, default=None)
         label = f"{r.image + 1}.{r.index}" if any(x.image for x in rounds) else str(r.index)
         table.add_row(label, str(r.seed), f"{r.overall:.3f}" if r.overall is not None else "-",
-                      f"{weakest.item} ({weakest.score:.3f})" if weakest else "-", r.change or "first render",
+                      f"{console.safe(weakest.item)} ({weakest.score:.3f})" if weakest else "-",
+                      console.safe(r.change or "first render"),
                       "✓" if r.kept else "")
     console.out().print(table)
 
