@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from qia_cli.agent.rules import content_words, words
-from qia_cli.bench.scorers import content_words as stems
+from qia_cli.text import content_words as stems
 from qia_cli.llm.base import LLM, Usage
 
 NAME_POOL = [
