@@ -1,4 +1,5 @@
-"""Pick the planner backend from settings: 'bundled', a GGUF path, or openai:BASE_URL[#MODEL]."""
+"""Pick the planner backend from settings: 'bundled', a GGUF path, a pulled model (a catalog name or
+ORG/REPO/FILE.gguf, found in the Hugging Face cache offline), or openai:BASE_URL[#MODEL]."""
 
 from __future__ import annotations
 
@@ -29,10 +30,14 @@ def make_llm(settings: Settings, *, verbose: bool = False) -> LLM:
             verbose=verbose,
             name=NAME,
         )
+    from qia_cli.models.spec import resolve_llm
+
+    pulled = resolve_llm(spec)  # (cached file, name) for a pulled model; None for a local path
     return LlamaLLM(
-        spec,
+        pulled[0] if pulled else spec,
         n_ctx=settings.llm_ctx,
         n_threads=settings.llm_threads,
         n_gpu_layers=settings.llm_gpu_layers,
         verbose=verbose,
+        name=pulled[1] if pulled else None,
     )
