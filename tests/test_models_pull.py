@@ -170,7 +170,7 @@ def test_hub_errors_are_one_line(hub, env):
     rc, out, err = qia("models", "pull", "acme/nope/model.gguf", env=env)
     assert rc == 2 and out == "" and "no repository acme/nope" in err
     rc, _, err = qia("models", "pull", f"{GGUF_REPO}/missing.gguf", env=env)
-    assert rc == 2 and f"has no file missing.gguf" in err and GGUF_FILE in err  # the hint names what is there
+    assert rc == 2 and "has no file missing.gguf" in err and GGUF_FILE in err  # the hint names what is there
     rc, _, err = qia("models", "pull", GGUF_REPO, env=env)  # a GGUF repository named like a pipeline
     assert rc == 2 and "not a diffusers pipeline" in err and f"qia models pull {SPEC}" in err
     hub.status[SPEC] = 401
