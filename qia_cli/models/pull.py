@@ -236,4 +236,5 @@ def explain(exc: BaseException, spec: Spec) -> QiaError:
             return QiaError(f"cannot reach the Hugging Face Hub at {ep}: {_first_line(err)}",
                             hint="check the connection (HF_ENDPOINT for a mirror), or pull on a connected machine "
                                  "and copy its cache folder (HF_HOME)")
-    return QiaError(f"pulling {what} failed: {_first_line(exc)}", hint="run the same command again (files already fetched are kept)")
+    return QiaError(f"pulling {what} failed: {_first_line(exc)}",
+                    hint="run the same command again (files already fetched are kept)")
