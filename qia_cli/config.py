@@ -37,6 +37,11 @@ class Settings(BaseModel):
     llm_url: str | None = Field(None, description="Base URL of an OpenAI-compatible server")
     llm_api_key: str | None = Field(None, description="API key for llm_url (never printed)")
     llm_timeout: float = Field(60.0, gt=0, le=3600, description="Seconds per request to an LLM server")
+    knowledge_llm: str = Field(
+        "auto",
+        description="Model for knowledge questions: auto (Gemma-3-270m from the [knowledge] extra when the planner is "
+        "the bundled model, else the planner), planner, or a GGUF path",
+    )
     llm_gaps: Literal["auto", "on", "off"] = Field(
         "auto", description="Ask the LLM for gaps the rules miss: auto = on for servers and for instruct GGUFs "
         "from 1.2B parameters (read from the file), off for smaller and base models"

@@ -43,3 +43,23 @@ def make_llm(settings: Settings, *, verbose: bool = False) -> LLM:
         verbose=verbose,
         name=pulled[1] if pulled else None,
     )
+
+
+def make_knowledge_llm(settings: Settings, planner: LLM, *, verbose: bool = False) -> LLM:
+    """The model that answers knowledge questions ('What is the national flower of Japan?')."""
+    spec = (settings.knowledge_llm or "auto").strip()
+    if spec == "planner":
+        return planner
+    from qia_cli.llm.llama import LlamaLLM
+
+    if spec == "auto":
+        if (settings.llm or "bundled").strip() != "bundled":
+            return planner  # a model the user chose knows more than the small one
+        from qia_cli.llm.bundled import KNOWLEDGE_NAME, knowledge_path
+
+        path = knowledge_path()
+        if path is None:
+            return planner
+        return LlamaLLM(path, n_ctx=1024, n_threads=settings.llm_threads, repack=settings.llm_repack,
+                        verbose=verbose, name=KNOWLEDGE_NAME)
+    return LlamaLLM(spec, n_ctx=1024, n_threads=settings.llm_threads, repack=settings.llm_repack, verbose=verbose)

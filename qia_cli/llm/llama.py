@@ -245,7 +245,7 @@ def _greedy(llm, prompt: str, max_tokens: int, stops: list[str]) -> tuple[str, l
     llm.n_tokens = same
     llm.eval(tokens[same:])
     n_vocab = llm.n_vocab()
-    eog = getattr(llama_cpp, "llama_token_is_eog", None)
+    eog = getattr(llama_cpp, "llama_vocab_is_eog", None) or getattr(llama_cpp, "llama_token_is_eog", None)
     vocab = llama_cpp.llama_model_get_vocab(llm.model) if hasattr(llama_cpp, "llama_model_get_vocab") else None
     out: list[int] = []
     logprobs: list[float] = []
