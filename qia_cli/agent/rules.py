@@ -206,6 +206,9 @@ def description_span(core: str) -> str | None:
 
 
 def _indefinite(tokens: list[str], rest: list[str], comma: int, stop: int, span: str) -> str | None:
+    if len(rest) > 2 and rest[0].lower() == "of" and rest[1].lower() == "the":
+        # "a poster of the national flower of Japan": what the picture is *of* may be a description
+        return description_span(" ".join(tokens[tokens.index(rest[1], 1) : stop]))
     rel = next((j for j, t in enumerate(rest) if t.lower() in RELATIVE), None)
     if rel is not None and len(rest) > rel + 2:
         progressive = rest[rel + 1].lower() in AUXILIARIES and _participle(rest[rel + 2])

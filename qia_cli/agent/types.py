@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from qia_cli.llm.types import ModelInfo, ModelProfile  # noqa: F401  (part of the plan contract)
+
 SCHEMA_VERSION = 1
 
 GapKind = Literal[
@@ -59,32 +61,6 @@ class Evidence(BaseModel):
         default=None, description="The model's mean token log-probability for this answer, where known"
     )
     used: bool = Field(default=True, description="False: recorded for the trace, kept out of the prompt (a guess)")
-
-
-class ModelProfile(BaseModel):
-    """What a GGUF's own metadata says about the model (qia_cli/llm/profile.py reads it), and what qia
-    does with that: the context window it opens and whether the LLM is asked for gaps by default."""
-
-    architecture: str | None = None
-    size_label: str | None = Field(default=None, description="general.size_label, else from the parameter count")
-    parameters: int | None = Field(default=None, description="Elements summed over the tensors")
-    quantization: str | None = None
-    context_length: int | None = Field(default=None, description="The context the model was trained for")
-    chat_template: bool = Field(default=False, description="tokenizer.chat_template is present")
-    kind: Literal["instruct", "base"] = Field(
-        default="base", description="instruct: chat calls through its template; base: raw completion only")
-    tier: Literal["tiny", "small", "medium", "large"] | None = Field(
-        default=None, description="tiny < 0.4B, small < 1.2B, medium < 5B, large from 5B parameters")
-    license: str | None = None
-    auto_ctx: int | None = Field(default=None, description="The context window qia opens unless llm_ctx is set")
-    llm_gaps: bool = Field(default=False, description="Whether llm_gaps=auto asks this model for gaps")
-
-
-class ModelInfo(BaseModel):
-    name: str
-    backend: str
-    path: str | None = None
-    profile: ModelProfile | None = None
 
 
 class SessionRef(BaseModel):

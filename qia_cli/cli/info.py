@@ -16,7 +16,7 @@ from typing import Any
 import typer
 
 from qia_cli import __version__
-from qia_cli.cli.app import app
+from qia_cli.cli.root import app
 
 
 def _error(exc: BaseException) -> str:

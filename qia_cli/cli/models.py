@@ -15,7 +15,7 @@ from typing import Any, Optional
 import typer
 
 from qia_cli.cli import console
-from qia_cli.cli.app import app
+from qia_cli.cli.root import app
 from qia_cli.errors import ModelError, UsageError
 from qia_cli.models.cache import hub_cache_dir  # noqa: F401  (qia info imports it from here)
 from qia_cli.models.describe import describe_image, describe_llm

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from qia_cli import cpu
-from qia_cli.agent.types import ModelInfo
+from qia_cli.llm.types import ModelInfo
 from qia_cli.errors import ModelError
 from qia_cli.llm.base import Completion
 from qia_cli.llm.gguf_meta import GGUFError

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from qia_cli.agent.types import ModelProfile
+from qia_cli.llm.types import ModelProfile
 from qia_cli.llm.gguf_meta import SkippedArray, read_header
 
 SMALL_CTX, LARGE_CTX = 2048, 4096
