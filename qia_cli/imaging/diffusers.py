@@ -155,7 +155,7 @@ def _local_folder(model: str) -> Path | None:
 def _not_cached(model: str) -> ModelError:
     return ModelError(
         f"model {model} is not in the Hugging Face cache and the hub cannot be reached",
-        hint=f"on a connected machine run `hf download {model}` or pass --model /path/to/folder",
+        hint=f"on a connected machine run `qia models pull {model}` or pass --model /path/to/folder",
     )
 
 
@@ -163,35 +163,44 @@ def check_model(model: str) -> None:
     """Whether `model` can load, on paper and without importing torch: a folder must hold a pipeline
     whose components are all there; a hub id must be cached or the hub reachable. ModelError if not."""
     folder = _local_folder(model)
-    if folder is not None:
-        try:
-            index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"model {model}: model_index.json cannot be read ({_first_line(exc)})") from None
-        if not isinstance(index, dict) or not index.get("_class_name"):
-            raise ModelError(f"model {model}: model_index.json names no pipeline class")
-        missing = [name for name, value in index.items()
-                   if not name.startswith("_") and isinstance(value, list) and len(value) == 2 and all(value)
-                   and not (folder / name).is_dir()]
-        if missing:
-            raise ModelError(f"model {model} is incomplete: no {', '.join(sorted(missing))} folder",
-                             hint="copy the whole pipeline folder, or download it again")
-        return
+    if folder is None:  # a hub id: its cached snapshot is checked the same way
+        from qia_cli.models.cache import pipeline_snapshot
+
+        folder = pipeline_snapshot(model)
+        if folder is None:
+            if not hub_reachable():
+                _go_offline()
+                raise _not_cached(model)
+            return  # it downloads when it loads
     try:
-        from huggingface_hub import try_to_load_from_cache
+        index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"model {model}: model_index.json cannot be read ({_first_line(exc)})") from None
+    if not isinstance(index, dict) or not index.get("_class_name"):
+        raise ModelError(f"model {model}: model_index.json names no pipeline class")
+    missing = [name for name, value in index.items()
+               if not name.startswith("_") and isinstance(value, list) and len(value) == 2 and all(value)
+               and not (folder / name).is_dir()]
+    if missing:
+        raise ModelError(f"model {model} is incomplete: no {', '.join(sorted(missing))} folder",
+                         hint="copy the whole pipeline folder, or download it again")
 
-        cached = isinstance(try_to_load_from_cache(model, "model_index.json"), str)
-    except (ImportError, ValueError):
-        cached = False
-    if not cached and not hub_reachable():
-        _go_offline()
-        raise _not_cached(model)
+
+def _variant(model: str, folder: Path | None) -> str | None:
+    """'fp16' for a pipeline that holds only fp16 weights (as `qia models pull` fetches them)."""
+    from qia_cli.models.cache import pipeline_snapshot
+    from qia_cli.models.pipeline import local_variant
+
+    snapshot = folder or pipeline_snapshot(model)
+    return local_variant(snapshot) if snapshot is not None else None
 
 
-def _from_pretrained(source: str, dtype: Any, local_only: bool) -> Any:
+def _from_pretrained(source: str, dtype: Any, local_only: bool, variant: str | None = None) -> Any:
     from diffusers import AutoPipelineForText2Image, DiffusionPipeline
 
     kwargs = {"torch_dtype": dtype, "local_files_only": local_only}
+    if variant:
+        kwargs["variant"] = variant
     try:
         return AutoPipelineForText2Image.from_pretrained(source, safety_checker=None, **kwargs)
     except ValueError as exc:  # no text-to-image pipeline mapped to this class
@@ -209,13 +218,14 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _load(model: str, folder: Path | None, dtype: Any) -> Any:
+    variant = _variant(model, folder)
     if folder is not None:
         try:
-            return _from_pretrained(str(folder), dtype, local_only=True)
+            return _from_pretrained(str(folder), dtype, local_only=True, variant=variant)
         except (OSError, ValueError, KeyError, TypeError, ImportError) as exc:
             raise ModelError(f"cannot load model {model}: {_first_line(exc)}") from exc
     try:
-        return _from_pretrained(model, dtype, local_only=True)
+        return _from_pretrained(model, dtype, local_only=True, variant=variant)
     except (OSError, ValueError) as cached_exc:
         if not hub_reachable():
             _go_offline()
