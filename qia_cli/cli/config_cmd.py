@@ -134,21 +134,22 @@ def check_meaning(key: str, value: Any) -> Any:
     if value is None:
         return None
     if key == "llm":
-        from qia_cli.cli.models import describe_llm
+        from qia_cli.models.describe import describe_llm
 
         data = describe_llm(value)
         if data["available"] is False:
-            raise ModelError(f"llm {value}: {data['error']}", hint="use 'bundled', a .gguf file, or openai:BASE_URL[#MODEL]")
+            raise ModelError(f"llm {value}: {data['error']}", hint=data.get("hint") or
+                             "use 'bundled', a pulled model, a .gguf file, or openai:BASE_URL[#MODEL]")
         return data["path"] if data["kind"] == "gguf" else value
     if key == "image_model":
-        from qia_cli.cli.models import describe_image
+        from qia_cli.models.describe import describe_image
 
         data = describe_image(value)
         if not data["available"] and data["hint"] is None:
             raise ModelError(f"image model {value}: {data['error']}",
                              hint="use a diffusers folder (with model_index.json) or a Hugging Face id")
         if not data["available"]:
-            console.warn(f"{value} is not in the Hugging Face cache; download it with: {data['hint']}")
+            console.warn(f"{value} is {data['error']}; get it with: {data['hint']}")
         return data["path"] if data["kind"] == "folder" else value
     if key == "scorer":
         from qia_cli.imaging.scoring import _local_folder
