@@ -72,7 +72,8 @@ def batch_command(
                      "this process and plans one line at a time (rendering is always one at a time)[/dim]")
 
     with _BatchProgress(bar=not json_out) as progress:
-        summary = run_batch(agent, lines, results, options, on_start=progress.start, on_result=progress.advance)
+        summary = run_batch(agent, lines, results, options, on_start=progress.start, on_result=progress.advance,
+                            on_other=progress.other)
 
     if json_out:
         import json
@@ -81,6 +82,8 @@ def batch_command(
         sys.stdout.write(json.dumps(summary.as_dict(), indent=2) + "\n")
     else:
         skipped = f", {summary.skipped} already done" if summary.skipped else ""
+        if summary.elsewhere:
+            skipped += f", {summary.elsewhere} done by another qia batch on this folder"
         console.out().print(f"{summary.ok} ok, {summary.failed} failed{skipped} of {summary.total} → {summary.results}",
                             highlight=False, soft_wrap=True)
     if summary.aborted is not None:
@@ -113,7 +116,7 @@ class _BatchProgress:
         return self
 
     def start(self, todo: int, skipped: int) -> None:
-        self.left = todo
+        self.left = self.total = todo
         if skipped and self.enabled:
             console.info(f"[dim]{skipped} line(s) already done: skipped[/dim]")
         if self.bar is not None:
@@ -134,6 +137,16 @@ class _BatchProgress:
             what = record["error"] if record["status"] != "ok" else ", ".join(o["path"] for o in record["outputs"]) or "planned"
             console.err().print(f"line {record['line']}: {record['status']}: {what}", markup=False, highlight=False,
                                 soft_wrap=True)
+
+    def other(self, line) -> None:
+        """A line another `qia batch` on the same folder holds or has done: not ours to count."""
+        self.left -= 1
+        if self.bar is not None:
+            self.total -= 1
+            self.bar.update(self.task, total=self.total, left=self.left)
+        elif self.enabled:
+            console.err().print(f"line {line.line}: taken by another qia batch on this folder", markup=False,
+                                highlight=False, soft_wrap=True)
 
     def __exit__(self, *exc) -> None:
         if self.bar is not None:
