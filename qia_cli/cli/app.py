@@ -73,11 +73,13 @@ _register()
 
 
 def report_error(exc: QiaError) -> None:
+    from rich.markup import escape
+
     err = console.err()
     err.soft_wrap = True
-    err.print(f"[bold red]error:[/bold red] {exc.message}", markup=True, highlight=False)
-    if exc.hint:
-        err.print(f"[dim]hint:[/dim] {exc.hint}", markup=True, highlight=False)
+    err.print(f"[bold red]error:[/bold red] {escape(exc.message)}", markup=True, highlight=False)
+    if exc.hint:  # escaped: 'pip install "qia-cli[ray]"' is text, not markup
+        err.print(f"[dim]hint:[/dim] {escape(exc.hint)}", markup=True, highlight=False)
     if console.state.verbose:
         traceback.print_exc()
 
