@@ -102,7 +102,32 @@ class Cluster:
             raise QiaError(f"cannot {where}: {text}",
                            hint="start a cluster with `ray start --head`, or use --ray local") from None
         self.owned = True
+        if self.address != "local":
+            try:
+                self._check_qia()
+            except BaseException:
+                self.__exit__()
+                raise
         return self
+
+    def _check_qia(self) -> None:
+        """The cluster's nodes import qia_cli to run the lines: the same version must be installed there."""
+        from importlib import metadata
+
+        from qia_cli import __version__
+
+        ray = self.ray
+        probe = ray.remote(num_cpus=0)(metadata.version).remote("qia-cli")  # a stdlib function: no qia needed
+        try:
+            theirs = ray.get(probe, timeout=120)
+        except ray.exceptions.GetTimeoutError:
+            return  # a busy cluster: the workers will say so if qia is missing
+        except ray.exceptions.RayError:
+            theirs = None
+        if theirs != __version__:
+            found = f"qia {theirs}" if theirs else "no qia"
+            raise QiaError(f"the Ray cluster at {self.address} has {found}; this machine has qia {__version__}",
+                           hint=f'install the same version on every node: pip install "qia-cli[ray]=={__version__}"')
 
     def __exit__(self, *exc) -> None:
         if self.owned and self.ray is not None:
