@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 import ray
 
 from qia_cli.agent.batch import BatchOptions, Results, read_lines, run_batch
-from qia_cli.agent.batch_ray import Cluster, LineWorker, RayOptions, RayRunner
+from qia_cli.agent.batch_ray import Cluster, LineWorker, RayOptions, RayRunner, _scratch
 from qia_cli.agent.run import Agent, RenderOptions
 from qia_cli.config import Settings
 from qia_cli.llm.fake import FakeLLM
@@ -99,10 +100,12 @@ class DiesOnce(LineWorker):
         marker = Path(self.context.options.render.outdir).parent / f"killed-{line.line}"
         if line.line == 5:
             try:
-                os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+                fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
                 pass
             else:
+                os.write(fd, str(os.getpid()).encode())
+                os.close(fd)
                 os.kill(os.getpid(), signal.SIGKILL)
         return super().run(line, saved)
 
@@ -129,12 +132,14 @@ def library_batch(tmp_path: Path, file: Path, pipeline: Path, worker: type) -> t
 
 def test_a_killed_worker_costs_only_its_line_which_ends_ok_once(ray_local, tmp_path, eight, tiny_pipeline_dir):
     out, summary, seen = library_batch(tmp_path, eight, tiny_pipeline_dir, DiesOnce)
-    assert (tmp_path / "killed-5").exists()  # the kill happened
+    killed = (tmp_path / "killed-5").read_text()  # the kill happened, to this process
     assert summary.retried >= 1 and (summary.ok, summary.failed) == (8, 0)
     assert sorted(r["line"] for r in seen) == list(range(1, 9))  # recorded once each, retries included
     found = records(out)
     assert [r["line"] for r in found] == list(range(1, 9)) and all(r["status"] == "ok" for r in found)
     assert referenced(found) == sorted(out.glob("*.png")) and len(found) == 8
+    scratch = Path(_scratch() or tempfile.gettempdir())
+    assert not list(scratch.glob(f"qia-ray-{killed}-*"))  # the restarted worker removed the dead one's folder
 
 
 def test_a_line_that_kills_every_worker_is_an_error_and_a_bad_line_is_not_retried(ray_local, tmp_path,

@@ -240,7 +240,11 @@ class LineWorker:
         self.context = context
         self.agent = context.agent()
         self.renderer = renderer_of(self.agent)
-        self.outdir = None if shared_outdir else Path(tempfile.mkdtemp(prefix="qia-ray-"))
+        self.outdir = None
+        if not shared_outdir:
+            scratch = _scratch()
+            _sweep(scratch)
+            self.outdir = Path(tempfile.mkdtemp(prefix=f"qia-ray-{os.getpid()}-", dir=scratch))
 
     def info(self) -> dict:
         node = None
@@ -251,6 +255,15 @@ class LineWorker:
         except Exception:  # noqa: BLE001 - only for display
             pass
         return {"pid": os.getpid(), "host": socket.gethostname(), "node": node}
+
+    def close(self) -> None:
+        """Remove the scratch folder, and those of dead workers on this node (the driver calls this before
+        it kills the actor)."""
+        if self.outdir is not None:
+            import shutil
+
+            shutil.rmtree(self.outdir, ignore_errors=True)
+            _sweep(str(self.outdir.parent))
 
     def run(self, line: Line, saved: dict | None) -> Outcome:
         """Plan and render one line."""
@@ -264,6 +277,38 @@ class LineWorker:
         if self.outdir is not None:
             outcome.files = _collect(outcome.record, self.outdir)
         return outcome
+
+
+def _scratch() -> str | None:
+    """Where a worker renders before sending the files back: memory (/dev/shm) when the node has it."""
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+
+
+def _sweep(scratch: str | None) -> None:
+    """Remove the folders of workers on this node that are gone (killed actors leave theirs behind)."""
+    import shutil
+
+    for folder in Path(scratch or tempfile.gettempdir()).glob("qia-ray-*-*"):
+        try:
+            pid = int(folder.name.split("-")[2])
+        except (ValueError, IndexError):
+            continue
+        if not _alive(pid):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    try:  # a killed worker stays a zombie until the raylet reaps it
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 _TASK_AGENTS: dict[str, Any] = {}
@@ -480,6 +525,11 @@ class RayRunner:
                     ray.cancel(ref, force=True) if inflight[ref].kind == "plan" else None
                 except Exception:  # noqa: BLE001 - best effort while stopping
                     pass
+            closing = [slot.handle.close.remote() for slot in slots if slot.ready and not slot.queue]
+            try:
+                ray.wait(closing, num_returns=len(closing), timeout=5)
+            except Exception:  # noqa: BLE001 - best effort: the next batch on the node sweeps what is left
+                pass
             for slot in slots:
                 try:
                     ray.kill(slot.handle, no_restart=True)
