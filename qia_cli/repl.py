@@ -148,7 +148,7 @@ class ChatSession:
             finally:
                 self.agent.callbacks.on_step = self.agent.callbacks.cancel = None
         self.last_result, self.device = result, result.device
-        self.agent.record_session(plan, [o.path for o in result.outputs], "generate")
+        self.agent.record_session(plan, [o.path for o in result.outputs], "generate", result.render)
         t = result.timings
         for warning in result.plan.warnings[noted:]:  # what rendering noted (e.g. feedback off)
             self.ui.say(f"[yellow]warning:[/yellow] {_esc(warning)}")

@@ -149,3 +149,15 @@ def test_process_exit_codes(home):
     assert qia_process(home, "path").stdout.strip() == str(home / "data" / "memory.json")
     bare = qia_process(home)
     assert bare.returncode == 0 and "forget" in bare.stdout
+
+
+def test_memory_sessions_lists_recorded_plans_as_json(isolated_home):
+    from tests.conftest import run_qia
+
+    assert run_qia("plan", "a red kite over a beach", "--no-ask", "--search", "off", "--llm", "fake").returncode == 0
+    out = run_qia("memory", "sessions", "--json")
+    assert out.returncode == 0, out.stderr
+    records = json.loads(out.stdout)
+    assert [r["request"] for r in records] == ["a red kite over a beach"] and records[0]["kind"] == "plan"
+    text = run_qia("memory", "sessions")
+    assert "a red kite over a beach" in text.stdout

@@ -15,21 +15,67 @@ def planner(answers=None, **kw) -> Planner:
     return Planner(FakeLLM(answers or {}), **kw)
 
 
-def test_reasoning_names_the_described_subject():
+def test_reasoning_names_the_described_subject_after_the_request():
     llm = {"national symbol of japan": "cherry blossoms", "What does cherry blossoms look like": "pale pink petals on dark branches"}
     plan = planner(llm).plan("The flower that is the national symbol of Japan")
-    assert plan.prompt.startswith("cherry blossoms")
+    # Every word of the request leads, as typed; the answer follows it.
+    assert plan.prompt.startswith("The flower that is the national symbol of Japan, cherry blossoms")
     assert "pale pink petals" in plan.prompt
-    sources = {(e.source, e.content) for e in plan.evidence}
-    assert ("reasoning", "cherry blossoms") in sources
+    name = next(e for e in plan.evidence if e.source == "reasoning" and e.role == "name")
+    assert name.content == "cherry blossoms" and name.used
     assert plan.checklist[0] == "cherry blossoms"
     gap = next(g for g in plan.gaps if g.kind == "knowledge")
     assert gap.action == "reason" and gap.filled
 
 
+class Wavering(FakeLLM):
+    """Answers each question with the next of its answers: a model that guesses."""
+
+    def __init__(self, answers):
+        super().__init__()
+        self.turns = list(answers)
+
+    def complete(self, prompt, *, max_tokens=24, stop=None):
+        from qia_cli.llm.base import Completion
+
+        self.prompts.append(prompt)
+        text = self.turns.pop(0) if self.turns else ""
+        return Completion(text=text, finish_reason="stop", tokens=1, logprob=-0.5)
+
+
+def test_an_answer_that_changes_when_asked_again_is_a_guess_kept_out_of_the_prompt():
+    llm = Wavering(["a slice of pepperoni", "a plate"])
+    plan = Planner(llm).plan("the last slice of pizza on a plate", PlanOptions(llm_gaps=False))
+    assert plan.prompt.startswith("the last slice of pizza on a plate")
+    assert "pepperoni" not in plan.prompt
+    guess = next(e for e in plan.evidence if e.source == "reasoning")
+    assert guess.content == "a slice of pepperoni" and guess.used is False
+    assert len(llm.prompts) == 2  # no look is asked for a guess
+
+
+def test_an_answer_the_model_finds_unlikely_is_a_guess_even_when_repeated():
+    class Unsure(Wavering):
+        def complete(self, prompt, *, max_tokens=24, stop=None):
+            out = super().complete(prompt, max_tokens=max_tokens, stop=stop)
+            out.logprob = -2.6
+            return out
+
+    plan = Planner(Unsure(["carrots", "carrots"])).plan("the vegetable a cartoon sailor eats", PlanOptions(llm_gaps=False))
+    assert "carrots" not in plan.prompt
+    assert next(e for e in plan.evidence if e.source == "reasoning").confidence == -2.6
+
+
+def test_a_dated_past_fact_is_reasoned_when_search_is_off():
+    llm = {"hosted the summer olympics in 2008": "Beijing"}
+    plan = planner(llm).plan("the city that hosted the Summer Olympics in 2008")
+    assert "Beijing" in plan.prompt
+    assert not any("current facts were not checked" in e.content for e in plan.evidence)
+    assert not any("search is off" in w for w in plan.warnings)
+
+
 def test_an_answer_that_only_repeats_the_request_is_dropped():
     plan = planner({"national symbol": "the national flower"}).plan("The flower that is the national symbol of Japan")
-    assert not [e for e in plan.evidence if e.source == "reasoning" and e.detail.startswith("name:")]
+    assert not [e for e in plan.evidence if e.source == "reasoning" and e.role == "name"]
 
 
 def test_a_looping_description_is_collapsed_or_dropped():
@@ -177,3 +223,28 @@ def test_broken_llm_json_falls_back_to_rules():
     llm = FakeLLM(json_answers={"Image request": "{not json"})
     plan = Planner(llm).plan("a banner for the launch", PlanOptions(llm_gaps=True))
     assert plan.prompt and all(g.origin == "rule" for g in plan.gaps)
+
+
+def test_like_the_one_i_made_yesterday_recalls_that_session_with_its_seed_and_model(tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    from qia_cli.agent.run import Agent, RenderOptions
+    from qia_cli.config import Settings
+
+    memory = MemoryStore(tmp_path / "memory.json")
+    yesterday = datetime.now(timezone.utc) - timedelta(days=1)
+    memory.add_session({"request": "a red lighthouse on a cliff", "prompt": "a red lighthouse on a cliff, photo",
+                        "kind": "generate", "seed": 4242, "model": "/models/tiny-sd", "time": yesterday.isoformat()})
+    memory.add_session({"request": "a bowl of ramen", "prompt": "a bowl of ramen", "kind": "generate", "seed": 7,
+                        "model": "stabilityai/sd-turbo"})
+    agent = Agent(settings=Settings(), memory=memory, llm=FakeLLM())
+    plan = agent.plan("like the one I made yesterday, but at night", PlanOptions())
+    assert plan.session is not None and plan.session.request == "a red lighthouse on a cliff"
+    assert plan.prompt.startswith("like the one I made yesterday, but at night, a red lighthouse on a cliff")
+    assert any(e.source == "session" for e in plan.evidence)
+    spec = agent.spec_for(plan, RenderOptions())
+    assert spec.seed == 4242 and spec.model == "/models/tiny-sd"
+    assert agent.spec_for(plan, RenderOptions(seed=1, model="other")).seed == 1  # the user's flags win
+
+    plain = agent.plan("a red lighthouse on a cliff at night", PlanOptions())
+    assert plain.session is None

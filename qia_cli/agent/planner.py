@@ -15,7 +15,7 @@ from qia_cli.agent import rules
 from qia_cli.agent.grounding import clarify, reasoning
 from qia_cli.agent.grounding.memory import ground_memory
 from qia_cli.agent.grounding.search import ground_search
-from qia_cli.agent.types import Evidence, Gap, ModelInfo, Plan
+from qia_cli.agent.types import Evidence, Gap, ModelInfo, Plan, SessionRef
 from qia_cli.errors import UsageError
 from qia_cli.llm.base import LLM, Usage, parse_json
 
@@ -81,8 +81,10 @@ class Planner:
         search_deadline: float = 8.0,
         search_ttl: float = 86400.0,
         progress: Progress | None = None,
+        knowledge: LLM | Callable[[], LLM] | None = None,
     ) -> None:
         self._llm = llm
+        self._knowledge = knowledge
         self.memory = memory
         self.search = search
         self.search_deadline = search_deadline
@@ -96,6 +98,13 @@ class Planner:
         if callable(self._llm) and not hasattr(self._llm, "complete"):
             self._llm = self._llm()
         return self._llm  # type: ignore[return-value]
+
+    @property
+    def knowledge_llm(self) -> LLM | None:
+        """The model for knowledge questions: its own (lazily built) or the planner's."""
+        if callable(self._knowledge) and not hasattr(self._knowledge, "complete"):
+            self._knowledge = self._knowledge()
+        return self._knowledge or self.llm  # type: ignore[return-value]
 
     def model_info(self) -> ModelInfo:
         llm = self.llm
@@ -121,11 +130,16 @@ class Planner:
             with _timed(timings, "llm_gaps"):
                 self._llm_gaps(request, gaps)
 
+        session = None
         if self.memory is not None:
             self.progress("recalling memory")
             with _timed(timings, "memory"):
                 found, self.recalled = ground_memory(self.memory, request, gaps)
                 evidence += found
+                session = _recall_session(self.memory, request)
+                if session is not None:
+                    evidence.append(Evidence(source="session", content=session.request,
+                                             detail=f"session {session.id} of {session.time}: {session.prompt}"[:300]))
         for gap in gaps:  # what memory did not know, only the user can say
             if gap.kind == "personal" and not gap.filled:
                 gap.action = "ask"
@@ -152,13 +166,22 @@ class Planner:
                 )
                 evidence += found
                 warnings += warned
-        elif any(g.action == "search" for g in gaps):
+        elif any(g.action == "search" for g in gaps) and not analysis.past:
             warnings.append("search is off: time-sensitive facts were assumed, not checked")
 
-        if self.llm is not None and any(g.action == "reason" for g in gaps):
+        if analysis.past:  # a dated past fact: what search found answers it; else the model may know it
+            searched = any(g.filled for g in gaps if g.kind == "time")
+            for gap in gaps:
+                if gap.kind == "knowledge" and searched:
+                    gap.filled = True
+        if self.llm is not None and any(g.action == "reason" and not g.filled for g in gaps):
             self.progress("reasoning")
             with _timed(timings, "reason"):
                 evidence += self._reason(request, gaps)
+            if analysis.past and any(g.kind == "knowledge" and g.filled for g in gaps):
+                for gap in gaps:
+                    if gap.kind == "time" and not gap.filled:
+                        gap.filled, gap.action = True, "reason"
 
         evidence += clarify.assume_rest(gaps, questions, request, purpose)
         with _timed(timings, "compose"):
@@ -175,28 +198,30 @@ class Planner:
             warnings=warnings,
             timings=timings,
             model=self.model_info(),
+            session=session,
         )
 
     # -- stages -----------------------------------------------------------------------------------
     def _reason(self, request: str, gaps: list[Gap]) -> list[Evidence]:
+        """Name what the request describes. Only a confident answer reaches the prompt; a guess is kept in
+        the plan (used=False) so that the user sees what the model thought."""
         evidence = []
         for gap in gaps:
-            if gap.action != "reason" or not gap.query:
+            if gap.action != "reason" or not gap.query or gap.filled:
                 continue
-            if gap.query.startswith("What does "):
-                look = reasoning.describe(self.llm, gap.query[len("What does ") : -len(" look like?")], self.usage)
-                if look:
-                    gap.filled = True
-                    evidence.append(Evidence(gap_id=gap.id, source="reasoning", content=look, detail="look: " + gap.query))
+            name = reasoning.name_it(self.knowledge_llm, gap.query, request, self.usage)
+            if not name.text:
                 continue
-            name = reasoning.name_it(self.llm, gap.query, request, self.usage)
-            if not name:
+            evidence.append(Evidence(gap_id=gap.id, source="reasoning", content=name.text, detail=gap.query,
+                                     role="name", confidence=_round(name.logprob), used=name.confident))
+            if not name.confident:
                 continue
             gap.filled = True
-            evidence.append(Evidence(gap_id=gap.id, source="reasoning", content=name, detail="name: " + gap.query))
-            look = reasoning.describe(self.llm, name, self.usage)
-            if look:
-                evidence.append(Evidence(gap_id=gap.id, source="reasoning", content=look, detail=f"look: What does {name} look like?"))
+            look = reasoning.describe(self.knowledge_llm, name.text, self.usage)
+            if look.text:
+                evidence.append(Evidence(gap_id=gap.id, source="reasoning", content=look.text,
+                                         detail=f"What does {name.text} look like?", role="look",
+                                         confidence=_round(look.logprob), used=look.confident))
         return evidence
 
     def _llm_gaps(self, request: str, gaps: list[Gap]) -> None:
@@ -328,6 +353,23 @@ def _purpose(request: str) -> str | None:
     if not m:
         m = re.search(r"\b(logo)\b", request, re.I)
     return m.group(1).lower() if m else None
+
+
+def _recall_session(memory, request: str) -> SessionRef | None:
+    """"Like the one I made yesterday, but at night": the recorded session it means, if any."""
+    from qia_cli.memory.recall import refers_to_session
+
+    if not refers_to_session(request):
+        return None
+    record = memory.find_session(request)
+    if record is None:
+        return None
+    return SessionRef(id=record.id, time=record.time.isoformat(timespec="minutes"), request=record.request,
+                      prompt=record.prompt, seed=record.seed, model=record.model)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
 
 
 @contextmanager

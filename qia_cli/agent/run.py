@@ -56,6 +56,7 @@ class Agent:
     memory: object | None = None
     search: object | None = None
     llm: object | None = None  # an LLM, or None to build it lazily from settings
+    knowledge: object | None = None  # the LLM for knowledge questions, or None to pick it from settings
     scorer: object | None = None  # a Scorer for the feedback loop, or None to load settings.scorer when needed
     callbacks: Callbacks = field(default_factory=Callbacks)
     _planner: Planner | None = None
@@ -71,6 +72,7 @@ class Agent:
                 search_deadline=self.settings.search_timeout,
                 search_ttl=self.settings.search_ttl,
                 progress=self.callbacks.progress,
+                knowledge=self.knowledge if self.knowledge is not None else self._make_knowledge,
             )
         return self._planner
 
@@ -79,6 +81,12 @@ class Agent:
 
         self.llm = make_llm(self.settings, verbose=self.verbose)
         return self.llm
+
+    def _make_knowledge(self):
+        from qia_cli.llm.factory import make_knowledge_llm
+
+        self.knowledge = make_knowledge_llm(self.settings, self.planner.llm, verbose=self.verbose)
+        return self.knowledge
 
     def plan(self, request: str, options: PlanOptions | None = None) -> Plan:
         options = options or PlanOptions()
@@ -92,9 +100,9 @@ class Agent:
 
     def release_llm(self) -> None:
         """Free the planner LLM before diffusion loads, so the two don't compete for VRAM."""
-        llm = self.llm
-        if llm is not None and hasattr(llm, "close"):
-            llm.close()
+        for llm in {id(m): m for m in (self.llm, self.knowledge) if m is not None}.values():
+            if hasattr(llm, "close"):
+                llm.close()
 
     def should_release_llm(self, opts: RenderOptions, device: str) -> bool:
         """opts.release_llm, or for None (auto): True only when the LLM and the pipeline share a GPU."""
@@ -125,7 +133,9 @@ class Agent:
         from qia_cli.imaging.families import defaults_for
 
         s = self.settings
-        model = opts.model or s.image_model
+        # "Like the one I made yesterday": that session's seed and model, unless the user names others.
+        session_seed = plan.session.seed if plan.session is not None else None
+        model = opts.model or (plan.session.model if plan.session is not None and plan.session.model else None) or s.image_model
         fam = defaults_for(model)
         negative = plan.negative_prompt
         if opts.negative and opts.negative not in negative:
@@ -138,7 +148,8 @@ class Agent:
             height=opts.height or s.height or fam.height,
             steps=opts.steps or s.steps or fam.steps,
             guidance=opts.guidance if opts.guidance is not None else (s.guidance if s.guidance is not None else fam.guidance),
-            seed=opts.seed if opts.seed is not None else random.randint(0, MAX_SEED - 64),
+            seed=opts.seed if opts.seed is not None else session_seed if session_seed is not None
+            else random.randint(0, MAX_SEED - 64),
             device=opts.device or s.device,
         )
 
@@ -291,7 +302,8 @@ class Agent:
                     result.outputs.append(Output(path=str(png), sidecar=str(side), seed=shot.spec.seed,
                                                  width=shot.image.width, height=shot.image.height))
 
-    def record_session(self, plan: Plan, outputs: list[str], kind: str) -> None:
+    def record_session(self, plan: Plan, outputs: list[str], kind: str, spec: RenderSpec | None = None) -> None:
         if self.memory is None:
             return
-        self.memory.add_session({"request": plan.request, "prompt": plan.prompt, "outputs": outputs, "kind": kind})
+        self.memory.add_session({"request": plan.request, "prompt": plan.prompt, "outputs": outputs, "kind": kind,
+                                 "seed": spec.seed if spec else None, "model": spec.model if spec else None})

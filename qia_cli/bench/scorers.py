@@ -1,11 +1,14 @@
 """Scorers: did the final prompt acquire the context the request lacked?
 
-All scorers compare *content words* after the same normalisation: case folded, accents and
+Most scorers compare *content words* after the same normalisation: case folded, accents and
 punctuation dropped, a possessive 's removed and simple plurals stripped ("berries" -> "berry",
 "boxes" -> "box", "eggs" -> "egg"). A phrase is *in* a prompt when all its content words are.
 
 Words the request already contains prove nothing: only the words a phrase adds count. A phrase that
 adds no word tests nothing; an item made only of such phrases is `skipped`, not passed.
+
+The harm scorer (`ordinary` items) is stricter about the request: every word of it, function words
+and plurals as written, must survive (`word_tokens` folds only case and accents).
 """
 
 from __future__ import annotations
@@ -144,3 +147,49 @@ def score_plan(prompt: str, request: str, label: str, plan: dict | None) -> Scor
     if ratio < KEEP_RATIO:
         return Score("fail", f"kept {ratio:.0%} of the request's content words", extra)
     return Score("pass", f"kept {ratio:.0%}", extra)
+
+
+HEAD_WORDS = 3
+
+
+def word_tokens(text: str) -> list[str]:
+    """Every word of `text`, function words included: case and accents folded, nothing else."""
+    text = unicodedata.normalize("NFKD", text or "")
+    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    return _WORD.findall(text.casefold())
+
+
+def reasoning_words(plan: dict | None) -> set[str]:
+    """The content words of every piece of evidence with source `reasoning` in a plan."""
+    found: set[str] = set()
+    for evidence in (plan or {}).get("evidence", []):
+        if evidence.get("source") == "reasoning":
+            found |= content_words(evidence.get("content") or "")
+    return found
+
+
+def score_harm(prompt: str, request: str, plan: dict | None) -> Score:
+    """A fully specified request must reach the image model intact. Harm is any of:
+
+    - dropped: a word of the request (function words and mediums included) is not in the prompt;
+    - new subject: a content word that reasoning evidence put into the prompt and the request lacks;
+    - head: the prompt does not start with the request's first three words.
+
+    A baseline's plan may carry its own LLM answer as reasoning evidence (the single-call baseline)."""
+    asked = word_tokens(request)
+    got = word_tokens(prompt)
+    dropped = sorted(set(asked) - set(got))
+    new_subject = sorted((reasoning_words(plan) & content_words(prompt)) - content_words(request))
+    head = asked[:HEAD_WORDS]
+    head_changed = got[: len(head)] != head
+    extra = {"dropped": dropped, "new_subject": new_subject, "head_changed": head_changed}
+    problems = []
+    if dropped:
+        problems.append("dropped: " + ", ".join(dropped))
+    if new_subject:
+        problems.append("new subject: " + ", ".join(new_subject))
+    if head_changed:
+        problems.append(f"head changed: '{' '.join(got[:len(head)])}' for '{' '.join(head)}'")
+    if problems:
+        return Score("fail", "; ".join(problems), extra)
+    return Score("pass", "request intact", extra)

@@ -1,4 +1,4 @@
-"""`qia bench`: score whether the agent acquired the context, against `raw` and `enhance` baselines.
+"""`qia bench`: score whether the agent acquired the context, and did no harm, against baselines.
 
     qia bench SUITE...                         run suites (same as `qia bench run SUITE...`)
     qia bench convert wise FILE --keys KEYS    WISE records + answer keys -> a reason suite
@@ -34,9 +34,10 @@ bench_app = typer.Typer(
     no_args_is_help=True,
     subcommand_metavar="SUITE... | COMMAND [ARGS]...",
     help=(
-        "Score whether the agent acquires the context a request lacks (plan, reason, search, memory), "
-        "offline, against the raw request and a single-shot prompt enhancer on the same LLM.\n\n"
-        "qia bench all  ·  qia bench reason search --limit 5  ·  qia bench my-suite.jsonl --json"
+        "Score whether the agent acquires the context a request lacks (plan, reason, search, memory) and "
+        "leaves full requests intact (ordinary), offline, against the raw request, a single-shot prompt "
+        "enhancer and a single few-shot call on the same LLM. Built-in suites run their test half.\n\n"
+        "qia bench all  ·  qia bench reason search --limit 5 --split dev  ·  qia bench my-suite.jsonl --json"
     ),
 )
 convert_app = typer.Typer(no_args_is_help=True, help="Convert external benchmark files into qia suites.")
@@ -47,7 +48,7 @@ app.add_typer(bench_app, name="bench")
 @bench_app.command("run")
 def run_command(
     suites: Annotated[list[str], typer.Argument(
-        help="Built-in suites (plan, reason, search, memory, all) or JSONL files.", show_default=False)],
+        help="Built-in suites (plan, reason, search, memory, ordinary, all) or JSONL files.", show_default=False)],
     json_out: common.JsonOpt = False,
     out: Annotated[Optional[Path], typer.Option(
         "--out", help="Keep each item's plan JSON, and results.jsonl (written as items finish), in this folder.",
@@ -56,13 +57,19 @@ def run_command(
                                                  show_default=False)] = None,
     sample: Annotated[Optional[int], typer.Option("--sample", help="Pick the --limit items at random with this seed.",
                                                   show_default=False)] = None,
+    split: Annotated[str, typer.Option(
+        "--split", help="Half of the built-in suites to run: dev (tune on it), test (report it) or all.")] = "test",
+    no_baselines: Annotated[bool, typer.Option(
+        "--no-baselines", help="Skip the enhance and single baselines (LLM calls); raw still runs.")] = False,
     llm: common.LlmOpt = None,
 ) -> None:
-    """Run benchmark suites and print scores per capability for agent, enhance and raw.
+    """Run benchmark suites and print scores per capability for agent, enhance, single and raw.
 
     Examples:
 
       qia bench all
+
+      qia bench reason --split dev --no-baselines
 
       qia bench reason --limit 5 --json > report.json
 
@@ -75,7 +82,7 @@ def run_command(
     from qia_cli.config import load_settings
     from qia_cli.llm.factory import make_llm
 
-    loaded = resolve(suites)
+    loaded = resolve(suites, split.lower())
     if out is not None:
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -91,10 +98,11 @@ def run_command(
     total = planned(loaded, limit, sample)
     show = not console.state.quiet and console.stderr_is_tty()
     with _progress(show, total) as advance:
-        runner = Runner(model, settings, out_dir=out, on_item=advance)
+        runner = Runner(model, settings, out_dir=out, on_item=advance, baselines=not no_baselines)
         rows = runner.run(loaded, limit=limit, seed=sample)
     report = reporting.build(
         rows, suites=[s.name for s in loaded], model=model_meta, seed=sample, limit=limit,
+        split=split.lower() if any(s.split for s in loaded) else None,
         settings={"llm": settings.llm, "llm_gaps": settings.llm_gaps,
                   "llm_threads": settings.llm_threads or os.cpu_count()},
         version=__version__,

@@ -86,7 +86,7 @@ def generate_command(
     with _step_progress(show) as on_step:
         agent.callbacks.on_step = on_step
         result = agent.render(plan, opts)
-    agent.record_session(plan, [o.path for o in result.outputs], "generate")
+    agent.record_session(plan, [o.path for o in result.outputs], "generate", result.render)
     if json_out:
         common.print_json(result)
         return

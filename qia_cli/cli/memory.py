@@ -84,6 +84,34 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print the entries 
     console.out().print(table)
 
 
+@memory_app.command("sessions")
+def sessions(
+    limit: int = typer.Option(20, "--limit", min=1, help="At most this many, newest first."),
+    as_json: bool = typer.Option(False, "--json", help="Print the sessions as JSON."),
+) -> None:
+    """List recorded plans and generations, newest first.
+
+    A request like "like the one I made yesterday, but at night" reuses the matching session's request,
+    seed and model.
+    """
+    records = _store().sessions(limit)
+    if as_json:
+        _print_json([r.model_dump(mode="json") for r in records])
+        return
+    if not records:
+        console.info("no sessions yet: every qia plan and qia generate records one")
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    for column in ("id", "when", "kind", "request", "seed", "model"):
+        table.add_column(column, overflow="fold")
+    for r in records:
+        table.add_row(r.id, _when(r.time), r.kind, Text(r.request), "" if r.seed is None else str(r.seed), r.model or "")
+    console.out().print(table)
+
+
 @memory_app.command("show")
 def show(
     entry_id: str = typer.Argument(..., metavar="ID", help="An id or a unique prefix of one."),

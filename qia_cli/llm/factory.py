@@ -26,6 +26,7 @@ def make_llm(settings: Settings, *, verbose: bool = False) -> LLM:
             n_ctx=settings.llm_ctx,
             n_threads=settings.llm_threads,
             n_gpu_layers=settings.llm_gpu_layers,
+            repack=settings.llm_repack,
             verbose=verbose,
             name=NAME,
         )
@@ -34,5 +35,26 @@ def make_llm(settings: Settings, *, verbose: bool = False) -> LLM:
         n_ctx=settings.llm_ctx,
         n_threads=settings.llm_threads,
         n_gpu_layers=settings.llm_gpu_layers,
+        repack=settings.llm_repack,
         verbose=verbose,
     )
+
+
+def make_knowledge_llm(settings: Settings, planner: LLM, *, verbose: bool = False) -> LLM:
+    """The model that answers knowledge questions ('What is the national flower of Japan?')."""
+    spec = (settings.knowledge_llm or "auto").strip()
+    if spec == "planner":
+        return planner
+    from qia_cli.llm.llama import LlamaLLM
+
+    if spec == "auto":
+        if (settings.llm or "bundled").strip() != "bundled":
+            return planner  # a model the user chose knows more than the small one
+        from qia_cli.llm.bundled import KNOWLEDGE_NAME, knowledge_path
+
+        path = knowledge_path()
+        if path is None:
+            return planner
+        return LlamaLLM(path, n_ctx=1024, n_threads=settings.llm_threads, repack=settings.llm_repack,
+                        verbose=verbose, name=KNOWLEDGE_NAME)
+    return LlamaLLM(spec, n_ctx=1024, n_threads=settings.llm_threads, repack=settings.llm_repack, verbose=verbose)

@@ -71,6 +71,8 @@ class SessionRecord(BaseModel):
     prompt: str = ""
     outputs: list[str] = Field(default_factory=list)
     kind: Literal["plan", "generate"] = "generate"
+    seed: int | None = None
+    model: str | None = None
 
     @field_validator("time")
     @classmethod
