@@ -253,3 +253,20 @@ def test_ray_addresses_are_checked_before_any_work(tmp_path, eight, capsys, monk
     assert code == 2 and "unknown Ray address 'cluster-1'" in err and "ray://HOST:PORT" in err
     code, _, err = qia(capsys, monkeypatch, "batch", str(eight), "--llm", "fake", "--workers", "2")
     assert code == 2 and "need --ray" in err
+
+
+def test_workers_recall_the_drivers_memory_and_the_driver_records_its_use(ray_local, tmp_path, capsys, monkeypatch):
+    from qia_cli.memory.store import MemoryStore
+
+    store = MemoryStore()  # the test's own QIA_HOME: workers never read it, they get a snapshot
+    entry = store.add("Biscuit is my dog, a three-legged corgi")
+    path = tmp_path / "prompts.txt"
+    path.write_text("a birthday poster for my dog Biscuit\na lighthouse at dusk\n")
+    out = tmp_path / "out"
+    code, text, err = qia(capsys, monkeypatch, "batch", str(path), "--llm", "fake", "--plan-only", "--ray", "local",
+                          "--outdir", str(out), "--json")
+    assert code == 0, err
+    by_line = {r["line"]: r for r in records(out)}
+    assert "three-legged corgi" in by_line[1]["plan"]["prompt"]
+    assert any(e["source"] == "memory" and e["detail"] == entry.id for e in by_line[1]["plan"]["evidence"])
+    assert store.get(entry.id).uses == 1  # written by the driver, once
