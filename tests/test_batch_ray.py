@@ -270,3 +270,40 @@ def test_workers_recall_the_drivers_memory_and_the_driver_records_its_use(ray_lo
     assert "three-legged corgi" in by_line[1]["plan"]["prompt"]
     assert any(e["source"] == "memory" and e["detail"] == entry.id for e in by_line[1]["plan"]["evidence"])
     assert store.get(entry.id).uses == 1  # written by the driver, once
+
+
+def test_ctrl_c_stops_a_local_ray_batch_and_leaves_the_results_whole(tmp_path, eight, tiny_pipeline_dir):
+    """A terminal's Ctrl-C reaches the whole process group: qia, and the Ray instance it started."""
+    import time
+
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "qia_cli", "--quiet", "batch", str(eight), "--llm", "fake", "--model",
+           str(tiny_pipeline_dir), "--steps", "20", "--outdir", str(out), "--ray", "local", "--workers", "1"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    results = out / "results.jsonl"
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None and not (results.exists() and results.read_text()):
+            time.sleep(0.1)
+        assert proc.poll() is None, proc.communicate()[1]
+        os.killpg(proc.pid, signal.SIGINT)
+        stderr = proc.communicate(timeout=60)[1]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, stderr
+    found = [json.loads(line) for line in results.read_text().splitlines()]  # whole records only
+    assert 1 <= len(found) < 8 and all(r["status"] == "ok" for r in found)
+    assert referenced(found) == sorted(out.glob("*.png"))
+    assert not (out / ".qia-claims").exists()
+    for _ in range(60):  # the Ray instance it started is gone with it
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("processes of the interrupted batch are still running")
