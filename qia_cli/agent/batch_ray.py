@@ -369,172 +369,201 @@ class RayRunner:
 
     def __call__(self, agent, lines: Iterable[Line], stored: dict, options: BatchOptions,
                  summary: Summary) -> Iterator[Outcome]:
-        ray = self.cluster.ray
-        from ray.exceptions import RayActorError, RayError, RayTaskError
-
-        lost_worker = (RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.ObjectLostError,
-                       ray.exceptions.OutOfMemoryError, ray.exceptions.NodeDiedError)
         pending = iter(lines)
         first = next(pending, None)
         if first is None:  # nothing to do: start nothing
             return
-        pending = itertools.chain([first], pending)
+        run = _Run(self, agent, itertools.chain([first], pending), stored, options, summary)
+        try:
+            yield from run.outcomes()
+        finally:
+            run.stop()
+
+
+class _Run:
+    """One batch on the cluster: the actors, the planning tasks and the lines in flight."""
+
+    def __init__(self, runner: RayRunner, agent, pending: Iterator[Line], stored: dict, options: BatchOptions,
+                 summary: Summary) -> None:
+        ray = self.ray = runner.cluster.ray
+        self.hooks, self.pending, self.stored, self.options, self.summary = runner.options, pending, stored, options, summary
+        self.lost_worker = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
+                            ray.exceptions.ObjectLostError, ray.exceptions.OutOfMemoryError,
+                            ray.exceptions.NodeDiedError)
         memory = [e.model_dump(mode="json") for e in agent.memory.list()] if agent.memory is not None else None
         context = Context(agent.settings, options, agent.search, memory, agent.verbose)
-        shared = ray.put(context)  # for the planning tasks; actors get their own copy (Ray restarts need one)
+        self.slots: list[_Slot] = []
+        self.shape: dict[str, Any] = {}
         plan_in_tasks = llm_backend(agent) == "openai"
-        use_actors = not (options.plan_only and plan_in_tasks)
-        device = options.render.device or agent.settings.device
+        if not (options.plan_only and plan_in_tasks):
+            device = options.render.device or agent.settings.device
+            count, self.shape = pool_shape(runner.cluster.resources(), runner.options.workers, device,
+                                           needs_gpu=not options.plan_only)
+            actor = ray.remote(runner.options.worker_class or LineWorker).options(
+                max_restarts=-1, max_task_retries=0, **self.shape)
+            for _ in range(count):  # each gets its own copy of the context: Ray restarts need one
+                handle = actor.remote(context, runner.options.shared_outdir)
+                self.slots.append(_Slot(handle, ping=handle.info.remote()))
+        summary.workers = len(self.slots)
+        self.planner = None
+        if plan_in_tasks:
+            self.planner = ray.remote(plan_task).options(num_cpus=0, max_retries=MAX_ATTEMPTS - 1)
+            self.shared = ray.put(context)
+        self.plan_window = max(summary.jobs, PER_WORKER * len(self.slots), 1)
+        self.exhausted = False
+        self.retry: deque[_Job] = deque()  # lines whose worker died, sent again first
+        self.planned: deque[_Job] = deque()  # plans from tasks, waiting for an actor
+        self.inflight: dict[Any, _Job] = {}
+        self.attempts: dict[int, int] = {}
+        self.started = time.monotonic()
+        self.live = -1
 
-        slots: list[_Slot] = []
-        shape: dict[str, Any] = {}
-        if use_actors:
-            count, shape = pool_shape(self.cluster.resources(), self.options.workers, device,
-                                          needs_gpu=not options.plan_only)
-            actor = ray.remote(self.options.worker_class or LineWorker).options(
-                max_restarts=-1, max_task_retries=0, **shape)
-            for _ in range(count):
-                handle = actor.remote(context, self.options.shared_outdir)
-                slots.append(_Slot(handle, ping=handle.info.remote()))
-        summary.workers = len(slots)
-        planner = ray.remote(plan_task).options(num_cpus=0, max_retries=MAX_ATTEMPTS - 1) if plan_in_tasks else None
-        plan_window = max(summary.jobs, PER_WORKER * len(slots), 1)
+    def outcomes(self) -> Iterator[Outcome]:
+        while True:
+            self._feed()
+            live = sum(s.ready for s in self.slots)
+            if live != self.live:
+                self.live = live
+                self.hooks.on_workers(live, len(self.slots))
+            if not self.inflight and not self.retry and not self.planned and self.exhausted:
+                return
+            if self._hopeless():
+                return
+            pings = {s.ping: s for s in self.slots if s.ping is not None}
+            done, _ = self.ray.wait([*self.inflight, *pings], num_returns=1, timeout=1.0)
+            for ref in done:
+                if ref in pings:
+                    self._pinged(pings[ref], ref)
+                else:
+                    yield from self._finished(ref)
 
-        exhausted = False
-        retry: deque[_Job] = deque()  # lines whose worker died, sent again first
-        planned: deque[_Job] = deque()  # plans from tasks, waiting for an actor
-        inflight: dict[Any, _Job] = {}
-        attempts: dict[int, int] = {}
-        started = time.monotonic()
-        live = -1
+    def _next_line(self) -> Line | None:
+        line = None if self.exhausted else next(self.pending, None)
+        self.exhausted = line is None
+        return line
 
-        def next_line() -> Line | None:
-            nonlocal exhausted
-            if exhausted:
-                return None
-            line = next(pending, None)
-            exhausted = line is None
-            return line
-
-        def error(job: _Job, message: str) -> Outcome:
-            return finish_line(None, job.line, QiaError(message), options)
-
-        try:
-            while True:
-                # planning tasks (LLM server): keep a window of them ahead of the actors
-                while planner is not None and sum(j.kind == "plan" for j in inflight.values()) + len(planned) < plan_window:
-                    line = next_line()
+    def _feed(self) -> None:
+        """Planning tasks a window ahead of the actors (LLM server), then up to PER_WORKER lines per actor."""
+        while self.planner is not None and \
+                sum(j.kind == "plan" for j in self.inflight.values()) + len(self.planned) < self.plan_window:
+            line = self._next_line()
+            if line is None:
+                break
+            saved = self.stored.get((line.line, line.key))
+            self.inflight[self.planner.remote(self.shared, line, saved)] = _Job(line, "plan")
+        for slot in self.slots:
+            while slot.ready and len(slot.queue) < PER_WORKER:
+                if self.retry:
+                    job = self.retry.popleft()
+                elif self.planner is not None:
+                    if not self.planned:
+                        break
+                    job = self.planned.popleft()
+                else:
+                    line = self._next_line()
                     if line is None:
                         break
-                    job = _Job(line, "plan")
-                    inflight[planner.remote(shared, line, stored.get((line.line, line.key)))] = job
-                # actors: up to PER_WORKER lines each
-                for slot in slots:
-                    while slot.ready and len(slot.queue) < PER_WORKER:
-                        if retry:
-                            job = retry.popleft()
-                        elif planner is not None:
-                            if not planned:
-                                break
-                            job = planned.popleft()
-                        else:
-                            line = next_line()
-                            if line is None:
-                                break
-                            job = _Job(line, "run", payload=stored.get((line.line, line.key)))
-                        job.slot = slot
-                        slot.queue.append(job)
-                        method = slot.handle.run if job.kind == "run" else slot.handle.finish
-                        inflight[method.remote(job.line, job.payload)] = job
-                now_live = sum(s.ready for s in slots)
-                if now_live != live:
-                    live = now_live
-                    self.options.on_workers(live, len(slots))
-                pings = {s.ping: s for s in slots if s.ping is not None}
-                if not inflight and not retry and not planned and exhausted:
-                    return
-                if slots and all(s.dead for s in slots):
-                    summary.aborted = QiaError("every Ray worker died", hint="see `ray status`; rerun to resume")
-                    return
-                if slots and not live and time.monotonic() - started > START_TIMEOUT_S:
-                    summary.aborted = QiaError(
-                        f"no Ray worker started within {START_TIMEOUT_S:.0f} s",
-                        hint=f"the cluster cannot place {len(slots)} worker(s) asking for {shape}; "
-                             "see `ray status`, or pass --workers")
-                    return
-                done, _ = ray.wait([*inflight, *pings], num_returns=1, timeout=1.0)
-                for ref in done:
-                    if ref in pings:
-                        slot = pings[ref]
-                        slot.ping = None
-                        try:
-                            info = ray.get(ref)
-                        except ray.exceptions.ActorUnavailableError:
-                            slot.ping = slot.handle.info.remote()  # restarting: ask again
-                            time.sleep(0.2)
-                            continue
-                        except RayError:
-                            slot.dead = True  # it cannot be built (or restarted) any more
-                            continue
-                        slot.ready = True
-                        self.options.on_ready(info)
-                        continue
-                    job = inflight.pop(ref)
-                    slot, running = job.slot, False
-                    if slot is not None:
-                        running = bool(slot.queue) and slot.queue[0] is job  # the rest only waited behind it
-                        slot.queue.remove(job)
-                    try:
-                        value = ray.get(ref)
-                    except lost_worker as exc:
-                        if slot is not None and slot.ready:
-                            slot.ready = False  # back when Ray has restarted it
-                            slot.ping = slot.handle.info.remote()
-                        sends = attempts.get(job.line.line, 1)
-                        if job.kind == "plan":  # Ray already retried the task MAX_ATTEMPTS times
-                            yield error(job, f"the Ray planning task failed ({_first_line(exc)})")
-                        elif not running:  # lost while waiting: not this line's fault
-                            job.slot = None
-                            retry.append(job)
-                            summary.retried += 1
-                        elif sends >= MAX_ATTEMPTS:
-                            yield error(job, f"the Ray worker died {sends} times on this line ({_first_line(exc)})")
-                        else:
-                            attempts[job.line.line] = sends + 1
-                            summary.retried += 1
-                            job.slot = None
-                            retry.append(job)
-                        continue
-                    except RayTaskError as exc:  # our own code failed outside the line's error handling
-                        yield error(job, f"unexpected error in the Ray worker: {_first_line(exc)}")
-                        continue
-                    if job.kind == "plan":
-                        plan, touched = value
-                        if options.plan_only or isinstance(plan, BaseException):
-                            outcome = finish_line(None, job.line, plan, options)
-                            outcome.touched = touched
-                            yield outcome
-                        else:
-                            planned.append(_Job(job.line, "finish", payload=plan, touched=touched))
-                        continue
-                    value.touched = list(dict.fromkeys([*job.touched, *value.touched]))
-                    yield value
-        finally:
-            for ref in list(inflight):
+                    job = _Job(line, "run", payload=self.stored.get((line.line, line.key)))
+                job.slot = slot
+                slot.queue.append(job)
+                method = slot.handle.run if job.kind == "run" else slot.handle.finish
+                self.inflight[method.remote(job.line, job.payload)] = job
+
+    def _hopeless(self) -> bool:
+        """Every actor is gone, or none could start: stop, and say why (the records so far stay)."""
+        if not self.slots:
+            return False
+        if all(s.dead for s in self.slots):
+            self.summary.aborted = QiaError("every Ray worker died", hint="see `ray status`; rerun to resume")
+            return True
+        if not self.live and time.monotonic() - self.started > START_TIMEOUT_S:
+            self.summary.aborted = QiaError(
+                f"no Ray worker started within {START_TIMEOUT_S:.0f} s",
+                hint=f"the cluster cannot place {len(self.slots)} worker(s) asking for {self.shape}; "
+                     "see `ray status`, or pass --workers")
+            return True
+        return False
+
+    def _pinged(self, slot: _Slot, ref) -> None:
+        slot.ping = None
+        try:
+            info = self.ray.get(ref)
+        except self.ray.exceptions.ActorUnavailableError:
+            slot.ping = slot.handle.info.remote()  # restarting: ask again
+            time.sleep(0.2)
+            return
+        except self.ray.exceptions.RayError:
+            slot.dead = True  # it cannot be built (or restarted) any more
+            return
+        slot.ready = True
+        self.hooks.on_ready(info)
+
+    def _finished(self, ref) -> Iterator[Outcome]:
+        job = self.inflight.pop(ref)
+        slot, running = job.slot, False
+        if slot is not None:
+            running = bool(slot.queue) and slot.queue[0] is job  # the others only waited behind it
+            slot.queue.remove(job)
+        try:
+            value = self.ray.get(ref)
+        except self.lost_worker as exc:
+            yield from self._lost(job, slot, running, exc)
+            return
+        except self.ray.exceptions.RayError as exc:  # our own code failed outside the line's error handling
+            yield self._error(job, f"unexpected error in Ray: {_first_line(exc)}")
+            return
+        if job.kind != "plan":
+            value.touched = list(dict.fromkeys([*job.touched, *value.touched]))
+            yield value
+            return
+        plan, touched = value
+        if self.options.plan_only or isinstance(plan, BaseException):
+            outcome = finish_line(None, job.line, plan, self.options)
+            outcome.touched = touched
+            yield outcome
+        else:
+            self.planned.append(_Job(job.line, "finish", payload=plan, touched=touched))
+
+    def _lost(self, job: _Job, slot: _Slot | None, running: bool, exc: BaseException) -> Iterator[Outcome]:
+        """The worker died under `job`: send it again (a line it was rendering, MAX_ATTEMPTS times at most)."""
+        if slot is not None and slot.ready:
+            slot.ready = False  # back when Ray has restarted it
+            slot.ping = slot.handle.info.remote()
+        sends = self.attempts.get(job.line.line, 1)
+        if job.kind == "plan":  # Ray already retried the task MAX_ATTEMPTS times
+            yield self._error(job, f"the Ray planning task failed ({_first_line(exc)})")
+            return
+        if running and sends >= MAX_ATTEMPTS:
+            yield self._error(job, f"the Ray worker died {sends} times on this line ({_first_line(exc)})")
+            return
+        if running:
+            self.attempts[job.line.line] = sends + 1
+        job.slot = None
+        self.retry.append(job)
+        self.summary.retried += 1
+
+    def _error(self, job: _Job, message: str) -> Outcome:
+        return finish_line(None, job.line, QiaError(message), self.options)
+
+    def stop(self) -> None:
+        """Cancel the planning tasks, let idle actors clear their scratch folders, kill every actor."""
+        ray = self.ray
+        for ref, job in list(self.inflight.items()):
+            if job.kind == "plan":
                 try:
-                    ray.cancel(ref, force=True) if inflight[ref].kind == "plan" else None
+                    ray.cancel(ref, force=True)
                 except Exception:  # noqa: BLE001 - best effort while stopping
                     pass
-            closing = [slot.handle.close.remote() for slot in slots if slot.ready and not slot.queue]
+        closing = [slot.handle.close.remote() for slot in self.slots if slot.ready and not slot.queue]
+        try:
+            ray.wait(closing, num_returns=len(closing), timeout=5)
+        except Exception:  # noqa: BLE001 - best effort: the next batch on the node sweeps what is left
+            pass
+        for slot in self.slots:
             try:
-                ray.wait(closing, num_returns=len(closing), timeout=5)
-            except Exception:  # noqa: BLE001 - best effort: the next batch on the node sweeps what is left
+                ray.kill(slot.handle, no_restart=True)
+            except Exception:  # noqa: BLE001
                 pass
-            for slot in slots:
-                try:
-                    ray.kill(slot.handle, no_restart=True)
-                except Exception:  # noqa: BLE001
-                    pass
 
 
 def _first_line(exc: BaseException) -> str:
