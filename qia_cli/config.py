@@ -23,8 +23,10 @@ Source = Literal["default", "file", "env", "flag"]
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    llm: str = Field("bundled", description="Planner LLM: 'bundled', a GGUF path, or openai:BASE_URL[#MODEL]")
-    llm_ctx: int = Field(2048, ge=256, le=131072, description="Context window of a local GGUF")
+    llm: str = Field("bundled", description="Planner LLM: 'bundled', a GGUF path, a pulled model (catalog name or "
+                     "ORG/REPO/FILE.gguf), or openai:BASE_URL[#MODEL]")
+    llm_ctx: int | None = Field(None, ge=256, le=131072, description="Context window of a local GGUF (default: "
+                                "from the model: its trained context, at most 2048 below 1.2B parameters, 4096 above)")
     llm_threads: int | None = Field(
         None, ge=1, le=512, description="CPU threads for llama.cpp (default: physical cores less one, at most 4)"
     )
@@ -41,7 +43,8 @@ class Settings(BaseModel):
         "the bundled model, else the planner), planner, or a GGUF path",
     )
     llm_gaps: Literal["auto", "on", "off"] = Field(
-        "auto", description="Ask the LLM for gaps the rules miss: auto = on for any model but the tiny bundled one"
+        "auto", description="Ask the LLM for gaps the rules miss: auto = on for servers and for instruct GGUFs "
+        "from 1.2B parameters (read from the file), off for smaller and base models"
     )
     image_model: str = Field("stabilityai/sd-turbo", description="Diffusers model: a Hugging Face id or a local folder")
     device: Literal["auto", "cuda", "mps", "cpu"] = Field("auto", description="Where images render")

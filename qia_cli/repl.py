@@ -39,7 +39,7 @@ Ctrl-C cancels a render or clears the line; Ctrl-D or /quit leaves.
   /size WxH|default   image size, e.g. 768x512
   /steps N|default    denoising steps
   /model              show the models
-  /model llm PATH     the planner: a GGUF file, bundled, or openai:URL
+  /model llm PATH     the planner: a GGUF file, a pulled name, bundled, or openai:URL
   /model image ID     the image model: a Hugging Face id or a local folder
   /search on|off      web search for time-sensitive facts
   /memory             list memory; /memory add TEXT, /memory forget ID

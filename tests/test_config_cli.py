@@ -54,7 +54,7 @@ def test_set_get_show_with_sources(qia, isolated_home, monkeypatch):
     assert settings["steps"] == {"value": 20, "source": "file"}
     assert settings["device"] == {"value": "cpu", "source": "env"}
     assert settings["search"] == {"value": "off", "source": "env"}  # the test harness sets QIA_SEARCH=off
-    assert settings["llm_ctx"] == {"value": 2048, "source": "default"}
+    assert settings["llm_ctx"] == {"value": None, "source": "default"}
 
     rc, out, _ = qia("config", "show")
     line = next(li for li in out.splitlines() if li.startswith("steps "))

@@ -106,4 +106,4 @@ def test_hub_model_offline_fails_fast_with_how_to_get_it(tmp_path):
                      "--outdir", str(tmp_path), env={"HF_HUB_CACHE": str(tmp_path / "hf")})
     assert time.monotonic() - start < 60  # torch import included; the hub retries alone would take ~23 s
     assert result.returncode == 2, result.stderr
-    assert "someone/never-downloaded-model" in result.stderr and "hf download" in result.stderr
+    assert "someone/never-downloaded-model" in result.stderr and "qia models pull" in result.stderr

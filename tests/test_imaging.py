@@ -86,7 +86,7 @@ def test_uncached_hub_id_unreachable_fails_fast(tmp_path, monkeypatch):
     assert time.perf_counter() - start < 10
     assert "qia-tests/not-a-cached-model" in info.value.message
     assert "cannot be reached" in info.value.message
-    assert "hf download qia-tests/not-a-cached-model" in info.value.hint
+    assert "qia models pull qia-tests/not-a-cached-model" in info.value.hint
 
 
 def test_uncached_hub_id_offline_env(tmp_path, monkeypatch):

@@ -40,7 +40,7 @@ class Wavering(FakeLLM):
 
         self.prompts.append(prompt)
         text = self.turns.pop(0) if self.turns else ""
-        return Completion(text=text, finish_reason="stop", tokens=1, logprob=-0.5)
+        return Completion(text=text, finish_reason="stop", tokens=1, logprob=-1.5)
 
 
 def test_an_answer_that_changes_when_asked_again_is_a_guess_kept_out_of_the_prompt():
@@ -51,6 +51,25 @@ def test_an_answer_that_changes_when_asked_again_is_a_guess_kept_out_of_the_prom
     guess = next(e for e in plan.evidence if e.source == "reasoning")
     assert guess.content == "a slice of pepperoni" and guess.used is False
     assert len(llm.prompts) == 2  # no look is asked for a guess
+
+
+def test_an_answer_the_model_is_sure_of_needs_no_second_asking():
+    class Sure(Wavering):
+        def complete(self, prompt, *, max_tokens=24, stop=None):
+            out = super().complete(prompt, max_tokens=max_tokens, stop=stop)
+            out.logprob = -0.3
+            return out
+
+    llm = Sure(["Venice", "", ""])
+    plan = Planner(llm).plan("the Italian city built on canals", PlanOptions(llm_gaps=False))
+    assert "Venice" in plan.prompt and len(llm.prompts) == 2  # the name, then its look
+
+
+def test_a_scene_the_model_only_echoes_reaches_the_image_model_unchanged():
+    llm = FakeLLM({"tower at the end of the street": "a tower"})
+    plan = Planner(llm).plan("the tower at the end of the street", PlanOptions(llm_gaps=False))
+    assert plan.prompt.startswith("the tower at the end of the street, ")
+    assert not [e for e in plan.evidence if e.source == "reasoning"]
 
 
 def test_an_answer_the_model_finds_unlikely_is_a_guess_even_when_repeated():

@@ -143,63 +143,87 @@ def _superlative(token: str) -> bool:
 def description_span(core: str) -> str | None:
     """The words of `core` that describe one particular thing instead of naming it, or None.
 
-    A definite noun phrase ("the ...") with a lowercase head is a description when something restricts it to
-    one referent: a relative clause, a participle clause, "of" + a definite or proper noun, a prepositional
-    phrase with a name or a year, a superlative or ordinal, or a proper-noun modifier ("the Japanese national
-    flower"). A proper noun's possessive before a lowercase noun is one too ("Newton's famous fruit"). An
-    indefinite one ("a/an ...") is, when a relative clause states a lasting property ("a bird that cannot
-    fly"), not an ongoing scene ("a dog that is running"). Capitalised heads are names: left alone."""
+    - A definite noun phrase ("the ...") with a lowercase head, restricted to one referent by what follows it
+      (a relative or participle clause, a contact clause, a phrase with a name, a year, "the" or a bare noun)
+      or by a superlative, an ordinal or "only" before it. "The tower at the end of the street" is such a
+      phrase too; the model's own answer decides there (it names nothing new, or not twice).
+      A phrase whose modifiers only pick a generic thing ("the top of a hill") is a scene.
+    - A name's possessive before a lowercase noun ("Newton's famous fruit", "Sherlock Holmes's loyal friend").
+    - An indefinite phrase ("a/an ...") with a lasting property: a relative clause that is not progressive
+      ("a bird that cannot fly", not "a dog that is running"), an appositive ("a mausoleum, a symbol of
+      love"), or a participle clause after a comma ("a plant, often associated with ...").
+    Capitalised heads are names and are left alone ("the Eiffel Tower at night")."""
     tokens = TOKEN.findall(core.replace("’", "'"))
     if len(tokens) < 2:
         return None
-    first = tokens[0]
-    span_end = next((i for i, t in enumerate(tokens) if t in ",;:()!?."), len(tokens))
-    span = " ".join(tokens[:span_end])
-    if first[:1].isupper() and first.lower().endswith("'s") and first.lower() not in ("it's", "let's"):
-        rest = tokens[1:span_end]
+    stop = next((i for i, t in enumerate(tokens) if t in ";:()!?."), len(tokens))
+    comma = next((i for i, t in enumerate(tokens[:stop]) if t == ","), stop)
+    span = " ".join(tokens[:comma])
+    owner = 0
+    while owner < comma and tokens[owner][:1].isupper() and not tokens[owner].lower().endswith("'s"):
+        owner += 1
+    if owner < comma and tokens[owner][:1].isupper() and tokens[owner].lower() not in ("it's", "let's"):
+        rest = tokens[owner + 1 : comma]  # "Newton's famous fruit", "Sherlock Holmes's loyal friend"
         head = next((i for i, t in enumerate(rest) if t.lower() in PREPOSITIONS or t.lower() in RELATIVE), len(rest))
         noun = rest[:head]
         return span if noun and noun[0][:1].islower() and noun[-1][:1].islower() else None
-    low = first.lower()
+    low = tokens[0].lower()
     if low not in ("the", "a", "an"):
         return None
     np: list[str] = []
     boundary = None
-    i = 1
-    while i < span_end:
-        tok = tokens[i]
-        word = tok.lower()
+    for i in range(1, comma):
+        tok, word = tokens[i], tokens[i].lower()
         if word in RELATIVE or (word in PREPOSITIONS and np) or (np and _participle(tok)):
             boundary = i
             break
-        if np and word in ("a", "an", "the", "his", "her", "their", "its"):
+        if low == "the" and np and word in ("a", "an", "the", "his", "her", "their", "its", "our", "your"):
             return span  # a contact clause: "the tool a carpenter uses to cut planks"
+        if word in ("and", "or", "&"):
+            break  # a list of things: "a croissant and a cup of espresso"
         np.append(tok)
-        i += 1
     if not np or np[-1][:1].isupper() or YEAR.match(np[-1]):
         return None  # "the Eiffel Tower", "the 1980s": a name already
-    rest = tokens[boundary:span_end] if boundary is not None else []
+    rest = tokens[boundary:comma] if boundary is not None else []
     if low in ("a", "an"):
-        rel = next((j for j, t in enumerate(rest) if t.lower() in RELATIVE), None)
-        if rel is not None and len(rest) > rel + 2:
-            progressive = rest[rel + 1].lower() in AUXILIARIES and _participle(rest[rel + 2])
-            return None if progressive else span
-        if rest and _participle(rest[0]) and rest[0].endswith("ed") and any(_proper(t) for t in rest[1:]):
-            return span  # "a dish eaten during Chinese New Year"
-        return None
-    if len(np) >= 2 and (np[0].lower() in DEGREE or np[0].lower() in ORDINALS or _superlative(np[0])):
-        return span  # "the tallest mountain", "the first man on the moon"
+        return _indefinite(tokens, rest, comma, stop, span)
+    if len(np) >= 2 and (np[0].lower() in DEGREE or np[0].lower() in ORDINALS or np[0].lower() == "only"
+                         or _superlative(np[0])):
+        return span  # "the tallest mountain", "the first man on the moon", "the only mammal ..."
     if len(np) >= 3 and any(t[:1].isupper() for t in np[:-1]):
         return span  # "the Japanese national flower" (but "the Victorian house" is a scene)
     if not rest:
         return None
-    head = rest[0].lower()
-    if head in RELATIVE or _participle(rest[0]):
+    if any(t.lower() in RELATIVE or _participle(t) for t in rest) or any(_proper(t) for t in rest[1:]):
         return span
-    if head == "of":
-        after = rest[1:2]
-        return span if after and (after[0].lower() == "the" or _proper(after[0])) else None
-    return span if any(_proper(t) for t in rest[1:]) else None
+    if any(_superlative(t) or t.lower() in DEGREE for t in rest):
+        return span  # "the planet with the most famous rings"
+    # What each preposition governs: "the" or a bare noun singles one thing out; "a/an" keeps it generic.
+    objects = [rest[j + 1].lower() for j, t in enumerate(rest[:-1]) if t.lower() in PREPOSITIONS]
+    if objects and all(o in ("a", "an") for o in objects):
+        return None  # "the top of a hill", "the kitchen of a small apartment"
+    return span if objects else None
+
+
+def _indefinite(tokens: list[str], rest: list[str], comma: int, stop: int, span: str) -> str | None:
+    if len(rest) > 2 and rest[0].lower() == "of" and rest[1].lower() == "the":
+        # "a poster of the national flower of Japan": what the picture is *of* may be a description
+        return description_span(" ".join(tokens[tokens.index(rest[1], 1) : stop]))
+    rel = next((j for j, t in enumerate(rest) if t.lower() in RELATIVE), None)
+    if rel is not None and len(rest) > rel + 2:
+        progressive = rest[rel + 1].lower() in AUXILIARIES and _participle(rest[rel + 2])
+        return None if progressive else span
+    if rest and _participle(rest[0]) and rest[0].endswith("ed") and any(_proper(t) for t in rest[1:]):
+        return span  # "a dish eaten during Chinese New Year"
+    after = tokens[comma + 1 : stop]
+    if len(after) >= 3 and after[0].lower() in ("a", "an", "the") and after[1].lower() not in ("photo", "photograph"):
+        return " ".join(tokens[:stop])  # an appositive: "an elegant marble mausoleum, a symbol of love"
+    adverb = after and (after[0].lower().endswith("ly") or after[0].lower() in ("often", "once", "still", "long"))
+    lead = 1 if adverb else 0  # "often associated with", "traditionally eaten at"
+    if (len(after) >= lead + 3 and _participle(after[lead]) and after[lead + 1].lower() in PREPOSITIONS):
+        return " ".join(tokens[:stop])  # "a tropical plant, often associated with hospitality"
+    return None
+
 
 STOP = set(
     "a an the of in on at to for with and or but is are was were be been being by from as that which who whom whose "

@@ -91,12 +91,23 @@ class Agent:
     def plan(self, request: str, options: PlanOptions | None = None) -> Plan:
         options = options or PlanOptions()
         mode = self.settings.llm_gaps
-        # Measured: the 135M bundled model proposes no gap that survives validation, at 0.3-3 s a call.
-        options.llm_gaps = mode == "on" or (mode == "auto" and self.settings.llm != "bundled")
+        options.llm_gaps = mode == "on" or (mode == "auto" and self._llm_gaps_auto())
         plan = self.planner.plan(request, options)
         if self.memory is not None and self.planner.recalled:
             self.memory.touch(self.planner.recalled)
         return plan
+
+    def _llm_gaps_auto(self) -> bool:
+        """llm_gaps=auto: never for the bundled 135M (measured: it proposes no gap that survives validation,
+        at 0.3-3 s a call); for a GGUF, what its profile says (instruct, 1.2B parameters and up); on for
+        servers and anything without a profile."""
+        spec = self.settings.llm
+        if spec == "bundled":
+            return False
+        if spec.startswith("openai") or spec == "fake":
+            return True
+        profile = getattr(getattr(self.planner.llm, "info", None), "profile", None)
+        return True if profile is None else profile.llm_gaps
 
     def release_llm(self) -> None:
         """Free the planner LLM before diffusion loads, so the two don't compete for VRAM."""

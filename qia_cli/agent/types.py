@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from qia_cli.llm.types import ModelInfo, ModelProfile  # noqa: F401  (part of the plan contract)
+
 SCHEMA_VERSION = 1
 
 GapKind = Literal[
@@ -59,12 +61,6 @@ class Evidence(BaseModel):
         default=None, description="The model's mean token log-probability for this answer, where known"
     )
     used: bool = Field(default=True, description="False: recorded for the trace, kept out of the prompt (a guess)")
-
-
-class ModelInfo(BaseModel):
-    name: str
-    backend: str
-    path: str | None = None
 
 
 class SessionRef(BaseModel):

@@ -13,24 +13,15 @@ and plurals as written, must survive (`word_tokens` folds only case and accents)
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Literal
 
+from qia_cli.text import STOPWORDS, content_words, normalise, singular, word_tokens  # noqa: F401
+
 Status = Literal["pass", "fail", "skipped"]
 
-STOPWORDS = frozenset(
-    """a an the of in on at to for with and or but nor is are was were be been being by from as into onto
-    over under about than then so such very this that these those it its their there here which who whom
-    whose what when where why how all any each every both few many much more most some other another own
-    same our my your his her him them they we you i me us do does did done not no can could would should
-    will shall may might must also just only up down out off s image picture""".split()
-)
 CONTENT_KINDS = frozenset({"subject", "knowledge", "time", "personal", "text", "purpose"})
 KEEP_RATIO = 0.9
-_WORD = re.compile(r"[a-z0-9]+")
-_POSSESSIVE = re.compile(r"['\u2019]s\b")
 
 
 @dataclass
@@ -42,31 +33,6 @@ class Score:
     @property
     def passed(self) -> bool:
         return self.status == "pass"
-
-
-def singular(word: str) -> str:
-    """Simple plural stripping, applied to both sides of a comparison: berries/berry -> berry,
-    boxes/box -> box, horses/horse -> horse, cookies/cookie -> cooky, tomatoes/tomato -> tomato."""
-    if len(word) > 4 and word.endswith("ies"):
-        word = word[:-3] + "y"
-    elif word.endswith(("sses", "xes", "zes", "ches", "shes")) or (len(word) > 5 and word.endswith("oes")):
-        word = word[:-2]
-    elif len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        word = word[:-1]
-    if len(word) > 3 and word.endswith("ie"):
-        word = word[:-2] + "y"
-    return word
-
-
-def normalise(text: str) -> list[str]:
-    """Lowercase, accent-free, singular word tokens of `text`."""
-    text = unicodedata.normalize("NFKD", text or "")
-    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
-    return [singular(w) for w in _WORD.findall(_POSSESSIVE.sub("", text))]
-
-
-def content_words(text: str) -> set[str]:
-    return {w for w in normalise(text) if w not in STOPWORDS}
 
 
 def new_words(phrase: str, request: str) -> set[str]:
@@ -150,13 +116,6 @@ def score_plan(prompt: str, request: str, label: str, plan: dict | None) -> Scor
 
 
 HEAD_WORDS = 3
-
-
-def word_tokens(text: str) -> list[str]:
-    """Every word of `text`, function words included: case and accents folded, nothing else."""
-    text = unicodedata.normalize("NFKD", text or "")
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    return _WORD.findall(text.casefold())
 
 
 def reasoning_words(plan: dict | None) -> set[str]:

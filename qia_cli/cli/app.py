@@ -1,4 +1,5 @@
-"""The `qia` command. Thin: commands parse flags, call the agent and render the output.
+"""The `qia` command: every command module registered in one place, and the entry point that turns errors
+into one line and an exit code. Commands parse flags, call the agent and render the output.
 
 Nothing heavy is imported here: `qia --help` must not import torch, diffusers or llama_cpp.
 """
@@ -10,67 +11,16 @@ import sys
 import traceback
 
 import typer
+from typer._click.exceptions import ClickException
 
-from qia_cli import __version__
 from qia_cli.cli import console
-from qia_cli.errors import EXIT_INTERRUPT, EXIT_USAGE, QiaError
+from qia_cli.cli.root import app  # noqa: F401  (the app, for tests and entry points)
 
-app = typer.Typer(
-    name="qia",
-    help=(
-        "Agentic image generation. qia reads your request, finds what is missing (who, what, style, "
-        "time-sensitive facts, personal references), fills the gaps by reasoning, search, memory or a "
-        "short question, and only then renders.\n\n"
-        "Start with:  qia plan \"a poster for my dog's birthday\"   (see the plan)\n\n"
-        "Then:        qia generate \"a poster for my dog's birthday\"   (plan and render)"
-    ),
-    no_args_is_help=False,
-    add_completion=False,
-    rich_markup_mode="rich",
-    context_settings={"help_option_names": ["-h", "--help"]},
+# Each module registers its commands on `app` when imported; a missing one is a broken install, not a choice.
+from qia_cli.cli import (  # noqa: E402,F401  isort: skip
+    plan, generate, memory, config_cmd, info, models, completions, bench, batch, chat,
 )
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"qia {__version__}")
-        raise typer.Exit()
-
-
-@app.callback(invoke_without_command=True)
-def root(
-    ctx: typer.Context,
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks and llama.cpp logs."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print results only: no progress, notes or warnings."),
-    no_color: bool = typer.Option(False, "--no-color", help="No colour (NO_COLOR is respected too)."),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
-) -> None:
-    console.state.verbose = verbose
-    console.state.quiet = quiet
-    console.state.no_color = no_color
-    if ctx.invoked_subcommand is None:
-        if console.interactive():
-            from qia_cli.cli.chat import run_chat
-
-            run_chat()
-        else:
-            typer.echo(ctx.get_help())
-        raise typer.Exit()
-
-
-def _register() -> None:
-    from qia_cli.cli import plan as _plan  # noqa: F401  (registers commands on import)
-
-    for module in ("generate", "memory", "config_cmd", "info", "models", "completions", "bench", "batch", "chat"):
-        try:
-            __import__(f"qia_cli.cli.{module}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"qia_cli.cli.{module}":
-                raise
-
-
-_register()
-
+from qia_cli.errors import EXIT_INTERRUPT, EXIT_USAGE, QiaError
 
 def report_error(exc: QiaError) -> None:
     from rich.markup import escape
@@ -106,16 +56,15 @@ def main() -> None:
     except KeyboardInterrupt:
         console.err().print("interrupted")
         sys.exit(EXIT_INTERRUPT)
-    except Exception as exc:  # click's usage errors and aborts (typer may vendor its own click)
-        kind = type(exc).__name__
-        if kind == "Abort":
-            console.err().print("interrupted")
-            sys.exit(EXIT_INTERRUPT)
-        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # a ClickException: bad flag, missing argument
-            exc.show()
-            sys.exit(exc.exit_code or EXIT_USAGE)
-        if kind == "Exit":
-            sys.exit(getattr(exc, "exit_code", 0))
+    except typer.Abort:
+        console.err().print("interrupted")
+        sys.exit(EXIT_INTERRUPT)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except ClickException as exc:  # a bad flag, a missing argument
+        exc.show()
+        sys.exit(exc.exit_code or EXIT_USAGE)
+    except Exception as exc:
         if console.state.verbose:
             raise
         console.err().print(f"[bold red]error:[/bold red] unexpected {type(exc).__name__}: {exc}", markup=True, highlight=False)

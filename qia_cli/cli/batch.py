@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from qia_cli.cli import common, console
-from qia_cli.cli.app import app
+from qia_cli.cli.root import app
 from qia_cli.errors import UsageError
 
 

@@ -16,7 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from qia_cli.cli import common, console
-from qia_cli.cli.app import app
+from qia_cli.cli.root import app
 from qia_cli.errors import UsageError
 
 

@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from qia_cli.cli import common, console
-from qia_cli.cli.app import app
+from qia_cli.cli.root import app
 
 BANNER = "qia chat: type what to picture. /help for commands, Ctrl-D to leave."
 

@@ -23,7 +23,7 @@ PromptArg = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")]
 LlmOpt = Annotated[
     Optional[str],
-    typer.Option("--llm", help="Planner model: a GGUF path, 'bundled', or openai:BASE_URL[#MODEL]. Env: QIA_LLM_MODEL.",
+    typer.Option("--llm", help="Planner model: a GGUF path, a pulled name (qia models pull), 'bundled', or openai:BASE_URL[#MODEL]. Env: QIA_LLM_MODEL.",
                  show_default=False),
 ]
 SearchOpt = Annotated[

@@ -13,7 +13,7 @@ from typing import Any
 import typer
 
 from qia_cli.cli import console
-from qia_cli.cli.app import app
+from qia_cli.cli.root import app
 from qia_cli.errors import QiaError, UsageError
 
 config_app = typer.Typer(

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from qia_cli.cli import common, console
-from qia_cli.cli.app import app
+from qia_cli.cli.root import app
 
 DEVICES = common.DEVICES
 

@@ -16,7 +16,7 @@ from typing import Any, Optional
 import typer
 
 from qia_cli import __version__
-from qia_cli.cli.app import app
+from qia_cli.cli.root import app
 
 
 def _error(exc: BaseException) -> str:
@@ -106,9 +106,10 @@ def _cpu() -> dict[str, Any]:
 
 
 def _active() -> dict[str, Any]:
-    from qia_cli.cli.models import describe_image, describe_llm, hub_cache_dir
     from qia_cli.config import load_settings
     from qia_cli.errors import QiaError
+    from qia_cli.models.cache import hub_cache_dir
+    from qia_cli.models.describe import describe_image, describe_llm
 
     try:
         loaded = load_settings()
@@ -120,7 +121,7 @@ def _active() -> dict[str, Any]:
     return {
         "config_error": None,
         "llm": {"value": s.llm, "source": loaded.sources.get("llm", "default"), "path": llm.get("path"),
-                "available": llm.get("available"), "error": llm.get("error")},
+                "available": llm.get("available"), "error": llm.get("error"), "profile": _in_use(llm.get("profile"), s)},
         "image_model": {"value": s.image_model, "source": loaded.sources.get("image_model", "default"),
                         "available": image.get("available"), "error": image.get("error")},
         "device": s.device,
@@ -143,6 +144,15 @@ def _ray(address: str | None) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - a cluster that is down is reported, never fatal
         data["error"] = getattr(exc, "message", None) or _error(exc)
     return data
+
+
+def _in_use(profile: dict[str, Any] | None, settings) -> dict[str, Any] | None:
+    """The GGUF's profile plus what qia does with it under these settings: n_ctx and llm_gaps."""
+    if not profile:
+        return None
+    gaps = settings.llm_gaps
+    return {**profile, "n_ctx": settings.llm_ctx or profile.get("auto_ctx"),
+            "llm_gaps_in_use": gaps == "on" or (gaps == "auto" and settings.llm != "bundled" and profile.get("llm_gaps"))}
 
 
 def collect(ray: str | None = None) -> dict[str, Any]:
@@ -206,6 +216,10 @@ def _print_text(data: dict[str, Any]) -> None:
             entry = active[key]
             state = "available" if entry["available"] else ("not checked" if entry["available"] is None else "missing")
             rows.append((key.replace("_", " "), f"{entry['value']} ({entry['source']}; {state})"))
+            if key == "llm" and entry.get("profile"):
+                p = entry["profile"]
+                gaps = "on" if p["llm_gaps_in_use"] else "off"
+                rows.append(("llm profile", f"{p['summary']}; n_ctx {p['n_ctx']}, llm gaps {gaps}"))
         rows += [("device", active["device"]), ("search", active["search"]), ("hf hub cache", active["hub_cache"])]
     width = max(len(key) for key, _ in rows)
     for key, value in rows:

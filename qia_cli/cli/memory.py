@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from qia_cli.cli import console
-from qia_cli.cli.app import app
+from qia_cli.cli.root import app
 from qia_cli.errors import EXIT_USAGE, UsageError
 
 memory_app = typer.Typer(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from qia_cli.cli import common
-from qia_cli.cli.app import app
+from qia_cli.cli.root import app
 
 
 @app.command("plan")

@@ -151,10 +151,21 @@ def _local_folder(model: str) -> Path | None:
     return None
 
 
-def _from_pretrained(source: str, dtype: Any, local_only: bool) -> Any:
+def _variant(model: str, folder: Path | None) -> str | None:
+    """'fp16' for a pipeline that holds only fp16 weights (as `qia models pull` fetches them)."""
+    from qia_cli.models.cache import pipeline_snapshot
+    from qia_cli.models.pipeline import local_variant
+
+    snapshot = folder or pipeline_snapshot(model)
+    return local_variant(snapshot) if snapshot is not None else None
+
+
+def _from_pretrained(source: str, dtype: Any, local_only: bool, variant: str | None = None) -> Any:
     from diffusers import AutoPipelineForText2Image, DiffusionPipeline
 
     kwargs = {"torch_dtype": dtype, "local_files_only": local_only}
+    if variant:
+        kwargs["variant"] = variant
     try:
         return AutoPipelineForText2Image.from_pretrained(source, safety_checker=None, **kwargs)
     except ValueError as exc:  # no text-to-image pipeline mapped to this class
@@ -172,19 +183,20 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _load(model: str, folder: Path | None, dtype: Any) -> Any:
+    variant = _variant(model, folder)
     if folder is not None:
         try:
-            return _from_pretrained(str(folder), dtype, local_only=True)
+            return _from_pretrained(str(folder), dtype, local_only=True, variant=variant)
         except (OSError, ValueError, KeyError, TypeError, ImportError) as exc:
             raise ModelError(f"cannot load model {model}: {_first_line(exc)}") from exc
     try:
-        return _from_pretrained(model, dtype, local_only=True)
+        return _from_pretrained(model, dtype, local_only=True, variant=variant)
     except (OSError, ValueError) as cached_exc:
         if not hub_reachable():
             _go_offline()
             raise ModelError(
                 f"model {model} is not in the Hugging Face cache and the hub cannot be reached",
-                hint=f"on a connected machine run `hf download {model}` "
+                hint=f"on a connected machine run `qia models pull {model}` "
                 "or pass --model /path/to/folder",
             ) from cached_exc
     try:

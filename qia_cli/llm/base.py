@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from qia_cli.agent.types import ModelInfo
+from qia_cli.llm.types import ModelInfo
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from qia_cli.agent.types import ModelInfo
+from qia_cli.llm.types import ModelInfo
 from qia_cli.llm.base import Completion
 
 

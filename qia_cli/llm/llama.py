@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from qia_cli import cpu
-from qia_cli.agent.types import ModelInfo
+from qia_cli.llm.types import ModelInfo
 from qia_cli.errors import ModelError
 from qia_cli.llm.base import Completion
+from qia_cli.llm.gguf_meta import GGUFError
+from qia_cli.llm.profile import read_profile
 
 GGUF_MAGIC = b"GGUF"
 # One line of answer, then a newline (which is also a stop string, so it never reaches the text).
@@ -120,7 +122,7 @@ class LlamaLLM:
         self,
         path: str | Path,
         *,
-        n_ctx: int = 2048,
+        n_ctx: int | None = None,
         n_threads: int | None = None,
         n_gpu_layers: int = 0,
         repack: str = "auto",
@@ -128,13 +130,17 @@ class LlamaLLM:
         name: str | None = None,
     ) -> None:
         self.path = check_gguf(Path(path))
-        self.n_ctx = n_ctx
+        try:  # the header only: size, chat template, trained context (qia_cli/llm/profile.py)
+            self.profile = read_profile(self.path)
+        except GGUFError as exc:
+            raise ModelError(f"cannot read the GGUF header of {self.path}: {exc}") from None
+        self.n_ctx = n_ctx or self.profile.auto_ctx or 2048
         self.n_threads = n_threads or cpu.default_llm_threads()
         self.n_gpu_layers = n_gpu_layers
         self.repack = repack_enabled(repack)
         self.verbose = verbose
-        self.info = ModelInfo(name=name or self.path.name, backend="llama.cpp", path=str(self.path))
-        self._key = (str(self.path), n_ctx, n_gpu_layers, self.repack)
+        self.info = ModelInfo(name=name or self.path.name, backend="llama.cpp", path=str(self.path), profile=self.profile)
+        self._key = (str(self.path), self.n_ctx, n_gpu_layers, self.repack)
         self._grammars: dict[str, Any] = {}
 
     @property
@@ -192,16 +198,22 @@ class LlamaLLM:
         key = json.dumps(schema, sort_keys=True)
         grammar = self._grammar(key, lambda G: G.from_json_schema(key, verbose=False))
         with _lock, _quiet(not self.verbose):
-            out = self.model.create_chat_completion(
-                messages=messages,
-                temperature=0.0,
-                top_k=1,
-                max_tokens=max_tokens,
-                grammar=grammar,
-            )
+            if self.profile.kind == "base":  # no chat template to follow: one plain completion prompt
+                prompt = "\n\n".join(m["content"] for m in messages) + "\n"
+                out = self.model.create_completion(prompt, temperature=0.0, top_k=1, max_tokens=max_tokens,
+                                                   grammar=grammar)
+            else:
+                out = self.model.create_chat_completion(
+                    messages=messages,
+                    temperature=0.0,
+                    top_k=1,
+                    max_tokens=max_tokens,
+                    grammar=grammar,
+                )
         choice = out["choices"][0]
+        text = choice["text"] if "text" in choice else choice["message"].get("content")
         return Completion(
-            text=(choice["message"].get("content") or "").strip(),
+            text=(text or "").strip(),
             finish_reason=choice.get("finish_reason"),
             tokens=out.get("usage", {}).get("completion_tokens", 0),
         )

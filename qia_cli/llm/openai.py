@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Any
 
-from qia_cli.agent.types import ModelInfo
+from qia_cli.llm.types import ModelInfo
 from qia_cli.errors import ModelError, QiaError, UsageError
 from qia_cli.llm.base import Completion, parse_json
 

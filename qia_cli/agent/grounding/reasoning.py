@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from qia_cli.agent.rules import content_words, words
-from qia_cli.bench.scorers import content_words as stems
+from qia_cli.text import content_words as stems
 from qia_cli.llm.base import LLM, Usage
 
 NAME_POOL = [
@@ -44,10 +44,13 @@ MAX_LOOK_WORDS = 18
 # Confidence comes from the model itself: the same question is asked twice, after two disjoint sets of
 # example pairs. A fact the model knows survives the change of context; a guess usually does not ("Venice" and
 # "Venice", but "a slice of pepperoni" and "a plate"). Only answers that agree reach the prompt; the others
-# stay in the plan as guesses. The mean token log-probability is recorded with each answer, and an answer the
-# model itself finds unlikely (below MIN_LOGPROB) is a guess even when both askings agree. Tuned on the
-# `dev` split; a backend that reports no log-probabilities (some servers) is judged by agreement alone.
+# stay in the plan as guesses. The mean token log-probability is recorded with each answer: an answer the
+# model is sure of (at least SURE_LOGPROB) needs no second asking, and one it finds unlikely (below
+# MIN_LOGPROB) is a guess even when both askings agree. Tuned on the `dev` splits (reason recall against harm
+# on ordinary prompts, with Gemma-3-270m); a backend that reports no log-probabilities (some servers) is
+# judged by agreement alone.
 EXAMPLES = 4
+SURE_LOGPROB = -0.8
 MIN_LOGPROB = -2.0
 BAD_ANSWER = re.compile(r"\b(i don'?t know|unknown|not sure|none|n/a|sorry|cannot|can't)\b", re.I)
 
@@ -130,6 +133,8 @@ def name_it(llm: LLM, question: str, request: str, usage: Usage | None = None) -
     new = [w for w in content_words(answer) if w not in set(words(request))]
     if not new:  # it only repeated the request: no knowledge was added
         return Answer(None, completion.logprob, why=f"'{answer}' only repeats the request")
+    if completion.logprob is not None and completion.logprob >= SURE_LOGPROB:
+        return Answer(answer, completion.logprob, True)
     check = _clean(_ask(llm, HEADER_NAME, NAME_POOL, question, 1, 16, usage).text, MAX_ANSWER_WORDS)
     if completion.logprob is not None and completion.logprob < MIN_LOGPROB:
         return Answer(answer, completion.logprob, False, f"a guess: mean log-probability {completion.logprob:.2f}")
