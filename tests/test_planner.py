@@ -267,3 +267,9 @@ def test_like_the_one_i_made_yesterday_recalls_that_session_with_its_seed_and_mo
 
     plain = agent.plan("a red lighthouse on a cliff at night", PlanOptions())
     assert plain.session is None
+
+
+def test_an_answer_made_of_the_request_own_words_adds_nothing():
+    llm = FakeLLM({"boat that has a red sail": "a sailboat"})
+    plan = Planner(llm).plan("a boat that has a red sail, on a calm sea", PlanOptions(llm_gaps=False))
+    assert "sailboat" not in plan.prompt
