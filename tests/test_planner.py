@@ -44,13 +44,14 @@ class Wavering(FakeLLM):
 
 
 def test_an_answer_that_changes_when_asked_again_is_a_guess_kept_out_of_the_prompt():
-    llm = Wavering(["a slice of pepperoni", "a plate"])
+    llm = Wavering(["a slice of pepperoni", "a plate", "a pizza"])
     plan = Planner(llm).plan("the last slice of pizza on a plate", PlanOptions(llm_gaps=False))
     assert plan.prompt.startswith("the last slice of pizza on a plate")
     assert "pepperoni" not in plan.prompt
     guess = next(e for e in plan.evidence if e.source == "reasoning")
     assert guess.content == "a slice of pepperoni" and guess.used is False
-    assert len(llm.prompts) == 2  # no look is asked for a guess
+    # Asked three ways (two sets of examples, then about the whole request); no look is asked for a guess.
+    assert len(llm.prompts) == 3 and "What is shown in: the last slice of pizza on a plate?" in llm.prompts[2]
 
 
 def test_an_answer_the_model_is_sure_of_needs_no_second_asking():

@@ -25,6 +25,9 @@ NAME_POOL = [
     ("What is the machine that washes plates after dinner?", "a dishwasher"),
 ]
 
+# The same pairs, asked about a whole request ("What is shown in: ...?").
+WHOLE_POOL = [(q.replace("What is ", "What is shown in: ", 1), a) for q, a in NAME_POOL if q.startswith("What is ")]
+
 LOOK_POOL = [
     ("What does a hammer look like?", "a steel head on a wooden handle"),
     ("What does a school bus look like?", "a long bright yellow bus with black stripes and many windows"),
@@ -147,12 +150,17 @@ def name_it(llm: LLM, question: str, request: str, usage: Usage | None = None) -
         return Answer(None, completion.logprob, why=f"'{answer}' only repeats the request")
     if completion.logprob is not None and completion.logprob >= SURE_LOGPROB:
         return Answer(answer, completion.logprob, True)
-    check = _clean(_ask(llm, HEADER_NAME, NAME_POOL, question, 1, 16, usage).text, MAX_ANSWER_WORDS)
     if completion.logprob is not None and completion.logprob < MIN_LOGPROB:
         return Answer(answer, completion.logprob, False, f"a guess: mean log-probability {completion.logprob:.2f}")
+    check = _clean(_ask(llm, HEADER_NAME, NAME_POOL, question, 1, 16, usage).text, MAX_ANSWER_WORDS)
     if _agree(answer, check, request, 1):
         return Answer(answer, completion.logprob, True)
-    return Answer(answer, completion.logprob, False, f"a guess: asked again, the model said '{check or ''}'")
+    # Asked about the whole request instead of the described phrase: a second, differently worded check.
+    whole = _clean(_ask(llm, HEADER_NAME, WHOLE_POOL, f"What is shown in: {request.strip().rstrip('?.!')}?", 0, 16,
+                        usage).text, MAX_ANSWER_WORDS)
+    if _agree(answer, whole, request, 1):
+        return Answer(answer, completion.logprob, True)
+    return Answer(answer, completion.logprob, False, f"a guess: asked again, the model said '{check or whole or ''}'")
 
 
 def describe(llm: LLM, thing: str, usage: Usage | None = None) -> Answer:
