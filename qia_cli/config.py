@@ -63,6 +63,8 @@ class Settings(BaseModel):
     rounds: int | None = Field(None, ge=0, le=10, description="Feedback rounds (default: 1 on a GPU, 0 on the CPU)")
     scorer: str = Field("openai/clip-vit-base-patch32", description="CLIP model that scores images for feedback")
     threshold: float = Field(0.22, ge=0, le=1, description="Item score below which feedback revises")
+    ray: str | None = Field(None, pattern=r"^(local|auto|off|ray://\S+)$",
+                            description="Ray cluster for qia batch: local, auto, ray://HOST:PORT, or off")
 
 
 KEYS = tuple(Settings.model_fields)

@@ -44,13 +44,14 @@ class Wavering(FakeLLM):
 
 
 def test_an_answer_that_changes_when_asked_again_is_a_guess_kept_out_of_the_prompt():
-    llm = Wavering(["a slice of pepperoni", "a plate"])
+    llm = Wavering(["a slice of pepperoni", "a plate", "a pizza"])
     plan = Planner(llm).plan("the last slice of pizza on a plate", PlanOptions(llm_gaps=False))
     assert plan.prompt.startswith("the last slice of pizza on a plate")
     assert "pepperoni" not in plan.prompt
     guess = next(e for e in plan.evidence if e.source == "reasoning")
     assert guess.content == "a slice of pepperoni" and guess.used is False
-    assert len(llm.prompts) == 2  # no look is asked for a guess
+    # Asked three ways (two sets of examples, then about the whole request); no look is asked for a guess.
+    assert len(llm.prompts) == 3 and "What is shown in: the last slice of pizza on a plate?" in llm.prompts[2]
 
 
 def test_an_answer_the_model_is_sure_of_needs_no_second_asking():
@@ -313,3 +314,9 @@ def test_like_the_one_i_made_yesterday_recalls_that_session_with_its_seed_and_mo
 
     plain = agent.plan("a red lighthouse on a cliff at night", PlanOptions())
     assert plain.session is None
+
+
+def test_an_answer_made_of_the_request_own_words_adds_nothing():
+    llm = FakeLLM({"boat that has a red sail": "a sailboat"})
+    plan = Planner(llm).plan("a boat that has a red sail, on a calm sea", PlanOptions(llm_gaps=False))
+    assert "sailboat" not in plan.prompt

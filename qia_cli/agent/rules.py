@@ -158,7 +158,7 @@ def description_span(core: str) -> str | None:
         return None
     stop = next((i for i, t in enumerate(tokens) if t in ";:()!?."), len(tokens))
     comma = next((i for i, t in enumerate(tokens[:stop]) if t == ","), stop)
-    span = " ".join(tokens[:comma])
+    span = _join(tokens[:comma])
     owner = 0
     while owner < comma and tokens[owner][:1].isupper() and not tokens[owner].lower().endswith("'s"):
         owner += 1
@@ -167,8 +167,12 @@ def description_span(core: str) -> str | None:
         head = next((i for i, t in enumerate(rest) if t.lower() in PREPOSITIONS or t.lower() in RELATIVE), len(rest))
         noun = rest[:head]
         return span if noun and noun[0][:1].islower() and noun[-1][:1].islower() else None
+    if _generic_property(tokens[:stop]):
+        return _join(tokens[:stop])  # "a device commonly used to heat water", "the fruit, known for ..."
     low = tokens[0].lower()
     if low not in ("the", "a", "an"):
+        if low in DEGREE or _superlative(tokens[0].lower()):
+            return _join(tokens[:comma])  # "Most commonly used currency in the world"
         return None
     np: list[str] = []
     boundary = None
@@ -205,6 +209,28 @@ def description_span(core: str) -> str | None:
     return span if objects else None
 
 
+def _join(tokens: list[str]) -> str:
+    return " ".join(tokens).replace(" ,", ",")
+
+
+GENERIC_ADVERBS = frozenset("often once still usually always typically".split())
+
+
+def _generic_property(tokens: list[str]) -> bool:
+    """A participle that states what a kind of thing is known or used for: after an adverb of frequency or
+    manner ("commonly used to", "traditionally eaten at"), or after a comma ("the fruit, known for its taste").
+    Scenes say what is happening instead ("a car parked on the street")."""
+    for i in range(1, len(tokens) - 2):
+        word, nxt = tokens[i].lower(), tokens[i + 1]
+        adverb = word.endswith("ly") or word in GENERIC_ADVERBS
+        if adverb and _participle(nxt) and nxt.lower().endswith(("ed", "n", "t")) and tokens[i + 2].lower() in PREPOSITIONS:
+            return True
+        definite = tokens[0].lower() == "the"
+        if definite and word == "," and _participle(nxt) and not nxt.endswith("ing") and tokens[i + 2].lower() in PREPOSITIONS:
+            return True
+    return False
+
+
 def _indefinite(tokens: list[str], rest: list[str], comma: int, stop: int, span: str) -> str | None:
     if len(rest) > 2 and rest[0].lower() == "of" and rest[1].lower() == "the":
         # "a poster of the national flower of Japan": what the picture is *of* may be a description
@@ -217,11 +243,10 @@ def _indefinite(tokens: list[str], rest: list[str], comma: int, stop: int, span:
         return span  # "a dish eaten during Chinese New Year"
     after = tokens[comma + 1 : stop]
     if len(after) >= 3 and after[0].lower() in ("a", "an", "the") and after[1].lower() not in ("photo", "photograph"):
-        return " ".join(tokens[:stop])  # an appositive: "an elegant marble mausoleum, a symbol of love"
+        return _join(tokens[:stop])  # an appositive: "an elegant marble mausoleum, a symbol of love"
     adverb = after and (after[0].lower().endswith("ly") or after[0].lower() in ("often", "once", "still", "long"))
-    lead = 1 if adverb else 0  # "often associated with", "traditionally eaten at"
-    if (len(after) >= lead + 3 and _participle(after[lead]) and after[lead + 1].lower() in PREPOSITIONS):
-        return " ".join(tokens[:stop])  # "a tropical plant, often associated with hospitality"
+    if adverb and len(after) >= 3 and _participle(after[1]) and after[2].lower() in PREPOSITIONS:
+        return _join(tokens[:stop])  # "a tropical plant, often associated with hospitality"
     return None
 
 

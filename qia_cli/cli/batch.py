@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -9,6 +10,7 @@ import typer
 
 from qia_cli.cli import common, console
 from qia_cli.cli.root import app
+from qia_cli.errors import UsageError
 
 
 @app.command("batch")
@@ -31,6 +33,9 @@ def batch_command(
     llm: common.LlmOpt = None,
     search: common.SearchOpt = None,
     no_memory: common.NoMemoryOpt = False,
+    ray: Annotated[Optional[str], typer.Option("--ray", help="Run on Ray: local (this machine), auto (the running cluster), ray://HOST:PORT (Ray Client), or off. Needs pip install \"qia-cli[ray]\". Env: QIA_RAY.", show_default=False)] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, max=4096, help="With --ray: render actors (default: one per GPU, or one per node without GPUs).", show_default=False)] = None,
+    shared_outdir: Annotated[bool, typer.Option("--shared-outdir", help="With --ray: OUTDIR is mounted at the same path on every node; workers write images there instead of sending them back.")] = False,
 ) -> None:
     """Plan and render every request of FILE; write OUTDIR/results.jsonl, one record per line.
 
@@ -45,6 +50,8 @@ def batch_command(
       qia batch requests.jsonl --llm openai:http://127.0.0.1:8080/v1 --jobs 4
 
       qia batch requests.jsonl --shard 2/4 --outdir out/shard-2
+
+      qia batch requests.jsonl --ray auto --outdir out/
     """
     from qia_cli.agent.batch import BatchOptions, Results, llm_backend, read_lines, run_batch, select_shard
     from qia_cli.agent.run import RenderOptions
@@ -58,8 +65,20 @@ def batch_command(
     seed = common.check_seed(seed)
     lines = select_shard(read_lines(file), shard)
 
+    if ray not in (None, "off"):
+        from qia_cli.agent.batch_ray import check_address
+
+        check_address(ray)
     flags = common.PlanFlags(None, json_out, llm, search, True, [], None, False, no_memory)
-    agent = common.build_agent(flags)
+    agent = common.build_agent(flags, {"ray": ray})
+    address = agent.settings.ray if agent.settings.ray not in (None, "off") else None
+    if address is None and (workers is not None or shared_outdir):
+        raise UsageError("--workers and --shared-outdir need --ray", hint="e.g. --ray local --workers 2")
+    if address is not None:
+        from qia_cli.agent.batch_ray import check_address, require_ray
+
+        check_address(address)
+        require_ray()  # not installed: fail now, with the install command
     folder = Path(outdir or agent.settings.outdir or Path.cwd() / "qia-out").expanduser().absolute()
     results = Results(folder)
     agent.llm = make_llm(agent.settings, verbose=console.state.verbose)  # a bad --llm fails here, before any line
@@ -68,12 +87,21 @@ def batch_command(
                              negative=negative, device=device, outdir=folder),
         plan_only=plan_only, jobs=jobs, seed=seed,
     )
-    if jobs > 1 and llm_backend(agent) != "openai":
+    if jobs > 1 and llm_backend(agent) != "openai" and address is None:
         console.info(f"[dim]note: --jobs {jobs} applies to LLM servers; the planner {agent.llm.info.name} runs in "
                      "this process and plans one line at a time (rendering is always one at a time)[/dim]")
 
     with _BatchProgress(bar=not json_out) as progress:
-        summary = run_batch(agent, lines, results, options, on_start=progress.start, on_result=progress.advance)
+        run = functools.partial(run_batch, agent, lines, results, options, on_start=progress.start,
+                                on_result=progress.advance, on_other=progress.other)
+        if address is None:
+            summary = run()
+        else:
+            from qia_cli.agent.batch_ray import Cluster, RayOptions, RayRunner
+
+            with Cluster(address, verbose=console.state.verbose) as cluster:
+                ray_options = RayOptions(workers=workers, shared_outdir=shared_outdir, on_workers=progress.workers)
+                summary = run(runner=RayRunner(cluster, ray_options))
 
     if json_out:
         import json
@@ -82,7 +110,14 @@ def batch_command(
         sys.stdout.write(json.dumps(summary.as_dict(), indent=2) + "\n")
     else:
         skipped = f", {summary.skipped} already done" if summary.skipped else ""
-        console.out().print(f"{summary.ok} ok, {summary.failed} failed{skipped} of {summary.total} → {summary.results}",
+        if summary.elsewhere:
+            skipped += f", {summary.elsewhere} done by another qia batch on this folder"
+        ray_note = ""
+        if summary.workers is not None:
+            again = f", {summary.retried} line(s) sent again after a worker died" if summary.retried else ""
+            ray_note = f" ({summary.workers} Ray worker(s){again})"
+        console.out().print(f"{summary.ok} ok, {summary.failed} failed{skipped} of {summary.total} → {summary.results}"
+                            f"{ray_note}",
                             highlight=False, soft_wrap=True)
     if summary.aborted is not None:
         raise summary.aborted
@@ -100,6 +135,7 @@ class _BatchProgress:
         self.bar = None
         self.task = None
         self.ok = self.failed = self.left = 0
+        self.live = None
 
     def __enter__(self):
         if self.want_bar:
@@ -107,18 +143,18 @@ class _BatchProgress:
 
             self.bar = Progress(
                 TextColumn("batch"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("[green]{task.fields[ok]} ok[/green] · [red]{task.fields[failed]} failed[/red] · {task.fields[left]} left"),
+                TextColumn("[green]{task.fields[ok]} ok[/green] · [red]{task.fields[failed]} failed[/red] · {task.fields[left]} left{task.fields[workers]}"),
                 TextColumn("ETA"), TimeRemainingColumn(), console=console.err(),
             )
             self.bar.start()
         return self
 
     def start(self, todo: int, skipped: int) -> None:
-        self.left = todo
+        self.left = self.total = todo
         if skipped and self.enabled:
             console.info(f"[dim]{skipped} line(s) already done: skipped[/dim]")
         if self.bar is not None:
-            self.task = self.bar.add_task("batch", total=todo, ok=0, failed=0, left=todo)
+            self.task = self.bar.add_task("batch", total=todo, ok=0, failed=0, left=todo, workers="")
 
     def advance(self, record: dict) -> None:
         self.left -= 1
@@ -135,6 +171,24 @@ class _BatchProgress:
             what = record["error"] if record["status"] != "ok" else ", ".join(o["path"] for o in record["outputs"]) or "planned"
             console.err().print(f"line {record['line']}: {record['status']}: {what}", markup=False, highlight=False,
                                 soft_wrap=True)
+
+    def workers(self, live: int, total: int) -> None:
+        """Ray actors that are up (the rest are starting or restarting)."""
+        if self.bar is not None and self.task is not None:
+            self.bar.update(self.task, workers=f" · {live}/{total} workers")
+        elif self.enabled and live != self.live:
+            console.err().print(f"ray: {live} of {total} worker(s) up", markup=False, highlight=False)
+        self.live = live
+
+    def other(self, line) -> None:
+        """A line another `qia batch` on the same folder holds or has done: not ours to count."""
+        self.left -= 1
+        if self.bar is not None:
+            self.total -= 1
+            self.bar.update(self.task, total=self.total, left=self.left)
+        elif self.enabled:
+            console.err().print(f"line {line.line}: taken by another qia batch on this folder", markup=False,
+                                highlight=False, soft_wrap=True)
 
     def __exit__(self, *exc) -> None:
         if self.bar is not None:

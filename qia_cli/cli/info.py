@@ -11,7 +11,7 @@ import platform
 import sys
 import warnings
 from importlib import metadata
-from typing import Any
+from typing import Any, Optional
 
 import typer
 
@@ -126,8 +126,24 @@ def _active() -> dict[str, Any]:
                         "available": image.get("available"), "error": image.get("error")},
         "device": s.device,
         "search": s.search,
+        "ray": s.ray,
         "hub_cache": str(hub_cache_dir()),
     }
+
+
+def _ray(address: str | None) -> dict[str, Any]:
+    """Ray's version (from the package metadata: no import), and with an address the cluster's resources."""
+    data: dict[str, Any] = {"version": _installed("ray"), "address": address}
+    if address in (None, "off", "local") or data["version"] is None:
+        return data
+    try:
+        from qia_cli.agent.batch_ray import Cluster
+
+        with Cluster(address) as cluster:
+            data["resources"] = cluster.resources()
+    except Exception as exc:  # noqa: BLE001 - a cluster that is down is reported, never fatal
+        data["error"] = getattr(exc, "message", None) or _error(exc)
+    return data
 
 
 def _in_use(profile: dict[str, Any] | None, settings) -> dict[str, Any] | None:
@@ -139,7 +155,7 @@ def _in_use(profile: dict[str, Any] | None, settings) -> dict[str, Any] | None:
             "llm_gaps_in_use": gaps == "on" or (gaps == "auto" and settings.llm != "bundled" and profile.get("llm_gaps"))}
 
 
-def collect() -> dict[str, Any]:
+def collect(ray: str | None = None) -> dict[str, Any]:
     from qia_cli import paths
 
     return {
@@ -155,7 +171,8 @@ def collect() -> dict[str, Any]:
         "transformers": _module("transformers", "transformers"),
         "llama_cpp": _llama_cpp(),
         "paths": paths.all_paths(),
-        "settings": _active(),
+        "settings": (active := _active()),
+        "ray": _ray(ray or active.get("ray")),
     }
 
 
@@ -189,6 +206,7 @@ def _print_text(data: dict[str, Any]) -> None:
     rows.append(("llama-cpp-python", line))
     if llama.get("system_info"):
         rows.append(("llama.cpp build", llama["system_info"]))
+    rows.append(("ray", _ray_line(data["ray"])))
     rows += [(key.replace("_", " "), value) for key, value in data["paths"].items()]
     active = data["settings"]
     if active.get("config_error"):
@@ -208,13 +226,30 @@ def _print_text(data: dict[str, Any]) -> None:
         typer.echo(f"{key + ':':<{width + 2}}{value}")
 
 
+def _ray_line(ray: dict[str, Any]) -> str:
+    if ray["version"] is None:
+        return 'not installed (pip install "qia-cli[ray]" for qia batch --ray)'
+    line = str(ray["version"])
+    if ray.get("resources"):
+        r = ray["resources"]
+        line += f" (cluster {ray['address']}: {r['nodes']} node(s), {r['cpus']:g} CPUs, {r['gpus']:g} GPUs)"
+    elif ray.get("error"):
+        line += f" (cluster {ray['address']}: {ray['error']})"
+    elif ray.get("address") == "local":
+        line += " (local: a Ray instance on this machine for each batch)"
+    return line
+
+
 @app.command("info")
-def info_command(as_json: bool = typer.Option(False, "--json", help="Print one JSON document.")) -> None:
+def info_command(
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+    ray: Optional[str] = typer.Option(None, "--ray", help="Also show this Ray cluster's resources: auto or ray://HOST:PORT (default: the ray setting).", show_default=False),
+) -> None:
     """Versions, devices, paths and active models: paste this into bug reports.
 
     Works without torch or with a broken one, and says what is wrong.
     """
-    data = collect()
+    data = collect(ray)
     if as_json:
         typer.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
         return

@@ -222,6 +222,29 @@ def save_image(
     return png, side
 
 
+def save_bytes(folder: Path, name: str, png: bytes, sidecar: dict) -> tuple[Path, Path]:
+    """Write an image rendered elsewhere (a Ray worker) into `folder`: its PNG bytes and its sidecar, with
+    the names and no-overwrite rules of `save_image`; the sidecar's "image" names the file it got."""
+    folder = Path(folder).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        png_path, side = _claim_pair(folder, slugify_filename(name))
+    except OSError as exc:
+        raise _unwritable(folder, exc) from None
+    try:
+        _write_atomic(png_path, lambda fh: fh.write(png))
+        body = {**sidecar, "image": png_path.name}
+        data = (json.dumps(body, indent=2, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+        _write_atomic(side, lambda fh: fh.write(data))
+    except BaseException as exc:
+        png_path.unlink(missing_ok=True)
+        side.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _unwritable(folder, exc) from None
+        raise
+    return png_path, side
+
+
 def slugify_filename(name: str) -> str:
     """A file stem that is safe in a folder: keeps [A-Za-z0-9._-], drops '.png', no leading dots."""
     stem = name[:-4] if name.lower().endswith(".png") else name

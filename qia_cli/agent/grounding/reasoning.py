@@ -25,6 +25,9 @@ NAME_POOL = [
     ("What is the machine that washes plates after dinner?", "a dishwasher"),
 ]
 
+# The same pairs, asked about a whole request ("What is shown in: ...?").
+WHOLE_POOL = [(q.replace("What is ", "What is shown in: ", 1), a) for q, a in NAME_POOL if q.startswith("What is ")]
+
 LOOK_POOL = [
     ("What does a hammer look like?", "a steel head on a wooden handle"),
     ("What does a school bus look like?", "a long bright yellow bus with black stripes and many windows"),
@@ -124,23 +127,40 @@ def _agree(first: str, second: str | None, known: str, need: int) -> bool:
     return len((set(stems(first)) - base) & (set(stems(second)) - base)) >= need
 
 
+def _new_words(answer: str, request: str) -> list[str]:
+    """The answer's words that the request does not already say, in any form: "boat" and "sail" make
+    "sailboat" (and "sailboats") nothing new."""
+    said = set(stems(request)) | set(words(request))
+
+    def known(word: str) -> bool:
+        word = word.rstrip("s") if word not in said else word
+        return word in said or any(word[:i] in said and word[i:] in said for i in range(3, len(word) - 2))
+
+    return [w for w in content_words(answer) if not known(w)]
+
+
 def name_it(llm: LLM, question: str, request: str, usage: Usage | None = None) -> Answer:
     """Ask the one question the gap poses ('What is the national flower of Japan?'), twice."""
     completion = _ask(llm, HEADER_NAME, NAME_POOL, question, 0, 16, usage)
     answer = _clean(completion.text, MAX_ANSWER_WORDS)
     if not answer:
         return Answer(None, completion.logprob, why="no usable answer")
-    new = [w for w in content_words(answer) if w not in set(words(request))]
+    new = _new_words(answer, request)
     if not new:  # it only repeated the request: no knowledge was added
         return Answer(None, completion.logprob, why=f"'{answer}' only repeats the request")
     if completion.logprob is not None and completion.logprob >= SURE_LOGPROB:
         return Answer(answer, completion.logprob, True)
-    check = _clean(_ask(llm, HEADER_NAME, NAME_POOL, question, 1, 16, usage).text, MAX_ANSWER_WORDS)
     if completion.logprob is not None and completion.logprob < MIN_LOGPROB:
         return Answer(answer, completion.logprob, False, f"a guess: mean log-probability {completion.logprob:.2f}")
+    check = _clean(_ask(llm, HEADER_NAME, NAME_POOL, question, 1, 16, usage).text, MAX_ANSWER_WORDS)
     if _agree(answer, check, request, 1):
         return Answer(answer, completion.logprob, True)
-    return Answer(answer, completion.logprob, False, f"a guess: asked again, the model said '{check or ''}'")
+    # Asked about the whole request instead of the described phrase: a second, differently worded check.
+    whole = _clean(_ask(llm, HEADER_NAME, WHOLE_POOL, f"What is shown in: {request.strip().rstrip('?.!')}?", 0, 16,
+                        usage).text, MAX_ANSWER_WORDS)
+    if _agree(answer, whole, request, 1):
+        return Answer(answer, completion.logprob, True)
+    return Answer(answer, completion.logprob, False, f"a guess: asked again, the model said '{check or whole or ''}'")
 
 
 def describe(llm: LLM, thing: str, usage: Usage | None = None) -> Answer:
