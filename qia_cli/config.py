@@ -25,7 +25,12 @@ class Settings(BaseModel):
 
     llm: str = Field("bundled", description="Planner LLM: 'bundled', a GGUF path, or openai:BASE_URL[#MODEL]")
     llm_ctx: int = Field(2048, ge=256, le=131072, description="Context window of a local GGUF")
-    llm_threads: int | None = Field(None, ge=1, le=512, description="CPU threads for llama.cpp (default: all cores)")
+    llm_threads: int | None = Field(
+        None, ge=1, le=512, description="CPU threads for llama.cpp (default: physical cores less one, at most 4)"
+    )
+    llm_repack: Literal["auto", "on", "off"] = Field(
+        "auto", description="llama.cpp weight repacking (AMX etc.): auto = off on Intel AMX CPUs, where it crashes"
+    )
     llm_gpu_layers: int = Field(0, ge=-1, description="Layers offloaded to the GPU by llama.cpp (-1 = all)")
     llm_url: str | None = Field(None, description="Base URL of an OpenAI-compatible server")
     llm_api_key: str | None = Field(None, description="API key for llm_url (never printed)")

@@ -74,7 +74,7 @@ def hub(tmp_path, monkeypatch) -> Path:
 
 
 # -- qia info -----------------------------------------------------------------------------------------
-def test_info_json(qia, isolated_home):
+def test_info_json(qia, isolated_home, monkeypatch):
     rc, out, _ = qia("info", "--json")
     data = json.loads(out)
     assert rc == 0
@@ -85,9 +85,15 @@ def test_info_json(qia, isolated_home):
     assert data["paths"] == paths.all_paths() and data["paths"]["config_file"].startswith(str(isolated_home))
     assert data["settings"]["llm"]["value"] == "bundled" and data["settings"]["search"] == "off"
     assert data["settings"]["image_model"]["value"] == "stabilityai/sd-turbo"
+    from qia_cli import cpu
 
+    assert data["cpu"]["amx"] is cpu.has_amx()
+    assert data["cpu"]["llm_repack"] == {"setting": "auto", "effective": "off" if cpu.has_amx() else "on"}
+
+    monkeypatch.setenv("QIA_LLM_REPACK", "off")
     rc, out, _ = qia("info")
     assert rc == 0 and "torch:" in out and "llama-cpp-python:" in out and str(isolated_home) in out
+    assert "llm repack off (setting off)" in out
 
 
 def test_info_survives_a_broken_torch(tmp_path):

@@ -55,7 +55,7 @@ def llama_server(tmp_path_factory):
 
     port = free_port()
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(bundled_path()), "--host", "127.0.0.1",
+    cmd = [sys.executable, "-m", "qia_cli.llm.serve", "--model", str(bundled_path()), "--host", "127.0.0.1",
            "--port", str(port), "--n_ctx", "2048", "--api_key", KEY]
     with log.open("wb") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)

@@ -85,6 +85,26 @@ def _llama_cpp() -> dict[str, Any]:
     return data
 
 
+def _cpu() -> dict[str, Any]:
+    """AMX (llama.cpp's repacking crashes there) and what the planner does about it; no llama_cpp import."""
+    from qia_cli import cpu
+    from qia_cli.config import load_settings
+    from qia_cli.errors import QiaError
+    from qia_cli.llm.llama import repack_enabled
+
+    try:
+        s = load_settings().settings
+        repack, threads = s.llm_repack, s.llm_threads
+    except QiaError:
+        repack, threads = "auto", None
+    return {
+        "amx": cpu.has_amx(),
+        "physical_cores": cpu.physical_cores(),
+        "llm_repack": {"setting": repack, "effective": "on" if repack_enabled(repack) else "off"},
+        "llm_threads": threads or cpu.default_llm_threads(),
+    }
+
+
 def _active() -> dict[str, Any]:
     from qia_cli.cli.models import describe_image, describe_llm, hub_cache_dir
     from qia_cli.config import load_settings
@@ -119,6 +139,7 @@ def collect() -> dict[str, Any]:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
+        "cpu": _cpu(),
         "torch": _torch(),
         "diffusers": _module("diffusers", "diffusers"),
         "transformers": _module("transformers", "transformers"),
@@ -140,8 +161,12 @@ def _print_text(data: dict[str, Any]) -> None:
         ("qia", data["qia"]),
         ("python", f"{data['python']} ({data['executable']})"),
         ("platform", f"{data['platform']} ({data['machine']}, {data['cpu_count']} CPUs)"),
-        ("torch", _package_line(data["torch"])),
     ]
+    c = data["cpu"]
+    rows.append(("cpu", f"{c['physical_cores']} physical cores; Intel AMX: {'yes' if c['amx'] else 'no'}; "
+                        f"llm threads {c['llm_threads']}; llm repack {c['llm_repack']['effective']} "
+                        f"(setting {c['llm_repack']['setting']})"))
+    rows.append(("torch", _package_line(data["torch"])))
     torch = data["torch"]
     if torch.get("ok"):
         cuda = f"yes, {torch.get('gpu')} (CUDA {torch.get('cuda_version')})" if torch.get("cuda") else "no"

@@ -19,6 +19,9 @@ class Completion:
     text: str
     finish_reason: str | None = None
     tokens: int = 0
+    # The model's confidence in `text`: mean and lowest log-probability of its tokens (None = not known).
+    logprob: float | None = None
+    min_logprob: float | None = None
 
 
 @runtime_checkable

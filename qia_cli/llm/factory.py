@@ -26,6 +26,7 @@ def make_llm(settings: Settings, *, verbose: bool = False) -> LLM:
             n_ctx=settings.llm_ctx,
             n_threads=settings.llm_threads,
             n_gpu_layers=settings.llm_gpu_layers,
+            repack=settings.llm_repack,
             verbose=verbose,
             name=NAME,
         )
@@ -34,5 +35,6 @@ def make_llm(settings: Settings, *, verbose: bool = False) -> LLM:
         n_ctx=settings.llm_ctx,
         n_threads=settings.llm_threads,
         n_gpu_layers=settings.llm_gpu_layers,
+        repack=settings.llm_repack,
         verbose=verbose,
     )

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from qia_cli import cpu
 from qia_cli.agent.types import ModelInfo
 from qia_cli.errors import ModelError
 from qia_cli.llm.base import Completion
@@ -43,6 +44,54 @@ def load_count() -> int:
     return _loads
 
 
+def repack_enabled(setting: str = "auto", cpuinfo: Path = cpu.CPUINFO) -> bool:
+    """Whether llama.cpp may repack weights into its extra CPU buffer types (AMX and friends).
+
+    llama.cpp's AMX matmul segfaults in every decode on Intel AMX CPUs (ggml-org/llama.cpp#20824), so
+    `auto` turns repacking off there; elsewhere it stays on (llama.cpp's own default)."""
+    if setting == "on":
+        return True
+    if setting == "off":
+        return False
+    return not cpu.has_amx(cpuinfo)
+
+
+def prepare_process(*, repack: bool) -> None:
+    """Make every llama.cpp model this process loads from now on safe and polite.
+
+    - Repacking off: `use_extra_bufts = False` in the model parameters. llama-cpp-python builds those from
+      `llama_model_default_params()` inside `Llama.__init__` and takes no keyword for this field, so the
+      default-params function is wrapped (once; a version without the field is left alone).
+    - Worker threads that sleep when idle: OpenMP's passive wait policy, unless the user set one. llama.cpp's
+      threads otherwise spin, and fight any busy neighbour for the cores. It must be set before
+      llama_cpp loads libgomp, which is why this runs before the import.
+    """
+    ours = "OMP_WAIT_POLICY" not in os.environ
+    if ours:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        import llama_cpp.llama_cpp as lib  # loads libgomp, which reads the policy now
+    finally:
+        if ours:  # torch, loaded later for the render, keeps its own default
+            os.environ.pop("OMP_WAIT_POLICY", None)
+
+    original = getattr(lib.llama_model_default_params, "_qia_original", lib.llama_model_default_params)
+    if repack:
+        lib.llama_model_default_params = original
+        return
+    fields = {name for name, *_ in getattr(lib.llama_model_params, "_fields_", [])}
+    if "use_extra_bufts" not in fields:  # older llama-cpp-python: no AMX repacking to turn off
+        return
+
+    def default_params():
+        params = original()
+        params.use_extra_bufts = False
+        return params
+
+    default_params._qia_original = original  # type: ignore[attr-defined]
+    lib.llama_model_default_params = default_params
+
+
 @contextlib.contextmanager
 def _quiet(enabled: bool):
     """Silence llama.cpp's C-level stderr chatter unless verbose."""
@@ -74,16 +123,18 @@ class LlamaLLM:
         n_ctx: int = 2048,
         n_threads: int | None = None,
         n_gpu_layers: int = 0,
+        repack: str = "auto",
         verbose: bool = False,
         name: str | None = None,
     ) -> None:
         self.path = check_gguf(Path(path))
         self.n_ctx = n_ctx
-        self.n_threads = n_threads or os.cpu_count() or 2
+        self.n_threads = n_threads or cpu.default_llm_threads()
         self.n_gpu_layers = n_gpu_layers
+        self.repack = repack_enabled(repack)
         self.verbose = verbose
         self.info = ModelInfo(name=name or self.path.name, backend="llama.cpp", path=str(self.path))
-        self._key = (str(self.path), n_ctx, n_gpu_layers)
+        self._key = (str(self.path), n_ctx, n_gpu_layers, self.repack)
         self._grammars: dict[str, Any] = {}
 
     @property
@@ -93,6 +144,7 @@ class LlamaLLM:
             if self._key not in _models:
                 with _quiet(not self.verbose):
                     try:
+                        prepare_process(repack=self.repack)
                         from llama_cpp import Llama, LlamaRAMCache
                     except ImportError as exc:  # pragma: no cover - depends on the install
                         raise ModelError(f"llama-cpp-python is not installed or broken: {exc}") from None
@@ -101,6 +153,7 @@ class LlamaLLM:
                             model_path=str(self.path),
                             n_ctx=self.n_ctx,
                             n_threads=self.n_threads,
+                            n_threads_batch=self.n_threads,  # its own default is every core
                             n_gpu_layers=self.n_gpu_layers,
                             verbose=self.verbose,
                         )
@@ -121,22 +174,19 @@ class LlamaLLM:
         return self._grammars[key]
 
     def complete(self, prompt: str, *, max_tokens: int = 24, stop: list[str] | None = None) -> Completion:
-        grammar = self._grammar("line", lambda G: G.from_string(LINE_GRAMMAR, verbose=False))
+        """Greedy decoding, token by token, so that the model's confidence comes with the answer.
+
+        llama-cpp-python returns log-probabilities only for models loaded with `logits_all`, which keeps the
+        logits of every prompt token (hundreds of MB for a large vocabulary). Here only the last token's
+        logits are read after each step. The KV cache of the longest shared prefix (the few-shot header) is
+        reused across calls."""
+        stops = stop or ["\n"]
         with _lock, _quiet(not self.verbose):
-            out = self.model.create_completion(
-                prompt,
-                max_tokens=max_tokens,
-                temperature=0.0,
-                top_k=1,
-                stop=stop or ["\n"],
-                grammar=grammar,
-            )
-        choice = out["choices"][0]
-        return Completion(
-            text=choice["text"].strip(),
-            finish_reason=choice.get("finish_reason"),
-            tokens=out.get("usage", {}).get("completion_tokens", 0),
-        )
+            llm = self.model
+            text, logprobs, finish = _greedy(llm, prompt, max_tokens, stops)
+        mean = sum(logprobs) / len(logprobs) if logprobs else None
+        return Completion(text=text.strip(), finish_reason=finish, tokens=len(logprobs),
+                          logprob=mean, min_logprob=min(logprobs) if logprobs else None)
 
     def json(self, messages: list[dict[str, str]], schema: dict[str, Any], *, max_tokens: int = 256) -> Completion:
         key = json.dumps(schema, sort_keys=True)
@@ -163,3 +213,51 @@ class LlamaLLM:
         if llm is not None:
             with contextlib.suppress(Exception):
                 llm.close()
+
+
+def _greedy(llm, prompt: str, max_tokens: int, stops: list[str]) -> tuple[str, list[float], str]:
+    """The greedy continuation of `prompt` up to a stop string, with each kept token's log-probability."""
+    import llama_cpp
+    import numpy as np
+
+    tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
+    if len(tokens) + max_tokens > llm.n_ctx():
+        raise ModelError(f"the question is too long for the model's context ({len(tokens)} tokens)")
+    # Keep the cached state of the longest common prefix; always re-evaluate the last prompt token.
+    cached = list(llm.input_ids)
+    same = 0
+    for a, b in zip(cached, tokens[:-1]):
+        if a != b:
+            break
+        same += 1
+    llm.n_tokens = same
+    llm.eval(tokens[same:])
+    n_vocab = llm.n_vocab()
+    eog = getattr(llama_cpp, "llama_token_is_eog", None)
+    vocab = llama_cpp.llama_model_get_vocab(llm.model) if hasattr(llama_cpp, "llama_model_get_vocab") else None
+    out: list[int] = []
+    logprobs: list[float] = []
+    text = b""
+    finish = "length"
+    for _ in range(max_tokens):
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(n_vocab,))
+        token = int(logits.argmax())
+        top = float(logits[token])
+        logprob = top - (float(np.log(np.exp(logits - top).sum())) + top)
+        if token == llm.token_eos() or (eog is not None and vocab is not None and eog(vocab, token)):
+            finish = "stop"
+            break
+        piece = llm.detokenize(out + [token])
+        decoded = piece.decode("utf-8", errors="ignore")
+        hit = min((decoded.find(s) for s in stops if s in decoded), default=-1)
+        if hit >= 0:
+            text = decoded[:hit].encode("utf-8")
+            finish = "stop"
+            if text.strip() and len(text) > len(llm.detokenize(out)):  # the token carried answer text too
+                logprobs.append(logprob)
+            break
+        out.append(token)
+        logprobs.append(logprob)
+        text = piece
+        llm.eval([token])
+    return text.decode("utf-8", errors="ignore"), logprobs, finish
