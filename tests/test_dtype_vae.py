@@ -81,17 +81,21 @@ def test_gpus_stay_fp16_by_default_whatever_the_cpu(cpu, monkeypatch):
     assert device.resolve_device("auto", "bf16") == ("cuda", torch.bfloat16)
 
 
-def test_cpuinfo_flags_are_read_for_x86_and_arm(tmp_path):
+def test_cpu_flags_from_cpuinfo_and_torch(tmp_path, monkeypatch):
+    from qia_cli import cpu as cpuinfo
+
     x86 = tmp_path / "x86"
-    x86.write_text("processor\t: 0\nmodel name\t: Xeon\nflags\t\t: fpu avx2 avx512f amx_bf16 amx_tile\n\n"
-                   "processor\t: 1\nflags\t\t: fpu\n")
+    x86.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f amx_bf16 amx_tile\n")
     arm = tmp_path / "arm"
     arm.write_text("processor\t: 0\nFeatures\t: fp asimd bf16 i8mm\n")
-    assert device._proc_cpuinfo_flags(str(x86)) == {"fpu", "avx2", "avx512f", "amx_bf16", "amx_tile"}
-    assert device.cpu_bf16_ok(frozenset(device._proc_cpuinfo_flags(str(x86))))
-    # Arm's bf16 is not measured here: it keeps fp32
-    assert not device.cpu_bf16_ok(frozenset(device._proc_cpuinfo_flags(str(arm))))
-    assert device._proc_cpuinfo_flags(str(tmp_path / "missing")) == set()
+    read = cpuinfo.flags
+    monkeypatch.setattr(device, "_torch_flags", lambda: set())
+    monkeypatch.setattr(cpuinfo, "flags", lambda: read(x86))
+    assert device.cpu_bf16_ok()
+    monkeypatch.setattr(cpuinfo, "flags", lambda: read(arm))
+    assert not device.cpu_bf16_ok()  # Arm's bf16 is not measured here: it keeps fp32
+    monkeypatch.setattr(device, "_torch_flags", lambda: {"avx512_bf16"})  # torch's probe alone is enough
+    assert device.cpu_bf16_ok()
 
 
 # --- loading and rendering in a dtype --------------------------------------------------------------

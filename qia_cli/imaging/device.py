@@ -30,19 +30,6 @@ def _mps_ok() -> bool:
     return bool(backend is not None and backend.is_available())
 
 
-def _proc_cpuinfo_flags(path: str = "/proc/cpuinfo") -> set[str]:
-    """The first `flags` (x86) or `Features` (Arm) line of /proc/cpuinfo; empty where there is none."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                if key.strip() in {"flags", "Features"}:
-                    return set(value.split())
-    except OSError:
-        pass
-    return set()
-
-
 def _torch_flags() -> set[str]:
     """torch's own probes (cpuinfo, plus the OS permission AMX needs); private API, so guarded."""
     try:
@@ -61,8 +48,10 @@ def _torch_flags() -> set[str]:
 
 
 def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags that matter here: /proc/cpuinfo (Linux) and torch's own probes."""
-    return frozenset(_proc_cpuinfo_flags() | _torch_flags())
+    """The CPU's feature flags: /proc/cpuinfo (Linux) and torch's own probes."""
+    from qia_cli import cpu
+
+    return frozenset(cpu.flags() | _torch_flags())
 
 
 def cpu_bf16_ok(flags: frozenset[str] | None = None) -> bool:
