@@ -16,8 +16,8 @@ the times are those of sd-turbo. For each dtype it times, after one warm-up rend
 Then it compares each dtype with fp32 on the same inputs and seed (relative error of the UNet output, pixel
 differences of the decoded images, NaNs, all-black images), and the planning share of an end-to-end
 `qia generate`: plan / (plan + render), taking the plan time from --plan-seconds or, with --measure-plan,
-from `qia plan --search off --no-memory --json` on a rules-only prompt (median of 3 runs, model load
-excluded). Pipeline loading from disk is not part of a render and is left out.
+from `qia plan --search off --no-memory --json` (median of 3 runs, LLM load excluded) on a rules-only
+prompt and on one that asks the LLM. Pipeline loading from disk is not part of a render and is left out.
 
 Times are wall-clock medians; CPU seconds are in the JSON. On a shared machine run it twice and compare.
 """
@@ -200,12 +200,13 @@ def run_dtype(name: str, pipe, tiny, reps: int, ab: bool, inputs: dict) -> tuple
     return times, outs
 
 
-def measure_plan(prompt: str) -> float | None:
-    """Median plan time (plan.timings.total) of `qia plan --search off` on a rules-only prompt, 3 runs."""
+def measure_plan(prompt: str, runs: int = 3) -> float | None:
+    """Median plan time (plan.timings.total: rules, LLM questions, compose; not the model load) of
+    `qia plan PROMPT --search off --no-memory --json`, in fresh processes as a user would run it."""
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, PYTHONPATH=str(root))
     found = []
-    for _ in range(3):
+    for _ in range(runs):
         proc = subprocess.run([sys.executable, "-m", "qia_cli", "plan", prompt, "--search", "off", "--no-ask",
                                "--no-memory", "--json"], capture_output=True, text=True, env=env, timeout=300)
         if proc.returncode != 0:
@@ -234,7 +235,7 @@ def fmt(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds:.2f} s"
 
 
-def table(results: dict, plan_s: float | None) -> str:
+def table(results: dict, plans: dict[str, float]) -> str:
     names = list(results)
     base = results.get("fp32", {}).get("times")
     rows = [("text encoder", "text_encoder"), ("one UNet step", "unet_step"), ("VAE decode, 64->512", "vae_decode"),
@@ -256,13 +257,14 @@ def table(results: dict, plan_s: float | None) -> str:
                 a, b = base.get(key, {}).get("s"), results[n]["times"].get(key, {}).get("s")
                 cells.append(f"{a / b:.1f}x" if a and b else "-")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    if plan_s is not None:
-        lines.append("")
-        for n in names:
-            for key, label in (("render", "full VAE"), ("render_tiny_vae", "tiny VAE")):
-                r = results[n]["times"][key]["s"]
-                lines.append(f"planning share of a {n} generate, {label}: {plan_s:.2f} s plan + {r:.2f} s render "
-                             f"= {100 * plan_s / (plan_s + r):.0f}%")
+    if plans:
+        configs = [(n, key) for n in names for key in ("render", "render_tiny_vae")]
+        head = "| plan | " + " | ".join(f"{n}{', tiny VAE' if key != 'render' else ''}" for n, key in configs) + " |"
+        lines += ["", "Planning share of an end-to-end generate, plan / (plan + render):", "", head,
+                  "|" + "---|" * (len(configs) + 1)]
+        for label, plan_s in plans.items():
+            cells = [f"{100 * plan_s / (plan_s + results[n]['times'][key]['s']):.1f}%" for n, key in configs]
+            lines.append(f"| {label}: {plan_s:.3f} s | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -271,9 +273,11 @@ def main() -> None:
     parser.add_argument("--dtypes", default="fp32,bf16", help="comma-separated: fp32, bf16, fp16 (fp32 first)")
     parser.add_argument("--reps", type=int, default=2, help="timed calls per measurement, after a warm-up")
     parser.add_argument("--no-ab", dest="ab", action="store_false", help="skip the no-channels-last timings")
-    parser.add_argument("--plan-seconds", type=float, help="plan time to set against the render")
-    parser.add_argument("--measure-plan", action="store_true", help="time `qia plan --search off` (bundled LLM)")
-    parser.add_argument("--plan-prompt", default="a red bicycle leaning on a wall")
+    parser.add_argument("--plan-seconds", type=float, help="a plan time to set against the render")
+    parser.add_argument("--measure-plan", action="store_true",
+                        help="time `qia plan --search off` (the configured LLM) on each --plan-prompt")
+    parser.add_argument("--plan-prompt", action="append", help="repeatable; default: a rules-only prompt and "
+                        "one that asks the LLM")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, help="also write every number to this file")
     args = parser.parse_args()
@@ -283,10 +287,15 @@ def main() -> None:
 
     info = machine()
     print(f"machine: {json.dumps(info)}", flush=True)
-    plan_s = args.plan_seconds
-    if plan_s is None and args.measure_plan:
-        plan_s = measure_plan(args.plan_prompt)
-        print(f"plan: {plan_s} s (median of 3, `qia plan {args.plan_prompt!r} --search off`)", flush=True)
+    plans: dict[str, float] = {}
+    if args.plan_seconds is not None:
+        plans["given"] = args.plan_seconds
+    if args.measure_plan:
+        for prompt in args.plan_prompt or ["a red bicycle leaning on a wall", "a poster of the national flower of Japan"]:
+            seconds = measure_plan(prompt)
+            print(f"plan: {seconds} s (median of 3, `qia plan {prompt!r} --search off`)", flush=True)
+            if seconds is not None:
+                plans[repr(prompt)] = seconds
 
     start = time.perf_counter()
     pipe, tiny = build_pipeline()
@@ -329,14 +338,14 @@ def main() -> None:
 
     info["loadavg_after"] = os.getloadavg()
     print()
-    print(table(results, plan_s))
+    print(table(results, plans))
     print()
     for name, r in results.items():
         print(f"{name}: NaNs {r['nan']}, all-black {r['black']}" + (f", vs fp32 {json.dumps(r['vs_fp32'])}"
                                                                      if "vs_fp32" in r else ""))
     print(f"load average before {info['loadavg']}, after {info['loadavg_after']}")
     if args.json:
-        args.json.write_text(json.dumps({"machine": info, "params_m": sizes, "plan_s": plan_s, "reps": args.reps,
+        args.json.write_text(json.dumps({"machine": info, "params_m": sizes, "plan_s": plans, "reps": args.reps,
                                          "results": results}, indent=2) + "\n")
 
 
