@@ -11,7 +11,8 @@ the times are those of sd-turbo. For each dtype it times, after one warm-up rend
   - text encoding, one UNet step, the full VAE's decode and the tiny VAE's decode (64x64 latents -> 512 px);
   - a whole render through qia's renderer (`qia_cli.imaging.diffusers.render`, 1 step, guidance 0), with
     each VAE;
-  - with --ab (the default), the UNet step and VAE decode without channels-last weights too.
+  - unless --no-ab, the UNet step and the decodes in the other memory layout too: qia puts the UNet and VAE
+    weights in channels-last layout for bf16 on the CPU and leaves them contiguous otherwise.
 
 Then it compares each dtype with fp32 on the same inputs and seed (relative error of the UNet output, pixel
 differences of the decoded images, NaNs, all-black images), and the planning share of an end-to-end
@@ -19,7 +20,9 @@ differences of the decoded images, NaNs, all-black images), and the planning sha
 from `qia plan --search off --no-memory --json` (median of 3 runs, LLM load excluded) on a rules-only
 prompt and on one that asks the LLM. Pipeline loading from disk is not part of a render and is left out.
 
-Times are wall-clock medians; CPU seconds are in the JSON. On a shared machine run it twice and compare.
+It prints wall-clock medians and the CPU seconds of the process. On a busy machine the wall times of a
+multi-threaded run swing widely (each OpenMP region waits for its slowest thread); `--threads 1` and the
+CPU-seconds table then give the steadiest comparison of dtypes and VAEs.
 """
 
 from __future__ import annotations
@@ -161,19 +164,24 @@ def run_dtype(name: str, pipe, tiny, reps: int, ab: bool, inputs: dict) -> tuple
     def encode():
         return pipe.encode_prompt(PROMPT, "cpu", 1, False)[0]
 
+    ours = "channels_last" if renderer.uses_channels_last("cpu", dtype) else "contiguous"  # as load_pipeline
+    other = "contiguous" if ours == "channels_last" else "channels_last"
+
+    def layout(kind: str) -> None:
+        for module in (pipe.unet, full, tiny):
+            module.to(memory_format=getattr(torch, kind if kind == "channels_last" else "contiguous_format"))
+
     with torch.inference_mode():
-        if ab:  # the same calls without channels-last weights (what qia did before)
-            for module in (pipe.unet, full, tiny):
-                module.to(memory_format=torch.contiguous_format)
+        if ab:  # the same calls in the layout qia does not use for this dtype
+            layout(other)
             unet(), decode(), decode_tiny()  # warm-up: oneDNN builds its kernels on the first call of a shape
-            times["unet_step_contiguous"], _ = timer(unet)
-            times["vae_decode_contiguous"], _ = timer(decode)
-            times["tiny_decode_contiguous"], _ = timer(decode_tiny)
-            print(f"  {name} contiguous: unet {times['unet_step_contiguous']['s']} s, "
-                  f"vae {times['vae_decode_contiguous']['s']} s, tiny {times['tiny_decode_contiguous']['s']} s",
+            times[f"unet_step_{other}"], _ = timer(unet)
+            times[f"vae_decode_{other}"], _ = timer(decode)
+            times[f"tiny_decode_{other}"], _ = timer(decode_tiny)
+            print(f"  {name} {other}: unet {times[f'unet_step_{other}']['s']} s, "
+                  f"vae {times[f'vae_decode_{other}']['s']} s, tiny {times[f'tiny_decode_{other}']['s']} s",
                   flush=True)
-        renderer.channels_last(pipe)  # what load_pipeline does on the CPU
-        tiny.to(memory_format=torch.channels_last)
+        layout(ours)
         loaded = renderer.LoadedPipeline(pipe, "sd-turbo-sized (random weights)", "cpu", dtype, SD_TURBO, 0.0)
         spec = RenderSpec(prompt=PROMPT, model=loaded.model, width=SIZE, height=SIZE, steps=1, guidance=0.0,
                           seed=inputs["seed"], device="cpu", dtype=name)
@@ -189,6 +197,9 @@ def run_dtype(name: str, pipe, tiny, reps: int, ab: bool, inputs: dict) -> tuple
         outs["nan"] = {"unet": bool(torch.isnan(outs["unet"]).any()), "vae": bool(torch.isnan(decoded).any()),
                        "tiny": bool(torch.isnan(decoded_tiny).any())}
         outs["vae"], outs["tiny"] = to_image(decoded), to_image(decoded_tiny)
+        if ab:
+            for stage in ("unet_step", "vae_decode", "tiny_decode"):
+                times[f"{stage}_{ours}"] = times[stage]
         times["render"], outs["render"] = timer(render)
         swap_vae(pipe, tiny, "tiny")
         try:
@@ -196,7 +207,8 @@ def run_dtype(name: str, pipe, tiny, reps: int, ab: bool, inputs: dict) -> tuple
             times["render_tiny_vae"], outs["render_tiny_vae"] = timer(render)
         finally:
             pipe.vae = full
-    print(f"  {name}: " + ", ".join(f"{k} {v['s']} s" for k, v in times.items() if "contiguous" not in k), flush=True)
+    print(f"  {name} ({ours}): " + ", ".join(f"{k} {v['s']} s" for k, v in times.items() if "_c" not in k),
+          flush=True)
     return times, outs
 
 
@@ -235,29 +247,32 @@ def fmt(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds:.2f} s"
 
 
-def table(results: dict, plans: dict[str, float]) -> str:
+def table(results: dict, plans: dict[str, float], metric: str = "s") -> str:
     names = list(results)
     base = results.get("fp32", {}).get("times")
     rows = [("text encoder", "text_encoder"), ("one UNet step", "unet_step"), ("VAE decode, 64->512", "vae_decode"),
             ("tiny VAE decode, 64->512", "tiny_decode"), ("one-step 512 px render", "render"),
             ("one-step 512 px render, tiny VAE", "render_tiny_vae"),
-            ("UNet step, no channels-last", "unet_step_contiguous"),
-            ("VAE decode, no channels-last", "vae_decode_contiguous")]
+            ("UNet step, contiguous", "unet_step_contiguous"), ("UNet step, channels-last", "unet_step_channels_last"),
+            ("VAE decode, contiguous", "vae_decode_contiguous"),
+            ("VAE decode, channels-last", "vae_decode_channels_last"),
+            ("tiny VAE decode, contiguous", "tiny_decode_contiguous"),
+            ("tiny VAE decode, channels-last", "tiny_decode_channels_last")]
     head = "| stage | " + " | ".join(names) + (" | " + " | ".join(f"{n} vs fp32" for n in names if n != "fp32")
                                                 if base else "") + " |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for label, key in rows:
-        cells = [fmt(results[n]["times"].get(key, {}).get("s")) for n in names]
+        cells = [fmt(results[n]["times"].get(key, {}).get(metric)) for n in names]
         if not any(c != "-" for c in cells):
             continue
         if base:
             for n in names:
                 if n == "fp32":
                     continue
-                a, b = base.get(key, {}).get("s"), results[n]["times"].get(key, {}).get("s")
+                a, b = base.get(key, {}).get(metric), results[n]["times"].get(key, {}).get(metric)
                 cells.append(f"{a / b:.1f}x" if a and b else "-")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    if plans:
+    if plans and metric == "s":
         configs = [(n, key) for n in names for key in ("render", "render_tiny_vae")]
         head = "| plan | " + " | ".join(f"{n}{', tiny VAE' if key != 'render' else ''}" for n, key in configs) + " |"
         lines += ["", "Planning share of an end-to-end generate, plan / (plan + render):", "", head,
@@ -278,6 +293,7 @@ def main() -> None:
                         help="time `qia plan --search off` (the configured LLM) on each --plan-prompt")
     parser.add_argument("--plan-prompt", action="append", help="repeatable; default: a rules-only prompt and "
                         "one that asks the LLM")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's, the physical cores)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, help="also write every number to this file")
     args = parser.parse_args()
@@ -285,6 +301,8 @@ def main() -> None:
 
     import torch
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     info = machine()
     print(f"machine: {json.dumps(info)}", flush=True)
     plans: dict[str, float] = {}
@@ -338,7 +356,11 @@ def main() -> None:
 
     info["loadavg_after"] = os.getloadavg()
     print()
+    print("Wall-clock seconds:\n")
     print(table(results, plans))
+    print("\nCPU seconds of this process (all its threads; with one thread the steadiest measure on a busy "
+          "machine):\n")
+    print(table(results, {}, "cpu_s"))
     print()
     for name, r in results.items():
         print(f"{name}: NaNs {r['nan']}, all-black {r['black']}" + (f", vs fp32 {json.dumps(r['vs_fp32'])}"

@@ -229,7 +229,7 @@ def load_pipeline(
     if vae_from is not None:
         swap_vae(pipe, load_vae(vae_from, torch_dtype), vae_from)
     pipe = pipe.to(dev)
-    if dev == "cpu":
+    if uses_channels_last(dev, torch_dtype):
         channels_last(pipe)
     if hasattr(pipe, "set_progress_bar_config"):
         pipe.set_progress_bar_config(disable=not verbose)
@@ -239,9 +239,17 @@ def load_pipeline(
     return loaded
 
 
+def uses_channels_last(device: str, dtype: Any) -> bool:
+    """Channels-last weights where they measured faster: bf16 on the CPU."""
+    import torch
+
+    return device == "cpu" and dtype == torch.bfloat16
+
+
 def channels_last(pipe: Any) -> None:
-    """UNet and VAE weights in channels-last layout: on the CPU oneDNN's bf16 convolutions then skip a
-    layout copy per call (measured: VAE decode 2x faster in bf16, UNet step ~10%; fp32 unchanged)."""
+    """UNet and VAE weights in channels-last layout. On the CPU in bf16, oneDNN's convolutions then skip a
+    layout copy per call: VAE decode 2.3x faster, UNet step 4% (benchmarks/bench_cpu_render.py). In fp32
+    and fp16 it measured no better or worse, so qia uses it for bf16 only."""
     import torch
 
     for name in ("unet", "vae"):
