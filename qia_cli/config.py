@@ -48,6 +48,10 @@ class Settings(BaseModel):
     )
     image_model: str = Field("stabilityai/sd-turbo", description="Diffusers model: a Hugging Face id or a local folder")
     device: Literal["auto", "cuda", "mps", "cpu"] = Field("auto", description="Where images render")
+    dtype: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="Render precision: auto = fp16 on a GPU, bf16 on a CPU with AMX or AVX-512 BF16, else fp32"
+    )
+    vae: str = Field("full", description="Decoder: full (the model's VAE), tiny (faster, softer detail), or a VAE folder")
     steps: int | None = Field(None, ge=1, le=500, description="Denoising steps (default: from the model family)")
     guidance: float | None = Field(None, ge=0, le=50, description="Guidance scale (default: from the model family)")
     width: int | None = Field(None, ge=8, le=4096, description="Image width (default: from the model family)")

@@ -103,7 +103,8 @@ def test_uncached_hub_id_offline_env(tmp_path, monkeypatch):
 def test_devices():
     import torch
 
-    assert resolve_device("cpu") == ("cpu", torch.float32)
+    assert resolve_device("cpu", "fp32") == ("cpu", torch.float32)
+    assert resolve_device("cpu")[1] in {torch.float32, torch.bfloat16}  # by the CPU: see test_dtype_vae.py
     assert resolve_device("auto")[0] in {"cpu", "cuda", "mps"}
     with pytest.raises(UsageError, match="unknown device 'tpu'"):
         resolve_device("tpu")
@@ -119,6 +120,7 @@ def test_auto_prefers_cuda_then_mps(monkeypatch):
 
     monkeypatch.setattr(device, "_cuda_ok", lambda: False)
     monkeypatch.setattr(device, "_mps_ok", lambda: True)
+    monkeypatch.setattr(device, "cpu_flags", lambda: frozenset())
     assert resolve_device("auto") == ("mps", torch.float16)
     monkeypatch.setattr(device, "_cuda_ok", lambda: True)
     assert resolve_device("auto") == ("cuda", torch.float16)

@@ -89,6 +89,7 @@ def test_info_json(qia, isolated_home, monkeypatch):
     from qia_cli import cpu
 
     assert data["cpu"]["amx"] is cpu.has_amx()
+    assert data["cpu"]["bf16_renders"] is bool({"amx_bf16", "amx_tile", "avx512_bf16"} & cpu.flags())
     assert data["cpu"]["llm_repack"] == {"setting": "auto", "effective": "off" if cpu.has_amx() else "on"}
 
     monkeypatch.setenv("QIA_LLM_REPACK", "off")

@@ -29,6 +29,8 @@ class RenderOptions:
     count: int = 1
     negative: str | None = None
     device: str | None = None
+    dtype: str | None = None
+    vae: str | None = None
     outdir: Path | None = None
     output: Path | None = None
     overwrite: bool = False
@@ -205,6 +207,8 @@ class Agent:
             seed=opts.seed if opts.seed is not None else session_seed if session_seed is not None
             else random_seed(opts.count),
             device=opts.device or s.device,
+            dtype=opts.dtype or s.dtype,
+            vae=opts.vae or s.vae,
         )
 
     def render(self, plan: Plan, opts: RenderOptions, spec: RenderSpec | None = None) -> GenerateResult:
@@ -230,11 +234,13 @@ class Agent:
         if self.should_release_llm(opts, spec.device):
             self.release_llm()
         start = time.perf_counter()
-        loaded = renderer.load_pipeline(spec.model, spec.device, progress=self.callbacks.progress, verbose=self.verbose)
+        loaded = renderer.load_pipeline(spec.model, spec.device, dtype=spec.dtype, vae=spec.vae,
+                                        progress=self.callbacks.progress, verbose=self.verbose)
         timings["load_pipeline"] = round(time.perf_counter() - start, 4)
         note = clip_note(loaded.pipe, spec.prompt)
         if note and note not in plan.warnings:
             plan.warnings.append(note)
+        spec = spec.model_copy(update={"dtype": loaded.dtype_name, "vae": loaded.vae})
         rounds = self._feedback_rounds(plan, wanted, loaded.device, scorer_source)
 
         start = time.perf_counter()
@@ -243,6 +249,9 @@ class Agent:
             verbose=self.verbose,
         )
         timings["render"] = round(time.perf_counter() - start, 4)
+        if any(renderer.is_black(image) for image, _seed in images):
+            plan.warnings.append(f"the image came out all black (NaNs in {spec.dtype}?)"
+                                 + ("; try --dtype fp32" if spec.dtype != "fp32" else ""))
 
         from qia_cli.agent.feedback import Shot
 

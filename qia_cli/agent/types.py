@@ -109,6 +109,8 @@ class RenderSpec(BaseModel):
     guidance: float
     seed: int
     device: str = "auto"
+    dtype: str = Field(default="auto", description="auto|fp32|bf16|fp16; after rendering, the one used")
+    vae: str = Field(default="full", description="full, tiny, or a VAE folder/id; after rendering, the one used")
 
 
 class ItemScore(BaseModel):

@@ -26,6 +26,8 @@ def batch_command(
     count: common.CountOpt = 1,
     outdir: common.OutdirOpt = None,
     device: common.DeviceOpt = None,
+    dtype: common.DtypeOpt = None,
+    vae: common.VaeOpt = None,
     plan_only: Annotated[bool, typer.Option("--plan-only", help="Plan every line, render nothing.")] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=64, help="Lines planned at once with an LLM server (a local GGUF plans one at a time).")] = 1,
     shard: Annotated[Optional[str], typer.Option("--shard", help="I/N: only every N-th request, starting at the I-th (for several machines).", show_default=False)] = None,
@@ -63,6 +65,7 @@ def batch_command(
         width, height = parse_size(size)
     common.check_device(device)
     seed = common.check_seed(seed)
+    common.check_render_choices(dtype, vae)
     lines = select_shard(read_lines(file), shard)
 
     if ray not in (None, "off"):
@@ -84,7 +87,7 @@ def batch_command(
     agent.llm = make_llm(agent.settings, verbose=console.state.verbose)  # a bad --llm fails here, before any line
     options = BatchOptions(
         render=RenderOptions(model=model, steps=steps, guidance=guidance, width=width, height=height, count=count,
-                             negative=negative, device=device, outdir=folder),
+                             negative=negative, device=device, dtype=dtype, vae=vae, outdir=folder),
         plan_only=plan_only, jobs=jobs, seed=seed,
     )
     if jobs > 1 and llm_backend(agent) != "openai" and address is None:

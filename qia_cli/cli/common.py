@@ -83,6 +83,35 @@ DeviceOpt = Annotated[
     typer.Option("--device", help="auto, cuda, mps or cpu.", autocompletion=complete_device, show_default=False),
 ]
 
+DTYPES = ["auto", "fp32", "bf16", "fp16"]
+
+
+def complete_dtype(incomplete: str) -> list[str]:
+    return [d for d in DTYPES if d.startswith(incomplete)]
+
+
+DtypeOpt = Annotated[
+    Optional[str],
+    typer.Option("--dtype", help="Precision: auto (fp16 on a GPU; bf16 on a CPU with AMX or AVX-512 BF16, else fp32), "
+                 "fp32, bf16 or fp16.", autocompletion=complete_dtype, show_default=False),
+]
+VaeOpt = Annotated[
+    Optional[str],
+    typer.Option("--vae", help="Decoder: full (default), tiny (AutoencoderTiny: decodes several times faster on a "
+                 "CPU, with softer fine detail), or a VAE folder or Hugging Face id.", show_default=False),
+]
+
+
+def check_render_choices(dtype: str | None, vae: str | None) -> None:
+    """--dtype and --vae are known values, before any planning (no torch import)."""
+    from qia_cli.imaging.device import check_dtype
+    from qia_cli.imaging.vae import check_vae
+
+    if dtype is not None:
+        check_dtype(dtype)
+    if vae is not None:
+        check_vae(vae)
+
 
 def check_device(device: str | None) -> None:
     if device is not None and device not in DEVICES:

@@ -28,6 +28,8 @@ def generate_command(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="PNG file to write (no overwrite).", show_default=False)] = None,
     outdir: common.OutdirOpt = None,
     device: common.DeviceOpt = None,
+    dtype: common.DtypeOpt = None,
+    vae: common.VaeOpt = None,
     no_plan: Annotated[bool, typer.Option("--no-plan", help="Render the prompt exactly as typed: no planning.")] = False,
     rounds: Annotated[Optional[int], typer.Option("--rounds", min=0, max=10, help="Feedback rounds after the first render (default: 1 on a GPU, 0 on the CPU).", show_default=False)] = None,
     keep_all: Annotated[bool, typer.Option("--keep-all", help="Keep every feedback round's image, not only the best.")] = False,
@@ -64,6 +66,7 @@ def generate_command(
     common.check_device(device)
     seed = common.check_seed(seed, count)
     negative = common.clean_text_flag(negative, "--negative")
+    common.check_render_choices(dtype, vae)
 
     flags = common.PlanFlags(prompt, json_out, llm, search, no_ask, answer or [], answers, remember, no_memory)
     request = common.read_prompt(prompt)
@@ -71,7 +74,7 @@ def generate_command(
     agent = common.build_agent(flags, progress=common.progress_printer() if show else None)
     opts = RenderOptions(
         model=model, steps=steps, guidance=guidance, width=width, height=height, seed=seed, count=count,
-        negative=negative, device=device, outdir=outdir, output=output, rounds=rounds, keep_all=keep_all, scorer=scorer,
+        negative=negative, device=device, dtype=dtype, vae=vae, outdir=outdir, output=output, rounds=rounds, keep_all=keep_all, scorer=scorer,
     )
     agent.check_render(opts)  # every render input fails here, before a plan that can take a minute
     if no_plan:
@@ -106,7 +109,8 @@ def generate_command(
         f"[dim]plan {t.get('plan', 0):.2f} s · "
         f"load {t.get('load_pipeline', 0):.2f} s · render {t.get('render', 0):.2f} s"
         + (f" · feedback {t.get('feedback', 0) + t.get('scorer_load', 0):.2f} s" if result.rounds else "")
-        + f" on {result.device}[/dim]"
+        + f" on {result.device} ({result.render.dtype}"
+        + (f", VAE {result.render.vae}" if result.render.vae != "full" else "") + ")[/dim]"
     )
 
 

@@ -90,6 +90,7 @@ def _cpu() -> dict[str, Any]:
     from qia_cli import cpu
     from qia_cli.config import load_settings
     from qia_cli.errors import QiaError
+    from qia_cli.imaging.device import BF16_FLAGS
     from qia_cli.llm.llama import repack_enabled
 
     try:
@@ -99,6 +100,7 @@ def _cpu() -> dict[str, Any]:
         repack, threads = "auto", None
     return {
         "amx": cpu.has_amx(),
+        "bf16_renders": bool(BF16_FLAGS & cpu.flags()),  # --dtype auto renders in bf16 on the CPU
         "physical_cores": cpu.physical_cores(),
         "llm_repack": {"setting": repack, "effective": "on" if repack_enabled(repack) else "off"},
         "llm_threads": threads or cpu.default_llm_threads(),
@@ -191,6 +193,7 @@ def _print_text(data: dict[str, Any]) -> None:
     ]
     c = data["cpu"]
     rows.append(("cpu", f"{c['physical_cores']} physical cores; Intel AMX: {'yes' if c['amx'] else 'no'}; "
+                        f"renders with --dtype auto in {'bf16' if c.get('bf16_renders') else 'fp32'}; "
                         f"llm threads {c['llm_threads']}; llm repack {c['llm_repack']['effective']} "
                         f"(setting {c['llm_repack']['setting']})"))
     rows.append(("torch", _package_line(data["torch"])))

@@ -39,9 +39,10 @@ def parameters_line(spec: Any, seed: int) -> str:
     lines = [spec.prompt]
     if spec.negative_prompt:
         lines.append(f"Negative prompt: {spec.negative_prompt}")
+    vae = getattr(spec, "vae", "full")
     lines.append(
         f"Steps: {spec.steps}, CFG scale: {spec.guidance}, Seed: {seed}, "
-        f"Size: {spec.width}x{spec.height}, Model: {spec.model}"
+        f"Size: {spec.width}x{spec.height}, Model: {spec.model}" + (f", VAE: {vae}" if vae != "full" else "")
     )
     return "\n".join(lines)
 
@@ -57,6 +58,8 @@ def build_metadata(request: str, spec: Any, seed: int, plan_json: str | None = N
         "qia:steps": str(spec.steps),
         "qia:guidance": str(spec.guidance),
         "qia:size": f"{spec.width}x{spec.height}",
+        "qia:dtype": str(getattr(spec, "dtype", "auto")),
+        "qia:vae": str(getattr(spec, "vae", "full")),
         "parameters": parameters_line(spec, seed),
     }
     if plan_json is not None:

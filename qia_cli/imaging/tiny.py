@@ -134,3 +134,26 @@ def build_tiny_clip(folder: Path, *, seed: int = 0, verbose: bool = False) -> Pa
     processor = _image_processor_class()(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     processor.save_pretrained(folder)
     return folder
+
+
+def build_tiny_vae(folder: Path, *, seed: int = 0, latent_channels: int = 4, verbose: bool = False) -> Path:
+    """Build and save_pretrained a tiny random-weight AutoencoderTiny (the TAESD design, 8x upscale, ~60 KB)
+    that fits the tiny pipeline (and any SD 1/2 pipeline); returns `folder`."""
+    import torch
+
+    from qia_cli.imaging.diffusers import set_verbose
+
+    set_verbose(verbose)
+    from diffusers import AutoencoderTiny
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    vae = AutoencoderTiny(
+        encoder_block_out_channels=(8, 8, 8, 8),  # 4 blocks: 3 upsamplings of 2x = 8x, like TAESD
+        decoder_block_out_channels=(8, 8, 8, 8),
+        num_encoder_blocks=(1, 1, 1, 1),
+        num_decoder_blocks=(1, 1, 1, 1),
+        latent_channels=latent_channels,
+    )
+    vae.save_pretrained(folder)
+    return folder
