@@ -56,11 +56,10 @@ def timed_batch(lines, folder: Path, model: Path, *, plan_only: bool, workers: i
 
 def main(n: int = 32) -> None:
     import ray
+    import torch
 
     from qia_cli.agent.batch import Line
     from qia_cli.imaging.tiny import build_tiny_pipeline
-
-    import torch
 
     torch.set_num_threads(1)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -7,11 +7,11 @@ so `qia config show` can tell a user why a value is what it is.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qia_cli import paths

@@ -15,9 +15,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from qia_cli.agent.run import Agent, RenderOptions
 from qia_cli.agent.types import GenerateResult, Plan

@@ -328,7 +328,7 @@ def test_a_claim_dies_with_its_process(tmp_path):
 
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from qia_cli.agent.claims import Claims; "
-         f"assert Claims(sys.argv[1]).take(3); print('held', flush=True); time.sleep(600)", str(tmp_path)],
+         "assert Claims(sys.argv[1]).take(3); print('held', flush=True); time.sleep(600)", str(tmp_path)],
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"

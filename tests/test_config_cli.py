@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-import tomllib
 
 import pytest
+import tomllib
 
 from qia_cli.cli.app import main
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from qia_cli import paths
 from qia_cli.cli.app import main

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from qia_cli import paths
 from qia_cli.llm.bundled import bundled_path

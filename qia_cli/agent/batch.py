@@ -24,11 +24,12 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from itertools import islice
-from typing import Any, Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
 
 from qia_cli.agent.claims import Claims
 from qia_cli.agent.planner import PlanOptions

@@ -28,12 +28,20 @@ import socket
 import tempfile
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from qia_cli.agent.batch import (
-    BatchOptions, Line, Outcome, Summary, finish_line, llm_backend, plan_line, renderer_of,
+    BatchOptions,
+    Line,
+    Outcome,
+    Summary,
+    finish_line,
+    llm_backend,
+    plan_line,
+    renderer_of,
 )
 from qia_cli.errors import QiaError, UsageError
 
@@ -81,7 +89,7 @@ class Cluster:
         self.ray = None
         self._restore: Callable[[], None] = lambda: None
 
-    def __enter__(self) -> "Cluster":
+    def __enter__(self) -> Cluster:
         ray = self.ray = require_ray()
         self._restore = _raylet_messages_to_stderr(self.verbose)
         if ray.is_initialized():  # a program (or a test) that already holds a connection lends it

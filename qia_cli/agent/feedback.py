@@ -18,8 +18,9 @@ The best round by overall score (mean of the item scores) is the image delivered
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from qia_cli.agent.types import ItemScore, Round
 

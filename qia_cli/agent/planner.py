@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable
 
 from qia_cli.agent import compose as composer
 from qia_cli.agent import rules

@@ -9,9 +9,9 @@ prompt test nothing and are dropped, and so are keys below the confidence asked 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from qia_cli.errors import UsageError
 

@@ -14,8 +14,8 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from qia_cli.bench import baselines, scorers
 from qia_cli.bench.suite import Item, Suite, subset

@@ -63,7 +63,7 @@ class Item(BaseModel):
         return data
 
     @model_validator(mode="after")
-    def _checks(self) -> "Item":
+    def _checks(self) -> Item:
         needs = {
             "reason": ("expect_any", bool(self.expect_any)),
             "search": ("fixture and expect", self.fixture is not None and bool(self.expect or self.forbid)),

@@ -22,6 +22,7 @@ from qia_cli.cli import (  # noqa: E402,F401  isort: skip
 )
 from qia_cli.errors import EXIT_INTERRUPT, EXIT_USAGE, QiaError, home_error
 
+
 def report_error(exc: QiaError) -> None:
     console.error(exc.message, exc.hint)
     if console.state.verbose:

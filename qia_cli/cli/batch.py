@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -20,7 +20,7 @@ def batch_command(
     model: common.ModelOpt = None,
     steps: common.StepsOpt = None,
     size: common.SizeOpt = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help=f"Base seed: line N gets SEED+N-1 unless it sets its own ({common.SEED_HELP}, recorded).", show_default=False)] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help=f"Base seed: line N gets SEED+N-1 unless it sets its own ({common.SEED_HELP}, recorded).", show_default=False)] = None,
     guidance: common.GuidanceOpt = None,
     negative: common.NegativeOpt = None,
     count: common.CountOpt = 1,
@@ -28,13 +28,13 @@ def batch_command(
     device: common.DeviceOpt = None,
     plan_only: Annotated[bool, typer.Option("--plan-only", help="Plan every line, render nothing.")] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=64, help="Lines planned at once with an LLM server (a local GGUF plans one at a time).")] = 1,
-    shard: Annotated[Optional[str], typer.Option("--shard", help="I/N: only every N-th request, starting at the I-th (for several machines).", show_default=False)] = None,
+    shard: Annotated[str | None, typer.Option("--shard", help="I/N: only every N-th request, starting at the I-th (for several machines).", show_default=False)] = None,
     json_out: common.JsonOpt = False,
     llm: common.LlmOpt = None,
     search: common.SearchOpt = None,
     no_memory: common.NoMemoryOpt = False,
-    ray: Annotated[Optional[str], typer.Option("--ray", help="Run on Ray: local (this machine), auto (the running cluster), ray://HOST:PORT (Ray Client), or off. Needs pip install \"qia-cli[ray]\". Env: QIA_RAY.", show_default=False)] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", min=1, max=4096, help="With --ray: render actors (default: one per GPU, or one per node without GPUs).", show_default=False)] = None,
+    ray: Annotated[str | None, typer.Option("--ray", help="Run on Ray: local (this machine), auto (the running cluster), ray://HOST:PORT (Ray Client), or off. Needs pip install \"qia-cli[ray]\". Env: QIA_RAY.", show_default=False)] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, max=4096, help="With --ray: render actors (default: one per GPU, or one per node without GPUs).", show_default=False)] = None,
     shared_outdir: Annotated[bool, typer.Option("--shared-outdir", help="With --ray: OUTDIR is mounted at the same path on every node; workers write images there instead of sending them back.")] = False,
 ) -> None:
     """Plan and render every request of FILE; write OUTDIR/results.jsonl, one record per line.

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from typer.core import TyperGroup
@@ -50,12 +50,12 @@ def run_command(
     suites: Annotated[list[str], typer.Argument(
         help="Built-in suites (plan, reason, search, memory, ordinary, all) or JSONL files.", show_default=False)],
     json_out: common.JsonOpt = False,
-    out: Annotated[Optional[Path], typer.Option(
+    out: Annotated[Path | None, typer.Option(
         "--out", help="Keep each item's plan JSON, and results.jsonl (written as items finish), in this folder.",
         show_default=False)] = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="At most N items per suite.",
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most N items per suite.",
                                                  show_default=False)] = None,
-    sample: Annotated[Optional[int], typer.Option("--sample", help="Pick the --limit items at random with this seed.",
+    sample: Annotated[int | None, typer.Option("--sample", help="Pick the --limit items at random with this seed.",
                                                   show_default=False)] = None,
     split: Annotated[str, typer.Option(
         "--split", help="Half of the built-in suites to run: dev (tune on it), test (report it) or all.")] = "test",
@@ -151,7 +151,7 @@ def convert_wise_command(
                                          show_default=False)],
     keys: Annotated[Path, typer.Option("--keys", help="Answer keys JSONL: id, keys, confidence, answer_in_prompt.",
                                        show_default=False)],
-    output: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the suite here (default: stdout).",
+    output: Annotated[Path | None, typer.Option("--out", "-o", help="Write the suite here (default: stdout).",
                                                    show_default=False)] = None,
     min_confidence: Annotated[str, typer.Option(
         "--min-confidence", help="Keep keys of this confidence or higher: high, medium, low.")] = "high",

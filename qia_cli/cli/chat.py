@@ -10,7 +10,7 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -22,13 +22,13 @@ BANNER = "qia chat: type what to picture. /help for commands, Ctrl-D to leave."
 
 @app.command("chat")
 def chat_command(
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Diffusers model: Hugging Face id or local folder.", show_default=False)] = None,
-    size: Annotated[Optional[str], typer.Option("--size", help="WxH, e.g. 768x512 (multiples of 8).", show_default=False)] = None,
-    steps: Annotated[Optional[int], typer.Option("--steps", min=1, max=500, help="Denoising steps (default: from the model family).", show_default=False)] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help=f"Fixed seed, {common.SEED_HELP} per render (a refinement keeps the last seed).", show_default=False)] = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="auto, cuda, mps or cpu.", show_default=False)] = None,
-    outdir: Annotated[Optional[Path], typer.Option("--outdir", help="Folder for images (default: ./qia-out).", show_default=False)] = None,
-    release_llm: Annotated[Optional[bool], typer.Option("--release-llm/--keep-llm", help="Free the planner LLM before each render, or keep it loaded (default: free it only when it shares a GPU with the image model).", show_default=False)] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Diffusers model: Hugging Face id or local folder.", show_default=False)] = None,
+    size: Annotated[str | None, typer.Option("--size", help="WxH, e.g. 768x512 (multiples of 8).", show_default=False)] = None,
+    steps: Annotated[int | None, typer.Option("--steps", min=1, max=500, help="Denoising steps (default: from the model family).", show_default=False)] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help=f"Fixed seed, {common.SEED_HELP} per render (a refinement keeps the last seed).", show_default=False)] = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto, cuda, mps or cpu.", show_default=False)] = None,
+    outdir: Annotated[Path | None, typer.Option("--outdir", help="Folder for images (default: ./qia-out).", show_default=False)] = None,
+    release_llm: Annotated[bool | None, typer.Option("--release-llm/--keep-llm", help="Free the planner LLM before each render, or keep it loaded (default: free it only when it shares a GPU with the image model).", show_default=False)] = None,
     llm: common.LlmOpt = None,
     search: common.SearchOpt = None,
     no_ask: common.NoAskOpt = False,

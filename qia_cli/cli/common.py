@@ -9,7 +9,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -19,30 +19,30 @@ from qia_cli.seeds import SEED_HELP, check_seed  # noqa: F401  (check_seed: used
 
 # -- the planning options, declared once and used by every command that plans -----------------------
 PromptArg = Annotated[
-    Optional[str],
+    str | None,
     typer.Argument(help="What to picture. Use '-' (or pipe text) to read it from stdin.", show_default=False),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")]
 LlmOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--llm", help="Planner model: a GGUF path, a pulled name (qia models pull), 'bundled', or openai:BASE_URL[#MODEL]. Env: QIA_LLM_MODEL.",
                  show_default=False),
 ]
 SearchOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--search", help="Web search: ddgs, off, or fixture:PATH. Env: QIA_SEARCH.", show_default=False),
 ]
 NoAskOpt = Annotated[bool, typer.Option("--no-ask", help="Never ask; fill open gaps with recorded assumptions.")]
 AnswerOpt = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--answer", "-a", help="Answer to the next open question (repeatable, in order).", show_default=False),
 ]
 AnswersOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--answers", help="JSON file mapping question ids (q1) or gap ids (g1) to answers.", show_default=False),
 ]
 RememberOpt = Annotated[
-    Optional[bool],
+    bool | None,
     typer.Option("--remember/--no-remember", help="Save answers about lasting facts to memory without asking / never.",
                  show_default=False),
 ]
@@ -57,29 +57,29 @@ def complete_device(incomplete: str) -> list[str]:
 
 
 ModelOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--model", "-m", help="Diffusers model: Hugging Face id or local folder.", show_default=False),
 ]
 StepsOpt = Annotated[
-    Optional[int],
+    int | None,
     typer.Option("--steps", min=1, max=500, help="Denoising steps (default: from the model family).", show_default=False),
 ]
-SizeOpt = Annotated[Optional[str], typer.Option("--size", help="WxH, e.g. 768x512 (multiples of 8).", show_default=False)]
+SizeOpt = Annotated[str | None, typer.Option("--size", help="WxH, e.g. 768x512 (multiples of 8).", show_default=False)]
 GuidanceOpt = Annotated[
-    Optional[float],
+    float | None,
     typer.Option("--guidance", min=0, max=50, help="Guidance scale (default: from the model family).", show_default=False),
 ]
-NegativeOpt = Annotated[Optional[str], typer.Option("--negative", help="Extra negative prompt.", show_default=False)]
+NegativeOpt = Annotated[str | None, typer.Option("--negative", help="Extra negative prompt.", show_default=False)]
 CountOpt = Annotated[int, typer.Option("--count", "-n", min=1, max=64, help="Images to render (seeds seed, seed+1, ...).")]
 OutdirOpt = Annotated[
-    Optional[Path], typer.Option("--outdir", help="Folder for images (default: ./qia-out).", show_default=False)
+    Path | None, typer.Option("--outdir", help="Folder for images (default: ./qia-out).", show_default=False)
 ]
 SeedOpt = Annotated[
-    Optional[int],
+    int | None,
     typer.Option("--seed", help=f"Seed, {SEED_HELP} (a random seed is recorded).", show_default=False),
 ]
 DeviceOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--device", help="auto, cuda, mps or cpu.", autocompletion=complete_device, show_default=False),
 ]
 

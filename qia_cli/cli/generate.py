@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -19,19 +19,19 @@ def generate_command(
     model: common.ModelOpt = None,
     steps: common.StepsOpt = None,
     size: common.SizeOpt = None,
-    width: Annotated[Optional[int], typer.Option("--width", show_default=False, help="Width in pixels.")] = None,
-    height: Annotated[Optional[int], typer.Option("--height", show_default=False, help="Height in pixels.")] = None,
+    width: Annotated[int | None, typer.Option("--width", show_default=False, help="Width in pixels.")] = None,
+    height: Annotated[int | None, typer.Option("--height", show_default=False, help="Height in pixels.")] = None,
     seed: common.SeedOpt = None,
     guidance: common.GuidanceOpt = None,
     negative: common.NegativeOpt = None,
     count: common.CountOpt = 1,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="PNG file to write (no overwrite).", show_default=False)] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="PNG file to write (no overwrite).", show_default=False)] = None,
     outdir: common.OutdirOpt = None,
     device: common.DeviceOpt = None,
     no_plan: Annotated[bool, typer.Option("--no-plan", help="Render the prompt exactly as typed: no planning.")] = False,
-    rounds: Annotated[Optional[int], typer.Option("--rounds", min=0, max=10, help="Feedback rounds after the first render (default: 1 on a GPU, 0 on the CPU).", show_default=False)] = None,
+    rounds: Annotated[int | None, typer.Option("--rounds", min=0, max=10, help="Feedback rounds after the first render (default: 1 on a GPU, 0 on the CPU).", show_default=False)] = None,
     keep_all: Annotated[bool, typer.Option("--keep-all", help="Keep every feedback round's image, not only the best.")] = False,
-    scorer: Annotated[Optional[str], typer.Option("--scorer", help="CLIP model id or folder that scores images for feedback.", show_default=False)] = None,
+    scorer: Annotated[str | None, typer.Option("--scorer", help="CLIP model id or folder that scores images for feedback.", show_default=False)] = None,
     json_out: common.JsonOpt = False,
     llm: common.LlmOpt = None,
     search: common.SearchOpt = None,

@@ -11,7 +11,7 @@ import platform
 import sys
 import warnings
 from importlib import metadata
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -243,7 +243,7 @@ def _ray_line(ray: dict[str, Any]) -> str:
 @app.command("info")
 def info_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
-    ray: Optional[str] = typer.Option(None, "--ray", help="Also show this Ray cluster's resources: auto or ray://HOST:PORT (default: the ray setting).", show_default=False),
+    ray: str | None = typer.Option(None, "--ray", help="Also show this Ray cluster's resources: auto or ray://HOST:PORT (default: the ray setting).", show_default=False),
 ) -> None:
     """Versions, devices, paths and active models: paste this into bug reports.
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -53,8 +52,8 @@ def memory_root(ctx: typer.Context) -> None:
 @memory_app.command("add")
 def add(
     text: str = typer.Argument(..., help="What to remember, e.g. \"Biscuit is my dog, a three-legged corgi\"."),
-    kind: Optional[str] = typer.Option(None, "--kind", "-k", help="preference, fact or entity (default: inferred)."),
-    name: Optional[list[str]] = typer.Option(None, "--name", "-n", help="A name or alias to recall it by (repeatable)."),
+    kind: str | None = typer.Option(None, "--kind", "-k", help="preference, fact or entity (default: inferred)."),
+    name: list[str] | None = typer.Option(None, "--name", "-n", help="A name or alias to recall it by (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="Print the entry as JSON."),
 ) -> None:
     """Remember something. Names and kind are inferred unless given."""
@@ -167,7 +166,7 @@ def clear(yes: bool = typer.Option(False, "--yes", "-y", help="Do it without ask
 
 
 @memory_app.command("export")
-def export(file: Optional[Path] = typer.Argument(None, help="Write here (mode 0600) instead of stdout.")) -> None:
+def export(file: Path | None = typer.Argument(None, help="Write here (mode 0600) instead of stdout.")) -> None:
     """Export the memory as JSON (it can be imported on another machine)."""
     data = _store().export()
     if file is None or str(file) == "-":

@@ -10,7 +10,7 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -83,7 +83,7 @@ def _print_catalog(data: dict[str, Any]) -> None:
 
 @models_app.command("pull")
 def pull_command(
-    spec: Optional[str] = typer.Argument(
+    spec: str | None = typer.Argument(
         None, help="A catalog name (see --list), ORG/REPO/FILE.gguf for a planner GGUF, or ORG/REPO for a "
                    "diffusers pipeline.", show_default=False),
     list_catalog: bool = typer.Option(False, "--list", help="Print the catalog, mark what fits this machine's "

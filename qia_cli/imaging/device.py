@@ -25,7 +25,7 @@ def _mps_ok() -> bool:
     return bool(backend is not None and backend.is_available())
 
 
-def resolve_device(name: str) -> tuple[str, "torch.dtype"]:
+def resolve_device(name: str) -> tuple[str, torch.dtype]:
     """Map auto|cuda|mps|cpu (cuda:N too) to (device, dtype); fp16 on GPUs, fp32 on the CPU.
 
     fp16 rather than bf16 on CUDA: sd-turbo and most SD checkpoints ship fp16 weights.

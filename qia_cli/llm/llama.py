@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from qia_cli import cpu
-from qia_cli.llm.types import ModelInfo
 from qia_cli.errors import ModelError
 from qia_cli.llm.base import Completion
 from qia_cli.llm.gguf_meta import GGUFError
 from qia_cli.llm.profile import read_profile
+from qia_cli.llm.types import ModelInfo
 
 GGUF_MAGIC = b"GGUF"
 # One line of answer, then a newline (which is also a stop string, so it never reaches the text).

@@ -21,9 +21,9 @@ import threading
 import time
 from typing import Any
 
-from qia_cli.llm.types import ModelInfo
 from qia_cli.errors import ModelError, QiaError, UsageError
 from qia_cli.llm.base import Completion, parse_json
+from qia_cli.llm.types import ModelInfo
 
 LINE_GRAMMAR = 'root ::= [^\\n]+ "\\n"'  # the same one-line grammar as the local backend
 TRIES = 3
@@ -133,7 +133,7 @@ class OpenAILLM:
         self.json_mode = JSON_MODES[0]
 
     @classmethod
-    def from_spec(cls, spec: str, settings) -> "OpenAILLM":
+    def from_spec(cls, spec: str, settings) -> OpenAILLM:
         """`openai:URL[#MODEL]`, or `openai` with the URL (and optional #MODEL) from `llm_url`."""
         rest = spec[len("openai:"):] if spec.startswith("openai:") else ""
         rest = rest.strip() or (settings.llm_url or "").strip()

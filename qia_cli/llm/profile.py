@@ -15,8 +15,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from qia_cli.llm.types import ModelProfile
 from qia_cli.llm.gguf_meta import SkippedArray, read_header
+from qia_cli.llm.types import ModelProfile
 
 SMALL_CTX, LARGE_CTX = 2048, 4096
 TIERS = ((0.4e9, "tiny"), (1.2e9, "small"), (5e9, "medium"))

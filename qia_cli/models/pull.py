@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from qia_cli.errors import ModelError, QiaError, UsageError
 from qia_cli.models import cache, pipeline

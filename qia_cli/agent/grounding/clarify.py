@@ -6,7 +6,7 @@ defaults, and how answers and assumptions become evidence.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from qia_cli.agent.types import Evidence, Gap, Question
 

@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass
 
 from qia_cli.agent.rules import content_words, words
-from qia_cli.text import content_words as stems
 from qia_cli.llm.base import LLM, Usage
+from qia_cli.text import content_words as stems
 
 NAME_POOL = [
     ("What is the tool used to drive nails into wood?", "a hammer"),
