@@ -75,7 +75,7 @@ class ChatSession:
     ui: UI
     opts: RenderOptions = field(default_factory=RenderOptions)
     ask: bool = True
-    on_plan: Callable[[Plan], None] | None = None  # e.g. offer answers for memory
+    on_plan: Callable[[Plan], object] | None = None  # e.g. offer answers for memory
     plan: Plan | None = None
     history: list[Plan] = field(default_factory=list)  # earlier plans, for /undo
     last_result: GenerateResult | None = None

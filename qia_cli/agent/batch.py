@@ -173,7 +173,7 @@ class Results:
         try:
             fh = open(self.path, "rb")
         except FileNotFoundError:
-            self._seen = (None, 0)
+            self._seen: tuple[int | None, int] = (None, 0)
             return []
         with fh:
             st = os.fstat(fh.fileno())
@@ -436,7 +436,7 @@ def plan_line(agent: Agent, line: Line, saved: dict | None, options: BatchOption
         return exc
 
 
-def finish_line(renderer: Agent, line: Line, planned: Any, options: BatchOptions,
+def finish_line(renderer: Agent | None, line: Line, planned: Any, options: BatchOptions,
                 outdir: Path | None = None) -> Outcome:
     """Render a planned line (into `outdir` instead of the batch's folder, when given) and make its record."""
     start = time.perf_counter()
@@ -454,6 +454,7 @@ def finish_line(renderer: Agent, line: Line, planned: Any, options: BatchOptions
                 render = _render_options(line, options)
                 if outdir is not None:
                     render = dataclasses.replace(render, outdir=outdir)
+                assert renderer is not None  # None only for plan-only lines and errors, which never render
                 result = renderer.render(planned, render)
             except Exception as exc:
                 record["error"] = _message(exc)

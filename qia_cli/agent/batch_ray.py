@@ -86,7 +86,7 @@ class Cluster:
         self.verbose = verbose
         self.num_cpus = num_cpus
         self.owned = False
-        self.ray = None
+        self.ray: Any = None  # the ray module, once connected
         self._restore: Callable[[], None] = lambda: None
 
     def __enter__(self) -> Cluster:
@@ -394,6 +394,7 @@ class _Run:
     def __init__(self, runner: RayRunner, agent, pending: Iterator[Line], stored: dict, options: BatchOptions,
                  summary: Summary) -> None:
         ray = self.ray = runner.cluster.ray
+        assert ray is not None  # the Cluster is connected (inside its `with` block)
         self.hooks, self.pending, self.stored, self.options, self.summary = runner.options, pending, stored, options, summary
         self.lost_worker = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
                             ray.exceptions.ObjectLostError, ray.exceptions.OutOfMemoryError,
@@ -413,7 +414,7 @@ class _Run:
                 handle = actor.remote(context, runner.options.shared_outdir)
                 self.slots.append(_Slot(handle, ping=handle.info.remote()))
         summary.workers = len(self.slots)
-        self.planner = None
+        self.planner: Any = None  # a Ray remote function
         if plan_in_tasks:
             self.planner = ray.remote(plan_task).options(num_cpus=0, max_retries=MAX_ATTEMPTS - 1)
             self.shared = ray.put(context)

@@ -15,7 +15,7 @@ from qia_cli.agent import rules
 from qia_cli.agent.grounding import clarify, reasoning
 from qia_cli.agent.grounding.memory import ground_memory
 from qia_cli.agent.grounding.search import ground_search
-from qia_cli.agent.types import Evidence, Gap, ModelInfo, Plan, SessionRef
+from qia_cli.agent.types import Evidence, Gap, GapKind, ModelInfo, Plan, SessionRef
 from qia_cli.errors import UsageError
 from qia_cli.llm.base import LLM, Usage, parse_json
 from qia_cli.textsafe import clean_input, visible
@@ -211,7 +211,9 @@ class Planner:
         for gap in gaps:
             if gap.action != "reason" or not gap.query or gap.filled:
                 continue
-            name = reasoning.name_it(self.knowledge_llm, gap.query, request, self.usage)
+            knowledge = self.knowledge_llm
+            assert knowledge is not None  # plan() reasons only when the planner has an LLM
+            name = reasoning.name_it(knowledge, gap.query, request, self.usage)
             if not name.text:
                 continue
             evidence.append(Evidence(gap_id=gap.id, source="reasoning", content=name.text, detail=gap.query,
@@ -219,7 +221,7 @@ class Planner:
             if not name.confident:
                 continue
             gap.filled = True
-            look = reasoning.describe(self.knowledge_llm, name.text, self.usage)
+            look = reasoning.describe(knowledge, name.text, self.usage)
             if look.text:
                 evidence.append(Evidence(gap_id=gap.id, source="reasoning", content=look.text,
                                          detail=f"What does {name.text} look like?", role="look",
@@ -239,9 +241,11 @@ class Planner:
                 ),
             },
         ]
+        llm = self.llm
+        assert llm is not None  # plan() asks for LLM gaps only when the planner has an LLM
         data = None
         for _attempt in range(2):  # one retry, then the rules stand alone
-            completion = self.usage.add(self.llm.json(messages, GAP_SCHEMA, max_tokens=200))
+            completion = self.usage.add(llm.json(messages, GAP_SCHEMA, max_tokens=200))
             data = parse_json(completion)
             if isinstance(data, dict) and isinstance(data.get("missing"), list):
                 break
@@ -287,7 +291,7 @@ class Planner:
             drop_ids = {g.id for g in gaps if g.kind in drop_kinds}
             evidence = [e for e in prev.evidence if e.gap_id not in drop_ids and not _mentions(e, removed)]
             if edit and edit_analysis is not None:
-                kind = "style" if edit_analysis.has_style else "setting" if edit_analysis.has_setting else "subject"
+                kind: GapKind = "style" if edit_analysis.has_style else "setting" if edit_analysis.has_setting else "subject"
                 gap = Gap(id=f"g{len(gaps) + 1}", kind=kind, description="your refinement of the previous image",
                           action="ask", span=edit, filled=True)
                 gaps.append(gap)

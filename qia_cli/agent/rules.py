@@ -388,9 +388,9 @@ def _text(a: Analysis) -> None:
     for m in QUOTED.finditer(a.request):
         a.quoted_text.append((m.group(1) or m.group(2)).strip())
     if not a.quoted_text:
-        m = SAYS.search(a.request)
-        if m:
-            a.quoted_text.append(m.group(1).strip(" .\"'"))
+        said = SAYS.search(a.request)
+        if said:
+            a.quoted_text.append(said.group(1).strip(" .\"'"))
     carrier = TEXT_CARRIERS.search(a.request)
     if carrier and not a.quoted_text and carrier.group(1).lower() in {"poster", "sign", "banner", "flyer", "card", "invitation", "invite", "billboard", "placard"}:
         a.add(

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from qia_cli.agent.planner import Planner, PlanOptions
 from qia_cli.agent.types import GenerateResult, Output, Plan, RenderSpec
@@ -51,11 +52,12 @@ class Callbacks:
 class Agent:
     settings: Settings
     verbose: bool = False
-    memory: object | None = None
-    search: object | None = None
-    llm: object | None = None  # an LLM, or None to build it lazily from settings
-    knowledge: object | None = None  # the LLM for knowledge questions, or None to pick it from settings
-    scorer: object | None = None  # a Scorer for the feedback loop, or None to load settings.scorer when needed
+    # Any until these get protocol types (issue 17, section 3).
+    memory: Any = None  # a MemoryStore, or None
+    search: Any = None  # a search backend, or None
+    llm: Any = None  # an LLM, or None to build it lazily from settings
+    knowledge: Any = None  # the LLM for knowledge questions, or None to pick it from settings
+    scorer: Any = None  # a Scorer for the feedback loop, or None to load settings.scorer when needed
     callbacks: Callbacks = field(default_factory=Callbacks)
     _planner: Planner | None = None
 
@@ -284,7 +286,7 @@ class Agent:
         second) and then holds only CPU memory.
         """
         llm = self.llm
-        if llm is None or (getattr(llm, "n_gpu_layers", 0) and device != "cpu"):
+        if llm is None or (bool(getattr(llm, "n_gpu_layers", 0)) and device != "cpu"):
             return None
         from qia_cli.agent.grounding.reasoning import describe
         from qia_cli.errors import QiaError
@@ -293,7 +295,7 @@ class Agent:
             if item.lower().startswith("text "):
                 return None
             try:
-                return describe(llm, item)
+                return describe(llm, item).text
             except (QiaError, OSError, RuntimeError, ValueError):
                 return None
 

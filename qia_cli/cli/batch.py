@@ -135,7 +135,7 @@ class _BatchProgress:
         self.bar = None
         self.task = None
         self.ok = self.failed = self.left = 0
-        self.live = None
+        self.live: int | None = None
 
     def __enter__(self):
         if self.want_bar:

@@ -78,7 +78,7 @@ def prompt_loop(session, *, history=None) -> None:
     """Read lines with prompt_toolkit until /quit or Ctrl-D. Ctrl-C clears the line."""
     from prompt_toolkit import PromptSession
 
-    prompt = PromptSession(
+    prompt: PromptSession[str] = PromptSession(
         history=history if history is not None else _file_history(),
         completer=_completer(session),
         complete_while_typing=True,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -132,7 +132,7 @@ class _step_progress:
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled and console.stderr_is_tty() and not console.state.quiet
-        self.progress = None
+        self.progress: Any = None  # a rich Progress while rendering
         self.task = None
 
     def __enter__(self):

@@ -248,7 +248,8 @@ def rm(
     if spec is None:
         raise UsageError(f"'{name}' is not a pulled model name",
                          hint="a catalog name, ORG/REPO/FILE.gguf or ORG/REPO; see qia models list")
-    freed = cache.remove_file(spec.repo, spec.file) if spec.kind == "gguf" else cache.remove_repo(spec.repo)
+    freed = (cache.remove_file(spec.repo, spec.file)  # type: ignore[arg-type]  # a gguf spec names its file
+             if spec.kind == "gguf" else cache.remove_repo(spec.repo))
     if freed is None:
         raise ModelError(f"{spec.label} is not in the Hugging Face cache ({hub_cache_dir()})",
                          hint="qia models list shows what is there")

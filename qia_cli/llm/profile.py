@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 from qia_cli.llm.gguf_meta import SkippedArray, read_header
 from qia_cli.llm.types import ModelProfile
@@ -78,16 +79,16 @@ def profile_from_metadata(meta: dict, parameters: int = 0) -> ModelProfile:
     has_template = bool(_text(template)) if not isinstance(template, SkippedArray) else False
     level = tier(params)
     cap = LARGE_CTX if level in GAPS_TIERS else SMALL_CTX
-    kind = "instruct" if has_template else "base"
+    kind: Literal["instruct", "base"] = "instruct" if has_template else "base"
     return ModelProfile(
         architecture=arch,
         size_label=_text(meta.get("general.size_label")) or size_label(params),
         parameters=params,
-        quantization=FILE_TYPES.get(meta.get("general.file_type")),
+        quantization=FILE_TYPES.get(meta.get("general.file_type")),  # type: ignore[arg-type]  # a missing key: None
         context_length=trained,
         chat_template=has_template,
         kind=kind,
-        tier=level,
+        tier=level,  # type: ignore[arg-type]  # one of TIERS' names
         license=_text(meta.get("general.license")),
         auto_ctx=max(256, min(trained or cap, cap)),
         llm_gaps=kind == "instruct" and level in GAPS_TIERS,

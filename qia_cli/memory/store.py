@@ -10,6 +10,7 @@ be read is never replaced, the user gets `MemoryCorruptError` naming it.
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import re
@@ -18,7 +19,7 @@ import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -87,7 +88,7 @@ class SessionRecord(BaseModel):
     @field_validator("time")
     @classmethod
     def _tz(cls, value: datetime) -> datetime:
-        return _aware(value)
+        return cast(datetime, _aware(value))  # not None in, not None out
 
 
 class Document(BaseModel):
@@ -341,7 +342,7 @@ class MemoryStore:
         text = clean_text(text, what="the text to remember")
         if not text:
             raise UsageError("nothing to remember: the text is empty")
-        kind = kind or infer_kind(text)  # type: ignore[assignment]
+        kind = kind or cast(Kind, infer_kind(text))  # infer_kind returns one of Kind's values
         if names is None:
             names = [] if kind == "preference" else infer_names(text)
         names = clean_names(names)
@@ -447,7 +448,7 @@ class MemoryStore:
 
         return self._mutate(change)
 
-    def touch(self, ids: list[str]) -> None:
+    def touch(self, ids: builtins.list[str]) -> None:  # builtins: `list` here is the method above
         """Mark entries as used by a recall: last_used = now, uses += 1."""
         wanted = set(ids)
         if not wanted:
@@ -477,7 +478,7 @@ class MemoryStore:
 
         return self._mutate(change)
 
-    def sessions(self, limit: int | None = None) -> list[SessionRecord]:
+    def sessions(self, limit: int | None = None) -> builtins.list[SessionRecord]:
         """Session records, newest first."""
         items = sorted(self._read().sessions, key=lambda s: s.time, reverse=True)
         return items if limit is None else items[:limit]

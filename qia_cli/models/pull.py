@@ -173,7 +173,8 @@ def _pull_pipeline(spec: Spec, say: Callable[[str], None]) -> PullResult:
                        hint="run the same command again to fetch the rest")
     refs = cache.repo_folder(spec.repo) / "refs"
     refs.mkdir(parents=True, exist_ok=True)
-    (refs / "main").write_text(sha, encoding="utf-8")  # what --model ORG/REPO loads offline
+    # what --model ORG/REPO loads offline; huggingface_hub types sha as optional, model_info always sets it
+    (refs / "main").write_text(sha, encoding="utf-8")  # type: ignore[arg-type]
     return PullResult(spec.text, "pipeline", spec.repo, None, str(folder), needed, False, 0.0,
                       repo_size=total, files=chosen.files, variant=chosen.variant)
 
@@ -185,7 +186,9 @@ def _snapshot_size(folder: Path) -> int:
 
 # -- one line for every way a pull fails -----------------------------------------------------------------
 def _chain(exc: BaseException) -> list[BaseException]:
-    seen, out, todo = set(), [], [exc]
+    seen: set[int] = set()
+    out: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
     while todo:
         err = todo.pop(0)
         if err is None or id(err) in seen:

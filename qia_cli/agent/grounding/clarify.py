@@ -6,7 +6,7 @@ defaults, and how answers and assumptions become evidence.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from qia_cli.agent.types import Evidence, Gap, Question
 
@@ -68,7 +68,7 @@ def assumption_for(gap: Gap, request: str, purpose: str | None) -> str:
 def build_questions(gaps: list[Gap], request: str) -> list[Question]:
     askable = [g for g in gaps if g.action == "ask" and not g.filled]
     askable.sort(key=lambda g: PRIORITY.get(g.kind, 9))
-    questions = []
+    questions: list[Question] = []
     for gap in askable[:MAX_QUESTIONS]:
         text, default = question_for(gap, request)
         questions.append(Question(id=f"q{len(questions) + 1}", gap_id=gap.id, text=text, default=default))
@@ -76,7 +76,7 @@ def build_questions(gaps: list[Gap], request: str) -> list[Question]:
 
 
 def apply_answers(
-    questions: list[Question], gaps: list[Gap], answers: dict[str, str | None]
+    questions: list[Question], gaps: list[Gap], answers: Mapping[str, str | None]
 ) -> list[Evidence]:
     """Answers keyed by question id or gap id become user evidence."""
     evidence = []
