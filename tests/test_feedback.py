@@ -272,3 +272,15 @@ def test_scorer_placement_and_release_follow_free_cuda_memory(monkeypatch):
     assert scoring.release_if_tight() is False and scoring.cached() == [warm]  # room left: stays warm
     monkeypatch.setattr(scoring, "_cuda_free", lambda device: 256 << 20)
     assert scoring.release_if_tight() is True and scoring.cached() == []
+
+
+def test_agent_phrase_is_the_description_text():
+    """The feedback loop's phrase callback hands the prompt a string (not describe()'s Answer), or None."""
+    from qia_cli.llm.fake import FakeLLM
+
+    look = "pale pink five-petal flowers on dark branches"
+    phrase = Agent(Settings(), llm=FakeLLM(default=look))._phrase_fn("cpu")
+    assert phrase is not None
+    assert phrase("cherry blossoms") == look
+    assert phrase("text 'hello'") is None
+    assert Agent(Settings(), llm=FakeLLM(default=""))._phrase_fn("cpu")("cherry blossoms") is None
