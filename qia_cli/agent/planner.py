@@ -140,8 +140,13 @@ class Planner:
                 evidence += found
                 session = _recall_session(self.memory, request)
                 if session is not None:
-                    evidence.append(Evidence(source="session", content=session.request,
-                                             detail=f"session {session.id} of {session.time}: {session.prompt}"[:300]))
+                    evidence.append(
+                        Evidence(
+                            source="session",
+                            content=session.request,
+                            detail=f"session {session.id} of {session.time}: {session.prompt}"[:300],
+                        )
+                    )
         for gap in gaps:  # what memory did not know, only the user can say
             if gap.kind == "personal" and not gap.filled:
                 gap.action = "ask"
@@ -163,8 +168,13 @@ class Planner:
             with _timed(timings, "search"):
                 context = " ".join(e.content for e in evidence if e.source == "user")[:80]
                 found, warned = ground_search(
-                    self.search, self.llm, gaps, deadline_s=self.search_deadline, ttl=self.search_ttl,
-                    usage=self.usage, context=context,
+                    self.search,
+                    self.llm,
+                    gaps,
+                    deadline_s=self.search_deadline,
+                    ttl=self.search_ttl,
+                    usage=self.usage,
+                    context=context,
                 )
                 evidence += found
                 warnings += warned
@@ -216,16 +226,33 @@ class Planner:
             name = reasoning.name_it(knowledge, gap.query, request, self.usage)
             if not name.text:
                 continue
-            evidence.append(Evidence(gap_id=gap.id, source="reasoning", content=name.text, detail=gap.query,
-                                     role="name", confidence=_round(name.logprob), used=name.confident))
+            evidence.append(
+                Evidence(
+                    gap_id=gap.id,
+                    source="reasoning",
+                    content=name.text,
+                    detail=gap.query,
+                    role="name",
+                    confidence=_round(name.logprob),
+                    used=name.confident,
+                )
+            )
             if not name.confident:
                 continue
             gap.filled = True
             look = reasoning.describe(knowledge, name.text, self.usage)
             if look.text:
-                evidence.append(Evidence(gap_id=gap.id, source="reasoning", content=look.text,
-                                         detail=f"What does {name.text} look like?", role="look",
-                                         confidence=_round(look.logprob), used=look.confident))
+                evidence.append(
+                    Evidence(
+                        gap_id=gap.id,
+                        source="reasoning",
+                        content=look.text,
+                        detail=f"What does {name.text} look like?",
+                        role="look",
+                        confidence=_round(look.logprob),
+                        used=look.confident,
+                    )
+                )
         return evidence
 
     def _llm_gaps(self, request: str, gaps: list[Gap]) -> None:
@@ -265,8 +292,14 @@ class Planner:
             if kind == "text" and not rules.TEXT_CARRIERS.search(request):
                 continue
             gaps.append(
-                Gap(id=f"g{len(gaps) + 1}", kind=kind, description=str(item.get("question", ""))[:100] or f"about '{span}'",
-                    action="ask", span=span, origin="llm")
+                Gap(
+                    id=f"g{len(gaps) + 1}",
+                    kind=kind,
+                    description=str(item.get("question", ""))[:100] or f"about '{span}'",
+                    action="ask",
+                    span=span,
+                    origin="llm",
+                )
             )
             have.add(kind)
 
@@ -291,11 +324,22 @@ class Planner:
             drop_ids = {g.id for g in gaps if g.kind in drop_kinds}
             evidence = [e for e in prev.evidence if e.gap_id not in drop_ids and not _mentions(e, removed)]
             if edit and edit_analysis is not None:
-                kind: GapKind = "style" if edit_analysis.has_style else "setting" if edit_analysis.has_setting else "subject"
-                gap = Gap(id=f"g{len(gaps) + 1}", kind=kind, description="your refinement of the previous image",
-                          action="ask", span=edit, filled=True)
+                kind: GapKind = (
+                    "style" if edit_analysis.has_style else "setting" if edit_analysis.has_setting else "subject"
+                )
+                gap = Gap(
+                    id=f"g{len(gaps) + 1}",
+                    kind=kind,
+                    description="your refinement of the previous image",
+                    action="ask",
+                    span=edit,
+                    filled=True,
+                )
                 gaps.append(gap)
-                evidence.insert(0, Evidence(gap_id=gap.id, source="user", content=edit, detail="refinement of: " + prev.prompt[:120]))
+                evidence.insert(
+                    0,
+                    Evidence(gap_id=gap.id, source="user", content=edit, detail="refinement of: " + prev.prompt[:120]),
+                )
                 if self.memory is not None:  # "same but with Biscuit": who Biscuit is comes from memory
                     found, self.recalled = ground_memory(self.memory, edit, [])
                     known = {e.detail for e in evidence if e.source == "memory"}
@@ -323,9 +367,13 @@ REMOVE = re.compile(r"^(?:without|remove|no|drop)\s+(?:the\s+|a\s+|an\s+)?(.+)$"
 
 def _edit_of(request: str) -> tuple[str, str]:
     """The words a refinement adds to the prompt, and what it takes out ("without the hat" -> "", "hat")."""
-    edit = REFINE.sub(lambda m: m.group(0) if m.group(0).strip().lower().startswith(KEEP_LEADS) else "", request, count=1)
+    edit = REFINE.sub(
+        lambda m: m.group(0) if m.group(0).strip().lower().startswith(KEEP_LEADS) else "", request, count=1
+    )
     edit = re.sub(r"^\s*add\s+", "with ", edit.strip(" ,."), flags=re.IGNORECASE) or request.strip(" ,.")
-    removal = REMOVE.match(re.sub(r"^\s*(?:(?:ok(?:ay)?|now|but|and|then|also|please)[, ]+)*", "", request).strip(" ,."))
+    removal = REMOVE.match(
+        re.sub(r"^\s*(?:(?:ok(?:ay)?|now|but|and|then|also|please)[, ]+)*", "", request).strip(" ,.")
+    )
     if removal:
         return "", removal.group(1).strip()
     return edit, ""
@@ -362,7 +410,7 @@ def _purpose(request: str) -> str | None:
 
 
 def _recall_session(memory, request: str) -> SessionRef | None:
-    """"Like the one I made yesterday, but at night": the recorded session it means, if any."""
+    """ "Like the one I made yesterday, but at night": the recorded session it means, if any."""
     from qia_cli.memory.recall import refers_to_session
 
     if not refers_to_session(request):
@@ -370,8 +418,14 @@ def _recall_session(memory, request: str) -> SessionRef | None:
     record = memory.find_session(request)
     if record is None:
         return None
-    return SessionRef(id=record.id, time=record.time.isoformat(timespec="minutes"), request=record.request,
-                      prompt=record.prompt, seed=record.seed, model=record.model)
+    return SessionRef(
+        id=record.id,
+        time=record.time.isoformat(timespec="minutes"),
+        request=record.request,
+        prompt=record.prompt,
+        seed=record.seed,
+        model=record.model,
+    )
 
 
 def _round(value: float | None) -> float | None:

@@ -191,7 +191,11 @@ class Agent:
         s = self.settings
         # "Like the one I made yesterday": that session's seed and model, unless the user names others.
         session_seed = plan.session.seed if plan.session is not None else None
-        model = opts.model or (plan.session.model if plan.session is not None and plan.session.model else None) or s.image_model
+        model = (
+            opts.model
+            or (plan.session.model if plan.session is not None and plan.session.model else None)
+            or s.image_model
+        )
         fam = defaults_for(model)
         negative = plan.negative_prompt
         if opts.negative and opts.negative not in negative:
@@ -203,8 +207,13 @@ class Agent:
             width=opts.width or s.width or fam.width,
             height=opts.height or s.height or fam.height,
             steps=opts.steps or s.steps or fam.steps,
-            guidance=opts.guidance if opts.guidance is not None else (s.guidance if s.guidance is not None else fam.guidance),
-            seed=opts.seed if opts.seed is not None else session_seed if session_seed is not None
+            guidance=opts.guidance
+            if opts.guidance is not None
+            else (s.guidance if s.guidance is not None else fam.guidance),
+            seed=opts.seed
+            if opts.seed is not None
+            else session_seed
+            if session_seed is not None
             else random_seed(opts.count),
             device=opts.device or s.device,
         )
@@ -241,7 +250,11 @@ class Agent:
 
         start = time.perf_counter()
         images = renderer.render(
-            spec, count=opts.count, on_step=self.callbacks.on_step, cancel=self.callbacks.cancel, loaded=loaded,
+            spec,
+            count=opts.count,
+            on_step=self.callbacks.on_step,
+            cancel=self.callbacks.cancel,
+            loaded=loaded,
             verbose=self.verbose,
         )
         timings["render"] = round(time.perf_counter() - start, 4)
@@ -317,14 +330,23 @@ class Agent:
         phrase = self._phrase_fn(loaded.device)
 
         def draw(spec: RenderSpec):
-            return renderer.render(spec, count=1, on_step=self.callbacks.on_step, cancel=self.callbacks.cancel,
-                                   loaded=loaded, verbose=self.verbose)[0][0]
+            return renderer.render(
+                spec,
+                count=1,
+                on_step=self.callbacks.on_step,
+                cancel=self.callbacks.cancel,
+                loaded=loaded,
+                verbose=self.verbose,
+            )[0][0]
 
         done = []
         for index, (first,) in enumerate(chains):
-            loop = FeedbackLoop(list(plan.checklist), self.settings.threshold, phrase=phrase,
-                                use_negative=first.spec.guidance > 1)
-            done.append(run_rounds(loop, first, draw, scorer.score, rounds, image=index, progress=self.callbacks.progress))
+            loop = FeedbackLoop(
+                list(plan.checklist), self.settings.threshold, phrase=phrase, use_negative=first.spec.guidance > 1
+            )
+            done.append(
+                run_rounds(loop, first, draw, scorer.score, rounds, image=index, progress=self.callbacks.progress)
+            )
         if self.scorer is None:
             scoring.release_if_tight()
         timings["feedback"] = round(time.perf_counter() - start, 4)
@@ -355,20 +377,39 @@ class Agent:
                     metadata["qia:round"] = str(shot.round.index)
                     metadata["qia:rounds"] = json.dumps([r.model_dump() for r in rounds], ensure_ascii=False)
                 record = result.model_copy(update={"outputs": [], "rounds": rounds, "render": shot.spec})
-                png, side = save_image(shot.image, outdir=outdir, output=output, metadata=metadata,
-                                       sidecar=json.loads(record.model_dump_json()), name=name,
-                                       overwrite=opts.overwrite)
+                png, side = save_image(
+                    shot.image,
+                    outdir=outdir,
+                    output=output,
+                    metadata=metadata,
+                    sidecar=json.loads(record.model_dump_json()),
+                    name=name,
+                    overwrite=opts.overwrite,
+                )
                 if shot.round is not None:
                     shot.round.output = str(png)
                 if shot is kept:
-                    result.outputs.append(Output(path=str(png), sidecar=str(side), seed=shot.spec.seed,
-                                                 width=shot.image.width, height=shot.image.height))
+                    result.outputs.append(
+                        Output(
+                            path=str(png),
+                            sidecar=str(side),
+                            seed=shot.spec.seed,
+                            width=shot.image.width,
+                            height=shot.image.height,
+                        )
+                    )
 
     def record_session(self, plan: Plan, outputs: list[str], kind: str, spec: RenderSpec | None = None) -> None:
         if self.memory is None:
             return
-        record = {"request": plan.request, "prompt": plan.prompt, "outputs": outputs, "kind": kind,
-                  "seed": spec.seed if spec else None, "model": spec.model if spec else None}
+        record = {
+            "request": plan.request,
+            "prompt": plan.prompt,
+            "outputs": outputs,
+            "kind": kind,
+            "seed": spec.seed if spec else None,
+            "model": spec.model if spec else None,
+        }
         self._remember(plan, lambda: self.memory.add_session(record))
 
 
@@ -383,15 +424,22 @@ def cut_note(plan: Plan) -> str | None:
 
     prompt = plan.prompt.lower()
     room = MAX_PROMPT_WORDS - len(plan.prompt.split())
-    missing = [e.content.strip(" ,.;") for e in plan.evidence
-               if e.used and e.source in {"memory", "user", "search", "session", "reasoning"}
-               and e.content.strip(" ,.;") and e.content.strip(" ,.;").lower() not in prompt]
+    missing = [
+        e.content.strip(" ,.;")
+        for e in plan.evidence
+        if e.used
+        and e.source in {"memory", "user", "search", "session", "reasoning"}
+        and e.content.strip(" ,.;")
+        and e.content.strip(" ,.;").lower() not in prompt
+    ]
     missing = list(dict.fromkeys(missing))
     if not any(len(text.split()) > room for text in missing):  # left out by choice, not for room
         return None
     shown = "; ".join(f"'{_short(text, 60)}'" for text in missing[:3]) + (" ..." if len(missing) > 3 else "")
-    return (f"the prompt is capped at {MAX_PROMPT_WORDS} words and the request fills it: "
-            f"{len(missing)} thing(s) the plan found were left out: {shown}")
+    return (
+        f"the prompt is capped at {MAX_PROMPT_WORDS} words and the request fills it: "
+        f"{len(missing)} thing(s) the plan found were left out: {shown}"
+    )
 
 
 def clip_note(pipe, prompt: str) -> str | None:
@@ -409,5 +457,4 @@ def clip_note(pipe, prompt: str) -> str | None:
         dropped = tokenizer.decode(ids[limit - 1 : -1], skip_special_tokens=True).strip()
     except Exception:  # noqa: BLE001 - only a warning: never fail a render over it
         return None
-    return (f"the image model reads {limit} tokens and the prompt has {len(ids)}; "
-            f"it will not see: '{_short(dropped)}'")
+    return f"the image model reads {limit} tokens and the prompt has {len(ids)}; it will not see: '{_short(dropped)}'"

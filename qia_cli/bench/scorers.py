@@ -148,7 +148,7 @@ def score_harm(prompt: str, request: str, plan: dict | None) -> Score:
     if new_subject:
         problems.append("new subject: " + ", ".join(new_subject))
     if head_changed:
-        problems.append(f"head changed: '{' '.join(got[:len(head)])}' for '{' '.join(head)}'")
+        problems.append(f"head changed: '{' '.join(got[: len(head)])}' for '{' '.join(head)}'")
     if problems:
         return Score("fail", "; ".join(problems), extra)
     return Score("pass", "request intact", extra)

@@ -199,8 +199,9 @@ def subset(items: list[Item], limit: int | None, seed: int | None) -> list[Item]
 if __name__ == "__main__":  # python -m qia_cli.bench.suite FILE.jsonl [--dev-only ID...]
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m qia_cli.bench.suite",
-                                     description="Split a suite file into STEM.dev.jsonl and STEM.test.jsonl.")
+    parser = argparse.ArgumentParser(
+        prog="python -m qia_cli.bench.suite", description="Split a suite file into STEM.dev.jsonl and STEM.test.jsonl."
+    )
     parser.add_argument("file", type=Path)
     parser.add_argument("--dev-only", nargs="*", default=[], help="ids that go to dev (items already tuned on)")
     args = parser.parse_args()

@@ -44,17 +44,22 @@ def resolve_device(name: str) -> tuple[str, torch.dtype]:
         return "cpu", torch.float32
     if base == "cuda":
         if not _cuda_ok():
-            raise UsageError(f"device '{name}' is not available here (torch sees no CUDA GPU)",
-                             hint="use --device cpu or --device auto")
+            raise UsageError(
+                f"device '{name}' is not available here (torch sees no CUDA GPU)",
+                hint="use --device cpu or --device auto",
+            )
         if ":" in text:
             index = text.split(":", 1)[1]
             if not index.isdigit() or int(index) >= torch.cuda.device_count():
-                raise UsageError(f"device '{name}' is not available here "
-                                 f"(torch sees {torch.cuda.device_count()} CUDA GPU(s))")
+                raise UsageError(
+                    f"device '{name}' is not available here (torch sees {torch.cuda.device_count()} CUDA GPU(s))"
+                )
         return text, torch.float16
     if base == "mps":
         if not _mps_ok():
-            raise UsageError(f"device '{name}' is not available here (torch sees no Apple MPS backend)",
-                             hint="use --device cpu or --device auto")
+            raise UsageError(
+                f"device '{name}' is not available here (torch sees no Apple MPS backend)",
+                hint="use --device cpu or --device auto",
+            )
         return "mps", torch.float16
     return "cpu", torch.float32

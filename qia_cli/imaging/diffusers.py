@@ -142,14 +142,18 @@ def _local_folder(model: str) -> Path | None:
     path = Path(model).expanduser()
     if path.exists():
         if not path.is_dir():
-            raise ModelError(f"model {model} is a file, not a diffusers pipeline folder",
-                             hint="pass a folder with model_index.json, or a Hugging Face id")
+            raise ModelError(
+                f"model {model} is a file, not a diffusers pipeline folder",
+                hint="pass a folder with model_index.json, or a Hugging Face id",
+            )
         if not (path / "model_index.json").is_file():
             raise ModelError(f"model {model} is not a diffusers pipeline folder (no model_index.json)")
         return path.resolve()
     if not _HUB_ID.match(model) or model.startswith((".", "~")) or model.count("/") > 1:
-        raise ModelError(f"model folder {model} does not exist",
-                         hint="pass an existing folder or a Hugging Face id like stabilityai/sd-turbo")
+        raise ModelError(
+            f"model folder {model} does not exist",
+            hint="pass an existing folder or a Hugging Face id like stabilityai/sd-turbo",
+        )
     return None
 
 
@@ -179,12 +183,20 @@ def check_model(model: str) -> None:
         raise ModelError(f"model {model}: model_index.json cannot be read ({_first_line(exc)})") from None
     if not isinstance(index, dict) or not index.get("_class_name"):
         raise ModelError(f"model {model}: model_index.json names no pipeline class")
-    missing = [name for name, value in index.items()
-               if not name.startswith("_") and isinstance(value, list) and len(value) == 2 and all(value)
-               and not (folder / name).is_dir()]
+    missing = [
+        name
+        for name, value in index.items()
+        if not name.startswith("_")
+        and isinstance(value, list)
+        and len(value) == 2
+        and all(value)
+        and not (folder / name).is_dir()
+    ]
     if missing:
-        raise ModelError(f"model {model} is incomplete: no {', '.join(sorted(missing))} folder",
-                         hint="copy the whole pipeline folder, or download it again")
+        raise ModelError(
+            f"model {model} is incomplete: no {', '.join(sorted(missing))} folder",
+            hint="copy the whole pipeline folder, or download it again",
+        )
 
 
 def _variant(model: str, folder: Path | None) -> str | None:
@@ -234,8 +246,10 @@ def _load(model: str, folder: Path | None, dtype: Any) -> Any:
     try:
         return _from_pretrained(model, dtype, local_only=False)
     except (OSError, ValueError, KeyError, TypeError, ImportError) as exc:
-        raise ModelError(f"cannot load model {model}: {_first_line(exc)}",
-                         hint="check the id on huggingface.co, or pass --model /path/to/folder") from exc
+        raise ModelError(
+            f"cannot load model {model}: {_first_line(exc)}",
+            hint="check the id on huggingface.co, or pass --model /path/to/folder",
+        ) from exc
 
 
 def load_pipeline(
@@ -262,8 +276,7 @@ def load_pipeline(
     if hasattr(pipe, "set_progress_bar_config"):
         pipe.set_progress_bar_config(disable=not verbose)
     _LOADS += 1
-    loaded = LoadedPipeline(pipe, model, dev, dtype, defaults_for(str(folder or model)),
-                            time.perf_counter() - start)
+    loaded = LoadedPipeline(pipe, model, dev, dtype, defaults_for(str(folder or model)), time.perf_counter() - start)
     _CACHE[key] = loaded
     return loaded
 

@@ -59,7 +59,9 @@ def assumption_for(gap: Gap, request: str, purpose: str | None) -> str:
             "logo": "clean minimal vector logo on a plain background",
         }.get(purpose or "", "high-detail photograph")
     if gap.kind == "composition":
-        return "clear layout with the subject centred and room for the text" if purpose else "subject centred, medium shot"
+        return (
+            "clear layout with the subject centred and room for the text" if purpose else "subject centred, medium shot"
+        )
     if gap.kind == "setting":
         return "soft natural light"
     return "a sensible default"
@@ -75,9 +77,7 @@ def build_questions(gaps: list[Gap], request: str) -> list[Question]:
     return questions
 
 
-def apply_answers(
-    questions: list[Question], gaps: list[Gap], answers: Mapping[str, str | None]
-) -> list[Evidence]:
+def apply_answers(questions: list[Question], gaps: list[Gap], answers: Mapping[str, str | None]) -> list[Evidence]:
     """Answers keyed by question id or gap id become user evidence."""
     evidence = []
     for q in questions:

@@ -171,7 +171,14 @@ def screen(results, query: str) -> tuple[list, list[str]]:
 
 
 def ground_search(
-    backend, llm: LLM | None, gaps: list[Gap], *, deadline_s: float, ttl: float, usage: Usage | None = None, context: str = ""
+    backend,
+    llm: LLM | None,
+    gaps: list[Gap],
+    *,
+    deadline_s: float,
+    ttl: float,
+    usage: Usage | None = None,
+    context: str = "",
 ) -> tuple[list[Evidence], list[str]]:
     from qia_cli.search.service import search_many
 
