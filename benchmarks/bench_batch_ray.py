@@ -47,7 +47,9 @@ def timed_batch(lines, folder: Path, model: Path, *, plan_only: bool, workers: i
             summary = run_batch(agent, lines, Results(folder), options, on_result=on_result, runner=runner)
     total = time.perf_counter() - start
     assert summary.ok == len(lines), summary
-    steady = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 and stamps[-1] > stamps[0] else float("nan")
+    steady = (
+        (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 and stamps[-1] > stamps[0] else float("nan")
+    )
     # the line's own work (plan + render + save, as its record says): the median, since each worker's
     # first line also loads the pipeline
     work_ms = 1000 * statistics.median(seconds)
@@ -56,11 +58,10 @@ def timed_batch(lines, folder: Path, model: Path, *, plan_only: bool, workers: i
 
 def main(n: int = 32) -> None:
     import ray
+    import torch
 
     from qia_cli.agent.batch import Line
     from qia_cli.imaging.tiny import build_tiny_pipeline
-
-    import torch
 
     torch.set_num_threads(1)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -72,40 +73,60 @@ def main(n: int = 32) -> None:
         rows = []
         for plan_only in (False, True):
             what = "plan only" if plan_only else "render"
-            rows.append((what, "plain batch", timed_batch(lines, root / f"plain-{plan_only}", model,
-                                                          plan_only=plan_only, workers=None)))
+            rows.append(
+                (
+                    what,
+                    "plain batch",
+                    timed_batch(lines, root / f"plain-{plan_only}", model, plan_only=plan_only, workers=None),
+                )
+            )
             start = time.perf_counter()
-            ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-                     logging_level=logging.ERROR, object_store_memory=200 * 2**20,
-                     runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "QIA_HOME": str(root / "home")}})
+            ray.init(
+                address="local",
+                num_cpus=2,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.ERROR,
+                object_store_memory=200 * 2**20,
+                runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "QIA_HOME": str(root / "home")}},
+            )
             init_s = time.perf_counter() - start
             try:
                 for workers in (1, 2):
-                    result = timed_batch(lines, root / f"ray{workers}-{plan_only}", model, plan_only=plan_only,
-                                         workers=workers)
+                    result = timed_batch(
+                        lines, root / f"ray{workers}-{plan_only}", model, plan_only=plan_only, workers=workers
+                    )
                     result["init_s"] = init_s
                     rows.append((what, f"ray, {workers} worker(s)", result))
             finally:
                 ray.shutdown()
 
-        print(f"{n} lines, tiny pipeline 64x64 x 2 steps, fake planner, 1 torch thread per process, "
-              f"{os.cpu_count()} CPUs (ray.init(num_cpus=2)), load average {os.getloadavg()[0]:.1f}")
-        print(f"{'line':<10}{'runner':<20}{'lines/s':>9}{'ms/line':>9}{'work ms':>9}{'first record s':>16}"
-              f"{'ray.init s':>12}")
+        print(
+            f"{n} lines, tiny pipeline 64x64 x 2 steps, fake planner, 1 torch thread per process, "
+            f"{os.cpu_count()} CPUs (ray.init(num_cpus=2)), load average {os.getloadavg()[0]:.1f}"
+        )
+        print(
+            f"{'line':<10}{'runner':<20}{'lines/s':>9}{'ms/line':>9}{'work ms':>9}{'first record s':>16}"
+            f"{'ray.init s':>12}"
+        )
         plain, plain_work = {}, {}
         for what, runner, r in rows:
             ms = 1000 / r["lines_per_s"]
             if runner == "plain batch":
                 plain[what], plain_work[what] = ms, r["work_ms"]
             init = f"{r['init_s']:.1f}" if "init_s" in r else "-"
-            print(f"{what:<10}{runner:<20}{r['lines_per_s']:>9.1f}{ms:>9.1f}{r['work_ms']:>9.1f}{r['first_s']:>16.1f}"
-                  f"{init:>12}")
+            print(
+                f"{what:<10}{runner:<20}{r['lines_per_s']:>9.1f}{ms:>9.1f}{r['work_ms']:>9.1f}{r['first_s']:>16.1f}"
+                f"{init:>12}"
+            )
         print("ms/line: steady wall time per line; work ms: the line's own plan+render+save (its record's seconds)")
         for what, runner, r in rows:
             if runner == "ray, 1 worker(s)":
-                print(f"{what}: 1 Ray worker vs plain: {1000 / r['lines_per_s'] - plain[what]:+.1f} ms per line of wall "
-                      f"time; {1000 / r['lines_per_s'] - r['work_ms']:+.1f} ms per line outside the line's own work "
-                      f"(plain: {plain[what] - plain_work[what]:+.1f} ms)")
+                print(
+                    f"{what}: 1 Ray worker vs plain: {1000 / r['lines_per_s'] - plain[what]:+.1f} ms per line of wall "
+                    f"time; {1000 / r['lines_per_s'] - r['work_ms']:+.1f} ms per line outside the line's own work "
+                    f"(plain: {plain[what] - plain_work[what]:+.1f} ms)"
+                )
 
 
 if __name__ == "__main__":

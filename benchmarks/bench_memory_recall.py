@@ -53,7 +53,12 @@ def make_document(n: int = 10_000, seed: int = 7) -> dict:
         created = (start + timedelta(minutes=i)).isoformat()
         entries.append({"id": f"m{i:06x}", "kind": kind, "text": text, "names": names, "created": created, "uses": 0})
     entries += [
-        {"id": "mb15c01", "kind": "entity", "text": "Biscuit is my dog, a three-legged corgi", "names": ["Biscuit", "my dog"]},
+        {
+            "id": "mb15c01",
+            "kind": "entity",
+            "text": "Biscuit is my dog, a three-legged corgi",
+            "names": ["Biscuit", "my dog"],
+        },
         {"id": "mb15c02", "kind": "fact", "text": "Biscuit loves chasing tennis balls", "names": ["Biscuit"]},
         {"id": "m10g000", "kind": "entity", "text": "Our logo is a blue fox on a white circle", "names": ["our logo"]},
     ]
@@ -96,8 +101,11 @@ def main(n: int = 10_000, rounds: int = 200) -> None:
             Index(doc.entries)
             t3 = time.perf_counter()
             parse.append(t1 - t0), validate.append(t2 - t1), index.append(t3 - t2)
-        print("  of which (min ms): json {:.1f}, validate {:.1f}, index {:.1f}".format(
-            *(1000 * min(x) for x in (parse, validate, index))))
+        print(
+            "  of which (min ms): json {:.1f}, validate {:.1f}, index {:.1f}".format(
+                *(1000 * min(x) for x in (parse, validate, index))
+            )
+        )
         adds, records = [], []
         for i in range(5):
             t = time.perf_counter()
@@ -106,8 +114,10 @@ def main(n: int = 10_000, rounds: int = 200) -> None:
             t = time.perf_counter()
             MemoryStore(path).add_session({"request": f"a cat {i}", "prompt": "a cat", "kind": "plan"})
             records.append((time.perf_counter() - t) * 1000)
-        print(f"memory add (load + write + backup): median {statistics.median(adds):.1f} ms; "
-              f"session record: median {statistics.median(records):.1f} ms")
+        print(
+            f"memory add (load + write + backup): median {statistics.median(adds):.1f} ms; "
+            f"session record: median {statistics.median(records):.1f} ms"
+        )
         for request in REQUESTS:
             times = []
             for _ in range(rounds):
@@ -115,7 +125,9 @@ def main(n: int = 10_000, rounds: int = 200) -> None:
                 result = store.recall(request)
                 times.append((time.perf_counter() - t) * 1000)
             found = len(result.entities) + len(result.facts)
-            print(f"recall {request!r}: median {statistics.median(times):.3f} ms  (entities+facts {found}, prefs {len(result.preferences)})")
+            print(
+                f"recall {request!r}: median {statistics.median(times):.3f} ms  (entities+facts {found}, prefs {len(result.preferences)})"
+            )
 
 
 if __name__ == "__main__":

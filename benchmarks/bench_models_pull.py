@@ -29,8 +29,14 @@ SPEC = "acme/tiny-planner-GGUF/tiny-planner.Q4_1.gguf"
 
 def qia(*args: str, env: dict) -> tuple[int, float, str]:
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "qia_cli", *args], capture_output=True, text=True, env=env,
-                          stdin=subprocess.DEVNULL, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "qia_cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=600,
+    )
     return proc.returncode, time.perf_counter() - start, proc.stdout
 
 
@@ -38,16 +44,27 @@ def main() -> None:
     hub = FakeHub()
     hub.add("acme/tiny-planner-GGUF", {"tiny-planner.Q4_1.gguf": require_bundled().read_bytes()})
     with tempfile.TemporaryDirectory(prefix="qia-pull-") as tmp, HubServer(hub) as url:
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_ENDPOINT": url, "HF_HOME": f"{tmp}/hf",
-               "HF_HUB_CACHE": f"{tmp}/hf/hub", "QIA_HOME": f"{tmp}/qia", "QIA_SEARCH": "off", "HF_HUB_OFFLINE": ""}
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "HF_ENDPOINT": url,
+            "HF_HOME": f"{tmp}/hf",
+            "HF_HUB_CACHE": f"{tmp}/hf/hub",
+            "QIA_HOME": f"{tmp}/qia",
+            "QIA_SEARCH": "off",
+            "HF_HUB_OFFLINE": "",
+        }
         offline = {**env, "HF_HUB_OFFLINE": "1"}
         steps = [
             ("pull", ("models", "pull", SPEC, "--json"), env),
             ("pull again", ("models", "pull", SPEC, "--json"), env),
             ("pull again, HF_HUB_OFFLINE=1", ("models", "pull", SPEC, "--json"), offline),
             ("models list --json", ("models", "list", "--json"), offline),
-            ("plan --llm SPEC, offline", ("plan", "The fruit that keeps the doctor away", "--llm", SPEC, "--json",
-                                          "--no-ask"), offline),
+            (
+                "plan --llm SPEC, offline",
+                ("plan", "The fruit that keeps the doctor away", "--llm", SPEC, "--json", "--no-ask"),
+                offline,
+            ),
             ("pull uncached, offline", ("models", "pull", "qwen2.5-1.5b"), offline),
         ]
         results = {}

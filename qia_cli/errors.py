@@ -44,6 +44,7 @@ class SearchError(QiaError):
 def home_error(exc: BaseException) -> UsageError | None:
     """Path.expanduser() on '~someone' with no such user raises a bare RuntimeError: a usage error."""
     if isinstance(exc, RuntimeError) and "home directory" in str(exc):
-        return UsageError("a path starts with ~ but that home directory is unknown",
-                          hint="write the path in full, or as ~/folder")
+        return UsageError(
+            "a path starts with ~ but that home directory is unknown", hint="write the path in full, or as ~/folder"
+        )
     return None

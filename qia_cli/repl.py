@@ -15,9 +15,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from qia_cli.agent.run import Agent, RenderOptions
 from qia_cli.agent.types import GenerateResult, Plan
@@ -74,7 +75,7 @@ class ChatSession:
     ui: UI
     opts: RenderOptions = field(default_factory=RenderOptions)
     ask: bool = True
-    on_plan: Callable[[Plan], None] | None = None  # e.g. offer answers for memory
+    on_plan: Callable[[Plan], object] | None = None  # e.g. offer answers for memory
     plan: Plan | None = None
     history: list[Plan] = field(default_factory=list)  # earlier plans, for /undo
     last_result: GenerateResult | None = None
@@ -86,11 +87,22 @@ class ChatSession:
         if configured.lower() not in {"", "off", "none", "no", "false"}:
             self.search_spec = configured
         self.commands: dict[str, Callable[[str], bool | None]] = {
-            "/help": self.cmd_help, "/plan": self.cmd_plan, "/gen": self.cmd_gen, "/show": self.cmd_show,
-            "/edit": self.cmd_edit, "/undo": self.cmd_undo, "/seed": self.cmd_seed, "/size": self.cmd_size,
-            "/steps": self.cmd_steps, "/model": self.cmd_model, "/search": self.cmd_search,
-            "/memory": self.cmd_memory, "/open": self.cmd_open, "/save": self.cmd_save,
-            "/quit": self.cmd_quit, "/exit": self.cmd_quit,
+            "/help": self.cmd_help,
+            "/plan": self.cmd_plan,
+            "/gen": self.cmd_gen,
+            "/show": self.cmd_show,
+            "/edit": self.cmd_edit,
+            "/undo": self.cmd_undo,
+            "/seed": self.cmd_seed,
+            "/size": self.cmd_size,
+            "/steps": self.cmd_steps,
+            "/model": self.cmd_model,
+            "/search": self.cmd_search,
+            "/memory": self.cmd_memory,
+            "/open": self.cmd_open,
+            "/save": self.cmd_save,
+            "/quit": self.cmd_quit,
+            "/exit": self.cmd_quit,
         }
 
     # -- one line in ------------------------------------------------------------------------------
@@ -127,7 +139,9 @@ class ChatSession:
                 import traceback
 
                 traceback.print_exc()
-            self.ui.error(f"unexpected {type(exc).__name__}: {exc}", "run `qia -v chat` for the traceback, and report it")
+            self.ui.error(
+                f"unexpected {type(exc).__name__}: {exc}", "run `qia -v chat` for the traceback, and report it"
+            )
         return True
 
     # -- turns ----------------------------------------------------------------------------------------
@@ -167,8 +181,10 @@ class ChatSession:
             self.ui.say(f"[yellow]warning:[/yellow] {_esc(warning)}")
         for o in result.outputs:
             self.ui.say(f"[green]saved[/green] {_esc(o.path)}  [dim](seed {o.seed}, {o.width}x{o.height})[/dim]")
-        self.ui.say(f"[dim]plan {plan.timings.get('total', 0):.2f} s · load {t.get('load_pipeline', 0):.2f} s · "
-                    f"render {t.get('render', 0):.2f} s on {result.device}[/dim]")
+        self.ui.say(
+            f"[dim]plan {plan.timings.get('total', 0):.2f} s · load {t.get('load_pipeline', 0):.2f} s · "
+            f"render {t.get('render', 0):.2f} s on {result.device}[/dim]"
+        )
         return result
 
     def _seed_for(self, plan: Plan) -> int | None:
@@ -339,8 +355,10 @@ class ChatSession:
         try:
             atomic_write_bytes(path, (plan.model_dump_json(indent=2) + "\n").encode("utf-8"))
         except OSError as exc:
-            raise UsageError(f"cannot save the plan to {path}: {exc.strerror or exc}",
-                             hint="give a file in a folder you can write to") from None
+            raise UsageError(
+                f"cannot save the plan to {path}: {exc.strerror or exc}",
+                hint="give a file in a folder you can write to",
+            ) from None
         self.ui.say(f"saved the plan to {_esc(str(path))}")
 
     # -- what the toolbar and the completer show ------------------------------------------------
@@ -361,8 +379,10 @@ class ChatSession:
         seed = self.opts.seed if self.opts.seed is not None else "random"
         device = self.device or self.opts.device or self.agent.settings.device
         search = "on" if self.agent.search is not None else "off"
-        return (f" llm: {self.llm_name()} · image: {self.image_model()} · device: {device} · seed: {seed}"
-                f" · search: {search} · /help ")
+        return (
+            f" llm: {self.llm_name()} · image: {self.image_model()} · device: {device} · seed: {seed}"
+            f" · search: {search} · /help "
+        )
 
     def completions(self, text: str) -> list[str]:
         """Completions for the text before the cursor: command names, then their first argument."""
@@ -387,6 +407,7 @@ def _esc(text: str) -> str:
 def _sigint_sets(event: threading.Event):
     """While rendering, the first Ctrl-C sets `event` (the render stops after its current step);
     a second one interrupts at once. Outside the main thread signals can't be caught: no change."""
+
     def handler(_signum, _frame):
         if event.is_set():
             raise KeyboardInterrupt
@@ -411,6 +432,11 @@ def open_file(path: str) -> bool:
     opener = shutil.which("open" if sys.platform == "darwin" else "xdg-open")
     if opener is None:
         return False
-    subprocess.Popen([opener, path], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                     stderr=subprocess.DEVNULL, start_new_session=True)
+    subprocess.Popen(
+        [opener, path],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     return True

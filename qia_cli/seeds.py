@@ -19,8 +19,10 @@ def check_seed(seed: int | None, count: int = 1, *, what: str = "--seed") -> int
     if not 0 <= seed <= MAX_SEED:
         raise UsageError(f"{what} {seed} is out of range", hint=f"use 0 to {MAX_SEED}, or -1 for a random seed")
     if seed + max(count, 1) - 1 > MAX_SEED:
-        raise UsageError(f"{what} {seed} with {count} images goes past the largest seed, {MAX_SEED}",
-                         hint=f"use a seed of at most {MAX_SEED - count + 1}")
+        raise UsageError(
+            f"{what} {seed} with {count} images goes past the largest seed, {MAX_SEED}",
+            hint=f"use a seed of at most {MAX_SEED - count + 1}",
+        )
     return seed
 
 

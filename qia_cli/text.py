@@ -52,5 +52,3 @@ def normalise(text: str) -> list[str]:
 
 def content_words(text: str) -> set[str]:
     return {w for w in normalise(text) if w not in STOPWORDS}
-
-

@@ -43,11 +43,15 @@ class FakeHub:
         return self.repos[repo]
 
     def add_folder(self, repo: str, folder: Path) -> Repo:
-        files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+        files = {
+            p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()
+        }
         return self.add(repo, files)
 
     def gets(self, suffix: str = "") -> list[tuple[str, str, str | None]]:
-        return [entry for entry in self.log if entry[0] == "GET" and "/resolve/" in entry[1] and entry[1].endswith(suffix)]
+        return [
+            entry for entry in self.log if entry[0] == "GET" and "/resolve/" in entry[1] and entry[1].endswith(suffix)
+        ]
 
 
 RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
@@ -77,8 +81,12 @@ def _handler(hub: FakeHub):
 
         def _error(self, code: str, status: int = 404, head: bool = False, extra: dict | None = None) -> None:
             body = json.dumps({"error": code}).encode()
-            self._send(status, b"" if head else body, {"X-Error-Code": code, "X-Error-Message": code,
-                                                       "Content-Type": "application/json", **(extra or {})}, head=head)
+            self._send(
+                status,
+                b"" if head else body,
+                {"X-Error-Code": code, "X-Error-Message": code, "Content-Type": "application/json", **(extra or {})},
+                head=head,
+            )
 
         def _repo(self, name: str, rev: str | None) -> Repo | None:
             repo = hub.repos.get(name)
@@ -107,18 +115,23 @@ def _handler(hub: FakeHub):
                 for name, data in sorted(repo.files.items()):
                     parts = name.split("/")
                     dirs.update("/".join(parts[:i]) for i in range(1, len(parts)))
-                    entries.append({"type": "file", "path": name, "size": len(data),
-                                    "oid": hashlib.sha1(data).hexdigest()})
-                entries += [{"type": "directory", "path": d, "oid": hashlib.sha1(d.encode()).hexdigest(), "size": 0}
-                            for d in sorted(dirs)]
+                    entries.append(
+                        {"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
+                    )
+                entries += [
+                    {"type": "directory", "path": d, "oid": hashlib.sha1(d.encode()).hexdigest(), "size": 0}
+                    for d in sorted(dirs)
+                ]
                 return self._json(entries)
             match = API.match(path)
             if match:
                 repo = self._repo(match["repo"], match["rev"])
                 if repo is None:
                     return self._error("RepoNotFound")
-                siblings = [{"rfilename": n, "size": len(d), "blobId": hashlib.sha1(d).hexdigest()}
-                            for n, d in sorted(repo.files.items())]
+                siblings = [
+                    {"rfilename": n, "size": len(d), "blobId": hashlib.sha1(d).hexdigest()}
+                    for n, d in sorted(repo.files.items())
+                ]
                 return self._json({"id": match["repo"], "sha": repo.sha, "siblings": siblings, "private": False})
             self._error("NotFound")
 
@@ -139,8 +152,14 @@ def _handler(hub: FakeHub):
             if data is None:
                 return self._error("EntryNotFound", head=head, extra={"X-Repo-Commit": repo.sha})
             digest = hashlib.sha256(data).hexdigest()
-            headers = {"X-Repo-Commit": repo.sha, "ETag": f'"{digest}"', "X-Linked-Etag": f'"{digest}"',
-                       "X-Linked-Size": len(data), "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
+            headers = {
+                "X-Repo-Commit": repo.sha,
+                "ETag": f'"{digest}"',
+                "X-Linked-Etag": f'"{digest}"',
+                "X-Linked-Size": len(data),
+                "Accept-Ranges": "bytes",
+                "Content-Type": "application/octet-stream",
+            }
             start, status = 0, 200
             found = re.fullmatch(r"bytes=(\d+)-", rng or "")
             if found and not head:

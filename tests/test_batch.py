@@ -47,8 +47,24 @@ def batch_file(tmp_path) -> Path:
 
 
 def run_batch(capsys, monkeypatch, file: Path, outdir: Path, pipeline: Path, *extra: str):
-    code, out, err = qia(capsys, monkeypatch, "batch", str(file), "--llm", "fake", "--search", "off", "--model",
-                         str(pipeline), "--steps", "1", "--outdir", str(outdir), "--json", *extra)
+    code, out, err = qia(
+        capsys,
+        monkeypatch,
+        "batch",
+        str(file),
+        "--llm",
+        "fake",
+        "--search",
+        "off",
+        "--model",
+        str(pipeline),
+        "--steps",
+        "1",
+        "--outdir",
+        str(outdir),
+        "--json",
+        *extra,
+    )
     return code, json.loads(out), err
 
 
@@ -123,8 +139,22 @@ def test_resume_after_a_crash_mid_file(tmp_path, batch_file, tiny_pipeline_dir, 
 def test_killed_process_resumes(tmp_path, batch_file, tiny_pipeline_dir, capsys, monkeypatch):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    cmd = [sys.executable, "-m", "qia_cli", "--quiet", "batch", str(batch_file), "--llm", "fake", "--model",
-           str(tiny_pipeline_dir), "--steps", "2", "--outdir", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "qia_cli",
+        "--quiet",
+        "batch",
+        str(batch_file),
+        "--llm",
+        "fake",
+        "--model",
+        str(tiny_pipeline_dir),
+        "--steps",
+        "2",
+        "--outdir",
+        str(out),
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     results = out / "results.jsonl"
     try:
@@ -155,7 +185,9 @@ def test_plan_only_then_render_uses_the_saved_plans(tmp_path, batch_file, tiny_p
     code, summary, _ = run_batch(capsys, monkeypatch, batch_file, out, tiny_pipeline_dir, "--plan-only")
     assert code == 0 and summary["ok"] == 5
     planned = records(out)
-    assert all(r["status"] == "ok" and not r["rendered"] and r["outputs"] == [] and r["plan"]["prompt"] for r in planned)
+    assert all(
+        r["status"] == "ok" and not r["rendered"] and r["outputs"] == [] and r["plan"]["prompt"] for r in planned
+    )
     assert not list(out.glob("*.png"))
 
     code, summary, _ = run_batch(capsys, monkeypatch, batch_file, out, tiny_pipeline_dir)
@@ -168,8 +200,20 @@ def test_plan_only_then_render_uses_the_saved_plans(tmp_path, batch_file, tiny_p
 
 def test_shard_keeps_file_line_numbers(tmp_path, batch_file, capsys, monkeypatch):
     out = tmp_path / "out"
-    code, out_text, _ = qia(capsys, monkeypatch, "batch", str(batch_file), "--llm", "fake", "--plan-only",
-                            "--shard", "2/2", "--outdir", str(out), "--json")
+    code, out_text, _ = qia(
+        capsys,
+        monkeypatch,
+        "batch",
+        str(batch_file),
+        "--llm",
+        "fake",
+        "--plan-only",
+        "--shard",
+        "2/2",
+        "--outdir",
+        str(out),
+        "--json",
+    )
     assert code == 0 and json.loads(out_text)["total"] == 2
     assert [r["line"] for r in records(out)] == [4, 6]
     code, _, err = qia(capsys, monkeypatch, "batch", str(batch_file), "--llm", "fake", "--shard", "3/2")
@@ -202,7 +246,7 @@ def test_missing_file(tmp_path, capsys, monkeypatch):
 
 def test_read_lines_text_and_json(tmp_path):
     path = tmp_path / "p.txt"
-    path.write_text("# header\n  a red bicycle  \n\n{\"request\": \"a cat\", \"id\": 7}\n")
+    path.write_text('# header\n  a red bicycle  \n\n{"request": "a cat", "id": 7}\n')
     lines = read_lines(path)
     assert [(x.line, x.request, x.id) for x in lines] == [(2, "a red bicycle", None), (4, "a cat", "7")]
     assert lines[0].key != lines[1].key
@@ -236,8 +280,9 @@ def test_a_server_that_is_down_stops_the_batch(tmp_path, batch_file, capsys, mon
         sock.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"  # closed once the block ends
     out = tmp_path / "out"
-    code, _, err = qia(capsys, monkeypatch, "batch", str(batch_file), "--llm", f"openai:{url}", "--plan-only",
-                       "--outdir", str(out))
+    code, _, err = qia(
+        capsys, monkeypatch, "batch", str(batch_file), "--llm", f"openai:{url}", "--plan-only", "--outdir", str(out)
+    )
     assert code == 1
     assert f"cannot reach the LLM server at {url}: connection refused" in err
     found = records(out)
@@ -258,20 +303,27 @@ def test_a_bom_does_not_turn_the_first_json_line_into_text(tmp_path):
 def test_a_text_line_that_starts_with_a_brace_is_a_request(tmp_path, capsys, monkeypatch):
     path = tmp_path / "prompts.txt"
     path.write_text("{red} balloons over a city\na lighthouse\n{ a stylised logo }\n")
-    assert [x.request for x in read_lines(path)] == ["{red} balloons over a city", "a lighthouse",
-                                                     "{ a stylised logo }"]
+    assert [x.request for x in read_lines(path)] == [
+        "{red} balloons over a city",
+        "a lighthouse",
+        "{ a stylised logo }",
+    ]
     out = tmp_path / "out"
-    code, out_text, _ = qia(capsys, monkeypatch, "batch", str(path), "--llm", "fake", "--plan-only",
-                            "--outdir", str(out), "--json")
+    code, out_text, _ = qia(
+        capsys, monkeypatch, "batch", str(path), "--llm", "fake", "--plan-only", "--outdir", str(out), "--json"
+    )
     assert code == 0 and json.loads(out_text)["ok"] == 3
     assert records(out)[0]["request"] == "{red} balloons over a city"
 
 
-@pytest.mark.parametrize("name, content", [
-    ("requests.jsonl", "{red} balloons\n"),  # a JSONL file: every "{" line is JSON
-    ("prompts.txt", '{"request": "a dog"}\n{red} balloons\n'),  # a JSON record makes the file JSONL
-    ("prompts.txt", 'a cat\n{"request": "a dog",\n'),  # starts like JSON: a broken record, not a request
-])
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("requests.jsonl", "{red} balloons\n"),  # a JSONL file: every "{" line is JSON
+        ("prompts.txt", '{"request": "a dog"}\n{red} balloons\n'),  # a JSON record makes the file JSONL
+        ("prompts.txt", 'a cat\n{"request": "a dog",\n'),  # starts like JSON: a broken record, not a request
+    ],
+)
 def test_a_broken_json_line_is_still_refused_where_json_is_meant(tmp_path, name, content):
     path = tmp_path / name
     path.write_text(content)
@@ -315,8 +367,9 @@ def test_a_line_done_by_another_run_after_this_one_started_is_not_redone(tmp_pat
 
     real = batch_mod.run_batch
     monkeypatch.setattr(batch_mod, "run_batch", lambda *a, **k: real(*a, **{**k, "on_result": finish_line_4_elsewhere}))
-    code, out_text, _ = qia(capsys, monkeypatch, "batch", str(batch_file), "--llm", "fake", "--plan-only",
-                            "--outdir", str(out), "--json")
+    code, out_text, _ = qia(
+        capsys, monkeypatch, "batch", str(batch_file), "--llm", "fake", "--plan-only", "--outdir", str(out), "--json"
+    )
     summary = json.loads(out_text)
     assert code == 0 and (summary["ok"], summary["elsewhere"]) == (4, 1)
     assert seen == [1, 5, 6, 7]
@@ -327,9 +380,17 @@ def test_a_claim_dies_with_its_process(tmp_path):
     from qia_cli.agent.claims import Claims
 
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from qia_cli.agent.claims import Claims; "
-         f"assert Claims(sys.argv[1]).take(3); print('held', flush=True); time.sleep(600)", str(tmp_path)],
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from qia_cli.agent.claims import Claims; "
+            "assert Claims(sys.argv[1]).take(3); print('held', flush=True); time.sleep(600)",
+            str(tmp_path),
+        ],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         mine = Claims(tmp_path)
@@ -347,9 +408,26 @@ def test_two_batches_on_one_folder_render_each_line_once(tmp_path, tiny_pipeline
     path.write_text("".join(f"a red bicycle number {i}\n" for i in range(1, 7)))
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    cmd = [sys.executable, "-m", "qia_cli", "--quiet", "batch", str(path), "--llm", "fake", "--model",
-           str(tiny_pipeline_dir), "--steps", "2", "--outdir", str(out), "--json"]
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "qia_cli",
+        "--quiet",
+        "batch",
+        str(path),
+        "--llm",
+        "fake",
+        "--model",
+        str(tiny_pipeline_dir),
+        "--steps",
+        "2",
+        "--outdir",
+        str(out),
+        "--json",
+    ]
+    procs = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     summaries = []
     for proc in procs:
         stdout, stderr = proc.communicate(timeout=600)

@@ -34,10 +34,22 @@ EIGHT = [f"a red bicycle number {i}" for i in range(1, 9)]
 def ray_local(tmp_path_factory):
     """One local Ray instance for the module; its workers get an isolated QIA_HOME and no network."""
     home = tmp_path_factory.mktemp("ray-home")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.ERROR, object_store_memory=200 * 2**20,
-             runtime_env={"env_vars": {"QIA_HOME": str(home), "QIA_SEARCH": "off", "HF_HUB_OFFLINE": "1",
-                                       "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}})
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.ERROR,
+        object_store_memory=200 * 2**20,
+        runtime_env={
+            "env_vars": {
+                "QIA_HOME": str(home),
+                "QIA_SEARCH": "off",
+                "HF_HUB_OFFLINE": "1",
+                "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+            }
+        },
+    )
     try:
         yield ray
     finally:
@@ -52,8 +64,24 @@ def eight(tmp_path) -> Path:
 
 
 def cli_batch(capsys, monkeypatch, file: Path, outdir: Path, pipeline: Path, *extra: str):
-    code, out, err = qia(capsys, monkeypatch, "batch", str(file), "--llm", "fake", "--search", "off", "--model",
-                         str(pipeline), "--steps", "1", "--outdir", str(outdir), "--json", *extra)
+    code, out, err = qia(
+        capsys,
+        monkeypatch,
+        "batch",
+        str(file),
+        "--llm",
+        "fake",
+        "--search",
+        "off",
+        "--model",
+        str(pipeline),
+        "--steps",
+        "1",
+        "--outdir",
+        str(outdir),
+        "--json",
+        *extra,
+    )
     return code, json.loads(out), err
 
 
@@ -61,11 +89,13 @@ def referenced(found: list[dict]) -> list[Path]:
     return sorted(Path(o["path"]) for r in found for o in r["outputs"])
 
 
-def test_eight_lines_render_once_with_the_records_of_a_plain_batch(ray_local, tmp_path, eight, tiny_pipeline_dir,
-                                                                   capsys, monkeypatch):
+def test_eight_lines_render_once_with_the_records_of_a_plain_batch(
+    ray_local, tmp_path, eight, tiny_pipeline_dir, capsys, monkeypatch
+):
     out = tmp_path / "ray"
-    code, summary, _ = cli_batch(capsys, monkeypatch, eight, out, tiny_pipeline_dir, "--seed", "100",
-                                 "--ray", "local", "--workers", "2")
+    code, summary, _ = cli_batch(
+        capsys, monkeypatch, eight, out, tiny_pipeline_dir, "--seed", "100", "--ray", "local", "--workers", "2"
+    )
     assert code == 0
     assert (summary["ok"], summary["failed"], summary["workers"], summary["retried"]) == (8, 0, 2, 0)
     found = records(out)
@@ -85,8 +115,9 @@ def test_eight_lines_render_once_with_the_records_of_a_plain_batch(ray_local, tm
         same = ("line", "id", "request", "hash", "status", "rendered", "render", "error")
         assert {k: mine[k] for k in same} == {k: theirs[k] for k in same}
         assert mine["plan"]["prompt"] == theirs["plan"]["prompt"]
-        assert [(o["seed"], o["width"], o["height"]) for o in mine["outputs"]] == \
-            [(o["seed"], o["width"], o["height"]) for o in theirs["outputs"]]
+        assert [(o["seed"], o["width"], o["height"]) for o in mine["outputs"]] == [
+            (o["seed"], o["width"], o["height"]) for o in theirs["outputs"]
+        ]
 
     code, summary, _ = cli_batch(capsys, monkeypatch, eight, out, tiny_pipeline_dir, "--ray", "local")
     assert (code, summary["ok"], summary["skipped"]) == (0, 0, 8)  # a rerun resumes: nothing to do
@@ -142,8 +173,9 @@ def test_a_killed_worker_costs_only_its_line_which_ends_ok_once(ray_local, tmp_p
     assert not list(scratch.glob(f"qia-ray-{killed}-*"))  # the restarted worker removed the dead one's folder
 
 
-def test_a_line_that_kills_every_worker_is_an_error_and_a_bad_line_is_not_retried(ray_local, tmp_path,
-                                                                                   tiny_pipeline_dir):
+def test_a_line_that_kills_every_worker_is_an_error_and_a_bad_line_is_not_retried(
+    ray_local, tmp_path, tiny_pipeline_dir
+):
     path = tmp_path / "requests.jsonl"
     rows = [{"request": f"a lighthouse number {i}"} for i in range(1, 6)]
     rows[4]["size"] = "500x500"  # fails by itself: not a multiple of 8
@@ -157,12 +189,14 @@ def test_a_line_that_kills_every_worker_is_an_error_and_a_bad_line_is_not_retrie
     assert summary.retried >= 2  # line 3 was sent three times, line 5 once
 
 
-def test_shared_outdir_workers_write_the_images_themselves(ray_local, tmp_path, eight, tiny_pipeline_dir, capsys,
-                                                           monkeypatch):
+def test_shared_outdir_workers_write_the_images_themselves(
+    ray_local, tmp_path, eight, tiny_pipeline_dir, capsys, monkeypatch
+):
     eight.write_text("\n".join(EIGHT[:3]) + "\n")
     out = tmp_path / "shared"
-    code, summary, _ = cli_batch(capsys, monkeypatch, eight, out, tiny_pipeline_dir, "--ray", "local",
-                                 "--shared-outdir")
+    code, summary, _ = cli_batch(
+        capsys, monkeypatch, eight, out, tiny_pipeline_dir, "--ray", "local", "--shared-outdir"
+    )
     assert code == 0 and (summary["ok"], summary["workers"]) == (3, 1)  # one per node without GPUs
     found = records(out)
     assert referenced(found) == sorted(out.glob("*.png")) and len(found) == 3
@@ -201,8 +235,22 @@ def test_with_an_llm_server_lines_are_planned_in_ray_tasks(ray_local, tmp_path, 
     url = f"http://127.0.0.1:{server.server_address[1]}/v1"
     out = tmp_path / "out"
     try:
-        code, text, err = qia(capsys, monkeypatch, "batch", str(eight), "--llm", f"openai:{url}", "--plan-only",
-                              "--ray", "local", "--jobs", "4", "--outdir", str(out), "--json")
+        code, text, err = qia(
+            capsys,
+            monkeypatch,
+            "batch",
+            str(eight),
+            "--llm",
+            f"openai:{url}",
+            "--plan-only",
+            "--ray",
+            "local",
+            "--jobs",
+            "4",
+            "--outdir",
+            str(out),
+            "--json",
+        )
     finally:
         server.shutdown()
     assert code == 0, err
@@ -220,8 +268,19 @@ def test_a_server_that_is_down_stops_a_ray_batch(ray_local, tmp_path, eight, cap
         sock.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
     out = tmp_path / "out"
-    code, _, err = qia(capsys, monkeypatch, "batch", str(eight), "--llm", f"openai:{url}", "--plan-only",
-                       "--ray", "local", "--outdir", str(out))
+    code, _, err = qia(
+        capsys,
+        monkeypatch,
+        "batch",
+        str(eight),
+        "--llm",
+        f"openai:{url}",
+        "--plan-only",
+        "--ray",
+        "local",
+        "--outdir",
+        str(out),
+    )
     assert code == 1 and f"cannot reach the LLM server at {url}" in err
     found = records(out)
     assert len(found) >= 1 and all(r["status"] == "error" for r in found) and len(found) < 8
@@ -238,11 +297,18 @@ def test_qia_info_shows_the_cluster_it_is_pointed_at(ray_local):
 
 def test_without_ray_installed_the_flag_fails_at_once(tmp_path, eight):
     out = tmp_path / "out"
-    code = ("import sys; sys.modules['ray'] = None; from qia_cli.cli.app import main; "
-            f"sys.argv = ['qia', 'batch', {str(eight)!r}, '--llm', 'fake', '--ray', 'local', '--outdir', {str(out)!r}]; "
-            "main()")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    code = (
+        "import sys; sys.modules['ray'] = None; from qia_cli.cli.app import main; "
+        f"sys.argv = ['qia', 'batch', {str(eight)!r}, '--llm', 'fake', '--ray', 'local', '--outdir', {str(out)!r}]; "
+        "main()"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == 2
     assert "--ray needs Ray, which is not installed" in proc.stderr and 'pip install "qia-cli[ray]"' in proc.stderr
     assert not out.exists()  # nothing started
@@ -263,8 +329,20 @@ def test_workers_recall_the_drivers_memory_and_the_driver_records_its_use(ray_lo
     path = tmp_path / "prompts.txt"
     path.write_text("a birthday poster for my dog Biscuit\na lighthouse at dusk\n")
     out = tmp_path / "out"
-    code, text, err = qia(capsys, monkeypatch, "batch", str(path), "--llm", "fake", "--plan-only", "--ray", "local",
-                          "--outdir", str(out), "--json")
+    code, text, err = qia(
+        capsys,
+        monkeypatch,
+        "batch",
+        str(path),
+        "--llm",
+        "fake",
+        "--plan-only",
+        "--ray",
+        "local",
+        "--outdir",
+        str(out),
+        "--json",
+    )
     assert code == 0, err
     by_line = {r["line"]: r for r in records(out)}
     assert "three-legged corgi" in by_line[1]["plan"]["prompt"]
@@ -278,10 +356,29 @@ def test_ctrl_c_stops_a_local_ray_batch_and_leaves_the_results_whole(tmp_path, e
 
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "qia_cli", "--quiet", "batch", str(eight), "--llm", "fake", "--model",
-           str(tiny_pipeline_dir), "--steps", "20", "--outdir", str(out), "--ray", "local", "--workers", "1"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "qia_cli",
+        "--quiet",
+        "batch",
+        str(eight),
+        "--llm",
+        "fake",
+        "--model",
+        str(tiny_pipeline_dir),
+        "--steps",
+        "20",
+        "--outdir",
+        str(out),
+        "--ray",
+        "local",
+        "--workers",
+        "1",
+    ]
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     results = out / "results.jsonl"
     try:
         deadline = time.monotonic() + 300

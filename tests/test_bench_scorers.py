@@ -22,8 +22,14 @@ def test_content_words_normalise_case_plurals_punctuation_accents(text, words):
 
 
 def test_plural_and_singular_meet():
-    for plural, single in [("cookies", "cookie"), ("tomatoes", "tomato"), ("glasses", "glass"), ("churches", "church"),
-                           ("eggs", "egg"), ("shoes", "shoe")]:
+    for plural, single in [
+        ("cookies", "cookie"),
+        ("tomatoes", "tomato"),
+        ("glasses", "glass"),
+        ("churches", "church"),
+        ("eggs", "egg"),
+        ("shoes", "shoe"),
+    ]:
         assert scorers.singular(plural) == scorers.singular(single)
     assert scorers.singular("cactus") == "cactus" and scorers.singular("iris") == "iris"
 
@@ -79,7 +85,9 @@ def test_facts_pass_with_every_expected_fact_and_no_forbidden_phrase():
 def test_facts_fail_on_a_missing_fact_or_a_forbidden_phrase():
     missing = scorers.score_facts("a curved tower", FIXTURE_REQUEST, ["curved glass tower"])
     assert missing.status == "fail" and "curved glass tower" in missing.detail
-    leaked = scorers.score_facts("a curved glass tower and two Clowns", FIXTURE_REQUEST, ["curved glass tower"], ["clown"])
+    leaked = scorers.score_facts(
+        "a curved glass tower and two Clowns", FIXTURE_REQUEST, ["curved glass tower"], ["clown"]
+    )
     assert leaked.status == "fail" and leaked.extra["leaked"] == ["clown"]
     raw = scorers.score_facts(FIXTURE_REQUEST, FIXTURE_REQUEST, ["curved glass tower"], ["clown"])
     assert raw.status == "fail"
@@ -115,8 +123,10 @@ def test_underspecified_needs_a_content_gap_with_a_question_or_assumption():
     assert not scorers.score_plan(request, request, "underspecified", None).passed  # a baseline
 
 
-LONG = ("A red vintage bicycle with a wicker basket full of sunflowers leaning against a whitewashed stone wall, "
-        "deep blue shutters, harsh midday sunlight, photograph")
+LONG = (
+    "A red vintage bicycle with a wicker basket full of sunflowers leaning against a whitewashed stone wall, "
+    "deep blue shutters, harsh midday sunlight, photograph"
+)
 
 
 def test_specified_passes_without_questions_when_the_content_is_kept():
@@ -138,7 +148,15 @@ def _reasoning(*contents, source="reasoning"):
 
 def test_word_tokens_keep_function_words_and_plurals_as_written():
     assert scorers.word_tokens("A child's Crayon drawing of the Café") == [
-        "a", "child", "s", "crayon", "drawing", "of", "the", "cafe"]
+        "a",
+        "child",
+        "s",
+        "crayon",
+        "drawing",
+        "of",
+        "the",
+        "cafe",
+    ]
     assert scorers.word_tokens("three red apples") == ["three", "red", "apples"]
 
 

@@ -39,8 +39,9 @@ print("HEAVY=" + json.dumps([m for m in {HEAVY!r} if m in sys.modules]))
 
 def test_help_config_models_and_completion_import_nothing_heavy(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_CACHE": str(tmp_path / "hub")}
-    proc = subprocess.run([sys.executable, "-c", LIGHT], capture_output=True, text=True, env=env,
-                          stdin=subprocess.DEVNULL, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", LIGHT], capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Usage: qia plan" in proc.stdout and "--device" in proc.stdout  # the commands really ran
     assert "\nauto\ncuda\nmps\ncpu\n" in proc.stdout  # the completion answered

@@ -23,7 +23,9 @@ def qia(monkeypatch, capsys):
 
     def run(*args: str, stdin: bytes = b""):
         monkeypatch.setattr(sys, "argv", ["qia", *args])
-        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8", errors="surrogateescape"))
+        monkeypatch.setattr(
+            sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8", errors="surrogateescape")
+        )
         with pytest.raises(SystemExit) as exc:
             main()
         captured = capsys.readouterr()
@@ -49,9 +51,23 @@ def test_invalid_utf8_on_stdin_is_a_usage_error(qia):
 
 def test_invalid_utf8_in_stdin_for_generate_no_plan_fails_before_any_model(tmp_path, tiny_model):
     # was "unexpected TypeError" after the model had loaded
-    proc = subprocess.run([sys.executable, "-m", "qia_cli", "generate", "--no-plan", "--model", str(tiny_model),
-                           "--outdir", str(tmp_path / "out")], input=b"a \xff\xfe cat", capture_output=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qia_cli",
+            "generate",
+            "--no-plan",
+            "--model",
+            str(tiny_model),
+            "--outdir",
+            str(tmp_path / "out"),
+        ],
+        input=b"a \xff\xfe cat",
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     err = proc.stderr.decode()
     assert proc.returncode == 2 and "not valid UTF-8" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
@@ -140,16 +156,19 @@ def test_extra_answer_flags_are_reported(qia):
     assert any("--answer value(s) ignored" in w for w in plan["warnings"])
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--seed", str(2**70)], "out of range"),
-    (["--seed", "-2"], "out of range"),
-    (["--seed", str(2**32 - 1), "--count", "2"], "goes past"),
-    (["--model", "./no-such-pipeline"], "does not exist"),
-    (["--model", "someone/never-downloaded"], "not in the Hugging Face cache"),
-    (["--rounds", "2", "--scorer", "someone/no-clip"], "scorer someone/no-clip"),
-    (["--size", "64x64", "-o", "/proc/qia-x.png"], "not writable"),
-    (["--device", "cuda"], "not available"),  # (torch sees no GPU in the tests)
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--seed", str(2**70)], "out of range"),
+        (["--seed", "-2"], "out of range"),
+        (["--seed", str(2**32 - 1), "--count", "2"], "goes past"),
+        (["--model", "./no-such-pipeline"], "does not exist"),
+        (["--model", "someone/never-downloaded"], "not in the Hugging Face cache"),
+        (["--rounds", "2", "--scorer", "someone/no-clip"], "scorer someone/no-clip"),
+        (["--size", "64x64", "-o", "/proc/qia-x.png"], "not writable"),
+        (["--device", "cuda"], "not available"),  # (torch sees no GPU in the tests)
+    ],
+)
 def test_render_inputs_fail_before_planning(qia, monkeypatch, tmp_path, tiny_model, args, message):
     from qia_cli.agent.run import Agent
 
@@ -183,8 +202,11 @@ def tiny_model(tmp_path):
     """A pipeline folder that is complete on paper (nothing here loads it)."""
     folder = tmp_path / "tiny"
     folder.mkdir()
-    index = {"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
-             "safety_checker": [None, None]}
+    index = {
+        "_class_name": "StableDiffusionPipeline",
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "safety_checker": [None, None],
+    }
     (folder / "model_index.json").write_text(json.dumps(index))
     (folder / "unet").mkdir()
     return folder
@@ -278,12 +300,33 @@ def test_save_to_an_unwritable_place_is_a_normal_error(chat):
     assert len(chat.ui.errors) == 1 and chat.ui.errors[0].startswith("cannot save the plan to /proc/qia-plan.json")
 
 
-@pytest.mark.parametrize("line", [
-    "/seed ²", "/seed 4294967296", "/seed -7", "/steps ²", "/steps 0", "/size ²x²", "/size 99999999x8",
-    "/model image ~no-such-user-qia/x", "/model llm /etc/passwd", "/model bogus", "/search maybe",
-    "/memory add \x1b[2J\u200b", "/memory forget", "/memory forget mzzzzzz", "/memory bogus", "/open", "/gen",
-    "/save /proc", "/undo", "/edit", "/bogus", "a \udcff cat",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "/seed ²",
+        "/seed 4294967296",
+        "/seed -7",
+        "/steps ²",
+        "/steps 0",
+        "/size ²x²",
+        "/size 99999999x8",
+        "/model image ~no-such-user-qia/x",
+        "/model llm /etc/passwd",
+        "/model bogus",
+        "/search maybe",
+        "/memory add \x1b[2J\u200b",
+        "/memory forget",
+        "/memory forget mzzzzzz",
+        "/memory bogus",
+        "/open",
+        "/gen",
+        "/save /proc",
+        "/undo",
+        "/edit",
+        "/bogus",
+        "a \udcff cat",
+    ],
+)
 def test_every_slash_command_fails_with_one_normal_line(chat, line):
     assert chat.handle(line) is True
     assert chat.ui.errors and not any(e.startswith("unexpected") for e in chat.ui.errors), chat.ui.errors
@@ -298,8 +341,9 @@ def test_seed_minus_one_is_random_in_chat(chat):
 
 def test_chat_prints_untrusted_text_escaped(chat):
     chat.handle("/memory add Biscuit [/x] is my dog")
-    chat.agent.memory.path.write_text(json.dumps({"entries": [
-        {"id": "m1", "kind": "fact", "text": "Biscuit \x1b]0;pwned\x07 [/x]"}]}))
+    chat.agent.memory.path.write_text(
+        json.dumps({"entries": [{"id": "m1", "kind": "fact", "text": "Biscuit \x1b]0;pwned\x07 [/x]"}]})
+    )
     chat.handle("/memory")
     shown = chat.ui.said[-1]
     assert "\x1b" not in shown and "\\x1b" in shown and "\\[/x]" in shown  # escaped for Rich markup
@@ -359,11 +403,24 @@ def test_a_lock_file_that_is_a_folder_is_a_normal_error(qia, isolated_home):
 def test_a_full_disk_on_stdout_and_a_closed_stdin_are_normal_errors(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with open("/dev/full", "w") as full:
-        proc = subprocess.run([sys.executable, "-m", "qia_cli", "plan", "a cat", "--llm", "fake", "--json"], stdout=full,
-                              stderr=subprocess.PIPE, text=True, env=env, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "qia_cli", "plan", "a cat", "--llm", "fake", "--json"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            timeout=120,
+        )
     assert proc.returncode == 1 and "No space left on device" in proc.stderr and "unexpected" not in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "qia_cli", "plan", "--llm", "fake"], stdin=None, capture_output=True,
-                          text=True, env=env, timeout=120, preexec_fn=lambda: os.close(0))
+    proc = subprocess.run(
+        [sys.executable, "-m", "qia_cli", "plan", "--llm", "fake"],
+        stdin=None,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        preexec_fn=lambda: os.close(0),
+    )
     assert proc.returncode == 2 and "stdin is closed" in proc.stderr
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from qia_cli import paths
 from qia_cli.cli.app import main
@@ -43,8 +43,14 @@ def _link(snapshot: Path, rel: str, blob: Path) -> None:
     target.symlink_to(os.path.relpath(blob, target.parent))
 
 
-INDEX = json.dumps({"_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.30.0",
-                    "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"]}).encode()
+INDEX = json.dumps(
+    {
+        "_class_name": "StableDiffusionPipeline",
+        "_diffusers_version": "0.30.0",
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+    }
+).encode()
 
 
 @pytest.fixture
@@ -154,7 +160,10 @@ def test_models_list_with_no_cache_and_a_missing_llm(qia, tmp_path, monkeypatch)
     data = json.loads(out)
     assert rc == 0 and data["cached_image_models"] == []
     assert data["llm"]["available"] is False and "not found" in data["llm"]["error"]
-    assert data["image_model"]["available"] is False and data["image_model"]["hint"] == "qia models pull stabilityai/sd-turbo"
+    assert (
+        data["image_model"]["available"] is False
+        and data["image_model"]["hint"] == "qia models pull stabilityai/sd-turbo"
+    )
 
 
 def test_models_info(qia, hub, tmp_path):

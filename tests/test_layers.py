@@ -30,7 +30,9 @@ def imports(path: Path, top_level_only: bool = False) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             found.add(base)
             found |= {f"{base}.{alias.name}" for alias in node.names}
     return found
@@ -52,8 +54,10 @@ def test_backends_never_import_the_agent_or_the_cli(name):
 
 
 def test_no_import_cycles_at_module_level():
-    graph = {name: {i for i in imports(path, top_level_only=True) if i in MODULES and i != name}
-             for name, path in MODULES.items()}
+    graph = {
+        name: {i for i in imports(path, top_level_only=True) if i in MODULES and i != name}
+        for name, path in MODULES.items()
+    }
     state: dict[str, int] = {}
     stack: list[str] = []
 
@@ -62,7 +66,7 @@ def test_no_import_cycles_at_module_level():
         stack.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         stack.pop()

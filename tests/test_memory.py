@@ -175,9 +175,13 @@ def test_touch(pet_store):
 def test_sessions_and_find_session(store):
     now = datetime(2025, 6, 10, 15, 0, tzinfo=timezone.utc).astimezone()
     store.add_session(SessionRecord(time=now - timedelta(days=3), request="a red bicycle", prompt="red bike"))
-    store.add_session(SessionRecord(time=now - timedelta(days=1), request="a poster for Biscuit", prompt="corgi poster"))
+    store.add_session(
+        SessionRecord(time=now - timedelta(days=1), request="a poster for Biscuit", prompt="corgi poster")
+    )
     store.add_session(SessionRecord(time=now - timedelta(days=1, hours=1), request="a castle", prompt="castle"))
-    store.add_session(SessionRecord(time=now - timedelta(hours=1), request="a lighthouse", prompt="lighthouse", kind="plan"))
+    store.add_session(
+        SessionRecord(time=now - timedelta(hours=1), request="a lighthouse", prompt="lighthouse", kind="plan")
+    )
     assert [s.request for s in store.sessions(2)] == ["a lighthouse", "a poster for Biscuit"]
     assert store.find_session("like the one I made yesterday", now=now).request == "a poster for Biscuit"
     assert store.find_session("the castle from yesterday", now=now).request == "a castle"
@@ -295,12 +299,19 @@ def test_parallel_processes_lose_nothing(home):
 
 
 def test_hand_written_entries_without_id_import_with_inferred_kind_and_names(store):
-    data = [{"text": "Biscuit is my dog, a corgi"}, "I prefer watercolour", {"text": "Grandma lives in Lisbon", "kind": "fact"},
-            {"id": "", "text": "Our logo is a blue fox"}]
+    data = [
+        {"text": "Biscuit is my dog, a corgi"},
+        "I prefer watercolour",
+        {"text": "Grandma lives in Lisbon", "kind": "fact"},
+        {"id": "", "text": "Our logo is a blue fox"},
+    ]
     assert store.import_(data) == 4
     entries = {e.text: e for e in store.list()}
     assert len({e.id for e in entries.values()}) == 4 and all(e.id.startswith("m") for e in entries.values())
-    assert entries["Biscuit is my dog, a corgi"].kind == "entity" and "Biscuit" in entries["Biscuit is my dog, a corgi"].names
+    assert (
+        entries["Biscuit is my dog, a corgi"].kind == "entity"
+        and "Biscuit" in entries["Biscuit is my dog, a corgi"].names
+    )
     assert entries["I prefer watercolour"].kind == "preference"
     assert entries["Grandma lives in Lisbon"].kind == "fact"
     assert store.import_(data) == 0  # the same texts again: duplicates

@@ -45,7 +45,9 @@ def qia_process(home: Path, *args: str) -> subprocess.CompletedProcess:
     else:
         cmd = [sys.executable, "-m", "qia_cli"]
     env = {**os.environ, "QIA_HOME": str(home), "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
-    return subprocess.run([*cmd, "memory", *args], capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=60)
+    return subprocess.run(
+        [*cmd, "memory", *args], capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=60
+    )
 
 
 def test_add_list_show_forget():

@@ -47,9 +47,15 @@ def write_gguf(path: Path, meta: dict, tensors: list[tuple[str, list[int]]] = ()
     return path
 
 
-def model(tmp_path: Path, name: str, *, params: int, template: bool = True, ctx: int = 32768, arch: str = "qwen2") -> Path:
-    meta = {"general.architecture": arch, f"{arch}.context_length": ctx, "general.file_type": 15,
-            "tokenizer.ggml.tokens": [f"t{i}" for i in range(100)]}
+def model(
+    tmp_path: Path, name: str, *, params: int, template: bool = True, ctx: int = 32768, arch: str = "qwen2"
+) -> Path:
+    meta = {
+        "general.architecture": arch,
+        f"{arch}.context_length": ctx,
+        "general.file_type": 15,
+        "tokenizer.ggml.tokens": [f"t{i}" for i in range(100)],
+    }
     if template:
         meta["tokenizer.chat_template"] = TEMPLATE
     return write_gguf(tmp_path / name, meta, [("token_embd.weight", [params // 1000, 1000])])
@@ -98,7 +104,9 @@ def test_profiles_by_size_and_template(tmp_path):
     assert (large.tier, large.auto_ctx, large.llm_gaps) == ("large", 2048, True)  # never past the trained context
     base = read_profile(model(tmp_path, "b.gguf", params=7_600_000_000, template=False))
     assert base.kind == "base" and base.llm_gaps is False
-    labelled = read_profile(write_gguf(tmp_path / "x.gguf", {"general.architecture": "llama", "general.size_label": "8x7B"}))
+    labelled = read_profile(
+        write_gguf(tmp_path / "x.gguf", {"general.architecture": "llama", "general.size_label": "8x7B"})
+    )
     assert labelled.parameters == 56_000_000_000 and labelled.tier == "large" and labelled.context_length is None
 
 
@@ -180,8 +188,16 @@ def test_spec_parsing():
     gguf = parse("org/repo/sub/model-Q4_K_M.gguf")
     assert (gguf.kind, gguf.repo, gguf.file) == ("gguf", "org/repo", "sub/model-Q4_K_M.gguf")
     assert parse("stabilityai/sd-turbo").kind == "pipeline"
-    for other in ("bundled", "./org/repo/x.gguf", "/abs/x.gguf", "~/x.gguf", "openai:http://h:1/v1", "org/repo/x.bin",
-                  "a b/c", ""):
+    for other in (
+        "bundled",
+        "./org/repo/x.gguf",
+        "/abs/x.gguf",
+        "~/x.gguf",
+        "openai:http://h:1/v1",
+        "org/repo/x.bin",
+        "a b/c",
+        "",
+    ):
         assert parse(other) is None, other
 
 
@@ -200,35 +216,72 @@ def test_a_local_file_wins_over_a_hub_name(tmp_path, monkeypatch):
 
 
 # -- pipeline files ------------------------------------------------------------------------------------
-INDEX = {"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
-         "vae": ["diffusers", "AutoencoderKL"], "text_encoder": ["transformers", "CLIPTextModel"],
-         "tokenizer": ["transformers", "CLIPTokenizer"], "scheduler": ["diffusers", "EulerDiscreteScheduler"],
-         "safety_checker": ["stable_diffusion", "StableDiffusionSafetyChecker"], "feature_extractor": [None, None]}
+INDEX = {
+    "_class_name": "StableDiffusionPipeline",
+    "unet": ["diffusers", "UNet2DConditionModel"],
+    "vae": ["diffusers", "AutoencoderKL"],
+    "text_encoder": ["transformers", "CLIPTextModel"],
+    "tokenizer": ["transformers", "CLIPTokenizer"],
+    "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+    "safety_checker": ["stable_diffusion", "StableDiffusionSafetyChecker"],
+    "feature_extractor": [None, None],
+}
 
 
 def test_pipeline_selection_takes_one_format_and_the_fp16_variant():
-    paths = ["model_index.json", "README.md", "v1-5.ckpt", "v1-5.safetensors",
-             "unet/config.json", "unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.fp16.safetensors",
-             "unet/diffusion_pytorch_model.bin", "unet/diffusion_pytorch_model.non_ema.safetensors",
-             "vae/config.json", "vae/diffusion_pytorch_model.safetensors",  # no fp16 here: the plain file
-             "text_encoder/config.json", "text_encoder/model.fp16-00001-of-00002.safetensors",
-             "text_encoder/model.fp16-00002-of-00002.safetensors", "text_encoder/model.safetensors.index.fp16.json",
-             "text_encoder/model.safetensors.index.json", "text_encoder/flax_model.msgpack",
-             "tokenizer/vocab.json", "tokenizer/merges.txt", "scheduler/scheduler_config.json",
-             "safety_checker/config.json", "safety_checker/model.safetensors"]
+    paths = [
+        "model_index.json",
+        "README.md",
+        "v1-5.ckpt",
+        "v1-5.safetensors",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "unet/diffusion_pytorch_model.fp16.safetensors",
+        "unet/diffusion_pytorch_model.bin",
+        "unet/diffusion_pytorch_model.non_ema.safetensors",
+        "vae/config.json",
+        "vae/diffusion_pytorch_model.safetensors",  # no fp16 here: the plain file
+        "text_encoder/config.json",
+        "text_encoder/model.fp16-00001-of-00002.safetensors",
+        "text_encoder/model.fp16-00002-of-00002.safetensors",
+        "text_encoder/model.safetensors.index.fp16.json",
+        "text_encoder/model.safetensors.index.json",
+        "text_encoder/flax_model.msgpack",
+        "tokenizer/vocab.json",
+        "tokenizer/merges.txt",
+        "scheduler/scheduler_config.json",
+        "safety_checker/config.json",
+        "safety_checker/model.safetensors",
+    ]
     chosen = pipeline.select(paths, INDEX)
     assert chosen.variant == "fp16" and chosen.format == "safetensors"
-    assert chosen.files == sorted([
-        "model_index.json", "scheduler/scheduler_config.json", "text_encoder/config.json",
-        "text_encoder/model.fp16-00001-of-00002.safetensors", "text_encoder/model.fp16-00002-of-00002.safetensors",
-        "text_encoder/model.safetensors.index.fp16.json", "tokenizer/merges.txt", "tokenizer/vocab.json",
-        "unet/config.json", "unet/diffusion_pytorch_model.fp16.safetensors", "vae/config.json",
-        "vae/diffusion_pytorch_model.safetensors"])
+    assert chosen.files == sorted(
+        [
+            "model_index.json",
+            "scheduler/scheduler_config.json",
+            "text_encoder/config.json",
+            "text_encoder/model.fp16-00001-of-00002.safetensors",
+            "text_encoder/model.fp16-00002-of-00002.safetensors",
+            "text_encoder/model.safetensors.index.fp16.json",
+            "tokenizer/merges.txt",
+            "tokenizer/vocab.json",
+            "unet/config.json",
+            "unet/diffusion_pytorch_model.fp16.safetensors",
+            "vae/config.json",
+            "vae/diffusion_pytorch_model.safetensors",
+        ]
+    )
 
 
 def test_pipeline_selection_falls_back_to_bin_when_a_folder_lacks_safetensors():
-    paths = ["model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
-             "unet/diffusion_pytorch_model.bin", "vae/config.json", "vae/diffusion_pytorch_model.bin"]
+    paths = [
+        "model_index.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "unet/diffusion_pytorch_model.bin",
+        "vae/config.json",
+        "vae/diffusion_pytorch_model.bin",
+    ]
     chosen = pipeline.select(paths, {"unet": ["diffusers", "U"], "vae": ["diffusers", "V"]})
     assert chosen.format == "bin" and chosen.variant is None
     assert "unet/diffusion_pytorch_model.bin" in chosen.files and "vae/diffusion_pytorch_model.bin" in chosen.files
@@ -255,6 +308,8 @@ def test_catalog_recommendation():
     assert catalog.recommend(64 * gb, cpus=2).name == "qwen2.5-1.5b"
     assert catalog.recommend(4 * gb, cpus=16).name == "qwen2.5-1.5b"  # half of 4 GB
     assert catalog.recommend(int(1.5 * gb), cpus=16) is None
-    assert catalog.fits(catalog.find("qwen2.5-7b"), 6 * gb) is False and catalog.fits(catalog.find("qwen2.5-7b"), 16 * gb)
+    assert catalog.fits(catalog.find("qwen2.5-7b"), 6 * gb) is False and catalog.fits(
+        catalog.find("qwen2.5-7b"), 16 * gb
+    )
     names = [e.name for e in catalog.CATALOG]
     assert len(set(names)) == len(names) and all(catalog.find(e.spec) is e for e in catalog.CATALOG)

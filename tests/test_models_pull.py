@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from qia_cli import paths
 from qia_cli.llm.bundled import bundled_path
@@ -60,8 +60,13 @@ def hub(gguf_bytes, pipeline_files):
 
 @pytest.fixture
 def env(hub, tmp_path) -> dict[str, str]:
-    return {"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": str(tmp_path / "hf" / "hub"),
-            "HF_HUB_OFFLINE": "", "HF_HUB_DISABLE_TELEMETRY": "1"}
+    return {
+        "HF_ENDPOINT": hub.url,
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_HUB_CACHE": str(tmp_path / "hf" / "hub"),
+        "HF_HUB_OFFLINE": "",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
 
 
 def qia(*args: str, env: dict, **extra) -> tuple[int, str, str]:
@@ -134,8 +139,16 @@ def test_a_pulled_gguf_resolves_offline_wherever_a_planner_is_named(hub, env):
 @pytest.mark.slow
 def test_plan_with_a_pulled_gguf(hub, env):
     assert qia("models", "pull", SPEC, env=env)[0] == 0
-    rc, out, err = qia("plan", "The fruit that keeps the doctor away, according to the saying", "--llm", SPEC,
-                       "--json", "--no-ask", env=env, HF_HUB_OFFLINE="1")
+    rc, out, err = qia(
+        "plan",
+        "The fruit that keeps the doctor away, according to the saying",
+        "--llm",
+        SPEC,
+        "--json",
+        "--no-ask",
+        env=env,
+        HF_HUB_OFFLINE="1",
+    )
     assert rc == 0, err
     plan = json.loads(out)
     assert plan["model"]["name"] == SPEC and plan["model"]["path"].startswith(env["HF_HUB_CACHE"])
@@ -199,8 +212,13 @@ def test_pull_pipeline_fetches_only_what_loading_needs_and_renders_offline(hub, 
     assert "unet/diffusion_pytorch_model.fp16.safetensors" in pulled["files"]
     assert "model_index.json" in pulled["files"] and "tokenizer/tokenizer.json" in pulled["files"]
     fetched = {path.split("/resolve/", 1)[1].split("/", 1)[1] for _, path, _ in hub.gets()}
-    for never in ("tiny-sd.ckpt", "README.md", "unet/diffusion_pytorch_model.bin",
-                  "unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors"):
+    for never in (
+        "tiny-sd.ckpt",
+        "README.md",
+        "unet/diffusion_pytorch_model.bin",
+        "unet/diffusion_pytorch_model.safetensors",
+        "text_encoder/model.safetensors",
+    ):
         assert never not in fetched
 
     requests = len(hub.log)
@@ -211,8 +229,24 @@ def test_pull_pipeline_fetches_only_what_loading_needs_and_renders_offline(hub, 
     (cached,) = json.loads(out)["cached_image_models"]
     assert cached["id"] == PIPE and cached["complete"] is True and cached["variant"] == "fp16"
 
-    rc, out, err = qia("generate", "a cat", "--model", PIPE, "--llm", "fake", "--no-plan", "--steps", "1",
-                       "--device", "cpu", "--outdir", str(tmp_path / "out"), "--json", env=env, HF_HUB_OFFLINE="1")
+    rc, out, err = qia(
+        "generate",
+        "a cat",
+        "--model",
+        PIPE,
+        "--llm",
+        "fake",
+        "--no-plan",
+        "--steps",
+        "1",
+        "--device",
+        "cpu",
+        "--outdir",
+        str(tmp_path / "out"),
+        "--json",
+        env=env,
+        HF_HUB_OFFLINE="1",
+    )
     assert rc == 0, err
     assert Path(json.loads(out)["outputs"][0]["path"]).is_file()
 

@@ -50,10 +50,16 @@ def test_people_get_a_who_question():
 
 def test_ordinary_scenes_with_clauses_and_negations_need_no_reasoning():
     # Do no harm: an indefinite scene states what it wants, however it is phrased.
-    for request in ("A lightbulb without electricity", "a glass of water under a lamp",
-                    "a dog that is chasing its tail", "a smiling sloth wearing a kilt",
-                    "an aerial view of a bay without any boats", "the kitchen of a small apartment",
-                    "the top of a hill", "a croissant and a cup of espresso on a marble counter"):
+    for request in (
+        "A lightbulb without electricity",
+        "a glass of water under a lamp",
+        "a dog that is chasing its tail",
+        "a smiling sloth wearing a kilt",
+        "an aerial view of a bay without any boats",
+        "the kitchen of a small apartment",
+        "the top of a hill",
+        "a croissant and a cup of espresso on a marble counter",
+    ):
         assert "knowledge" not in kinds(request), request
 
 

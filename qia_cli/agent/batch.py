@@ -24,11 +24,12 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from itertools import islice
-from typing import Any, Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
 
 from qia_cli.agent.claims import Claims
 from qia_cli.agent.planner import PlanOptions
@@ -39,7 +40,12 @@ from qia_cli.seeds import MAX_SEED
 
 RESULTS = "results.jsonl"
 FIELDS: dict[str, tuple[type, ...]] = {
-    "request": (str,), "id": (str, int), "seed": (int,), "size": (str,), "model": (str,), "count": (int,),
+    "request": (str,),
+    "id": (str, int),
+    "seed": (int,),
+    "size": (str,),
+    "model": (str,),
+    "count": (int,),
 }
 CHUNK = 8  # lines planned before the LLM is freed for rendering, when it holds VRAM
 JSONL_SUFFIXES = {".jsonl", ".ndjson", ".json"}
@@ -97,8 +103,10 @@ def read_lines(path: Path) -> list[Line]:
     lines = []
     for number, stripped, data in found:
         if isinstance(data, ValueError) and (jsonl or stripped.startswith('{"')):
-            raise UsageError(f"{path}:{number} is not valid JSON: {data}",
-                             hint="a text request that starts with '{' belongs in a plain-text file (not .jsonl)")
+            raise UsageError(
+                f"{path}:{number} is not valid JSON: {data}",
+                hint="a text request that starts with '{' belongs in a plain-text file (not .jsonl)",
+            )
         if isinstance(data, dict):
             lines.append(_parse_record(path, number, data))
         else:
@@ -112,17 +120,17 @@ def _parse_record(path: Path, number: int, data: dict[str, Any]) -> Line:
     if unknown:
         raise UsageError(f"{where}: unknown field '{unknown[0]}'", hint="fields: " + ", ".join(FIELDS))
     if "request" not in data:
-        raise UsageError(f"{where}: no \"request\"", hint='e.g. {"request": "a red bicycle", "seed": 7}')
+        raise UsageError(f'{where}: no "request"', hint='e.g. {"request": "a red bicycle", "seed": 7}')
     for key, value in data.items():
         if value is None and key != "request":
             continue
         if not isinstance(value, FIELDS[key]) or isinstance(value, bool):
             kinds = " or ".join(t.__name__ for t in FIELDS[key])
-            raise UsageError(f"{where}: \"{key}\" must be {kinds}, not {json.dumps(value)}")
+            raise UsageError(f'{where}: "{key}" must be {kinds}, not {json.dumps(value)}')
     if data.get("seed") is not None and not 0 <= data["seed"] <= MAX_SEED:
-        raise UsageError(f"{where}: \"seed\" must be between 0 and {MAX_SEED}")
+        raise UsageError(f'{where}: "seed" must be between 0 and {MAX_SEED}')
     if data.get("count") is not None and not 1 <= data["count"] <= 64:
-        raise UsageError(f"{where}: \"count\" must be between 1 and 64")
+        raise UsageError(f'{where}: "count" must be between 1 and 64')
     if data.get("id") is not None:
         data["id"] = str(data["id"])
     return Line(line=number, **data)
@@ -172,7 +180,7 @@ class Results:
         try:
             fh = open(self.path, "rb")
         except FileNotFoundError:
-            self._seen = (None, 0)
+            self._seen: tuple[int | None, int] = (None, 0)
             return []
         with fh:
             st = os.fstat(fh.fileno())
@@ -194,7 +202,7 @@ class Results:
                     data = b"\n" + data  # never glue a record onto a torn line
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -213,7 +221,9 @@ class Results:
                     best[key] = record
             if not best and not self.path.exists():
                 return
-            body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for _k, r in sorted(best.items(), key=lambda kv: kv[0]))
+            body = "".join(
+                json.dumps(r, ensure_ascii=False) + "\n" for _k, r in sorted(best.items(), key=lambda kv: kv[0])
+            )
             atomic_write_bytes(self.path, body.encode("utf-8"))
 
 
@@ -258,9 +268,16 @@ class Summary:
     aborted: QiaError | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        data = {"results": str(self.results), "total": self.total, "ok": self.ok, "failed": self.failed,
-                "skipped": self.skipped, "elsewhere": self.elsewhere, "jobs": self.jobs,
-                "aborted": self.aborted.message if self.aborted else None}
+        data = {
+            "results": str(self.results),
+            "total": self.total,
+            "ok": self.ok,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "elsewhere": self.elsewhere,
+            "jobs": self.jobs,
+            "aborted": self.aborted.message if self.aborted else None,
+        }
         if self.workers is not None:
             data.update(workers=self.workers, retried=self.retried)
         return data
@@ -369,8 +386,15 @@ class _Feeder:
     """The lines to do, each claimed in the output folder first; a line another run holds, or has done
     since this run started, is left out (and counted)."""
 
-    def __init__(self, todo: list[Line], results: Results, claims: Claims, plan_only: bool, summary: Summary,
-                 on_other: Callable[[Line], None]) -> None:
+    def __init__(
+        self,
+        todo: list[Line],
+        results: Results,
+        claims: Claims,
+        plan_only: bool,
+        summary: Summary,
+        on_other: Callable[[Line], None],
+    ) -> None:
         self.todo, self.results, self.claims = todo, results, claims
         self.plan_only, self.summary, self.on_other = plan_only, summary, on_other
         self.done: set = set()
@@ -435,13 +459,23 @@ def plan_line(agent: Agent, line: Line, saved: dict | None, options: BatchOption
         return exc
 
 
-def finish_line(renderer: Agent, line: Line, planned: Any, options: BatchOptions,
-                outdir: Path | None = None) -> Outcome:
+def finish_line(
+    renderer: Agent | None, line: Line, planned: Any, options: BatchOptions, outdir: Path | None = None
+) -> Outcome:
     """Render a planned line (into `outdir` instead of the batch's folder, when given) and make its record."""
     start = time.perf_counter()
-    record: dict[str, Any] = {"line": line.line, "id": line.id, "request": line.request, "hash": line.key,
-                              "status": "error", "rendered": False, "outputs": [], "plan": None, "render": None,
-                              "error": None}
+    record: dict[str, Any] = {
+        "line": line.line,
+        "id": line.id,
+        "request": line.request,
+        "hash": line.key,
+        "status": "error",
+        "rendered": False,
+        "outputs": [],
+        "plan": None,
+        "render": None,
+        "error": None,
+    }
     if isinstance(planned, BaseException):
         record["error"] = _message(planned)
     else:
@@ -453,19 +487,25 @@ def finish_line(renderer: Agent, line: Line, planned: Any, options: BatchOptions
                 render = _render_options(line, options)
                 if outdir is not None:
                     render = dataclasses.replace(render, outdir=outdir)
+                assert renderer is not None  # None only for plan-only lines and errors, which never render
                 result = renderer.render(planned, render)
             except Exception as exc:
                 record["error"] = _message(exc)
             else:
-                record.update(status="ok", rendered=True, outputs=[o.model_dump() for o in result.outputs],
-                              render=result.render.model_dump())
+                record.update(
+                    status="ok",
+                    rendered=True,
+                    outputs=[o.model_dump() for o in result.outputs],
+                    render=result.render.model_dump(),
+                )
     record["seconds"] = round(time.perf_counter() - start + getattr(planned, "timings", {}).get("total", 0.0), 3)
     stop = planned if isinstance(planned, QiaError) and _stops_batch(planned) else None
     return Outcome(record=record, stop=stop)
 
 
-def run_line(agent: Agent, renderer: Agent, line: Line, saved: dict | None, options: BatchOptions,
-             outdir: Path | None = None) -> Outcome:
+def run_line(
+    agent: Agent, renderer: Agent, line: Line, saved: dict | None, options: BatchOptions, outdir: Path | None = None
+) -> Outcome:
     """One line from request to record: what every runner does per line."""
     return finish_line(renderer, line, plan_line(agent, line, saved, options), options, outdir)
 
@@ -476,15 +516,18 @@ def renderer_of(agent: Agent) -> Agent:
 
 
 # -- the local runner -----------------------------------------------------------------------------
-def run_local(agent: Agent, lines: Iterable[Line], stored: dict, options: BatchOptions,
-              summary: Summary) -> Iterator[Outcome]:
+def run_local(
+    agent: Agent, lines: Iterable[Line], stored: dict, options: BatchOptions, summary: Summary
+) -> Iterator[Outcome]:
     """Plan (in threads with an LLM server) and render (one at a time, the pipeline kept loaded) here."""
     renderer = renderer_of(agent)
     for line, planned in _plans(agent, lines, stored, options, summary.jobs):
         yield finish_line(renderer, line, planned, options)
 
 
-def _plans(agent: Agent, lines: Iterable[Line], stored: dict, options: BatchOptions, jobs: int) -> Iterator[tuple[Line, Any]]:
+def _plans(
+    agent: Agent, lines: Iterable[Line], stored: dict, options: BatchOptions, jobs: int
+) -> Iterator[tuple[Line, Any]]:
     """(line, Plan or the exception planning raised), in file order."""
     local = threading.local()
     pending = iter(lines)
@@ -538,8 +581,9 @@ def _render_options(line: Line, options: BatchOptions) -> RenderOptions:
     seed = line.seed
     if seed is None and options.seed is not None:
         seed = (options.seed + line.line - 1) % (MAX_SEED + 1)
-    return dataclasses.replace(base, model=line.model or base.model, width=width, height=height, seed=seed,
-                               count=line.count or base.count)
+    return dataclasses.replace(
+        base, model=line.model or base.model, width=width, height=height, seed=seed, count=line.count or base.count
+    )
 
 
 def _message(exc: BaseException) -> str:

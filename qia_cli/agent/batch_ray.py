@@ -28,12 +28,20 @@ import socket
 import tempfile
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from qia_cli.agent.batch import (
-    BatchOptions, Line, Outcome, Summary, finish_line, llm_backend, plan_line, renderer_of,
+    BatchOptions,
+    Line,
+    Outcome,
+    Summary,
+    finish_line,
+    llm_backend,
+    plan_line,
+    renderer_of,
 )
 from qia_cli.errors import QiaError, UsageError
 
@@ -78,19 +86,22 @@ class Cluster:
         self.verbose = verbose
         self.num_cpus = num_cpus
         self.owned = False
-        self.ray = None
+        self.ray: Any = None  # the ray module, once connected
         self._restore: Callable[[], None] = lambda: None
 
-    def __enter__(self) -> "Cluster":
+    def __enter__(self) -> Cluster:
         ray = self.ray = require_ray()
         self._restore = _raylet_messages_to_stderr(self.verbose)
         if ray.is_initialized():  # a program (or a test) that already holds a connection lends it
             return self
-        kwargs: dict[str, Any] = {"log_to_driver": self.verbose,
-                                  "logging_level": logging.INFO if self.verbose else logging.ERROR}
+        kwargs: dict[str, Any] = {
+            "log_to_driver": self.verbose,
+            "logging_level": logging.INFO if self.verbose else logging.ERROR,
+        }
         if self.address == "local":
-            kwargs.update(address="local", include_dashboard=False, num_cpus=self.num_cpus,
-                          object_store_memory=LOCAL_OBJECT_STORE)
+            kwargs.update(
+                address="local", include_dashboard=False, num_cpus=self.num_cpus, object_store_memory=LOCAL_OBJECT_STORE
+            )
         else:
             kwargs.update(address=self.address)
         try:
@@ -99,8 +110,9 @@ class Cluster:
             self._restore()
             text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             where = "start a local Ray instance" if self.address == "local" else f"connect to Ray at {self.address}"
-            raise QiaError(f"cannot {where}: {text}",
-                           hint="start a cluster with `ray start --head`, or use --ray local") from None
+            raise QiaError(
+                f"cannot {where}: {text}", hint="start a cluster with `ray start --head`, or use --ray local"
+            ) from None
         self.owned = True
         if self.address != "local":
             try:
@@ -126,8 +138,10 @@ class Cluster:
             theirs = None
         if theirs != __version__:
             found = f"qia {theirs}" if theirs else "no qia"
-            raise QiaError(f"the Ray cluster at {self.address} has {found}; this machine has qia {__version__}",
-                           hint=f'install the same version on every node: pip install "qia-cli[ray]=={__version__}"')
+            raise QiaError(
+                f"the Ray cluster at {self.address} has {found}; this machine has qia {__version__}",
+                hint=f'install the same version on every node: pip install "qia-cli[ray]=={__version__}"',
+            )
 
     def __exit__(self, *exc) -> None:
         if self.owned and self.ray is not None:
@@ -142,8 +156,12 @@ class Cluster:
         ray = self.ray
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         total = ray.cluster_resources()
-        return {"nodes": len(nodes), "cpus": total.get("CPU", 0.0), "gpus": total.get("GPU", 0.0),
-                "node_cpus": [n.get("Resources", {}).get("CPU", 0.0) for n in nodes]}
+        return {
+            "nodes": len(nodes),
+            "cpus": total.get("CPU", 0.0),
+            "gpus": total.get("GPU", 0.0),
+            "node_cpus": [n.get("Resources", {}).get("CPU", 0.0) for n in nodes],
+        }
 
 
 def _raylet_messages_to_stderr(verbose: bool) -> Callable[[], None]:
@@ -181,8 +199,9 @@ class RayOptions:
     worker_class: type | None = None  # LineWorker or a subclass (tests inject faults with one)
 
 
-def pool_shape(resources: dict[str, Any], workers: int | None, device: str | None,
-               needs_gpu: bool = True) -> tuple[int, dict[str, Any]]:
+def pool_shape(
+    resources: dict[str, Any], workers: int | None, device: str | None, needs_gpu: bool = True
+) -> tuple[int, dict[str, Any]]:
     """How many actors, and the resources each asks for."""
     if needs_gpu and resources["gpus"] >= 1 and device not in ("cpu", "mps"):
         return workers or int(resources["gpus"]), {"num_gpus": 1, "num_cpus": 1}
@@ -333,8 +352,15 @@ def _collect(record: dict, folder: Path) -> list[dict]:
     try:
         for output in record.get("outputs") or []:
             png, side = Path(output["path"]), Path(output["sidecar"])
-            files.append({"name": png.stem, "png": png.read_bytes(), "sidecar": json.loads(side.read_text("utf-8")),
-                          "path": str(png), "sidecar_path": str(side)})
+            files.append(
+                {
+                    "name": png.stem,
+                    "png": png.read_bytes(),
+                    "sidecar": json.loads(side.read_text("utf-8")),
+                    "path": str(png),
+                    "sidecar_path": str(side),
+                }
+            )
     finally:
         for leftover in folder.iterdir():
             leftover.unlink(missing_ok=True)
@@ -367,8 +393,9 @@ class RayRunner:
         self.cluster = cluster
         self.options = options or RayOptions()
 
-    def __call__(self, agent, lines: Iterable[Line], stored: dict, options: BatchOptions,
-                 summary: Summary) -> Iterator[Outcome]:
+    def __call__(
+        self, agent, lines: Iterable[Line], stored: dict, options: BatchOptions, summary: Summary
+    ) -> Iterator[Outcome]:
         pending = iter(lines)
         first = next(pending, None)
         if first is None:  # nothing to do: start nothing
@@ -383,13 +410,25 @@ class RayRunner:
 class _Run:
     """One batch on the cluster: the actors, the planning tasks and the lines in flight."""
 
-    def __init__(self, runner: RayRunner, agent, pending: Iterator[Line], stored: dict, options: BatchOptions,
-                 summary: Summary) -> None:
+    def __init__(
+        self, runner: RayRunner, agent, pending: Iterator[Line], stored: dict, options: BatchOptions, summary: Summary
+    ) -> None:
         ray = self.ray = runner.cluster.ray
-        self.hooks, self.pending, self.stored, self.options, self.summary = runner.options, pending, stored, options, summary
-        self.lost_worker = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
-                            ray.exceptions.ObjectLostError, ray.exceptions.OutOfMemoryError,
-                            ray.exceptions.NodeDiedError)
+        assert ray is not None  # the Cluster is connected (inside its `with` block)
+        self.hooks, self.pending, self.stored, self.options, self.summary = (
+            runner.options,
+            pending,
+            stored,
+            options,
+            summary,
+        )
+        self.lost_worker = (
+            ray.exceptions.RayActorError,
+            ray.exceptions.WorkerCrashedError,
+            ray.exceptions.ObjectLostError,
+            ray.exceptions.OutOfMemoryError,
+            ray.exceptions.NodeDiedError,
+        )
         memory = [e.model_dump(mode="json") for e in agent.memory.list()] if agent.memory is not None else None
         context = Context(agent.settings, options, agent.search, memory, agent.verbose)
         self.slots: list[_Slot] = []
@@ -397,15 +436,17 @@ class _Run:
         plan_in_tasks = llm_backend(agent) == "openai"
         if not (options.plan_only and plan_in_tasks):
             device = options.render.device or agent.settings.device
-            count, self.shape = pool_shape(runner.cluster.resources(), runner.options.workers, device,
-                                           needs_gpu=not options.plan_only)
+            count, self.shape = pool_shape(
+                runner.cluster.resources(), runner.options.workers, device, needs_gpu=not options.plan_only
+            )
             actor = ray.remote(runner.options.worker_class or LineWorker).options(
-                max_restarts=-1, max_task_retries=0, **self.shape)
+                max_restarts=-1, max_task_retries=0, **self.shape
+            )
             for _ in range(count):  # each gets its own copy of the context: Ray restarts need one
                 handle = actor.remote(context, runner.options.shared_outdir)
                 self.slots.append(_Slot(handle, ping=handle.info.remote()))
         summary.workers = len(self.slots)
-        self.planner = None
+        self.planner: Any = None  # a Ray remote function
         if plan_in_tasks:
             self.planner = ray.remote(plan_task).options(num_cpus=0, max_retries=MAX_ATTEMPTS - 1)
             self.shared = ray.put(context)
@@ -444,8 +485,10 @@ class _Run:
 
     def _feed(self) -> None:
         """Planning tasks a window ahead of the actors (LLM server), then up to PER_WORKER lines per actor."""
-        while self.planner is not None and \
-                sum(j.kind == "plan" for j in self.inflight.values()) + len(self.planned) < self.plan_window:
+        while (
+            self.planner is not None
+            and sum(j.kind == "plan" for j in self.inflight.values()) + len(self.planned) < self.plan_window
+        ):
             line = self._next_line()
             if line is None:
                 break
@@ -480,7 +523,8 @@ class _Run:
             self.summary.aborted = QiaError(
                 f"no Ray worker started within {START_TIMEOUT_S:.0f} s",
                 hint=f"the cluster cannot place {len(self.slots)} worker(s) asking for {self.shape}; "
-                     "see `ray status`, or pass --workers")
+                "see `ray status`, or pass --workers",
+            )
             return True
         return False
 

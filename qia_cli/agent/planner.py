@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable
 
 from qia_cli.agent import compose as composer
 from qia_cli.agent import rules
 from qia_cli.agent.grounding import clarify, reasoning
 from qia_cli.agent.grounding.memory import ground_memory
 from qia_cli.agent.grounding.search import ground_search
-from qia_cli.agent.types import Evidence, Gap, ModelInfo, Plan, SessionRef
+from qia_cli.agent.types import Evidence, Gap, GapKind, ModelInfo, Plan, SessionRef
 from qia_cli.errors import UsageError
 from qia_cli.llm.base import LLM, Usage, parse_json
 from qia_cli.textsafe import clean_input, visible
@@ -140,8 +140,13 @@ class Planner:
                 evidence += found
                 session = _recall_session(self.memory, request)
                 if session is not None:
-                    evidence.append(Evidence(source="session", content=session.request,
-                                             detail=f"session {session.id} of {session.time}: {session.prompt}"[:300]))
+                    evidence.append(
+                        Evidence(
+                            source="session",
+                            content=session.request,
+                            detail=f"session {session.id} of {session.time}: {session.prompt}"[:300],
+                        )
+                    )
         for gap in gaps:  # what memory did not know, only the user can say
             if gap.kind == "personal" and not gap.filled:
                 gap.action = "ask"
@@ -163,8 +168,13 @@ class Planner:
             with _timed(timings, "search"):
                 context = " ".join(e.content for e in evidence if e.source == "user")[:80]
                 found, warned = ground_search(
-                    self.search, self.llm, gaps, deadline_s=self.search_deadline, ttl=self.search_ttl,
-                    usage=self.usage, context=context,
+                    self.search,
+                    self.llm,
+                    gaps,
+                    deadline_s=self.search_deadline,
+                    ttl=self.search_ttl,
+                    usage=self.usage,
+                    context=context,
                 )
                 evidence += found
                 warnings += warned
@@ -211,19 +221,38 @@ class Planner:
         for gap in gaps:
             if gap.action != "reason" or not gap.query or gap.filled:
                 continue
-            name = reasoning.name_it(self.knowledge_llm, gap.query, request, self.usage)
+            knowledge = self.knowledge_llm
+            assert knowledge is not None  # plan() reasons only when the planner has an LLM
+            name = reasoning.name_it(knowledge, gap.query, request, self.usage)
             if not name.text:
                 continue
-            evidence.append(Evidence(gap_id=gap.id, source="reasoning", content=name.text, detail=gap.query,
-                                     role="name", confidence=_round(name.logprob), used=name.confident))
+            evidence.append(
+                Evidence(
+                    gap_id=gap.id,
+                    source="reasoning",
+                    content=name.text,
+                    detail=gap.query,
+                    role="name",
+                    confidence=_round(name.logprob),
+                    used=name.confident,
+                )
+            )
             if not name.confident:
                 continue
             gap.filled = True
-            look = reasoning.describe(self.knowledge_llm, name.text, self.usage)
+            look = reasoning.describe(knowledge, name.text, self.usage)
             if look.text:
-                evidence.append(Evidence(gap_id=gap.id, source="reasoning", content=look.text,
-                                         detail=f"What does {name.text} look like?", role="look",
-                                         confidence=_round(look.logprob), used=look.confident))
+                evidence.append(
+                    Evidence(
+                        gap_id=gap.id,
+                        source="reasoning",
+                        content=look.text,
+                        detail=f"What does {name.text} look like?",
+                        role="look",
+                        confidence=_round(look.logprob),
+                        used=look.confident,
+                    )
+                )
         return evidence
 
     def _llm_gaps(self, request: str, gaps: list[Gap]) -> None:
@@ -239,9 +268,11 @@ class Planner:
                 ),
             },
         ]
+        llm = self.llm
+        assert llm is not None  # plan() asks for LLM gaps only when the planner has an LLM
         data = None
         for _attempt in range(2):  # one retry, then the rules stand alone
-            completion = self.usage.add(self.llm.json(messages, GAP_SCHEMA, max_tokens=200))
+            completion = self.usage.add(llm.json(messages, GAP_SCHEMA, max_tokens=200))
             data = parse_json(completion)
             if isinstance(data, dict) and isinstance(data.get("missing"), list):
                 break
@@ -261,8 +292,14 @@ class Planner:
             if kind == "text" and not rules.TEXT_CARRIERS.search(request):
                 continue
             gaps.append(
-                Gap(id=f"g{len(gaps) + 1}", kind=kind, description=str(item.get("question", ""))[:100] or f"about '{span}'",
-                    action="ask", span=span, origin="llm")
+                Gap(
+                    id=f"g{len(gaps) + 1}",
+                    kind=kind,
+                    description=str(item.get("question", ""))[:100] or f"about '{span}'",
+                    action="ask",
+                    span=span,
+                    origin="llm",
+                )
             )
             have.add(kind)
 
@@ -287,11 +324,22 @@ class Planner:
             drop_ids = {g.id for g in gaps if g.kind in drop_kinds}
             evidence = [e for e in prev.evidence if e.gap_id not in drop_ids and not _mentions(e, removed)]
             if edit and edit_analysis is not None:
-                kind = "style" if edit_analysis.has_style else "setting" if edit_analysis.has_setting else "subject"
-                gap = Gap(id=f"g{len(gaps) + 1}", kind=kind, description="your refinement of the previous image",
-                          action="ask", span=edit, filled=True)
+                kind: GapKind = (
+                    "style" if edit_analysis.has_style else "setting" if edit_analysis.has_setting else "subject"
+                )
+                gap = Gap(
+                    id=f"g{len(gaps) + 1}",
+                    kind=kind,
+                    description="your refinement of the previous image",
+                    action="ask",
+                    span=edit,
+                    filled=True,
+                )
                 gaps.append(gap)
-                evidence.insert(0, Evidence(gap_id=gap.id, source="user", content=edit, detail="refinement of: " + prev.prompt[:120]))
+                evidence.insert(
+                    0,
+                    Evidence(gap_id=gap.id, source="user", content=edit, detail="refinement of: " + prev.prompt[:120]),
+                )
                 if self.memory is not None:  # "same but with Biscuit": who Biscuit is comes from memory
                     found, self.recalled = ground_memory(self.memory, edit, [])
                     known = {e.detail for e in evidence if e.source == "memory"}
@@ -319,9 +367,13 @@ REMOVE = re.compile(r"^(?:without|remove|no|drop)\s+(?:the\s+|a\s+|an\s+)?(.+)$"
 
 def _edit_of(request: str) -> tuple[str, str]:
     """The words a refinement adds to the prompt, and what it takes out ("without the hat" -> "", "hat")."""
-    edit = REFINE.sub(lambda m: m.group(0) if m.group(0).strip().lower().startswith(KEEP_LEADS) else "", request, count=1)
+    edit = REFINE.sub(
+        lambda m: m.group(0) if m.group(0).strip().lower().startswith(KEEP_LEADS) else "", request, count=1
+    )
     edit = re.sub(r"^\s*add\s+", "with ", edit.strip(" ,."), flags=re.IGNORECASE) or request.strip(" ,.")
-    removal = REMOVE.match(re.sub(r"^\s*(?:(?:ok(?:ay)?|now|but|and|then|also|please)[, ]+)*", "", request).strip(" ,."))
+    removal = REMOVE.match(
+        re.sub(r"^\s*(?:(?:ok(?:ay)?|now|but|and|then|also|please)[, ]+)*", "", request).strip(" ,.")
+    )
     if removal:
         return "", removal.group(1).strip()
     return edit, ""
@@ -358,7 +410,7 @@ def _purpose(request: str) -> str | None:
 
 
 def _recall_session(memory, request: str) -> SessionRef | None:
-    """"Like the one I made yesterday, but at night": the recorded session it means, if any."""
+    """ "Like the one I made yesterday, but at night": the recorded session it means, if any."""
     from qia_cli.memory.recall import refers_to_session
 
     if not refers_to_session(request):
@@ -366,8 +418,14 @@ def _recall_session(memory, request: str) -> SessionRef | None:
     record = memory.find_session(request)
     if record is None:
         return None
-    return SessionRef(id=record.id, time=record.time.isoformat(timespec="minutes"), request=record.request,
-                      prompt=record.prompt, seed=record.seed, model=record.model)
+    return SessionRef(
+        id=record.id,
+        time=record.time.isoformat(timespec="minutes"),
+        request=record.request,
+        prompt=record.prompt,
+        seed=record.seed,
+        model=record.model,
+    )
 
 
 def _round(value: float | None) -> float | None:

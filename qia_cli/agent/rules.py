@@ -38,7 +38,9 @@ TIME = re.compile(
     re.IGNORECASE,
 )
 # "new" as in "New York" or "new-born" is not time-sensitive.
-TIME_FALSE = re.compile(r"\bnew\s+(york|zealand|delhi|orleans|mexico|jersey|england|year'?s?\s+(eve|day)|born|moon)\b", re.I)
+TIME_FALSE = re.compile(
+    r"\bnew\s+(york|zealand|delhi|orleans|mexico|jersey|england|year'?s?\s+(eve|day)|born|moon)\b", re.I
+)
 TIME_NOUNS = re.compile(
     r"\b(headquarters|hq|champion|champions|winner|president|ceo|leader|model|version|release|iphone|phone|logo|"
     r"stadium|building|tower|album|movie|film|season|trend|fashion|car|console|mascot|pope|king|queen|"
@@ -50,13 +52,19 @@ TIME_NOUNS = re.compile(
 )
 
 QUOTED = re.compile(r"[\"“”]([^\"“”]{1,120})[\"“”]|(?<![a-z])'([^']{2,120})'(?![a-z])", re.IGNORECASE)
-SAYS = re.compile(r"\b(?:that\s+says|saying|which\s+says|reading|that\s+reads|with\s+the\s+(?:text|words?)|titled|labeled|labelled)\s+:?\s*(.+)$", re.I)
+SAYS = re.compile(
+    r"\b(?:that\s+says|saying|which\s+says|reading|that\s+reads|with\s+the\s+(?:text|words?)|titled|labeled|labelled)\s+:?\s*(.+)$",
+    re.I,
+)
 TEXT_CARRIERS = re.compile(
     r"\b(poster|sign|banner|flyer|card|invitation|invite|label|t-?shirt|mug|logo|cover|billboard|placard|menu|ticket|sticker|cake)\b",
     re.IGNORECASE,
 )
 PURPOSE = re.compile(r"\b(poster|flyer|invitation|invite|card|banner|thumbnail|cover|ad|advert|advertisement)\b", re.I)
-EVENT_VAGUE = re.compile(r"\b(?:for|about|announcing)\s+(?:the|our|my|this|that)\s+(event|party|launch|meeting|show|conference|game|occasion)\b", re.I)
+EVENT_VAGUE = re.compile(
+    r"\b(?:for|about|announcing)\s+(?:the|our|my|this|that)\s+(event|party|launch|meeting|show|conference|game|occasion)\b",
+    re.I,
+)
 
 STYLE = re.compile(
     r"\b(photo|photograph|photographic|photorealistic|realistic|hyperrealistic|watercolou?r|oil\s+painting|painting|"
@@ -92,7 +100,9 @@ SETTING = re.compile(
     r"table|field|river|lake|park|snow|rain|fog|winter|summer|autumn|spring)\b",
     re.IGNORECASE,
 )
-VAGUE_SUBJECT = re.compile(r"^(?:something|anything|it|this|that|stuff|a\s+thing|things|an?\s+(?:image|picture|photo))\W*$", re.I)
+VAGUE_SUBJECT = re.compile(
+    r"^(?:something|anything|it|this|that|stuff|a\s+thing|things|an?\s+(?:image|picture|photo))\W*$", re.I
+)
 
 # Grammar, not vocabulary: a request that *describes* one particular thing ("the flower that is the national
 # symbol of Japan", "the rover exploring Gale Crater since 2012", "Newton's famous fruit") needs the model to
@@ -191,8 +201,9 @@ def description_span(core: str) -> str | None:
     rest = tokens[boundary:comma] if boundary is not None else []
     if low in ("a", "an"):
         return _indefinite(tokens, rest, comma, stop, span)
-    if len(np) >= 2 and (np[0].lower() in DEGREE or np[0].lower() in ORDINALS or np[0].lower() == "only"
-                         or _superlative(np[0])):
+    if len(np) >= 2 and (
+        np[0].lower() in DEGREE or np[0].lower() in ORDINALS or np[0].lower() == "only" or _superlative(np[0])
+    ):
         return span  # "the tallest mountain", "the first man on the moon", "the only mammal ..."
     if len(np) >= 3 and any(t[:1].isupper() for t in np[:-1]):
         return span  # "the Japanese national flower" (but "the Victorian house" is a scene)
@@ -223,10 +234,21 @@ def _generic_property(tokens: list[str]) -> bool:
     for i in range(1, len(tokens) - 2):
         word, nxt = tokens[i].lower(), tokens[i + 1]
         adverb = word.endswith("ly") or word in GENERIC_ADVERBS
-        if adverb and _participle(nxt) and nxt.lower().endswith(("ed", "n", "t")) and tokens[i + 2].lower() in PREPOSITIONS:
+        if (
+            adverb
+            and _participle(nxt)
+            and nxt.lower().endswith(("ed", "n", "t"))
+            and tokens[i + 2].lower() in PREPOSITIONS
+        ):
             return True
         definite = tokens[0].lower() == "the"
-        if definite and word == "," and _participle(nxt) and not nxt.endswith("ing") and tokens[i + 2].lower() in PREPOSITIONS:
+        if (
+            definite
+            and word == ","
+            and _participle(nxt)
+            and not nxt.endswith("ing")
+            and tokens[i + 2].lower() in PREPOSITIONS
+        ):
             return True
     return False
 
@@ -374,7 +396,9 @@ def _has_proper_noun(text: str) -> bool:
 def _phrase_around(text: str, word: str) -> str:
     """The noun phrase that contains `word`: from the preceding determiner to the next preposition/punctuation."""
     m = re.search(
-        r"((?:\b(?:the|a|an|this|our|my|their|its)\s+)?(?:\S+\s+){0,2}?" + re.escape(word) + r"(?:\s+[^\s,.;:!?]+){0,3})",
+        r"((?:\b(?:the|a|an|this|our|my|their|its)\s+)?(?:\S+\s+){0,2}?"
+        + re.escape(word)
+        + r"(?:\s+[^\s,.;:!?]+){0,3})",
         text,
         re.IGNORECASE,
     )
@@ -388,11 +412,16 @@ def _text(a: Analysis) -> None:
     for m in QUOTED.finditer(a.request):
         a.quoted_text.append((m.group(1) or m.group(2)).strip())
     if not a.quoted_text:
-        m = SAYS.search(a.request)
-        if m:
-            a.quoted_text.append(m.group(1).strip(" .\"'"))
+        said = SAYS.search(a.request)
+        if said:
+            a.quoted_text.append(said.group(1).strip(" .\"'"))
     carrier = TEXT_CARRIERS.search(a.request)
-    if carrier and not a.quoted_text and carrier.group(1).lower() in {"poster", "sign", "banner", "flyer", "card", "invitation", "invite", "billboard", "placard"}:
+    if (
+        carrier
+        and not a.quoted_text
+        and carrier.group(1).lower()
+        in {"poster", "sign", "banner", "flyer", "card", "invitation", "invite", "billboard", "placard"}
+    ):
         a.add(
             kind="text",
             description=f"what the {carrier.group(1).lower()} should say",

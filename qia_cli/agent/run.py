@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 from qia_cli.agent.planner import Planner, PlanOptions
 from qia_cli.agent.types import GenerateResult, Output, Plan, RenderSpec
@@ -53,11 +54,12 @@ class Callbacks:
 class Agent:
     settings: Settings
     verbose: bool = False
-    memory: object | None = None
-    search: object | None = None
-    llm: object | None = None  # an LLM, or None to build it lazily from settings
-    knowledge: object | None = None  # the LLM for knowledge questions, or None to pick it from settings
-    scorer: object | None = None  # a Scorer for the feedback loop, or None to load settings.scorer when needed
+    # Any until these get protocol types (issue 17, section 3).
+    memory: Any = None  # a MemoryStore, or None
+    search: Any = None  # a search backend, or None
+    llm: Any = None  # an LLM, or None to build it lazily from settings
+    knowledge: Any = None  # the LLM for knowledge questions, or None to pick it from settings
+    scorer: Any = None  # a Scorer for the feedback loop, or None to load settings.scorer when needed
     callbacks: Callbacks = field(default_factory=Callbacks)
     _planner: Planner | None = None
 
@@ -191,7 +193,11 @@ class Agent:
         s = self.settings
         # "Like the one I made yesterday": that session's seed and model, unless the user names others.
         session_seed = plan.session.seed if plan.session is not None else None
-        model = opts.model or (plan.session.model if plan.session is not None and plan.session.model else None) or s.image_model
+        model = (
+            opts.model
+            or (plan.session.model if plan.session is not None and plan.session.model else None)
+            or s.image_model
+        )
         fam = defaults_for(model)
         negative = plan.negative_prompt
         if opts.negative and opts.negative not in negative:
@@ -203,8 +209,13 @@ class Agent:
             width=opts.width or s.width or fam.width,
             height=opts.height or s.height or fam.height,
             steps=opts.steps or s.steps or fam.steps,
-            guidance=opts.guidance if opts.guidance is not None else (s.guidance if s.guidance is not None else fam.guidance),
-            seed=opts.seed if opts.seed is not None else session_seed if session_seed is not None
+            guidance=opts.guidance
+            if opts.guidance is not None
+            else (s.guidance if s.guidance is not None else fam.guidance),
+            seed=opts.seed
+            if opts.seed is not None
+            else session_seed
+            if session_seed is not None
             else random_seed(opts.count),
             device=opts.device or s.device,
             dtype=opts.dtype or s.dtype,
@@ -234,8 +245,14 @@ class Agent:
         if self.should_release_llm(opts, spec.device):
             self.release_llm()
         start = time.perf_counter()
-        loaded = renderer.load_pipeline(spec.model, spec.device, dtype=spec.dtype, vae=spec.vae,
-                                        progress=self.callbacks.progress, verbose=self.verbose)
+        loaded = renderer.load_pipeline(
+            spec.model,
+            spec.device,
+            dtype=spec.dtype,
+            vae=spec.vae,
+            progress=self.callbacks.progress,
+            verbose=self.verbose,
+        )
         timings["load_pipeline"] = round(time.perf_counter() - start, 4)
         note = clip_note(loaded.pipe, spec.prompt)
         if note and note not in plan.warnings:
@@ -245,13 +262,19 @@ class Agent:
 
         start = time.perf_counter()
         images = renderer.render(
-            spec, count=opts.count, on_step=self.callbacks.on_step, cancel=self.callbacks.cancel, loaded=loaded,
+            spec,
+            count=opts.count,
+            on_step=self.callbacks.on_step,
+            cancel=self.callbacks.cancel,
+            loaded=loaded,
             verbose=self.verbose,
         )
         timings["render"] = round(time.perf_counter() - start, 4)
         if any(renderer.is_black(image) for image, _seed in images):
-            plan.warnings.append(f"the image came out all black (NaNs in {spec.dtype}?)"
-                                 + ("; try --dtype fp32" if spec.dtype != "fp32" else ""))
+            plan.warnings.append(
+                f"the image came out all black (NaNs in {spec.dtype}?)"
+                + ("; try --dtype fp32" if spec.dtype != "fp32" else "")
+            )
 
         from qia_cli.agent.feedback import Shot
 
@@ -293,7 +316,7 @@ class Agent:
         second) and then holds only CPU memory.
         """
         llm = self.llm
-        if llm is None or (getattr(llm, "n_gpu_layers", 0) and device != "cpu"):
+        if llm is None or (bool(getattr(llm, "n_gpu_layers", 0)) and device != "cpu"):
             return None
         from qia_cli.agent.grounding.reasoning import describe
         from qia_cli.errors import QiaError
@@ -302,7 +325,7 @@ class Agent:
             if item.lower().startswith("text "):
                 return None
             try:
-                return describe(llm, item)
+                return describe(llm, item).text
             except (QiaError, OSError, RuntimeError, ValueError):
                 return None
 
@@ -324,14 +347,23 @@ class Agent:
         phrase = self._phrase_fn(loaded.device)
 
         def draw(spec: RenderSpec):
-            return renderer.render(spec, count=1, on_step=self.callbacks.on_step, cancel=self.callbacks.cancel,
-                                   loaded=loaded, verbose=self.verbose)[0][0]
+            return renderer.render(
+                spec,
+                count=1,
+                on_step=self.callbacks.on_step,
+                cancel=self.callbacks.cancel,
+                loaded=loaded,
+                verbose=self.verbose,
+            )[0][0]
 
         done = []
         for index, (first,) in enumerate(chains):
-            loop = FeedbackLoop(list(plan.checklist), self.settings.threshold, phrase=phrase,
-                                use_negative=first.spec.guidance > 1)
-            done.append(run_rounds(loop, first, draw, scorer.score, rounds, image=index, progress=self.callbacks.progress))
+            loop = FeedbackLoop(
+                list(plan.checklist), self.settings.threshold, phrase=phrase, use_negative=first.spec.guidance > 1
+            )
+            done.append(
+                run_rounds(loop, first, draw, scorer.score, rounds, image=index, progress=self.callbacks.progress)
+            )
         if self.scorer is None:
             scoring.release_if_tight()
         timings["feedback"] = round(time.perf_counter() - start, 4)
@@ -362,20 +394,39 @@ class Agent:
                     metadata["qia:round"] = str(shot.round.index)
                     metadata["qia:rounds"] = json.dumps([r.model_dump() for r in rounds], ensure_ascii=False)
                 record = result.model_copy(update={"outputs": [], "rounds": rounds, "render": shot.spec})
-                png, side = save_image(shot.image, outdir=outdir, output=output, metadata=metadata,
-                                       sidecar=json.loads(record.model_dump_json()), name=name,
-                                       overwrite=opts.overwrite)
+                png, side = save_image(
+                    shot.image,
+                    outdir=outdir,
+                    output=output,
+                    metadata=metadata,
+                    sidecar=json.loads(record.model_dump_json()),
+                    name=name,
+                    overwrite=opts.overwrite,
+                )
                 if shot.round is not None:
                     shot.round.output = str(png)
                 if shot is kept:
-                    result.outputs.append(Output(path=str(png), sidecar=str(side), seed=shot.spec.seed,
-                                                 width=shot.image.width, height=shot.image.height))
+                    result.outputs.append(
+                        Output(
+                            path=str(png),
+                            sidecar=str(side),
+                            seed=shot.spec.seed,
+                            width=shot.image.width,
+                            height=shot.image.height,
+                        )
+                    )
 
     def record_session(self, plan: Plan, outputs: list[str], kind: str, spec: RenderSpec | None = None) -> None:
         if self.memory is None:
             return
-        record = {"request": plan.request, "prompt": plan.prompt, "outputs": outputs, "kind": kind,
-                  "seed": spec.seed if spec else None, "model": spec.model if spec else None}
+        record = {
+            "request": plan.request,
+            "prompt": plan.prompt,
+            "outputs": outputs,
+            "kind": kind,
+            "seed": spec.seed if spec else None,
+            "model": spec.model if spec else None,
+        }
         self._remember(plan, lambda: self.memory.add_session(record))
 
 
@@ -390,15 +441,22 @@ def cut_note(plan: Plan) -> str | None:
 
     prompt = plan.prompt.lower()
     room = MAX_PROMPT_WORDS - len(plan.prompt.split())
-    missing = [e.content.strip(" ,.;") for e in plan.evidence
-               if e.used and e.source in {"memory", "user", "search", "session", "reasoning"}
-               and e.content.strip(" ,.;") and e.content.strip(" ,.;").lower() not in prompt]
+    missing = [
+        e.content.strip(" ,.;")
+        for e in plan.evidence
+        if e.used
+        and e.source in {"memory", "user", "search", "session", "reasoning"}
+        and e.content.strip(" ,.;")
+        and e.content.strip(" ,.;").lower() not in prompt
+    ]
     missing = list(dict.fromkeys(missing))
     if not any(len(text.split()) > room for text in missing):  # left out by choice, not for room
         return None
     shown = "; ".join(f"'{_short(text, 60)}'" for text in missing[:3]) + (" ..." if len(missing) > 3 else "")
-    return (f"the prompt is capped at {MAX_PROMPT_WORDS} words and the request fills it: "
-            f"{len(missing)} thing(s) the plan found were left out: {shown}")
+    return (
+        f"the prompt is capped at {MAX_PROMPT_WORDS} words and the request fills it: "
+        f"{len(missing)} thing(s) the plan found were left out: {shown}"
+    )
 
 
 def clip_note(pipe, prompt: str) -> str | None:
@@ -416,5 +474,4 @@ def clip_note(pipe, prompt: str) -> str | None:
         dropped = tokenizer.decode(ids[limit - 1 : -1], skip_special_tokens=True).strip()
     except Exception:  # noqa: BLE001 - only a warning: never fail a render over it
         return None
-    return (f"the image model reads {limit} tokens and the prompt has {len(ids)}; "
-            f"it will not see: '{_short(dropped)}'")
+    return f"the image model reads {limit} tokens and the prompt has {len(ids)}; it will not see: '{_short(dropped)}'"

@@ -37,15 +37,20 @@ def machine() -> dict:
         gpu = torch.cuda.get_device_name(0)
     elif shutil.which("nvidia-smi"):
         try:
-            out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                                 capture_output=True, text=True, timeout=3)
+            out = subprocess.run(
+                ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=3
+            )
             gpu = out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
         except (OSError, subprocess.SubprocessError):
             gpu = None
     elif sys.platform == "darwin" and platform.machine() == "arm64":
         gpu = "Apple silicon (MPS)"
-    return {"cpus": os.cpu_count(), "platform": f"{platform.system()} {platform.machine()}",
-            "python": platform.python_version(), "gpu": gpu}
+    return {
+        "cpus": os.cpu_count(),
+        "platform": f"{platform.system()} {platform.machine()}",
+        "python": platform.python_version(),
+        "gpu": gpu,
+    }
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -71,8 +76,12 @@ def scores(rows: list[dict]) -> dict:
             statuses = [r[system]["status"] for r in mine]
             passed, skipped = statuses.count("pass"), statuses.count("skipped")
             scored = len(statuses) - skipped
-            out[cap][system] = {"score": round(passed / scored, 4) if scored else None, "passed": passed,
-                                "scored": scored, "skipped": skipped}
+            out[cap][system] = {
+                "score": round(passed / scored, 4) if scored else None,
+                "passed": passed,
+                "scored": scored,
+                "skipped": skipped,
+            }
     return out
 
 
@@ -89,8 +98,10 @@ def detection(rows: list[dict]) -> dict | None:
             tp += flagged and under
             fp += flagged and not under
             fn += under and not flagged
-        out[system] = {"precision": round(tp / (tp + fp), 4) if tp + fp else None,
-                       "recall": round(tp / (tp + fn), 4) if tp + fn else None}
+        out[system] = {
+            "precision": round(tp / (tp + fp), 4) if tp + fp else None,
+            "recall": round(tp / (tp + fn), 4) if tp + fn else None,
+        }
     return out
 
 
@@ -105,7 +116,9 @@ def harm(rows: list[dict]) -> dict | None:
         results = [r[system] for r in mine]
         harmed = sum(1 for x in results if x["status"] == "fail")
         out[system] = {
-            "rate": round(harmed / len(results), 4), "harmed": harmed, "items": len(results),
+            "rate": round(harmed / len(results), 4),
+            "harmed": harmed,
+            "items": len(results),
             "dropped": sum(1 for x in results if x.get("dropped")),
             "new_subject": sum(1 for x in results if x.get("new_subject")),
             "head": sum(1 for x in results if x.get("head_changed")),
@@ -130,14 +143,18 @@ def summary_line(report: dict) -> str | None:
     summ = report.get("summary") or {}
     recall = summ.get("reason_recall")
     if recall:
+
         def fmt(v):
             return "–" if v is None else f"{v:.2f}"
+
         single = f"single-call {fmt(recall['single'])}" if "single" in recall else "single-call not run"
         parts.append(f"reason recall {fmt(recall.get('agent'))} ({single})")
     h = summ.get("ordinary_harm")
     if h:
-        parts.append(f"ordinary harm {h['rate']:.1%} ({h['harmed']}/{h['items']}: dropped {h['dropped']}, "
-                     f"new subject {h['new_subject']}, head {h['head']})")
+        parts.append(
+            f"ordinary harm {h['rate']:.1%} ({h['harmed']}/{h['items']}: dropped {h['dropped']}, "
+            f"new subject {h['new_subject']}, head {h['head']})"
+        )
     return " · ".join(parts) or None
 
 
@@ -150,8 +167,10 @@ def latency(rows: list[dict]) -> dict:
     for baseline in ("enhance", "single"):
         if baseline in systems(rows):
             stages[baseline] = [r[baseline]["seconds"] for r in rows]
-    return {stage: {"median": round(statistics.median(v), 4), "p90": round(percentile(v, 90), 4), "n": len(v)}
-            for stage, v in stages.items()}
+    return {
+        stage: {"median": round(statistics.median(v), 4), "p90": round(percentile(v, 90), 4), "n": len(v)}
+        for stage, v in stages.items()
+    }
 
 
 def tokens(rows: list[dict]) -> dict:
@@ -162,8 +181,17 @@ def tokens(rows: list[dict]) -> dict:
     return out
 
 
-def build(rows: list[dict], *, suites: list[str], model: dict, seed: int | None, limit: int | None,
-          settings: dict, version: str, split: str | None = None) -> dict:
+def build(
+    rows: list[dict],
+    *,
+    suites: list[str],
+    model: dict,
+    seed: int | None,
+    limit: int | None,
+    settings: dict,
+    version: str,
+    split: str | None = None,
+) -> dict:
     score_table, harms = scores(rows), harm(rows)
     return {
         "qia_version": version,
@@ -199,8 +227,12 @@ def footer(report: dict) -> str:
     parts = [f"model {m.get('file') or m.get('name')} sha256:{m.get('sha256') or '–'}"]
     if report.get("split"):
         parts.append(f"split {report['split']}")
-    parts += [sampling, f"{mach['cpus']} CPUs, GPU {mach['gpu'] or 'none'}", f"qia {report['qia_version']}",
-              f"{report['items']} items"]
+    parts += [
+        sampling,
+        f"{mach['cpus']} CPUs, GPU {mach['gpu'] or 'none'}",
+        f"qia {report['qia_version']}",
+        f"{report['items']} items",
+    ]
     if report["errors"]:
         parts.append(f"{report['errors']} errors")
     return " · ".join(parts)
@@ -225,16 +257,27 @@ def render(report: dict, console) -> None:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     harms = report.get("harm")
     if harms:
-        console.print("ordinary harm by system: " + "; ".join(
-            f"{s} {h['rate']:.1%} (dropped {h['dropped']}, new subject {h['new_subject']}, head {h['head']})"
-            for s, h in harms.items()), markup=False, highlight=False, soft_wrap=True)
+        console.print(
+            "ordinary harm by system: "
+            + "; ".join(
+                f"{s} {h['rate']:.1%} (dropped {h['dropped']}, new subject {h['new_subject']}, head {h['head']})"
+                for s, h in harms.items()
+            ),
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
     det = report.get("plan_detection")
     if det:
+
         def fmt(v):
             return "–" if v is None else f"{v:.2f}"
-        console.print("underspecified detection: " + "; ".join(
-            f"{s} precision {fmt(det[s]['precision'])} recall {fmt(det[s]['recall'])}" for s in det))
+
+        console.print(
+            "underspecified detection: "
+            + "; ".join(f"{s} precision {fmt(det[s]['precision'])} recall {fmt(det[s]['recall'])}" for s in det)
+        )
 
     lat = Table(title="Latency per stage (seconds)", title_justify="left")
     for col in ("stage", "median", "p90", "n"):
@@ -243,6 +286,8 @@ def render(report: dict, console) -> None:
         lat.add_row(stage, f"{v['median']:.3f}", f"{v['p90']:.3f}", str(v["n"]))
     console.print(lat)
 
-    console.print("tokens generated: " + ", ".join(
-        f"{s} {t['total']} ({t['per_item']}/item)" for s, t in report["tokens"].items()))
+    console.print(
+        "tokens generated: "
+        + ", ".join(f"{s} {t['total']} ({t['per_item']}/item)" for s, t in report["tokens"].items())
+    )
     console.print(f"[dim]{escape(footer(report))}[/dim]", markup=True, highlight=False)

@@ -14,8 +14,8 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from qia_cli.bench import baselines, scorers
 from qia_cli.bench.suite import Item, Suite, subset
@@ -50,13 +50,20 @@ def score_item(item: Item, prompt: str, plan: dict | None) -> scorers.Score:
 
 
 def _result(prompt: str, score: scorers.Score, tokens: int, seconds: float) -> dict:
-    return {"prompt": prompt, "status": score.status, "detail": score.detail, "tokens": tokens,
-            "seconds": round(seconds, 4), **score.extra}
+    return {
+        "prompt": prompt,
+        "status": score.status,
+        "detail": score.detail,
+        "tokens": tokens,
+        "seconds": round(seconds, 4),
+        **score.extra,
+    }
 
 
 class Runner:
-    def __init__(self, llm, settings, *, out_dir: Path | None = None, on_item: OnItem | None = None,
-                 baselines: bool = True) -> None:
+    def __init__(
+        self, llm, settings, *, out_dir: Path | None = None, on_item: OnItem | None = None, baselines: bool = True
+    ) -> None:
         self.llm = llm
         self.settings = settings
         self.baselines = baselines

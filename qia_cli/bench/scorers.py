@@ -14,7 +14,7 @@ and plurals as written, must survive (`word_tokens` folds only case and accents)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from qia_cli.text import STOPWORDS, content_words, normalise, singular, word_tokens  # noqa: F401
 
@@ -102,7 +102,7 @@ def score_plan(prompt: str, request: str, label: str, plan: dict | None) -> Scor
     """`underspecified`: a content gap was asked about or assumed. `specified`: no question, and
     at least 90% of the request's content words kept. A baseline has no plan: it detects nothing."""
     flagged = detects_underspecified(plan)
-    extra = {"flagged": flagged}
+    extra: dict[str, Any] = {"flagged": flagged}
     if label == "underspecified":
         return Score("pass" if flagged else "fail", "content gap found" if flagged else "no content gap", extra)
     questions = len((plan or {}).get("questions", []))
@@ -148,7 +148,7 @@ def score_harm(prompt: str, request: str, plan: dict | None) -> Score:
     if new_subject:
         problems.append("new subject: " + ", ".join(new_subject))
     if head_changed:
-        problems.append(f"head changed: '{' '.join(got[:len(head)])}' for '{' '.join(head)}'")
+        problems.append(f"head changed: '{' '.join(got[: len(head)])}' for '{' '.join(head)}'")
     if problems:
         return Score("fail", "; ".join(problems), extra)
     return Score("pass", "request intact", extra)

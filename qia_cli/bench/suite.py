@@ -63,7 +63,7 @@ class Item(BaseModel):
         return data
 
     @model_validator(mode="after")
-    def _checks(self) -> "Item":
+    def _checks(self) -> Item:
         needs = {
             "reason": ("expect_any", bool(self.expect_any)),
             "search": ("fixture and expect", self.fixture is not None and bool(self.expect or self.forbid)),
@@ -199,8 +199,9 @@ def subset(items: list[Item], limit: int | None, seed: int | None) -> list[Item]
 if __name__ == "__main__":  # python -m qia_cli.bench.suite FILE.jsonl [--dev-only ID...]
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m qia_cli.bench.suite",
-                                     description="Split a suite file into STEM.dev.jsonl and STEM.test.jsonl.")
+    parser = argparse.ArgumentParser(
+        prog="python -m qia_cli.bench.suite", description="Split a suite file into STEM.dev.jsonl and STEM.test.jsonl."
+    )
     parser.add_argument("file", type=Path)
     parser.add_argument("--dev-only", nargs="*", default=[], help="ids that go to dev (items already tuned on)")
     args = parser.parse_args()

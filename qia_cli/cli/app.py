@@ -18,9 +18,19 @@ from qia_cli.cli.root import app  # noqa: F401  (the app, for tests and entry po
 
 # Each module registers its commands on `app` when imported; a missing one is a broken install, not a choice.
 from qia_cli.cli import (  # noqa: E402,F401  isort: skip
-    plan, generate, memory, config_cmd, info, models, completions, bench, batch, chat,
+    plan,
+    generate,
+    memory,
+    config_cmd,
+    info,
+    models,
+    completions,
+    bench,
+    batch,
+    chat,
 )
 from qia_cli.errors import EXIT_INTERRUPT, EXIT_USAGE, QiaError, home_error
+
 
 def report_error(exc: QiaError) -> None:
     console.error(exc.message, exc.hint)
@@ -102,7 +112,11 @@ def main() -> None:
             sys.exit(1)
         if console.state.verbose:
             raise
-        console.err().print(f"[bold red]error:[/bold red] unexpected {type(exc).__name__}: {console.safe(exc)}", markup=True, highlight=False)
+        console.err().print(
+            f"[bold red]error:[/bold red] unexpected {type(exc).__name__}: {console.safe(exc)}",
+            markup=True,
+            highlight=False,
+        )
         console.err().print("[dim]run again with -v for the traceback, and report it[/dim]", markup=True)
         sys.exit(1)
     sys.exit(rc if isinstance(rc, int) else 0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,12 +15,21 @@ from qia_cli.errors import UsageError
 
 @app.command("batch")
 def batch_command(
-    file: Annotated[Path, typer.Argument(help="JSONL ({\"request\": ...} per line) or text (one request per line).",
-                                         show_default=False)],
+    file: Annotated[
+        Path,
+        typer.Argument(help='JSONL ({"request": ...} per line) or text (one request per line).', show_default=False),
+    ],
     model: common.ModelOpt = None,
     steps: common.StepsOpt = None,
     size: common.SizeOpt = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help=f"Base seed: line N gets SEED+N-1 unless it sets its own ({common.SEED_HELP}, recorded).", show_default=False)] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed",
+            help=f"Base seed: line N gets SEED+N-1 unless it sets its own ({common.SEED_HELP}, recorded).",
+            show_default=False,
+        ),
+    ] = None,
     guidance: common.GuidanceOpt = None,
     negative: common.NegativeOpt = None,
     count: common.CountOpt = 1,
@@ -29,15 +38,53 @@ def batch_command(
     dtype: common.DtypeOpt = None,
     vae: common.VaeOpt = None,
     plan_only: Annotated[bool, typer.Option("--plan-only", help="Plan every line, render nothing.")] = False,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=64, help="Lines planned at once with an LLM server (a local GGUF plans one at a time).")] = 1,
-    shard: Annotated[Optional[str], typer.Option("--shard", help="I/N: only every N-th request, starting at the I-th (for several machines).", show_default=False)] = None,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            max=64,
+            help="Lines planned at once with an LLM server (a local GGUF plans one at a time).",
+        ),
+    ] = 1,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            help="I/N: only every N-th request, starting at the I-th (for several machines).",
+            show_default=False,
+        ),
+    ] = None,
     json_out: common.JsonOpt = False,
     llm: common.LlmOpt = None,
     search: common.SearchOpt = None,
     no_memory: common.NoMemoryOpt = False,
-    ray: Annotated[Optional[str], typer.Option("--ray", help="Run on Ray: local (this machine), auto (the running cluster), ray://HOST:PORT (Ray Client), or off. Needs pip install \"qia-cli[ray]\". Env: QIA_RAY.", show_default=False)] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", min=1, max=4096, help="With --ray: render actors (default: one per GPU, or one per node without GPUs).", show_default=False)] = None,
-    shared_outdir: Annotated[bool, typer.Option("--shared-outdir", help="With --ray: OUTDIR is mounted at the same path on every node; workers write images there instead of sending them back.")] = False,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help='Run on Ray: local (this machine), auto (the running cluster), ray://HOST:PORT (Ray Client), or off. Needs pip install "qia-cli[ray]". Env: QIA_RAY.',
+            show_default=False,
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=4096,
+            help="With --ray: render actors (default: one per GPU, or one per node without GPUs).",
+            show_default=False,
+        ),
+    ] = None,
+    shared_outdir: Annotated[
+        bool,
+        typer.Option(
+            "--shared-outdir",
+            help="With --ray: OUTDIR is mounted at the same path on every node; workers write images there instead of sending them back.",
+        ),
+    ] = False,
 ) -> None:
     """Plan and render every request of FILE; write OUTDIR/results.jsonl, one record per line.
 
@@ -86,17 +133,40 @@ def batch_command(
     results = Results(folder)
     agent.llm = make_llm(agent.settings, verbose=console.state.verbose)  # a bad --llm fails here, before any line
     options = BatchOptions(
-        render=RenderOptions(model=model, steps=steps, guidance=guidance, width=width, height=height, count=count,
-                             negative=negative, device=device, dtype=dtype, vae=vae, outdir=folder),
-        plan_only=plan_only, jobs=jobs, seed=seed,
+        render=RenderOptions(
+            model=model,
+            steps=steps,
+            guidance=guidance,
+            width=width,
+            height=height,
+            count=count,
+            negative=negative,
+            device=device,
+            dtype=dtype,
+            vae=vae,
+            outdir=folder,
+        ),
+        plan_only=plan_only,
+        jobs=jobs,
+        seed=seed,
     )
     if jobs > 1 and llm_backend(agent) != "openai" and address is None:
-        console.info(f"[dim]note: --jobs {jobs} applies to LLM servers; the planner {agent.llm.info.name} runs in "
-                     "this process and plans one line at a time (rendering is always one at a time)[/dim]")
+        console.info(
+            f"[dim]note: --jobs {jobs} applies to LLM servers; the planner {agent.llm.info.name} runs in "
+            "this process and plans one line at a time (rendering is always one at a time)[/dim]"
+        )
 
     with _BatchProgress(bar=not json_out) as progress:
-        run = functools.partial(run_batch, agent, lines, results, options, on_start=progress.start,
-                                on_result=progress.advance, on_other=progress.other)
+        run = functools.partial(
+            run_batch,
+            agent,
+            lines,
+            results,
+            options,
+            on_start=progress.start,
+            on_result=progress.advance,
+            on_other=progress.other,
+        )
         if address is None:
             summary = run()
         else:
@@ -119,9 +189,11 @@ def batch_command(
         if summary.workers is not None:
             again = f", {summary.retried} line(s) sent again after a worker died" if summary.retried else ""
             ray_note = f" ({summary.workers} Ray worker(s){again})"
-        console.out().print(f"{summary.ok} ok, {summary.failed} failed{skipped} of {summary.total} → {summary.results}"
-                            f"{ray_note}",
-                            highlight=False, soft_wrap=True)
+        console.out().print(
+            f"{summary.ok} ok, {summary.failed} failed{skipped} of {summary.total} → {summary.results}{ray_note}",
+            highlight=False,
+            soft_wrap=True,
+        )
     if summary.aborted is not None:
         raise summary.aborted
     if summary.failed:
@@ -138,16 +210,22 @@ class _BatchProgress:
         self.bar = None
         self.task = None
         self.ok = self.failed = self.left = 0
-        self.live = None
+        self.live: int | None = None
 
     def __enter__(self):
         if self.want_bar:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self.bar = Progress(
-                TextColumn("batch"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("[green]{task.fields[ok]} ok[/green] · [red]{task.fields[failed]} failed[/red] · {task.fields[left]} left{task.fields[workers]}"),
-                TextColumn("ETA"), TimeRemainingColumn(), console=console.err(),
+                TextColumn("batch"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn(
+                    "[green]{task.fields[ok]} ok[/green] · [red]{task.fields[failed]} failed[/red] · {task.fields[left]} left{task.fields[workers]}"
+                ),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=console.err(),
             )
             self.bar.start()
         return self
@@ -168,12 +246,21 @@ class _BatchProgress:
         if self.bar is not None:
             self.bar.update(self.task, advance=1, ok=self.ok, failed=self.failed, left=self.left)
             if record["status"] != "ok":
-                self.bar.console.print(f"[red]line {record['line']}:[/red] {console.safe(record['error'])}", markup=True,
-                                       highlight=False, soft_wrap=True)
+                self.bar.console.print(
+                    f"[red]line {record['line']}:[/red] {console.safe(record['error'])}",
+                    markup=True,
+                    highlight=False,
+                    soft_wrap=True,
+                )
         elif self.enabled:
-            what = record["error"] if record["status"] != "ok" else ", ".join(o["path"] for o in record["outputs"]) or "planned"
-            console.err().print(f"line {record['line']}: {record['status']}: {what}", markup=False, highlight=False,
-                                soft_wrap=True)
+            what = (
+                record["error"]
+                if record["status"] != "ok"
+                else ", ".join(o["path"] for o in record["outputs"]) or "planned"
+            )
+            console.err().print(
+                f"line {record['line']}: {record['status']}: {what}", markup=False, highlight=False, soft_wrap=True
+            )
 
     def workers(self, live: int, total: int) -> None:
         """Ray actors that are up (the rest are starting or restarting)."""
@@ -190,8 +277,12 @@ class _BatchProgress:
             self.total -= 1
             self.bar.update(self.task, total=self.total, left=self.left)
         elif self.enabled:
-            console.err().print(f"line {line.line}: taken by another qia batch on this folder", markup=False,
-                                highlight=False, soft_wrap=True)
+            console.err().print(
+                f"line {line.line}: taken by another qia batch on this folder",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
 
     def __exit__(self, *exc) -> None:
         if self.bar is not None:

@@ -9,7 +9,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -19,32 +19,40 @@ from qia_cli.seeds import SEED_HELP, check_seed  # noqa: F401  (check_seed: used
 
 # -- the planning options, declared once and used by every command that plans -----------------------
 PromptArg = Annotated[
-    Optional[str],
+    str | None,
     typer.Argument(help="What to picture. Use '-' (or pipe text) to read it from stdin.", show_default=False),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")]
 LlmOpt = Annotated[
-    Optional[str],
-    typer.Option("--llm", help="Planner model: a GGUF path, a pulled name (qia models pull), 'bundled', or openai:BASE_URL[#MODEL]. Env: QIA_LLM_MODEL.",
-                 show_default=False),
+    str | None,
+    typer.Option(
+        "--llm",
+        help="Planner model: a GGUF path, a pulled name (qia models pull), 'bundled', or openai:BASE_URL[#MODEL]. Env: QIA_LLM_MODEL.",
+        show_default=False,
+    ),
 ]
 SearchOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--search", help="Web search: ddgs, off, or fixture:PATH. Env: QIA_SEARCH.", show_default=False),
 ]
 NoAskOpt = Annotated[bool, typer.Option("--no-ask", help="Never ask; fill open gaps with recorded assumptions.")]
 AnswerOpt = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--answer", "-a", help="Answer to the next open question (repeatable, in order).", show_default=False),
 ]
 AnswersOpt = Annotated[
-    Optional[Path],
-    typer.Option("--answers", help="JSON file mapping question ids (q1) or gap ids (g1) to answers.", show_default=False),
+    Path | None,
+    typer.Option(
+        "--answers", help="JSON file mapping question ids (q1) or gap ids (g1) to answers.", show_default=False
+    ),
 ]
 RememberOpt = Annotated[
-    Optional[bool],
-    typer.Option("--remember/--no-remember", help="Save answers about lasting facts to memory without asking / never.",
-                 show_default=False),
+    bool | None,
+    typer.Option(
+        "--remember/--no-remember",
+        help="Save answers about lasting facts to memory without asking / never.",
+        show_default=False,
+    ),
 ]
 NoMemoryOpt = Annotated[bool, typer.Option("--no-memory", help="Don't read or write the memory store for this run.")]
 
@@ -57,29 +65,35 @@ def complete_device(incomplete: str) -> list[str]:
 
 
 ModelOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--model", "-m", help="Diffusers model: Hugging Face id or local folder.", show_default=False),
 ]
 StepsOpt = Annotated[
-    Optional[int],
-    typer.Option("--steps", min=1, max=500, help="Denoising steps (default: from the model family).", show_default=False),
+    int | None,
+    typer.Option(
+        "--steps", min=1, max=500, help="Denoising steps (default: from the model family).", show_default=False
+    ),
 ]
-SizeOpt = Annotated[Optional[str], typer.Option("--size", help="WxH, e.g. 768x512 (multiples of 8).", show_default=False)]
+SizeOpt = Annotated[str | None, typer.Option("--size", help="WxH, e.g. 768x512 (multiples of 8).", show_default=False)]
 GuidanceOpt = Annotated[
-    Optional[float],
-    typer.Option("--guidance", min=0, max=50, help="Guidance scale (default: from the model family).", show_default=False),
+    float | None,
+    typer.Option(
+        "--guidance", min=0, max=50, help="Guidance scale (default: from the model family).", show_default=False
+    ),
 ]
-NegativeOpt = Annotated[Optional[str], typer.Option("--negative", help="Extra negative prompt.", show_default=False)]
-CountOpt = Annotated[int, typer.Option("--count", "-n", min=1, max=64, help="Images to render (seeds seed, seed+1, ...).")]
+NegativeOpt = Annotated[str | None, typer.Option("--negative", help="Extra negative prompt.", show_default=False)]
+CountOpt = Annotated[
+    int, typer.Option("--count", "-n", min=1, max=64, help="Images to render (seeds seed, seed+1, ...).")
+]
 OutdirOpt = Annotated[
-    Optional[Path], typer.Option("--outdir", help="Folder for images (default: ./qia-out).", show_default=False)
+    Path | None, typer.Option("--outdir", help="Folder for images (default: ./qia-out).", show_default=False)
 ]
 SeedOpt = Annotated[
-    Optional[int],
+    int | None,
     typer.Option("--seed", help=f"Seed, {SEED_HELP} (a random seed is recorded).", show_default=False),
 ]
 DeviceOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--device", help="auto, cuda, mps or cpu.", autocompletion=complete_device, show_default=False),
 ]
 
@@ -91,14 +105,22 @@ def complete_dtype(incomplete: str) -> list[str]:
 
 
 DtypeOpt = Annotated[
-    Optional[str],
-    typer.Option("--dtype", help="Precision: auto (fp16 on a GPU; bf16 on a CPU with AMX or AVX-512 BF16, else fp32), "
-                 "fp32, bf16 or fp16.", autocompletion=complete_dtype, show_default=False),
+    str | None,
+    typer.Option(
+        "--dtype",
+        help="Precision: auto (fp16 on a GPU; bf16 on a CPU with AMX or AVX-512 BF16, else fp32), fp32, bf16 or fp16.",
+        autocompletion=complete_dtype,
+        show_default=False,
+    ),
 ]
 VaeOpt = Annotated[
-    Optional[str],
-    typer.Option("--vae", help="Decoder: full (default), tiny (AutoencoderTiny: decodes several times faster on a "
-                 "CPU, with softer fine detail), or a VAE folder or Hugging Face id.", show_default=False),
+    str | None,
+    typer.Option(
+        "--vae",
+        help="Decoder: full (default), tiny (AutoencoderTiny: decodes several times faster on a "
+        "CPU, with softer fine detail), or a VAE folder or Hugging Face id.",
+        show_default=False,
+    ),
 ]
 
 
@@ -151,8 +173,10 @@ def read_stdin_text(what: str = "the prompt on stdin") -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise UsageError(f"{what} is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})",
-                         hint="convert it first, e.g. iconv -f latin1 -t utf-8") from None
+        raise UsageError(
+            f"{what} is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})",
+            hint="convert it first, e.g. iconv -f latin1 -t utf-8",
+        ) from None
 
 
 def _dash_hint() -> str | None:
@@ -173,8 +197,9 @@ def read_prompt(prompt: str | None) -> str:
         if sys.stdin is None:  # started with stdin closed (<&-)
             raise UsageError("no prompt given, and stdin is closed", hint='qia plan "a red bicycle"')
         if prompt is None and sys.stdin.isatty():
-            raise UsageError("no prompt given",
-                             hint=_dash_hint() or 'qia plan "a red bicycle", or pipe the prompt on stdin')
+            raise UsageError(
+                "no prompt given", hint=_dash_hint() or 'qia plan "a red bicycle", or pipe the prompt on stdin'
+            )
         prompt = read_stdin_text()
     try:
         return validate_request(prompt)
@@ -217,8 +242,10 @@ def read_answers(path: Path | None) -> dict[str, str]:
         raise UsageError(f"answers file {path} must be a JSON object of id -> answer text")
     bad = [str(k) for k in data if not ANSWER_ID.match(str(k).strip())]
     if bad:
-        raise UsageError(f"answers file {path}: {', '.join(repr(b) for b in bad[:5])} is not a question or gap id",
-                         hint='ids look like q1 (a question) or g2 (a gap); see them with qia plan --json')
+        raise UsageError(
+            f"answers file {path}: {', '.join(repr(b) for b in bad[:5])} is not a question or gap id",
+            hint="ids look like q1 (a question) or g2 (a gap); see them with qia plan --json",
+        )
     out = {}
     for key, value in data.items():
         text = clean_text_flag(value, f"the answer to {key}")
@@ -235,8 +262,9 @@ def note_unused_answers(plan, flags: PlanFlags) -> None:
         unknown = [k for k in read_answers(flags.answers) if k not in known]
         if unknown:
             have = ", ".join(q.id for q in plan.questions) or "none"
-            plan.warnings.append(f"answers file: no question or gap {', '.join(unknown)} in this plan "
-                                 f"(its questions: {have}); ignored")
+            plan.warnings.append(
+                f"answers file: no question or gap {', '.join(unknown)} in this plan (its questions: {have}); ignored"
+            )
     extra = len(flags.answer or []) - len(plan.questions)
     if extra > 0:
         plan.warnings.append(f"{extra} --answer value(s) ignored: the plan asked {len(plan.questions)} question(s)")
@@ -251,7 +279,9 @@ def terminal_asker(questions):
     from prompt_toolkit import prompt as ask
 
     answers: dict[str, str | None] = {}
-    console.err().print("[bold]A few questions[/bold] (Enter accepts the suggestion, 'skip' leaves it open):", markup=True)
+    console.err().print(
+        "[bold]A few questions[/bold] (Enter accepts the suggestion, 'skip' leaves it open):", markup=True
+    )
     for q in questions:
         try:
             value = ask(f"{q.text} ", default=q.default or "")
@@ -367,7 +397,9 @@ def print_plan(plan) -> None:
     out.print(Panel(safe(plan.prompt), title="Prompt", title_align="left", border_style="green"))
     out.print(f"[dim]negative:[/dim] {safe(plan.negative_prompt)}", markup=True, highlight=False)
     model = plan.model.name if plan.model else "?"
-    out.print(f"[dim]planned by {safe(model)} in {plan.timings.get('total', 0):.2f} s[/dim]", markup=True, highlight=False)
+    out.print(
+        f"[dim]planned by {safe(model)} in {plan.timings.get('total', 0):.2f} s[/dim]", markup=True, highlight=False
+    )
 
 
 def print_json(model) -> None:

@@ -83,7 +83,9 @@ def show(as_json: bool = typer.Option(False, "--json", help="Print one JSON docu
 
 
 @config_app.command("get")
-def get(key: str = typer.Argument(..., help="A setting name (see `qia config show`).", autocompletion=_complete_key)) -> None:
+def get(
+    key: str = typer.Argument(..., help="A setting name (see `qia config show`).", autocompletion=_complete_key),
+) -> None:
     """Print the effective value of one setting (empty when unset; secrets stay masked)."""
     from qia_cli.config import KEYS, SECRET_KEYS, load_settings
 
@@ -138,16 +140,20 @@ def check_meaning(key: str, value: Any) -> Any:
 
         data = describe_llm(value)
         if data["available"] is False:
-            raise ModelError(f"llm {value}: {data['error']}", hint=data.get("hint") or
-                             "use 'bundled', a pulled model, a .gguf file, or openai:BASE_URL[#MODEL]")
+            raise ModelError(
+                f"llm {value}: {data['error']}",
+                hint=data.get("hint") or "use 'bundled', a pulled model, a .gguf file, or openai:BASE_URL[#MODEL]",
+            )
         return data["path"] if data["kind"] == "gguf" else value
     if key == "image_model":
         from qia_cli.models.describe import describe_image
 
         data = describe_image(value)
         if not data["available"] and data["hint"] is None:
-            raise ModelError(f"image model {value}: {data['error']}",
-                             hint="use a diffusers folder (with model_index.json) or a Hugging Face id")
+            raise ModelError(
+                f"image model {value}: {data['error']}",
+                hint="use a diffusers folder (with model_index.json) or a Hugging Face id",
+            )
         if not data["available"]:
             console.warn(f"{value} is {data['error']}; get it with: {data['hint']}")
         return data["path"] if data["kind"] == "folder" else value
@@ -178,8 +184,9 @@ def check_meaning(key: str, value: Any) -> Any:
 
         parts = urlsplit(value)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise UsageError(f"invalid value for 'llm_url': {value!r} (not an http(s) URL)",
-                             hint="e.g. http://127.0.0.1:8080/v1")
+            raise UsageError(
+                f"invalid value for 'llm_url': {value!r} (not an http(s) URL)", hint="e.g. http://127.0.0.1:8080/v1"
+            )
     return value
 
 
@@ -195,7 +202,9 @@ def _editor() -> list[str]:
             try:
                 return shlex.split(value)
             except ValueError as exc:
-                raise UsageError(f"cannot read ${var} ({value!r}): {exc}", hint="fix the quoting, e.g. EDITOR=nano") from None
+                raise UsageError(
+                    f"cannot read ${var} ({value!r}): {exc}", hint="fix the quoting, e.g. EDITOR=nano"
+                ) from None
     for name in ("nano", "vi"):
         found = shutil.which(name)
         if found:
@@ -252,14 +261,18 @@ def edit() -> None:
     try:
         rc = subprocess.call([*command, str(file)])
     except OSError as exc:
-        raise UsageError(f"cannot run the editor {command[0]}: {exc.strerror or exc}",
-                         hint="set EDITOR to an editor that is installed") from None
+        raise UsageError(
+            f"cannot run the editor {command[0]}: {exc.strerror or exc}",
+            hint="set EDITOR to an editor that is installed",
+        ) from None
     if rc != 0:
         console.warn(f"the editor exited with status {rc}")
     problems = validate_file(file)
     if problems:
         for problem in problems:
             console.error(problem)
-        raise UsageError(f"{file} has {len(problems)} problem(s); qia will refuse to start until they are fixed",
-                         hint="run `qia config edit` again, or `qia config unset KEY`")
+        raise UsageError(
+            f"{file} has {len(problems)} problem(s); qia will refuse to start until they are fixed",
+            hint="run `qia config edit` again, or `qia config unset KEY`",
+        )
     console.info(f"{console.safe(file)} is valid")

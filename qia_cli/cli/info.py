@@ -11,7 +11,7 @@ import platform
 import sys
 import warnings
 from importlib import metadata
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -122,10 +122,20 @@ def _active() -> dict[str, Any]:
     image = describe_image(s.image_model)
     return {
         "config_error": None,
-        "llm": {"value": s.llm, "source": loaded.sources.get("llm", "default"), "path": llm.get("path"),
-                "available": llm.get("available"), "error": llm.get("error"), "profile": _in_use(llm.get("profile"), s)},
-        "image_model": {"value": s.image_model, "source": loaded.sources.get("image_model", "default"),
-                        "available": image.get("available"), "error": image.get("error")},
+        "llm": {
+            "value": s.llm,
+            "source": loaded.sources.get("llm", "default"),
+            "path": llm.get("path"),
+            "available": llm.get("available"),
+            "error": llm.get("error"),
+            "profile": _in_use(llm.get("profile"), s),
+        },
+        "image_model": {
+            "value": s.image_model,
+            "source": loaded.sources.get("image_model", "default"),
+            "available": image.get("available"),
+            "error": image.get("error"),
+        },
         "device": s.device,
         "search": s.search,
         "ray": s.ray,
@@ -153,8 +163,11 @@ def _in_use(profile: dict[str, Any] | None, settings) -> dict[str, Any] | None:
     if not profile:
         return None
     gaps = settings.llm_gaps
-    return {**profile, "n_ctx": settings.llm_ctx or profile.get("auto_ctx"),
-            "llm_gaps_in_use": gaps == "on" or (gaps == "auto" and settings.llm != "bundled" and profile.get("llm_gaps"))}
+    return {
+        **profile,
+        "n_ctx": settings.llm_ctx or profile.get("auto_ctx"),
+        "llm_gaps_in_use": gaps == "on" or (gaps == "auto" and settings.llm != "bundled" and profile.get("llm_gaps")),
+    }
 
 
 def collect(ray: str | None = None) -> dict[str, Any]:
@@ -192,10 +205,15 @@ def _print_text(data: dict[str, Any]) -> None:
         ("platform", f"{data['platform']} ({data['machine']}, {data['cpu_count']} CPUs)"),
     ]
     c = data["cpu"]
-    rows.append(("cpu", f"{c['physical_cores']} physical cores; Intel AMX: {'yes' if c['amx'] else 'no'}; "
-                        f"renders with --dtype auto in {'bf16' if c.get('bf16_renders') else 'fp32'}; "
-                        f"llm threads {c['llm_threads']}; llm repack {c['llm_repack']['effective']} "
-                        f"(setting {c['llm_repack']['setting']})"))
+    rows.append(
+        (
+            "cpu",
+            f"{c['physical_cores']} physical cores; Intel AMX: {'yes' if c['amx'] else 'no'}; "
+            f"renders with --dtype auto in {'bf16' if c.get('bf16_renders') else 'fp32'}; "
+            f"llm threads {c['llm_threads']}; llm repack {c['llm_repack']['effective']} "
+            f"(setting {c['llm_repack']['setting']})",
+        )
+    )
     rows.append(("torch", _package_line(data["torch"])))
     torch = data["torch"]
     if torch.get("ok"):
@@ -246,7 +264,12 @@ def _ray_line(ray: dict[str, Any]) -> str:
 @app.command("info")
 def info_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
-    ray: Optional[str] = typer.Option(None, "--ray", help="Also show this Ray cluster's resources: auto or ray://HOST:PORT (default: the ray setting).", show_default=False),
+    ray: str | None = typer.Option(
+        None,
+        "--ray",
+        help="Also show this Ray cluster's resources: auto or ray://HOST:PORT (default: the ray setting).",
+        show_default=False,
+    ),
 ) -> None:
     """Versions, devices, paths and active models: paste this into bug reports.
 

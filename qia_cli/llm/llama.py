@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from qia_cli import cpu
-from qia_cli.llm.types import ModelInfo
 from qia_cli.errors import ModelError
 from qia_cli.llm.base import Completion
 from qia_cli.llm.gguf_meta import GGUFError
 from qia_cli.llm.profile import read_profile
+from qia_cli.llm.types import ModelInfo
 
 GGUF_MAGIC = b"GGUF"
 # One line of answer, then a newline (which is also a stop string, so it never reaches the text).
@@ -29,7 +29,9 @@ def check_gguf(path: Path) -> Path:
     """A clear error for a missing file, a folder, or a file that is not GGUF."""
     path = Path(path).expanduser()
     if not path.exists():
-        raise ModelError(f"model file not found: {path}", hint="pass --llm PATH to a .gguf file, or unset QIA_LLM_MODEL")
+        raise ModelError(
+            f"model file not found: {path}", hint="pass --llm PATH to a .gguf file, or unset QIA_LLM_MODEL"
+        )
     if not path.is_file():
         raise ModelError(f"model path is not a file: {path}")
     try:
@@ -139,7 +141,9 @@ class LlamaLLM:
         self.n_gpu_layers = n_gpu_layers
         self.repack = repack_enabled(repack)
         self.verbose = verbose
-        self.info = ModelInfo(name=name or self.path.name, backend="llama.cpp", path=str(self.path), profile=self.profile)
+        self.info = ModelInfo(
+            name=name or self.path.name, backend="llama.cpp", path=str(self.path), profile=self.profile
+        )
         self._key = (str(self.path), self.n_ctx, n_gpu_layers, self.repack)
         self._grammars: dict[str, Any] = {}
 
@@ -191,8 +195,13 @@ class LlamaLLM:
             llm = self.model
             text, logprobs, finish = _greedy(llm, prompt, max_tokens, stops)
         mean = sum(logprobs) / len(logprobs) if logprobs else None
-        return Completion(text=text.strip(), finish_reason=finish, tokens=len(logprobs),
-                          logprob=mean, min_logprob=min(logprobs) if logprobs else None)
+        return Completion(
+            text=text.strip(),
+            finish_reason=finish,
+            tokens=len(logprobs),
+            logprob=mean,
+            min_logprob=min(logprobs) if logprobs else None,
+        )
 
     def json(self, messages: list[dict[str, str]], schema: dict[str, Any], *, max_tokens: int = 256) -> Completion:
         key = json.dumps(schema, sort_keys=True)
@@ -200,8 +209,9 @@ class LlamaLLM:
         with _lock, _quiet(not self.verbose):
             if self.profile.kind == "base":  # no chat template to follow: one plain completion prompt
                 prompt = "\n\n".join(m["content"] for m in messages) + "\n"
-                out = self.model.create_completion(prompt, temperature=0.0, top_k=1, max_tokens=max_tokens,
-                                                   grammar=grammar)
+                out = self.model.create_completion(
+                    prompt, temperature=0.0, top_k=1, max_tokens=max_tokens, grammar=grammar
+                )
             else:
                 out = self.model.create_chat_completion(
                     messages=messages,

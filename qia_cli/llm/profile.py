@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
-from qia_cli.llm.types import ModelProfile
 from qia_cli.llm.gguf_meta import SkippedArray, read_header
+from qia_cli.llm.types import ModelProfile
 
 SMALL_CTX, LARGE_CTX = 2048, 4096
 TIERS = ((0.4e9, "tiny"), (1.2e9, "small"), (5e9, "medium"))
@@ -24,11 +25,38 @@ GAPS_TIERS = {"medium", "large"}
 
 # llama.cpp's llama_ftype (general.file_type) -> the name quantizers use in file names
 FILE_TYPES = {
-    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K", 11: "Q3_K_S",
-    12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K",
-    19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S", 22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL",
-    26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16",
-    36: "TQ1_0", 37: "TQ2_0",
+    0: "F32",
+    1: "F16",
+    2: "Q4_0",
+    3: "Q4_1",
+    7: "Q8_0",
+    8: "Q5_0",
+    9: "Q5_1",
+    10: "Q2_K",
+    11: "Q3_K_S",
+    12: "Q3_K_M",
+    13: "Q3_K_L",
+    14: "Q4_K_S",
+    15: "Q4_K_M",
+    16: "Q5_K_S",
+    17: "Q5_K_M",
+    18: "Q6_K",
+    19: "IQ2_XXS",
+    20: "IQ2_XS",
+    21: "Q2_K_S",
+    22: "IQ3_XS",
+    23: "IQ3_XXS",
+    24: "IQ1_S",
+    25: "IQ4_NL",
+    26: "IQ3_S",
+    27: "IQ3_M",
+    28: "IQ2_S",
+    29: "IQ2_M",
+    30: "IQ4_XS",
+    31: "IQ1_M",
+    32: "BF16",
+    36: "TQ1_0",
+    37: "TQ2_0",
 }
 
 
@@ -78,16 +106,16 @@ def profile_from_metadata(meta: dict, parameters: int = 0) -> ModelProfile:
     has_template = bool(_text(template)) if not isinstance(template, SkippedArray) else False
     level = tier(params)
     cap = LARGE_CTX if level in GAPS_TIERS else SMALL_CTX
-    kind = "instruct" if has_template else "base"
+    kind: Literal["instruct", "base"] = "instruct" if has_template else "base"
     return ModelProfile(
         architecture=arch,
         size_label=_text(meta.get("general.size_label")) or size_label(params),
         parameters=params,
-        quantization=FILE_TYPES.get(meta.get("general.file_type")),
+        quantization=FILE_TYPES.get(meta.get("general.file_type")),  # type: ignore[arg-type]  # a missing key: None
         context_length=trained,
         chat_template=has_template,
         kind=kind,
-        tier=level,
+        tier=level,  # type: ignore[arg-type]  # one of TIERS' names
         license=_text(meta.get("general.license")),
         auto_ctx=max(256, min(trained or cap, cap)),
         llm_gaps=kind == "instruct" and level in GAPS_TIERS,

@@ -19,9 +19,11 @@ class ModelProfile(BaseModel):
     context_length: int | None = Field(default=None, description="The context the model was trained for")
     chat_template: bool = Field(default=False, description="tokenizer.chat_template is present")
     kind: Literal["instruct", "base"] = Field(
-        default="base", description="instruct: chat calls through its template; base: raw completion only")
+        default="base", description="instruct: chat calls through its template; base: raw completion only"
+    )
     tier: Literal["tiny", "small", "medium", "large"] | None = Field(
-        default=None, description="tiny < 0.4B, small < 1.2B, medium < 5B, large from 5B parameters")
+        default=None, description="tiny < 0.4B, small < 1.2B, medium < 5B, large from 5B parameters"
+    )
     license: str | None = None
     auto_ctx: int | None = Field(default=None, description="The context window qia opens unless llm_ctx is set")
     llm_gaps: bool = Field(default=False, description="Whether llm_gaps=auto asks this model for gaps")

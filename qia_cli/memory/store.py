@@ -10,14 +10,16 @@ be read is never replaced, the user gets `MemoryCorruptError` naming it.
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import re
 import secrets
 import sys
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -86,7 +88,7 @@ class SessionRecord(BaseModel):
     @field_validator("time")
     @classmethod
     def _tz(cls, value: datetime) -> datetime:
-        return _aware(value)
+        return cast(datetime, _aware(value))  # not None in, not None out
 
 
 class Document(BaseModel):
@@ -112,8 +114,10 @@ def clean_text(text: str, what: str = "the text") -> str:
     """An entry's text as it is stored: no control or invisible characters, one line, within the limit."""
     text = re.sub(r"\s+", " ", clean_input(text, what=what)).strip()
     if len(text) > MAX_TEXT_CHARS:
-        raise UsageError(f"{what} is {len(text)} characters long; the limit is {MAX_TEXT_CHARS}",
-                         hint="remember the fact in fewer words")
+        raise UsageError(
+            f"{what} is {len(text)} characters long; the limit is {MAX_TEXT_CHARS}",
+            hint="remember the fact in fewer words",
+        )
     return text if visible(text) else ""
 
 
@@ -130,15 +134,19 @@ def _new_id(taken: set[str]) -> str:
 
 
 def _full(count: int) -> UsageError:
-    return UsageError(f"the memory would hold {count} entries; the limit is {MAX_ENTRIES}",
-                      hint="forget entries you no longer need (qia memory list, qia memory forget ID)")
+    return UsageError(
+        f"the memory would hold {count} entries; the limit is {MAX_ENTRIES}",
+        hint="forget entries you no longer need (qia memory list, qia memory forget ID)",
+    )
 
 
 def read_import(file: Path | str) -> Any:
     """The JSON of an import file ('-' = stdin), read in chunks and refused past MAX_IMPORT_BYTES."""
     name = "stdin" if str(file) == "-" else str(file)
-    too_big = UsageError(f"memory import: {name} is larger than {MAX_IMPORT_BYTES / 2**20:g} MB",
-                         hint=f"import at most {MAX_ENTRIES} entries; split the file")
+    too_big = UsageError(
+        f"memory import: {name} is larger than {MAX_IMPORT_BYTES / 2**20:g} MB",
+        hint=f"import at most {MAX_ENTRIES} entries; split the file",
+    )
     chunks: list[bytes] = []
     total = 0
     try:
@@ -196,7 +204,7 @@ def _import_entries(items: Any) -> list[dict]:
         if isinstance(item, str):
             item = {"text": item}
         if not isinstance(item, dict) or not isinstance(item.get("text"), str):
-            raise UsageError(f"{where} needs a \"text\"", hint='e.g. [{"text": "Biscuit is my dog"}]')
+            raise UsageError(f'{where} needs a "text"', hint='e.g. [{"text": "Biscuit is my dog"}]')
         item = dict(item)
         item["text"] = clean_text(item["text"], what=f"{where}.text")
         if not item["text"]:
@@ -222,8 +230,12 @@ def _clean_sessions(items: Any) -> Any:
     out = []
     for item in items:
         if isinstance(item, dict):
-            item = {k: clean_input(v, what="a session record") if isinstance(v, str) and k in {"request", "prompt", "model"}
-                    else v for k, v in item.items()}
+            item = {
+                k: clean_input(v, what="a session record")
+                if isinstance(v, str) and k in {"request", "prompt", "model"}
+                else v
+                for k, v in item.items()
+            }
             seed = item.get("seed")
             if seed is not None and not (isinstance(seed, int) and 0 <= seed <= MAX_SEED):
                 item["seed"] = None  # a recalled session reuses its seed: only one that renders
@@ -324,8 +336,10 @@ class MemoryStore:
             ) from None
         except OSError as exc:  # QIA_HOME is a file, read-only, full: the old file stays as it was
             where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(self.path) else ""
-            raise QiaError(f"cannot write the memory file {self.path}: {exc.strerror or exc}{where}",
-                           hint="check that QIA_HOME (or the data folder) is a folder you can write to") from None
+            raise QiaError(
+                f"cannot write the memory file {self.path}: {exc.strerror or exc}{where}",
+                hint="check that QIA_HOME (or the data folder) is a folder you can write to",
+            ) from None
 
     def index(self) -> Index:
         doc = self._read()
@@ -340,7 +354,7 @@ class MemoryStore:
         text = clean_text(text, what="the text to remember")
         if not text:
             raise UsageError("nothing to remember: the text is empty")
-        kind = kind or infer_kind(text)  # type: ignore[assignment]
+        kind = kind or cast(Kind, infer_kind(text))  # infer_kind returns one of Kind's values
         if names is None:
             names = [] if kind == "preference" else infer_names(text)
         names = clean_names(names)
@@ -413,8 +427,11 @@ class MemoryStore:
         if not isinstance(data, dict):
             raise UsageError("memory import: expected a JSON object with 'entries'")
         _check_version(data, "being imported")
-        data = {**data, "entries": _import_entries(data.get("entries") or []),
-                "sessions": _clean_sessions(data.get("sessions") or [])}
+        data = {
+            **data,
+            "entries": _import_entries(data.get("entries") or []),
+            "sessions": _clean_sessions(data.get("sessions") or []),
+        }
         try:
             incoming = Document.model_validate(data)
         except ValidationError as exc:
@@ -446,7 +463,7 @@ class MemoryStore:
 
         return self._mutate(change)
 
-    def touch(self, ids: list[str]) -> None:
+    def touch(self, ids: builtins.list[str]) -> None:  # builtins: `list` here is the method above
         """Mark entries as used by a recall: last_used = now, uses += 1."""
         wanted = set(ids)
         if not wanted:
@@ -476,7 +493,7 @@ class MemoryStore:
 
         return self._mutate(change)
 
-    def sessions(self, limit: int | None = None) -> list[SessionRecord]:
+    def sessions(self, limit: int | None = None) -> builtins.list[SessionRecord]:
         """Session records, newest first."""
         items = sorted(self._read().sessions, key=lambda s: s.time, reverse=True)
         return items if limit is None else items[:limit]

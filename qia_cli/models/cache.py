@@ -122,19 +122,36 @@ def scan() -> tuple[list[PulledGGUF], list[CachedPipeline]]:
                     seen.add(rel)
                     spec = f"{repo.repo_id}/{rel}"
                     entry = catalog.find(spec)
-                    ggufs.append(PulledGGUF(spec, repo.repo_id, rel, str(f.file_path), f.size_on_disk,
-                                            rev.commit_hash, entry.name if entry else None))
+                    ggufs.append(
+                        PulledGGUF(
+                            spec,
+                            repo.repo_id,
+                            rel,
+                            str(f.file_path),
+                            f.size_on_disk,
+                            rev.commit_hash,
+                            entry.name if entry else None,
+                        )
+                    )
         with_index = [r for r in revisions if (r.snapshot_path / "model_index.json").is_file()]
         if with_index:
             best = with_index[0]
             index = pipeline.read_index(best.snapshot_path)
             lacking = pipeline_missing(repo.repo_id, best.snapshot_path)
-            pipes.append(CachedPipeline(
-                id=repo.repo_id, path=str(repo.repo_path), size=repo.size_on_disk, snapshot=str(best.snapshot_path),
-                revisions=sorted(r.commit_hash for r in with_index), pipeline=index.get("_class_name"),
-                components=sorted(k for k in index if not k.startswith("_")), complete=not lacking,
-                missing=lacking, variant=pipeline.local_variant(best.snapshot_path),
-            ))
+            pipes.append(
+                CachedPipeline(
+                    id=repo.repo_id,
+                    path=str(repo.repo_path),
+                    size=repo.size_on_disk,
+                    snapshot=str(best.snapshot_path),
+                    revisions=sorted(r.commit_hash for r in with_index),
+                    pipeline=index.get("_class_name"),
+                    components=sorted(k for k in index if not k.startswith("_")),
+                    complete=not lacking,
+                    missing=lacking,
+                    variant=pipeline.local_variant(best.snapshot_path),
+                )
+            )
     return ggufs, pipes
 
 

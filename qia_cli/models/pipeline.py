@@ -20,8 +20,15 @@ from pathlib import Path
 VARIANT = "fp16"
 SKIPPED_COMPONENTS = {"safety_checker"}
 ROOT_FILES = {
-    "model_index.json", "scheduler_config.json", "config.json", "pipeline.py", "chat_template.jinja",
-    "generation_config.json", "preprocessor_config.json", "processor_config.json", "tokenizer.json",
+    "model_index.json",
+    "scheduler_config.json",
+    "config.json",
+    "pipeline.py",
+    "chat_template.jinja",
+    "generation_config.json",
+    "preprocessor_config.json",
+    "processor_config.json",
+    "tokenizer.json",
     "tokenizer_config.json",
 }
 _PREFIX = r"(?:diffusion_pytorch_model|pytorch_model|model|diffusion_flax_model|flax_model)"
@@ -67,7 +74,9 @@ def select(paths: list[str], index: dict) -> Selection:
             folders.setdefault(comp, {})[path] = _weight(name)
     wanted = [c for c in components(index) if c not in SKIPPED_COMPONENTS and c in folders]
     weighted = [c for c in wanted if any(folders[c].values())]
-    fmt = "safetensors" if all(any(w and w[0] == "safetensors" for w in folders[c].values()) for c in weighted) else "bin"
+    fmt = (
+        "safetensors" if all(any(w and w[0] == "safetensors" for w in folders[c].values()) for c in weighted) else "bin"
+    )
     has_variant = any(w and w == (fmt, VARIANT) for c in weighted for w in folders[c].values())
     for comp in wanted:
         files = folders[comp]

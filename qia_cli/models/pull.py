@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from qia_cli.errors import ModelError, QiaError, UsageError
 from qia_cli.models import cache, pipeline
@@ -76,10 +76,14 @@ def pull(text: str, *, say: Callable[[str], None] = lambda _m: None, bars: bool 
     spec = parse(text)
     if spec is None:
         if Path(text).expanduser().exists():
-            raise UsageError(f"{text} is a local path: there is nothing to pull",
-                             hint="use it as it is: --llm FILE.gguf or --model FOLDER")
-        raise UsageError(f"cannot pull '{text}': not a catalog name, ORG/REPO/FILE.gguf or ORG/REPO",
-                         hint="qia models pull --list shows the catalog")
+            raise UsageError(
+                f"{text} is a local path: there is nothing to pull",
+                hint="use it as it is: --llm FILE.gguf or --model FOLDER",
+            )
+        raise UsageError(
+            f"cannot pull '{text}': not a catalog name, ORG/REPO/FILE.gguf or ORG/REPO",
+            hint="qia models pull --list shows the catalog",
+        )
     from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
 
     (enable_progress_bars if bars else disable_progress_bars)()
@@ -91,17 +95,20 @@ def pull(text: str, *, say: Callable[[str], None] = lambda _m: None, bars: bool 
 
 def _require_online(spec: Spec) -> None:
     if offline():
-        raise ModelError(f"{spec.label} is not in the Hugging Face cache, and HF_HUB_OFFLINE is set",
-                         hint=f"pull it where the Hub can be reached (unset HF_HUB_OFFLINE), or copy the cache "
-                              f"folder {cache.hub_cache_dir()} from a machine that has it")
+        raise ModelError(
+            f"{spec.label} is not in the Hugging Face cache, and HF_HUB_OFFLINE is set",
+            hint=f"pull it where the Hub can be reached (unset HF_HUB_OFFLINE), or copy the cache "
+            f"folder {cache.hub_cache_dir()} from a machine that has it",
+        )
 
 
 def _pull_gguf(spec: Spec, say: Callable[[str], None]) -> PullResult:
     file = spec.file or ""
     hit = cache.cached_file(spec.repo, file)
     if hit is not None:
-        return PullResult(spec.text, "gguf", spec.repo, file, str(hit), hit.stat().st_size, True, 0.0,
-                          name=spec.catalog, files=[file])
+        return PullResult(
+            spec.text, "gguf", spec.repo, file, str(hit), hit.stat().st_size, True, 0.0, name=spec.catalog, files=[file]
+        )
     _require_online(spec)
     from huggingface_hub import HfApi, hf_hub_download
 
@@ -114,23 +121,39 @@ def _pull_gguf(spec: Spec, say: Callable[[str], None]) -> PullResult:
     if file not in sizes:
         ggufs = sorted(f for f in sizes if f.lower().endswith(".gguf"))
         pick = next((f for f in ggufs if "q4_k_m" in f.lower()), ggufs[0] if ggufs else None)
-        hint = (f"GGUF files there: {', '.join(ggufs[:6])}{' ...' if len(ggufs) > 6 else ''}; "
-                f"e.g. qia models pull {spec.repo}/{pick}") if pick else f"{spec.repo} holds no GGUF file"
+        hint = (
+            (
+                f"GGUF files there: {', '.join(ggufs[:6])}{' ...' if len(ggufs) > 6 else ''}; "
+                f"e.g. qia models pull {spec.repo}/{pick}"
+            )
+            if pick
+            else f"{spec.repo} holds no GGUF file"
+        )
         raise ModelError(f"{spec.repo} has no file {file}", hint=hint)
     say(f"pulling {spec.hub} ({human(sizes[file])}) from {ep}")
     try:
         path = Path(hf_hub_download(spec.repo, file, cache_dir=str(cache.hub_cache_dir()), endpoint=ep))
     except Exception as exc:  # noqa: BLE001
         raise explain(exc, spec) from None
-    return PullResult(spec.text, "gguf", spec.repo, file, str(path), path.stat().st_size, False, 0.0,
-                      name=spec.catalog, files=[file])
+    return PullResult(
+        spec.text, "gguf", spec.repo, file, str(path), path.stat().st_size, False, 0.0, name=spec.catalog, files=[file]
+    )
 
 
 def _pull_pipeline(spec: Spec, say: Callable[[str], None]) -> PullResult:
     snapshot = cache.pipeline_snapshot(spec.repo)
     if snapshot is not None and not cache.pipeline_missing(spec.repo, snapshot):
-        return PullResult(spec.text, "pipeline", spec.repo, None, str(snapshot), _snapshot_size(snapshot), True, 0.0,
-                          variant=pipeline.local_variant(snapshot))
+        return PullResult(
+            spec.text,
+            "pipeline",
+            spec.repo,
+            None,
+            str(snapshot),
+            _snapshot_size(snapshot),
+            True,
+            0.0,
+            variant=pipeline.local_variant(snapshot),
+        )
     _require_online(spec)
     from huggingface_hub import HfApi, hf_hub_download, snapshot_download
     from huggingface_hub.hf_api import RepoFile
@@ -139,18 +162,25 @@ def _pull_pipeline(spec: Spec, say: Callable[[str], None]) -> PullResult:
     api = HfApi(endpoint=ep)
     try:
         sha = api.model_info(spec.repo, timeout=API_TIMEOUT).sha
-        tree = {f.path: f.size for f in api.list_repo_tree(spec.repo, recursive=True, revision=sha)
-                if isinstance(f, RepoFile)}
+        tree = {
+            f.path: f.size
+            for f in api.list_repo_tree(spec.repo, recursive=True, revision=sha)
+            if isinstance(f, RepoFile)
+        }
     except Exception as exc:  # noqa: BLE001
         raise explain(exc, spec) from None
     if "model_index.json" not in tree:
         ggufs = sorted(f for f in tree if f.lower().endswith(".gguf"))
         if ggufs:
             pick = next((f for f in ggufs if "q4_k_m" in f.lower()), ggufs[0])
-            raise UsageError(f"{spec.repo} holds GGUF files, not a diffusers pipeline: name the file to pull",
-                             hint=f"qia models pull {spec.repo}/{pick}")
-        raise ModelError(f"{spec.repo} is not a diffusers pipeline (it has no model_index.json)",
-                         hint="qia pulls diffusers pipelines (ORG/REPO) and planner GGUFs (ORG/REPO/FILE.gguf)")
+            raise UsageError(
+                f"{spec.repo} holds GGUF files, not a diffusers pipeline: name the file to pull",
+                hint=f"qia models pull {spec.repo}/{pick}",
+            )
+        raise ModelError(
+            f"{spec.repo} is not a diffusers pipeline (it has no model_index.json)",
+            hint="qia pulls diffusers pipelines (ORG/REPO) and planner GGUFs (ORG/REPO/FILE.gguf)",
+        )
     try:
         index_file = hf_hub_download(spec.repo, "model_index.json", revision=sha, cache_dir=root, endpoint=ep)
         index = json.loads(Path(index_file).read_text(encoding="utf-8"))
@@ -160,22 +190,39 @@ def _pull_pipeline(spec: Spec, say: Callable[[str], None]) -> PullResult:
         raise explain(exc, spec) from None
     chosen = pipeline.select(list(tree), index if isinstance(index, dict) else {})
     needed, total = sum(tree[f] or 0 for f in chosen.files), sum(v or 0 for v in tree.values())
-    say(f"pulling {spec.repo}: {len(chosen.files)} of {len(tree)} files, {human(needed)} of the repository's "
-        f"{human(total)} ({chosen.format}{', ' + chosen.variant if chosen.variant else ''})")
+    say(
+        f"pulling {spec.repo}: {len(chosen.files)} of {len(tree)} files, {human(needed)} of the repository's "
+        f"{human(total)} ({chosen.format}{', ' + chosen.variant if chosen.variant else ''})"
+    )
     try:
-        folder = Path(snapshot_download(spec.repo, revision=sha, allow_patterns=chosen.files, cache_dir=root,
-                                        endpoint=ep))
+        folder = Path(
+            snapshot_download(spec.repo, revision=sha, allow_patterns=chosen.files, cache_dir=root, endpoint=ep)
+        )
     except Exception as exc:  # noqa: BLE001
         raise explain(exc, spec) from None
     lacking = pipeline.missing(folder, list(tree))
     if lacking:
-        raise QiaError(f"the pull of {spec.repo} is incomplete: {', '.join(lacking[:3])} missing",
-                       hint="run the same command again to fetch the rest")
+        raise QiaError(
+            f"the pull of {spec.repo} is incomplete: {', '.join(lacking[:3])} missing",
+            hint="run the same command again to fetch the rest",
+        )
     refs = cache.repo_folder(spec.repo) / "refs"
     refs.mkdir(parents=True, exist_ok=True)
-    (refs / "main").write_text(sha, encoding="utf-8")  # what --model ORG/REPO loads offline
-    return PullResult(spec.text, "pipeline", spec.repo, None, str(folder), needed, False, 0.0,
-                      repo_size=total, files=chosen.files, variant=chosen.variant)
+    # what --model ORG/REPO loads offline; huggingface_hub types sha as optional, model_info always sets it
+    (refs / "main").write_text(sha, encoding="utf-8")  # type: ignore[arg-type]
+    return PullResult(
+        spec.text,
+        "pipeline",
+        spec.repo,
+        None,
+        str(folder),
+        needed,
+        False,
+        0.0,
+        repo_size=total,
+        files=chosen.files,
+        variant=chosen.variant,
+    )
 
 
 def _snapshot_size(folder: Path) -> int:
@@ -185,7 +232,9 @@ def _snapshot_size(folder: Path) -> int:
 
 # -- one line for every way a pull fails -----------------------------------------------------------------
 def _chain(exc: BaseException) -> list[BaseException]:
-    seen, out, todo = set(), [], [exc]
+    seen: set[int] = set()
+    out: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
     while todo:
         err = todo.pop(0)
         if err is None or id(err) in seen:
@@ -216,8 +265,10 @@ def explain(exc: BaseException, spec: Spec) -> QiaError:
         if isinstance(err, hf.GatedRepoError):
             return ModelError(f"{spec.repo} is gated: accept its terms at {ep}/{spec.repo} first", hint=token)
         if isinstance(err, hf.RepositoryNotFoundError):
-            return ModelError(f"no repository {spec.repo} at {ep} (or it is private)",
-                              hint=f"check the name; for a private repository {token}")
+            return ModelError(
+                f"no repository {spec.repo} at {ep} (or it is private)",
+                hint=f"check the name; for a private repository {token}",
+            )
         if isinstance(err, hf.RevisionNotFoundError):
             return ModelError(f"{spec.repo} has no main revision at {ep}")
         if isinstance(err, hf.RemoteEntryNotFoundError):
@@ -230,11 +281,16 @@ def explain(exc: BaseException, spec: Spec) -> QiaError:
                 return ModelError(f"{what} not found at {ep} (404)", hint=f"check the name at {ep}/{spec.repo}")
             return QiaError(f"the Hub at {ep} failed on {what} (HTTP {status})", hint="try again later")
         if isinstance(err, hf.OfflineModeIsEnabled):
-            return ModelError(f"{spec.label} is not in the Hugging Face cache, and HF_HUB_OFFLINE is set",
-                              hint="unset HF_HUB_OFFLINE where the Hub can be reached")
+            return ModelError(
+                f"{spec.label} is not in the Hugging Face cache, and HF_HUB_OFFLINE is set",
+                hint="unset HF_HUB_OFFLINE where the Hub can be reached",
+            )
         if _network(err):
-            return QiaError(f"cannot reach the Hugging Face Hub at {ep}: {_first_line(err)}",
-                            hint="check the connection (HF_ENDPOINT for a mirror), or pull on a connected machine "
-                                 "and copy its cache folder (HF_HOME)")
-    return QiaError(f"pulling {what} failed: {_first_line(exc)}",
-                    hint="run the same command again (files already fetched are kept)")
+            return QiaError(
+                f"cannot reach the Hugging Face Hub at {ep}: {_first_line(err)}",
+                hint="check the connection (HF_ENDPOINT for a mirror), or pull on a connected machine "
+                "and copy its cache folder (HF_HOME)",
+            )
+    return QiaError(
+        f"pulling {what} failed: {_first_line(exc)}", hint="run the same command again (files already fetched are kept)"
+    )

@@ -70,6 +70,8 @@ def resolve_llm(text: str) -> tuple[Path, str] | None:
     if found is None:
         if spec.catalog:
             raise ModelError(f"planner model {spec.catalog} is not pulled yet", hint=f"qia models pull {spec.catalog}")
-        raise ModelError(f"planner model {text} is neither a local file nor pulled from the Hugging Face Hub",
-                         hint=f"qia models pull {text}, or pass the path of a .gguf file")
+        raise ModelError(
+            f"planner model {text} is neither a local file nor pulled from the Hugging Face Hub",
+            hint=f"qia models pull {text}, or pass the path of a .gguf file",
+        )
     return found, spec.label

@@ -15,7 +15,6 @@ from qia_cli.errors import UsageError
 from qia_cli.fsutil import read_bounded
 from qia_cli.search.base import SearchResult, clean_result, content_words
 
-
 MAX_FIXTURE_BYTES = 64 << 20  # recorded results for tests and benchmarks; not a stream
 
 

@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass
 
 from qia_cli.agent.rules import content_words, words
-from qia_cli.text import content_words as stems
 from qia_cli.llm.base import LLM, Usage
+from qia_cli.text import content_words as stems
 
 NAME_POOL = [
     ("What is the tool used to drive nails into wood?", "a hammer"),
@@ -156,8 +156,10 @@ def name_it(llm: LLM, question: str, request: str, usage: Usage | None = None) -
     if _agree(answer, check, request, 1):
         return Answer(answer, completion.logprob, True)
     # Asked about the whole request instead of the described phrase: a second, differently worded check.
-    whole = _clean(_ask(llm, HEADER_NAME, WHOLE_POOL, f"What is shown in: {request.strip().rstrip('?.!')}?", 0, 16,
-                        usage).text, MAX_ANSWER_WORDS)
+    whole = _clean(
+        _ask(llm, HEADER_NAME, WHOLE_POOL, f"What is shown in: {request.strip().rstrip('?.!')}?", 0, 16, usage).text,
+        MAX_ANSWER_WORDS,
+    )
     if _agree(answer, whole, request, 1):
         return Answer(answer, completion.logprob, True)
     return Answer(answer, completion.logprob, False, f"a guess: asked again, the model said '{check or whole or ''}'")

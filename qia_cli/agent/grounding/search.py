@@ -101,9 +101,9 @@ def extract_fact(
         # What the model adds to the question must come from the results (no made-up "11th model"), and
         # a fact that only restates the question ("The newest model of X") adds nothing: fall back below.
         if fact and new and new <= source_words and not INJECTION.search(fact):
-            quoted = _source_sentence(pieces, new, len(words))
-            if quoted:
-                return quoted
+            sourced = _source_sentence(pieces, new, len(words))
+            if sourced:
+                return sourced
             href = next((h for p, h in pieces if words & set(content_words(p))), pieces[0][1])
             return " ".join(fact.split()[:MAX_FACT_WORDS]), href
     # Extractive fallback: the result sentence that best matches the question (bodies before titles).
@@ -171,14 +171,21 @@ def screen(results, query: str) -> tuple[list, list[str]]:
 
 
 def ground_search(
-    backend, llm: LLM | None, gaps: list[Gap], *, deadline_s: float, ttl: float, usage: Usage | None = None, context: str = ""
+    backend,
+    llm: LLM | None,
+    gaps: list[Gap],
+    *,
+    deadline_s: float,
+    ttl: float,
+    usage: Usage | None = None,
+    context: str = "",
 ) -> tuple[list[Evidence], list[str]]:
     from qia_cli.search.service import search_many
 
     todo = [g for g in gaps if g.action == "search" and not g.filled and g.query]
     if not todo or backend is None:
         return [], []
-    queries = {g.id: (g.query + (" " + context if context else "")).strip()[:150] for g in todo}
+    queries = {g.id: ((g.query or "") + (" " + context if context else "")).strip()[:150] for g in todo}
     found, warnings = search_many(backend, list(dict.fromkeys(queries.values())), deadline_s=deadline_s, ttl=ttl)
     screened: dict[str, list] = {}
     for query, results in found.items():  # untrusted results go before any model or sentence sees them
