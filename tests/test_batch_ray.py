@@ -377,7 +377,14 @@ def test_ctrl_c_stops_a_local_ray_batch_and_leaves_the_results_whole(tmp_path, e
         "1",
     ]
     proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+        cmd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        # A run started in the background inherits SIGINT ignored; a user's terminal never sends it so.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     results = out / "results.jsonl"
     try:
