@@ -91,7 +91,7 @@ DtypeOpt = Annotated[
 ]
 VaeOpt = Annotated[
     Optional[str],
-    typer.Option("--vae", help="Decoder: full (default), tiny (AutoencoderTiny: decodes several times faster on a "
+    typer.Option("--vae", help="Decoder: full (default), tiny (AutoencoderTiny: decodes about 10x faster on a "
                  "CPU, with softer fine detail), or a VAE folder or Hugging Face id.", show_default=False),
 ]
 
