@@ -47,8 +47,13 @@ SIZE = 512
 def build_pipeline(seed: int = 0):
     """sd-turbo's architecture (stabilityai/sd-turbo's configs) with random weights, fp32, in memory."""
     import torch
-    from diffusers import (AutoencoderKL, AutoencoderTiny, EulerDiscreteScheduler, StableDiffusionPipeline,
-                           UNet2DConditionModel)
+    from diffusers import (
+        AutoencoderKL,
+        AutoencoderTiny,
+        EulerDiscreteScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     from qia_cli.imaging.diffusers import set_verbose
@@ -57,30 +62,58 @@ def build_pipeline(seed: int = 0):
     set_verbose(False)
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
-        sample_size=SIZE // 8, in_channels=4, out_channels=4, layers_per_block=2,
+        sample_size=SIZE // 8,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=2,
         block_out_channels=(320, 640, 1280, 1280),
         down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-        cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20), use_linear_projection=True,
+        cross_attention_dim=1024,
+        attention_head_dim=(5, 10, 20, 20),
+        use_linear_projection=True,
         norm_num_groups=32,
     )
     vae = AutoencoderKL(
-        in_channels=3, out_channels=3, block_out_channels=(128, 256, 512, 512),
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        latent_channels=4, layers_per_block=2, norm_num_groups=32, sample_size=768, scaling_factor=0.18215,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(128, 256, 512, 512),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        layers_per_block=2,
+        norm_num_groups=32,
+        sample_size=768,
+        scaling_factor=0.18215,
     )
-    text_encoder = CLIPTextModel(CLIPTextConfig(  # OpenCLIP ViT-H/14 text tower, penultimate layer: 23 layers
-        vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_hidden_layers=23, num_attention_heads=16,
-        max_position_embeddings=77, hidden_act="gelu", projection_dim=512,
-    ))
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(  # OpenCLIP ViT-H/14 text tower, penultimate layer: 23 layers
+            vocab_size=49408,
+            hidden_size=1024,
+            intermediate_size=4096,
+            num_hidden_layers=23,
+            num_attention_heads=16,
+            max_position_embeddings=77,
+            hidden_act="gelu",
+            projection_dim=512,
+        )
+    )
     with tempfile.TemporaryDirectory(prefix="qia-bench-tok-") as tmp:  # a small BPE; token ids fit the vocab
         vocab_file, merges_file, _ = _write_tokenizer_files(Path(tmp))
         tokenizer = CLIPTokenizer(str(vocab_file), str(merges_file), model_max_length=77)
-    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                       timestep_spacing="trailing", steps_offset=1)
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", timestep_spacing="trailing", steps_offset=1
+    )
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.set_progress_bar_config(disable=True)
     tiny = AutoencoderTiny()  # the TAESD design (diffusers' defaults)
     for module in (unet, vae, text_encoder, tiny):
@@ -107,7 +140,7 @@ class Timer:
         return {"s": round(statistics.median(walls), 3), "cpu_s": round(statistics.median(cpus), 3)}, out
 
 
-def pixels(image) -> "object":
+def pixels(image) -> object:
     import numpy as np
 
     return np.asarray(image, dtype=np.float64)
@@ -118,8 +151,11 @@ def image_diff(ref, other) -> dict:
 
     a, b = pixels(ref), pixels(other)
     mse = float(np.mean((a - b) ** 2))
-    return {"mean_abs": round(float(np.mean(np.abs(a - b))), 3), "max_abs": int(np.max(np.abs(a - b))),
-            "psnr_db": round(10 * np.log10(255 ** 2 / mse), 1) if mse else None}
+    return {
+        "mean_abs": round(float(np.mean(np.abs(a - b))), 3),
+        "max_abs": int(np.max(np.abs(a - b))),
+        "psnr_db": round(10 * np.log10(255**2 / mse), 1) if mse else None,
+    }
 
 
 def to_image(decoded):
@@ -178,13 +214,24 @@ def run_dtype(name: str, pipe, tiny, reps: int, ab: bool, inputs: dict) -> tuple
             times[f"unet_step_{other}"], _ = timer(unet)
             times[f"vae_decode_{other}"], _ = timer(decode)
             times[f"tiny_decode_{other}"], _ = timer(decode_tiny)
-            print(f"  {name} {other}: unet {times[f'unet_step_{other}']['s']} s, "
-                  f"vae {times[f'vae_decode_{other}']['s']} s, tiny {times[f'tiny_decode_{other}']['s']} s",
-                  flush=True)
+            print(
+                f"  {name} {other}: unet {times[f'unet_step_{other}']['s']} s, "
+                f"vae {times[f'vae_decode_{other}']['s']} s, tiny {times[f'tiny_decode_{other}']['s']} s",
+                flush=True,
+            )
         layout(ours)
         loaded = renderer.LoadedPipeline(pipe, "sd-turbo-sized (random weights)", "cpu", dtype, SD_TURBO, 0.0)
-        spec = RenderSpec(prompt=PROMPT, model=loaded.model, width=SIZE, height=SIZE, steps=1, guidance=0.0,
-                          seed=inputs["seed"], device="cpu", dtype=name)
+        spec = RenderSpec(
+            prompt=PROMPT,
+            model=loaded.model,
+            width=SIZE,
+            height=SIZE,
+            steps=1,
+            guidance=0.0,
+            seed=inputs["seed"],
+            device="cpu",
+            dtype=name,
+        )
 
         def render():
             return renderer.render(spec, loaded=loaded)[0][0]
@@ -194,8 +241,11 @@ def run_dtype(name: str, pipe, tiny, reps: int, ab: bool, inputs: dict) -> tuple
         times["unet_step"], outs["unet"] = timer(unet)
         times["vae_decode"], decoded = timer(decode)
         times["tiny_decode"], decoded_tiny = timer(decode_tiny)
-        outs["nan"] = {"unet": bool(torch.isnan(outs["unet"]).any()), "vae": bool(torch.isnan(decoded).any()),
-                       "tiny": bool(torch.isnan(decoded_tiny).any())}
+        outs["nan"] = {
+            "unet": bool(torch.isnan(outs["unet"]).any()),
+            "vae": bool(torch.isnan(decoded).any()),
+            "tiny": bool(torch.isnan(decoded_tiny).any()),
+        }
         outs["vae"], outs["tiny"] = to_image(decoded), to_image(decoded_tiny)
         if ab:
             for stage in ("unet_step", "vae_decode", "tiny_decode"):
@@ -207,8 +257,7 @@ def run_dtype(name: str, pipe, tiny, reps: int, ab: bool, inputs: dict) -> tuple
             times["render_tiny_vae"], outs["render_tiny_vae"] = timer(render)
         finally:
             pipe.vae = full
-    print(f"  {name} ({ours}): " + ", ".join(f"{k} {v['s']} s" for k, v in times.items() if "_c" not in k),
-          flush=True)
+    print(f"  {name} ({ours}): " + ", ".join(f"{k} {v['s']} s" for k, v in times.items() if "_c" not in k), flush=True)
     return times, outs
 
 
@@ -219,8 +268,13 @@ def measure_plan(prompt: str, runs: int = 3) -> float | None:
     env = dict(os.environ, PYTHONPATH=str(root))
     found = []
     for _ in range(runs):
-        proc = subprocess.run([sys.executable, "-m", "qia_cli", "plan", prompt, "--search", "off", "--no-ask",
-                               "--no-memory", "--json"], capture_output=True, text=True, env=env, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-m", "qia_cli", "plan", prompt, "--search", "off", "--no-ask", "--no-memory", "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
         if proc.returncode != 0:
             print(f"  qia plan failed ({proc.returncode}): {proc.stderr.strip()[-300:]}", flush=True)
             return None
@@ -234,13 +288,29 @@ def machine() -> dict:
     from qia_cli import cpu
     from qia_cli.imaging.device import cpu_bf16_ok, cpu_flags
 
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    model = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else ""
+    )
     flags = cpu_flags()
-    return {"cpu": model, "physical_cores": cpu.physical_cores(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "bf16_flags": sorted(flags & {"amx_bf16", "amx_tile",
-                                                                                      "avx512_bf16"}),
-            "bf16_by_default": cpu_bf16_ok(), "nice": os.nice(0), "loadavg": os.getloadavg()}
+    return {
+        "cpu": model,
+        "physical_cores": cpu.physical_cores(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "bf16_flags": sorted(flags & {"amx_bf16", "amx_tile", "avx512_bf16"}),
+        "bf16_by_default": cpu_bf16_ok(),
+        "nice": os.nice(0),
+        "loadavg": os.getloadavg(),
+    }
 
 
 def fmt(seconds: float | None) -> str:
@@ -250,16 +320,26 @@ def fmt(seconds: float | None) -> str:
 def table(results: dict, plans: dict[str, float], metric: str = "s") -> str:
     names = list(results)
     base = results.get("fp32", {}).get("times")
-    rows = [("text encoder", "text_encoder"), ("one UNet step", "unet_step"), ("VAE decode, 64->512", "vae_decode"),
-            ("tiny VAE decode, 64->512", "tiny_decode"), ("one-step 512 px render", "render"),
-            ("one-step 512 px render, tiny VAE", "render_tiny_vae"),
-            ("UNet step, contiguous", "unet_step_contiguous"), ("UNet step, channels-last", "unet_step_channels_last"),
-            ("VAE decode, contiguous", "vae_decode_contiguous"),
-            ("VAE decode, channels-last", "vae_decode_channels_last"),
-            ("tiny VAE decode, contiguous", "tiny_decode_contiguous"),
-            ("tiny VAE decode, channels-last", "tiny_decode_channels_last")]
-    head = "| stage | " + " | ".join(names) + (" | " + " | ".join(f"{n} vs fp32" for n in names if n != "fp32")
-                                                if base else "") + " |"
+    rows = [
+        ("text encoder", "text_encoder"),
+        ("one UNet step", "unet_step"),
+        ("VAE decode, 64->512", "vae_decode"),
+        ("tiny VAE decode, 64->512", "tiny_decode"),
+        ("one-step 512 px render", "render"),
+        ("one-step 512 px render, tiny VAE", "render_tiny_vae"),
+        ("UNet step, contiguous", "unet_step_contiguous"),
+        ("UNet step, channels-last", "unet_step_channels_last"),
+        ("VAE decode, contiguous", "vae_decode_contiguous"),
+        ("VAE decode, channels-last", "vae_decode_channels_last"),
+        ("tiny VAE decode, contiguous", "tiny_decode_contiguous"),
+        ("tiny VAE decode, channels-last", "tiny_decode_channels_last"),
+    ]
+    head = (
+        "| stage | "
+        + " | ".join(names)
+        + (" | " + " | ".join(f"{n} vs fp32" for n in names if n != "fp32") if base else "")
+        + " |"
+    )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for label, key in rows:
         cells = [fmt(results[n]["times"].get(key, {}).get(metric)) for n in names]
@@ -275,8 +355,13 @@ def table(results: dict, plans: dict[str, float], metric: str = "s") -> str:
     if plans and metric == "s":
         configs = [(n, key) for n in names for key in ("render", "render_tiny_vae")]
         head = "| plan | " + " | ".join(f"{n}{', tiny VAE' if key != 'render' else ''}" for n, key in configs) + " |"
-        lines += ["", "Planning share of an end-to-end generate, plan / (plan + render):", "", head,
-                  "|" + "---|" * (len(configs) + 1)]
+        lines += [
+            "",
+            "Planning share of an end-to-end generate, plan / (plan + render):",
+            "",
+            head,
+            "|" + "---|" * (len(configs) + 1),
+        ]
         for label, plan_s in plans.items():
             cells = [f"{100 * plan_s / (plan_s + results[n]['times'][key]['s']):.1f}%" for n, key in configs]
             lines.append(f"| {label}: {plan_s:.3f} s | " + " | ".join(cells) + " |")
@@ -289,10 +374,14 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=2, help="timed calls per measurement, after a warm-up")
     parser.add_argument("--no-ab", dest="ab", action="store_false", help="skip the no-channels-last timings")
     parser.add_argument("--plan-seconds", type=float, help="a plan time to set against the render")
-    parser.add_argument("--measure-plan", action="store_true",
-                        help="time `qia plan --search off` (the configured LLM) on each --plan-prompt")
-    parser.add_argument("--plan-prompt", action="append", help="repeatable; default: a rules-only prompt and "
-                        "one that asks the LLM")
+    parser.add_argument(
+        "--measure-plan",
+        action="store_true",
+        help="time `qia plan --search off` (the configured LLM) on each --plan-prompt",
+    )
+    parser.add_argument(
+        "--plan-prompt", action="append", help="repeatable; default: a rules-only prompt and one that asks the LLM"
+    )
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's, the physical cores)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, help="also write every number to this file")
@@ -309,7 +398,10 @@ def main() -> None:
     if args.plan_seconds is not None:
         plans["given"] = args.plan_seconds
     if args.measure_plan:
-        for prompt in args.plan_prompt or ["a red bicycle leaning on a wall", "a poster of the national flower of Japan"]:
+        for prompt in args.plan_prompt or [
+            "a red bicycle leaning on a wall",
+            "a poster of the national flower of Japan",
+        ]:
             seconds = measure_plan(prompt)
             print(f"plan: {seconds} s (median of 3, `qia plan {prompt!r} --search off`)", flush=True)
             if seconds is not None:
@@ -317,13 +409,23 @@ def main() -> None:
 
     start = time.perf_counter()
     pipe, tiny = build_pipeline()
-    sizes = {"unet": params(pipe.unet), "vae": params(pipe.vae), "text_encoder": params(pipe.text_encoder),
-             "tiny_vae": params(tiny)}
-    print(f"built in {time.perf_counter() - start:.0f} s: " + ", ".join(f"{k} {v:.1f}M" for k, v in sizes.items()),
-          flush=True)
+    sizes = {
+        "unet": params(pipe.unet),
+        "vae": params(pipe.vae),
+        "text_encoder": params(pipe.text_encoder),
+        "tiny_vae": params(tiny),
+    }
+    print(
+        f"built in {time.perf_counter() - start:.0f} s: " + ", ".join(f"{k} {v:.1f}M" for k, v in sizes.items()),
+        flush=True,
+    )
     gen = torch.Generator().manual_seed(args.seed)
-    inputs = {"latents": torch.randn(1, 4, SIZE // 8, SIZE // 8, generator=gen), "emb": None,
-              "t": torch.tensor([999.0]), "seed": args.seed}
+    inputs = {
+        "latents": torch.randn(1, 4, SIZE // 8, SIZE // 8, generator=gen),
+        "emb": None,
+        "t": torch.tensor([999.0]),
+        "seed": args.seed,
+    }
     with torch.inference_mode():
         inputs["emb"] = pipe.encode_prompt(PROMPT, "cpu", 1, False)[0].float()
 
@@ -335,8 +437,11 @@ def main() -> None:
             pipe, tiny = build_pipeline()
         cast = name != "fp32"
         times, outs = run_dtype(name, pipe, tiny, args.reps, args.ab, inputs)
-        result = {"times": times, "nan": outs["nan"],
-                  "black": {k: bool(pixels(outs[k]).max() == 0) for k in ("vae", "tiny", "render", "render_tiny_vae")}}
+        result = {
+            "times": times,
+            "nan": outs["nan"],
+            "black": {k: bool(pixels(outs[k]).max() == 0) for k in ("vae", "tiny", "render", "render_tiny_vae")},
+        }
         if ref is None and name == "fp32":
             ref = outs
         elif ref is not None:
@@ -358,17 +463,22 @@ def main() -> None:
     print()
     print("Wall-clock seconds:\n")
     print(table(results, plans))
-    print("\nCPU seconds of this process (all its threads; with one thread the steadiest measure on a busy "
-          "machine):\n")
+    print("\nCPU seconds of this process (all its threads; with one thread the steadiest measure on a busy machine):\n")
     print(table(results, {}, "cpu_s"))
     print()
     for name, r in results.items():
-        print(f"{name}: NaNs {r['nan']}, all-black {r['black']}" + (f", vs fp32 {json.dumps(r['vs_fp32'])}"
-                                                                     if "vs_fp32" in r else ""))
+        print(
+            f"{name}: NaNs {r['nan']}, all-black {r['black']}"
+            + (f", vs fp32 {json.dumps(r['vs_fp32'])}" if "vs_fp32" in r else "")
+        )
     print(f"load average before {info['loadavg']}, after {info['loadavg_after']}")
     if args.json:
-        args.json.write_text(json.dumps({"machine": info, "params_m": sizes, "plan_s": plans, "reps": args.reps,
-                                         "results": results}, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {"machine": info, "params_m": sizes, "plan_s": plans, "reps": args.reps, "results": results}, indent=2
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -53,8 +53,13 @@ def run(threads: int, runs: int, prompt: str, wait: str, busy: bool) -> list[flo
         spinner.start()
         time.sleep(0.5)
     try:
-        out = subprocess.run([sys.executable, "-c", CHILD, str(threads), str(runs), prompt, "auto"],
-                             capture_output=True, text=True, env=env, timeout=900)
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD, str(threads), str(runs), prompt, "auto"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=900,
+        )
     finally:
         if spinner is not None:
             spinner.terminate()
@@ -76,8 +81,14 @@ def main() -> None:
         for threads in (int(t) for t in args.threads.split(",")):
             alone = statistics.median(run(threads, args.runs, args.prompt, wait, busy=False))
             busy = statistics.median(run(threads, args.runs, args.prompt, wait, busy=True))
-            row = {"wait": wait, "threads": threads, "alone_s": round(alone, 3), "busy_s": round(busy, 3),
-                   "slowdown": round(busy / alone, 2), "cpus": os.cpu_count()}
+            row = {
+                "wait": wait,
+                "threads": threads,
+                "alone_s": round(alone, 3),
+                "busy_s": round(busy, 3),
+                "slowdown": round(busy / alone, 2),
+                "cpus": os.cpu_count(),
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
     print(f"\n{'wait':<8}{'threads':>8}{'alone s':>10}{'busy s':>10}{'busy/alone':>12}")

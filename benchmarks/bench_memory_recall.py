@@ -1,9 +1,10 @@
-"""Recall speed with a big memory: 10,000 entries.
+"""Recall and write speed with a big memory: 10,000 entries (the most `qia memory` accepts).
 
     python benchmarks/bench_memory_recall.py [N]
 
-Prints the load time of the file (parse + validate + index) and the median recall time.
-tests/test_bench_memory.py runs the same workload under pytest-benchmark.
+Prints the load time of the file (parse + validate + index), the median recall time, and what one
+write costs (`memory add`, and the session record every plan and generate appends): every command
+pays a load, most pay a write. tests/test_bench_memory.py runs the load and recall under pytest-benchmark.
 """
 
 from __future__ import annotations
@@ -52,7 +53,12 @@ def make_document(n: int = 10_000, seed: int = 7) -> dict:
         created = (start + timedelta(minutes=i)).isoformat()
         entries.append({"id": f"m{i:06x}", "kind": kind, "text": text, "names": names, "created": created, "uses": 0})
     entries += [
-        {"id": "mb15c01", "kind": "entity", "text": "Biscuit is my dog, a three-legged corgi", "names": ["Biscuit", "my dog"]},
+        {
+            "id": "mb15c01",
+            "kind": "entity",
+            "text": "Biscuit is my dog, a three-legged corgi",
+            "names": ["Biscuit", "my dog"],
+        },
         {"id": "mb15c02", "kind": "fact", "text": "Biscuit loves chasing tennis balls", "names": ["Biscuit"]},
         {"id": "m10g000", "kind": "entity", "text": "Our logo is a blue fox on a white circle", "names": ["our logo"]},
     ]
@@ -95,8 +101,23 @@ def main(n: int = 10_000, rounds: int = 200) -> None:
             Index(doc.entries)
             t3 = time.perf_counter()
             parse.append(t1 - t0), validate.append(t2 - t1), index.append(t3 - t2)
-        print("  of which (min ms): json {:.1f}, validate {:.1f}, index {:.1f}".format(
-            *(1000 * min(x) for x in (parse, validate, index))))
+        print(
+            "  of which (min ms): json {:.1f}, validate {:.1f}, index {:.1f}".format(
+                *(1000 * min(x) for x in (parse, validate, index))
+            )
+        )
+        adds, records = [], []
+        for i in range(5):
+            t = time.perf_counter()
+            MemoryStore(path).add(f"Zephyrine{i} is my neighbour's cat")
+            adds.append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            MemoryStore(path).add_session({"request": f"a cat {i}", "prompt": "a cat", "kind": "plan"})
+            records.append((time.perf_counter() - t) * 1000)
+        print(
+            f"memory add (load + write + backup): median {statistics.median(adds):.1f} ms; "
+            f"session record: median {statistics.median(records):.1f} ms"
+        )
         for request in REQUESTS:
             times = []
             for _ in range(rounds):
@@ -104,8 +125,14 @@ def main(n: int = 10_000, rounds: int = 200) -> None:
                 result = store.recall(request)
                 times.append((time.perf_counter() - t) * 1000)
             found = len(result.entities) + len(result.facts)
-            print(f"recall {request!r}: median {statistics.median(times):.3f} ms  (entities+facts {found}, prefs {len(result.preferences)})")
+            print(
+                f"recall {request!r}: median {statistics.median(times):.3f} ms  (entities+facts {found}, prefs {len(result.preferences)})"
+            )
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 10_000)
+    import qia_cli.memory.store as store_module
+
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
+    store_module.MAX_ENTRIES = max(store_module.MAX_ENTRIES, n + 10)  # to measure past the limit too
+    main(n)

@@ -33,24 +33,37 @@ def main(n: int = 20) -> None:
 
         plain_pipe = StableDiffusionPipeline.from_pretrained(model, safety_checker=None, local_files_only=True)
         plain_pipe.set_progress_bar_config(disable=True)
-        spec = RenderSpec(prompt="a red bicycle", model=str(model), width=64, height=64, steps=2,
-                          guidance=0.0, seed=1, device="cpu")
+        spec = RenderSpec(
+            prompt="a red bicycle", model=str(model), width=64, height=64, steps=2, guidance=0.0, seed=1, device="cpu"
+        )
         start = time.perf_counter()
         loaded = renderer.load_pipeline(str(model), "cpu")
         load_s = time.perf_counter() - start
 
         def plain(i: int) -> None:
             with torch.inference_mode():
-                img = plain_pipe(spec.prompt, num_inference_steps=2, guidance_scale=0.0, width=64, height=64,
-                                 generator=torch.Generator("cpu").manual_seed(i)).images[0]
+                img = plain_pipe(
+                    spec.prompt,
+                    num_inference_steps=2,
+                    guidance_scale=0.0,
+                    width=64,
+                    height=64,
+                    generator=torch.Generator("cpu").manual_seed(i),
+                ).images[0]
             img.save(root / f"plain-{i}.png")
 
         def qia(i: int) -> None:
             s = spec.model_copy(update={"seed": i})
             [(img, seed)] = renderer.render(s, loaded=loaded)
             meta = build_metadata(s.prompt, s, seed, plan_json="{}")
-            save_image(img, outdir=root / "out", output=None, metadata=meta,
-                       sidecar={"render": s.model_dump(), "seed": seed}, name=output_name(s.prompt, seed))
+            save_image(
+                img,
+                outdir=root / "out",
+                output=None,
+                metadata=meta,
+                sidecar={"render": s.model_dump(), "seed": seed},
+                name=output_name(s.prompt, seed),
+            )
 
         for i in range(3):  # warm-up
             plain(i)

@@ -7,15 +7,15 @@ so `qia config show` can tell a user why a value is what it is.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qia_cli import paths
-from qia_cli.errors import UsageError
+from qia_cli.errors import QiaError, UsageError
 
 Source = Literal["default", "file", "env", "flag"]
 
@@ -23,8 +23,18 @@ Source = Literal["default", "file", "env", "flag"]
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    llm: str = Field("bundled", description="Planner LLM: 'bundled', a GGUF path, or openai:BASE_URL[#MODEL]")
-    llm_ctx: int = Field(2048, ge=256, le=131072, description="Context window of a local GGUF")
+    llm: str = Field(
+        "bundled",
+        description="Planner LLM: 'bundled', a GGUF path, a pulled model (catalog name or "
+        "ORG/REPO/FILE.gguf), or openai:BASE_URL[#MODEL]",
+    )
+    llm_ctx: int | None = Field(
+        None,
+        ge=256,
+        le=131072,
+        description="Context window of a local GGUF (default: "
+        "from the model: its trained context, at most 2048 below 1.2B parameters, 4096 above)",
+    )
     llm_threads: int | None = Field(
         None, ge=1, le=512, description="CPU threads for llama.cpp (default: physical cores less one, at most 4)"
     )
@@ -35,15 +45,24 @@ class Settings(BaseModel):
     llm_url: str | None = Field(None, description="Base URL of an OpenAI-compatible server")
     llm_api_key: str | None = Field(None, description="API key for llm_url (never printed)")
     llm_timeout: float = Field(60.0, gt=0, le=3600, description="Seconds per request to an LLM server")
+    knowledge_llm: str = Field(
+        "auto",
+        description="Model for knowledge questions: auto (Gemma-3-270m from the [knowledge] extra when the planner is "
+        "the bundled model, else the planner), planner, or a GGUF path",
+    )
     llm_gaps: Literal["auto", "on", "off"] = Field(
-        "auto", description="Ask the LLM for gaps the rules miss: auto = on for any model but the tiny bundled one"
+        "auto",
+        description="Ask the LLM for gaps the rules miss: auto = on for servers and for instruct GGUFs "
+        "from 1.2B parameters (read from the file), off for smaller and base models",
     )
     image_model: str = Field("stabilityai/sd-turbo", description="Diffusers model: a Hugging Face id or a local folder")
     device: Literal["auto", "cuda", "mps", "cpu"] = Field("auto", description="Where images render")
     dtype: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="Render precision: auto = fp16 on a GPU, bf16 on a CPU with AMX or AVX-512 BF16, else fp32"
     )
-    vae: str = Field("full", description="Decoder: full (the model's VAE), tiny (faster, softer detail), or a VAE folder")
+    vae: str = Field(
+        "full", description="Decoder: full (the model's VAE), tiny (faster, softer detail), or a VAE folder"
+    )
     steps: int | None = Field(None, ge=1, le=500, description="Denoising steps (default: from the model family)")
     guidance: float | None = Field(None, ge=0, le=50, description="Guidance scale (default: from the model family)")
     width: int | None = Field(None, ge=8, le=4096, description="Image width (default: from the model family)")
@@ -59,6 +78,11 @@ class Settings(BaseModel):
     rounds: int | None = Field(None, ge=0, le=10, description="Feedback rounds (default: 1 on a GPU, 0 on the CPU)")
     scorer: str = Field("openai/clip-vit-base-patch32", description="CLIP model that scores images for feedback")
     threshold: float = Field(0.22, ge=0, le=1, description="Item score below which feedback revises")
+    ray: str | None = Field(
+        None,
+        pattern=r"^(local|auto|off|ray://\S+)$",
+        description="Ray cluster for qia batch: local, auto, ray://HOST:PORT, or off",
+    )
 
 
 KEYS = tuple(Settings.model_fields)
@@ -91,6 +115,10 @@ def read_file(path: Path | None = None) -> dict[str, Any]:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"config file {path} cannot be read: {exc}", hint="fix it, or move it aside") from exc
+    except RecursionError:
+        raise UsageError(
+            f"config file {path} cannot be read: nested too deeply", hint="fix it, or move it aside"
+        ) from None
 
 
 def _env_values() -> dict[str, str]:
@@ -158,7 +186,13 @@ def write_file(data: dict[str, Any], path: Path | None = None) -> Path:
 
     path = path or paths.config_file()
     clean = {k: v for k, v in data.items() if v is not None}
-    atomic_write_bytes(path, tomli_w.dumps(clean).encode("utf-8"), mode=0o600)
+    try:
+        atomic_write_bytes(path, tomli_w.dumps(clean).encode("utf-8"), mode=0o600)
+    except OSError as exc:
+        raise QiaError(
+            f"cannot write the config file {path}: {exc.strerror or exc}",
+            hint="check that QIA_HOME (or the config folder) is a folder you can write to",
+        ) from None
     return path
 
 

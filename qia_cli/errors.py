@@ -39,3 +39,12 @@ class MemoryCorruptError(QiaError):
 
 class SearchError(QiaError):
     """A search backend failed; planning goes on with a warning."""
+
+
+def home_error(exc: BaseException) -> UsageError | None:
+    """Path.expanduser() on '~someone' with no such user raises a bare RuntimeError: a usage error."""
+    if isinstance(exc, RuntimeError) and "home directory" in str(exc):
+        return UsageError(
+            "a path starts with ~ but that home directory is unknown", hint="write the path in full, or as ~/folder"
+        )
+    return None

@@ -15,13 +15,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
-from qia_cli.agent.run import MAX_SEED, Agent, RenderOptions
+from qia_cli.agent.run import Agent, RenderOptions
 from qia_cli.agent.types import GenerateResult, Plan
-from qia_cli.errors import QiaError, UsageError
+from qia_cli.errors import QiaError, UsageError, home_error
+from qia_cli.seeds import parse_seed
+from qia_cli.textsafe import clean_input, printable
 
 HELP = """\
 Type what to picture and press Enter: qia plans it (asking here when only you
@@ -39,7 +42,7 @@ Ctrl-C cancels a render or clears the line; Ctrl-D or /quit leaves.
   /size WxH|default   image size, e.g. 768x512
   /steps N|default    denoising steps
   /model              show the models
-  /model llm PATH     the planner: a GGUF file, bundled, or openai:URL
+  /model llm PATH     the planner: a GGUF file, a pulled name, bundled, or openai:URL
   /model image ID     the image model: a Hugging Face id or a local folder
   /search on|off      web search for time-sensitive facts
   /memory             list memory; /memory add TEXT, /memory forget ID
@@ -72,7 +75,7 @@ class ChatSession:
     ui: UI
     opts: RenderOptions = field(default_factory=RenderOptions)
     ask: bool = True
-    on_plan: Callable[[Plan], None] | None = None  # e.g. offer answers for memory
+    on_plan: Callable[[Plan], object] | None = None  # e.g. offer answers for memory
     plan: Plan | None = None
     history: list[Plan] = field(default_factory=list)  # earlier plans, for /undo
     last_result: GenerateResult | None = None
@@ -84,17 +87,32 @@ class ChatSession:
         if configured.lower() not in {"", "off", "none", "no", "false"}:
             self.search_spec = configured
         self.commands: dict[str, Callable[[str], bool | None]] = {
-            "/help": self.cmd_help, "/plan": self.cmd_plan, "/gen": self.cmd_gen, "/show": self.cmd_show,
-            "/edit": self.cmd_edit, "/undo": self.cmd_undo, "/seed": self.cmd_seed, "/size": self.cmd_size,
-            "/steps": self.cmd_steps, "/model": self.cmd_model, "/search": self.cmd_search,
-            "/memory": self.cmd_memory, "/open": self.cmd_open, "/save": self.cmd_save,
-            "/quit": self.cmd_quit, "/exit": self.cmd_quit,
+            "/help": self.cmd_help,
+            "/plan": self.cmd_plan,
+            "/gen": self.cmd_gen,
+            "/show": self.cmd_show,
+            "/edit": self.cmd_edit,
+            "/undo": self.cmd_undo,
+            "/seed": self.cmd_seed,
+            "/size": self.cmd_size,
+            "/steps": self.cmd_steps,
+            "/model": self.cmd_model,
+            "/search": self.cmd_search,
+            "/memory": self.cmd_memory,
+            "/open": self.cmd_open,
+            "/save": self.cmd_save,
+            "/quit": self.cmd_quit,
+            "/exit": self.cmd_quit,
         }
 
     # -- one line in ------------------------------------------------------------------------------
     def handle(self, line: str) -> bool:
         """Run one line; False when the session should end. Errors are reported, never raised."""
-        text = line.strip()
+        try:
+            text = clean_input(line, what="the line").strip()
+        except QiaError as exc:
+            self.ui.error(exc.message, exc.hint)
+            return True
         if not text:
             return True
         try:
@@ -109,12 +127,21 @@ class ChatSession:
             self.ui.error("cancelled; the session goes on")
         except QiaError as exc:
             self.ui.error(exc.message, exc.hint)
+        except OSError as exc:  # a file or folder a command named: a normal error, not a crash
+            where = f": {exc.filename}" if exc.filename else ""
+            self.ui.error(f"{exc.strerror or exc}{where}")
         except Exception as exc:  # one failed turn must not end the session
+            usage = home_error(exc)
+            if usage is not None:
+                self.ui.error(usage.message, usage.hint)
+                return True
             if self.agent.verbose:
                 import traceback
 
                 traceback.print_exc()
-            self.ui.error(f"unexpected {type(exc).__name__}: {exc}", "run `qia -v chat` for the traceback, and report it")
+            self.ui.error(
+                f"unexpected {type(exc).__name__}: {exc}", "run `qia -v chat` for the traceback, and report it"
+            )
         return True
 
     # -- turns ----------------------------------------------------------------------------------------
@@ -148,14 +175,16 @@ class ChatSession:
             finally:
                 self.agent.callbacks.on_step = self.agent.callbacks.cancel = None
         self.last_result, self.device = result, result.device
-        self.agent.record_session(plan, [o.path for o in result.outputs], "generate")
+        self.agent.record_session(plan, [o.path for o in result.outputs], "generate", result.render)
         t = result.timings
         for warning in result.plan.warnings[noted:]:  # what rendering noted (e.g. feedback off)
             self.ui.say(f"[yellow]warning:[/yellow] {_esc(warning)}")
         for o in result.outputs:
             self.ui.say(f"[green]saved[/green] {_esc(o.path)}  [dim](seed {o.seed}, {o.width}x{o.height})[/dim]")
-        self.ui.say(f"[dim]plan {plan.timings.get('total', 0):.2f} s · load {t.get('load_pipeline', 0):.2f} s · "
-                    f"render {t.get('render', 0):.2f} s on {result.device}[/dim]")
+        self.ui.say(
+            f"[dim]plan {plan.timings.get('total', 0):.2f} s · load {t.get('load_pipeline', 0):.2f} s · "
+            f"render {t.get('render', 0):.2f} s on {result.device}[/dim]"
+        )
         return result
 
     def _seed_for(self, plan: Plan) -> int | None:
@@ -225,12 +254,7 @@ class ChatSession:
         self.ui.say(f"[dim]back to:[/dim] {_esc(self.plan.prompt)}")
 
     def cmd_seed(self, arg: str) -> None:
-        if arg.lower() in {"random", "none", ""}:
-            self.opts.seed = None
-        elif arg.isdigit() and int(arg) <= MAX_SEED:
-            self.opts.seed = int(arg)
-        else:
-            raise UsageError(f"seed '{arg}' is invalid", hint=f"/seed N (0 to {MAX_SEED}) or /seed random")
+        self.opts.seed = parse_seed(arg)  # N, or random / -1
         self.ui.say(f"seed: {self.opts.seed if self.opts.seed is not None else 'random'}")
 
     def cmd_size(self, arg: str) -> None:
@@ -245,7 +269,7 @@ class ChatSession:
     def cmd_steps(self, arg: str) -> None:
         if arg.lower() in {"default", "auto", ""}:
             self.opts.steps = None
-        elif arg.isdigit() and 1 <= int(arg) <= 500:
+        elif arg.isascii() and arg.isdigit() and 1 <= int(arg) <= 500:
             self.opts.steps = int(arg)
         else:
             raise UsageError(f"steps '{arg}' is invalid", hint="/steps N (1 to 500) or /steps default")
@@ -284,7 +308,7 @@ class ChatSession:
             self.agent.set_search(backend)
         elif low:
             raise UsageError(f"/search {arg}: use on or off")
-        self.ui.say(f"search: {self.search_text()}")
+        self.ui.say(f"search: {_esc(self.search_text())}")
 
     def cmd_memory(self, arg: str) -> None:
         store = self.agent.memory
@@ -328,7 +352,13 @@ class ChatSession:
             raise UsageError(f"{path} exists; not overwritten", hint="give another file name")
         if not path.parent.is_dir():
             raise UsageError(f"folder {path.parent} does not exist")
-        atomic_write_bytes(path, (plan.model_dump_json(indent=2) + "\n").encode("utf-8"))
+        try:
+            atomic_write_bytes(path, (plan.model_dump_json(indent=2) + "\n").encode("utf-8"))
+        except OSError as exc:
+            raise UsageError(
+                f"cannot save the plan to {path}: {exc.strerror or exc}",
+                hint="give a file in a folder you can write to",
+            ) from None
         self.ui.say(f"saved the plan to {_esc(str(path))}")
 
     # -- what the toolbar and the completer show ------------------------------------------------
@@ -349,8 +379,10 @@ class ChatSession:
         seed = self.opts.seed if self.opts.seed is not None else "random"
         device = self.device or self.opts.device or self.agent.settings.device
         search = "on" if self.agent.search is not None else "off"
-        return (f" llm: {self.llm_name()} · image: {self.image_model()} · device: {device} · seed: {seed}"
-                f" · search: {search} · /help ")
+        return (
+            f" llm: {self.llm_name()} · image: {self.image_model()} · device: {device} · seed: {seed}"
+            f" · search: {search} · /help "
+        )
 
     def completions(self, text: str) -> list[str]:
         """Completions for the text before the cursor: command names, then their first argument."""
@@ -365,15 +397,17 @@ class ChatSession:
 
 
 def _esc(text: str) -> str:
+    """Untrusted text for Rich markup: no markup of its own, no control characters."""
     from rich.markup import escape
 
-    return escape(text)
+    return escape(printable(text))
 
 
 @contextlib.contextmanager
 def _sigint_sets(event: threading.Event):
     """While rendering, the first Ctrl-C sets `event` (the render stops after its current step);
     a second one interrupts at once. Outside the main thread signals can't be caught: no change."""
+
     def handler(_signum, _frame):
         if event.is_set():
             raise KeyboardInterrupt
@@ -398,6 +432,11 @@ def open_file(path: str) -> bool:
     opener = shutil.which("open" if sys.platform == "darwin" else "xdg-open")
     if opener is None:
         return False
-    subprocess.Popen([opener, path], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                     stderr=subprocess.DEVNULL, start_new_session=True)
+    subprocess.Popen(
+        [opener, path],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     return True

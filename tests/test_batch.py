@@ -47,8 +47,24 @@ def batch_file(tmp_path) -> Path:
 
 
 def run_batch(capsys, monkeypatch, file: Path, outdir: Path, pipeline: Path, *extra: str):
-    code, out, err = qia(capsys, monkeypatch, "batch", str(file), "--llm", "fake", "--search", "off", "--model",
-                         str(pipeline), "--steps", "1", "--outdir", str(outdir), "--json", *extra)
+    code, out, err = qia(
+        capsys,
+        monkeypatch,
+        "batch",
+        str(file),
+        "--llm",
+        "fake",
+        "--search",
+        "off",
+        "--model",
+        str(pipeline),
+        "--steps",
+        "1",
+        "--outdir",
+        str(outdir),
+        "--json",
+        *extra,
+    )
     return code, json.loads(out), err
 
 
@@ -123,8 +139,22 @@ def test_resume_after_a_crash_mid_file(tmp_path, batch_file, tiny_pipeline_dir, 
 def test_killed_process_resumes(tmp_path, batch_file, tiny_pipeline_dir, capsys, monkeypatch):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    cmd = [sys.executable, "-m", "qia_cli", "--quiet", "batch", str(batch_file), "--llm", "fake", "--model",
-           str(tiny_pipeline_dir), "--steps", "2", "--outdir", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "qia_cli",
+        "--quiet",
+        "batch",
+        str(batch_file),
+        "--llm",
+        "fake",
+        "--model",
+        str(tiny_pipeline_dir),
+        "--steps",
+        "2",
+        "--outdir",
+        str(out),
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     results = out / "results.jsonl"
     try:
@@ -155,7 +185,9 @@ def test_plan_only_then_render_uses_the_saved_plans(tmp_path, batch_file, tiny_p
     code, summary, _ = run_batch(capsys, monkeypatch, batch_file, out, tiny_pipeline_dir, "--plan-only")
     assert code == 0 and summary["ok"] == 5
     planned = records(out)
-    assert all(r["status"] == "ok" and not r["rendered"] and r["outputs"] == [] and r["plan"]["prompt"] for r in planned)
+    assert all(
+        r["status"] == "ok" and not r["rendered"] and r["outputs"] == [] and r["plan"]["prompt"] for r in planned
+    )
     assert not list(out.glob("*.png"))
 
     code, summary, _ = run_batch(capsys, monkeypatch, batch_file, out, tiny_pipeline_dir)
@@ -168,8 +200,20 @@ def test_plan_only_then_render_uses_the_saved_plans(tmp_path, batch_file, tiny_p
 
 def test_shard_keeps_file_line_numbers(tmp_path, batch_file, capsys, monkeypatch):
     out = tmp_path / "out"
-    code, out_text, _ = qia(capsys, monkeypatch, "batch", str(batch_file), "--llm", "fake", "--plan-only",
-                            "--shard", "2/2", "--outdir", str(out), "--json")
+    code, out_text, _ = qia(
+        capsys,
+        monkeypatch,
+        "batch",
+        str(batch_file),
+        "--llm",
+        "fake",
+        "--plan-only",
+        "--shard",
+        "2/2",
+        "--outdir",
+        str(out),
+        "--json",
+    )
     assert code == 0 and json.loads(out_text)["total"] == 2
     assert [r["line"] for r in records(out)] == [4, 6]
     code, _, err = qia(capsys, monkeypatch, "batch", str(batch_file), "--llm", "fake", "--shard", "3/2")
@@ -202,7 +246,7 @@ def test_missing_file(tmp_path, capsys, monkeypatch):
 
 def test_read_lines_text_and_json(tmp_path):
     path = tmp_path / "p.txt"
-    path.write_text("# header\n  a red bicycle  \n\n{\"request\": \"a cat\", \"id\": 7}\n")
+    path.write_text('# header\n  a red bicycle  \n\n{"request": "a cat", "id": 7}\n')
     lines = read_lines(path)
     assert [(x.line, x.request, x.id) for x in lines] == [(2, "a red bicycle", None), (4, "a cat", "7")]
     assert lines[0].key != lines[1].key
@@ -236,9 +280,160 @@ def test_a_server_that_is_down_stops_the_batch(tmp_path, batch_file, capsys, mon
         sock.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"  # closed once the block ends
     out = tmp_path / "out"
-    code, _, err = qia(capsys, monkeypatch, "batch", str(batch_file), "--llm", f"openai:{url}", "--plan-only",
-                       "--outdir", str(out))
+    code, _, err = qia(
+        capsys, monkeypatch, "batch", str(batch_file), "--llm", f"openai:{url}", "--plan-only", "--outdir", str(out)
+    )
     assert code == 1
     assert f"cannot reach the LLM server at {url}: connection refused" in err
     found = records(out)
     assert [(r["line"], r["status"]) for r in found] == [(1, "error")]  # the rest were not tried
+
+
+# -- a byte-order mark, and text lines that start with "{" ---------------------------------------------
+def test_a_bom_does_not_turn_the_first_json_line_into_text(tmp_path):
+    path = tmp_path / "requests.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"request": "a cat in a hat", "seed": 3}\n{"request": "a dog"}\n')
+    lines = read_lines(path)
+    assert [(x.line, x.request, x.seed) for x in lines] == [(1, "a cat in a hat", 3), (2, "a dog", None)]
+    text = tmp_path / "prompts.txt"
+    text.write_bytes("\ufeffa red bicycle\n".encode("utf-8"))
+    assert [x.request for x in read_lines(text)] == ["a red bicycle"]
+
+
+def test_a_text_line_that_starts_with_a_brace_is_a_request(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "prompts.txt"
+    path.write_text("{red} balloons over a city\na lighthouse\n{ a stylised logo }\n")
+    assert [x.request for x in read_lines(path)] == [
+        "{red} balloons over a city",
+        "a lighthouse",
+        "{ a stylised logo }",
+    ]
+    out = tmp_path / "out"
+    code, out_text, _ = qia(
+        capsys, monkeypatch, "batch", str(path), "--llm", "fake", "--plan-only", "--outdir", str(out), "--json"
+    )
+    assert code == 0 and json.loads(out_text)["ok"] == 3
+    assert records(out)[0]["request"] == "{red} balloons over a city"
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("requests.jsonl", "{red} balloons\n"),  # a JSONL file: every "{" line is JSON
+        ("prompts.txt", '{"request": "a dog"}\n{red} balloons\n'),  # a JSON record makes the file JSONL
+        ("prompts.txt", 'a cat\n{"request": "a dog",\n'),  # starts like JSON: a broken record, not a request
+    ],
+)
+def test_a_broken_json_line_is_still_refused_where_json_is_meant(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(UsageError, match="is not valid JSON"):
+        read_lines(path)
+
+
+# -- two runs on one output folder -----------------------------------------------------------------
+def test_lines_claimed_by_another_run_are_left_to_it(tmp_path, batch_file, tiny_pipeline_dir, capsys, monkeypatch):
+    from qia_cli.agent.claims import Claims
+
+    out = tmp_path / "out"
+    other = Claims(out)  # another run (here: another Claims, as a second process would hold) is on lines 1 and 5
+    assert other.take(1) and other.take(5)
+    code, summary, err = run_batch(capsys, monkeypatch, batch_file, out, tiny_pipeline_dir)
+    assert code == 0
+    assert (summary["ok"], summary["elsewhere"]) == (3, 2)
+    assert [r["line"] for r in records(out)] == [4, 6, 7]
+    assert "line 1: taken by another qia batch" in err
+    other.release_all()
+    code, summary, _ = run_batch(capsys, monkeypatch, batch_file, out, tiny_pipeline_dir)
+    assert (code, summary["ok"], summary["skipped"], summary["elsewhere"]) == (0, 2, 3, 0)
+    found = records(out)
+    assert [r["line"] for r in found] == REQUEST_LINES
+    assert sorted(out.glob("*.png")) == sorted(Path(o["path"]) for r in found for o in r["outputs"])
+    assert not (out / ".qia-claims").exists()  # nothing left behind
+
+
+def test_a_line_done_by_another_run_after_this_one_started_is_not_redone(tmp_path, batch_file, capsys, monkeypatch):
+    from qia_cli.agent.batch import Results
+
+    out = tmp_path / "out"
+    seen = []
+
+    def finish_line_4_elsewhere(record):  # when line 1 is recorded, another run records line 4
+        seen.append(record["line"])
+        if record["line"] == 1:
+            Results(out).append({**record, "line": 4, "hash": read_lines(batch_file)[1].key, "request": "x"})
+
+    from qia_cli.agent import batch as batch_mod
+
+    real = batch_mod.run_batch
+    monkeypatch.setattr(batch_mod, "run_batch", lambda *a, **k: real(*a, **{**k, "on_result": finish_line_4_elsewhere}))
+    code, out_text, _ = qia(
+        capsys, monkeypatch, "batch", str(batch_file), "--llm", "fake", "--plan-only", "--outdir", str(out), "--json"
+    )
+    summary = json.loads(out_text)
+    assert code == 0 and (summary["ok"], summary["elsewhere"]) == (4, 1)
+    assert seen == [1, 5, 6, 7]
+    assert [r["line"] for r in records(out)] == REQUEST_LINES
+
+
+def test_a_claim_dies_with_its_process(tmp_path):
+    from qia_cli.agent.claims import Claims
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from qia_cli.agent.claims import Claims; "
+            "assert Claims(sys.argv[1]).take(3); print('held', flush=True); time.sleep(600)",
+            str(tmp_path),
+        ],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        mine = Claims(tmp_path)
+        assert not mine.take(3) and mine.take(4)
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert mine.take(3)  # kill -9 released it
+    mine.release_all()
+    assert not (tmp_path / ".qia-claims").exists()
+
+
+def test_two_batches_on_one_folder_render_each_line_once(tmp_path, tiny_pipeline_dir):
+    path = tmp_path / "prompts.txt"
+    path.write_text("".join(f"a red bicycle number {i}\n" for i in range(1, 7)))
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    cmd = [
+        sys.executable,
+        "-m",
+        "qia_cli",
+        "--quiet",
+        "batch",
+        str(path),
+        "--llm",
+        "fake",
+        "--model",
+        str(tiny_pipeline_dir),
+        "--steps",
+        "2",
+        "--outdir",
+        str(out),
+        "--json",
+    ]
+    procs = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
+    summaries = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 0, stderr
+        summaries.append(json.loads(stdout))
+    assert sum(s["ok"] for s in summaries) == 6  # every line rendered by exactly one of them
+    found = records(out)
+    assert [r["line"] for r in found] == [1, 2, 3, 4, 5, 6] and all(r["status"] == "ok" for r in found)
+    assert sorted(out.glob("*.png")) == sorted(Path(o["path"]) for r in found for o in r["outputs"])

@@ -1,6 +1,6 @@
 """Recall over 10,000 entries under pytest-benchmark (disabled by default: it runs once as a test).
 
-    pytest tests/test_bench_memory.py --benchmark-enable    # to time it
+pytest tests/test_bench_memory.py --benchmark-enable    # to time it
 """
 
 from __future__ import annotations

@@ -22,8 +22,14 @@ def test_content_words_normalise_case_plurals_punctuation_accents(text, words):
 
 
 def test_plural_and_singular_meet():
-    for plural, single in [("cookies", "cookie"), ("tomatoes", "tomato"), ("glasses", "glass"), ("churches", "church"),
-                           ("eggs", "egg"), ("shoes", "shoe")]:
+    for plural, single in [
+        ("cookies", "cookie"),
+        ("tomatoes", "tomato"),
+        ("glasses", "glass"),
+        ("churches", "church"),
+        ("eggs", "egg"),
+        ("shoes", "shoe"),
+    ]:
         assert scorers.singular(plural) == scorers.singular(single)
     assert scorers.singular("cactus") == "cactus" and scorers.singular("iris") == "iris"
 
@@ -79,7 +85,9 @@ def test_facts_pass_with_every_expected_fact_and_no_forbidden_phrase():
 def test_facts_fail_on_a_missing_fact_or_a_forbidden_phrase():
     missing = scorers.score_facts("a curved tower", FIXTURE_REQUEST, ["curved glass tower"])
     assert missing.status == "fail" and "curved glass tower" in missing.detail
-    leaked = scorers.score_facts("a curved glass tower and two Clowns", FIXTURE_REQUEST, ["curved glass tower"], ["clown"])
+    leaked = scorers.score_facts(
+        "a curved glass tower and two Clowns", FIXTURE_REQUEST, ["curved glass tower"], ["clown"]
+    )
     assert leaked.status == "fail" and leaked.extra["leaked"] == ["clown"]
     raw = scorers.score_facts(FIXTURE_REQUEST, FIXTURE_REQUEST, ["curved glass tower"], ["clown"])
     assert raw.status == "fail"
@@ -115,8 +123,10 @@ def test_underspecified_needs_a_content_gap_with_a_question_or_assumption():
     assert not scorers.score_plan(request, request, "underspecified", None).passed  # a baseline
 
 
-LONG = ("A red vintage bicycle with a wicker basket full of sunflowers leaning against a whitewashed stone wall, "
-        "deep blue shutters, harsh midday sunlight, photograph")
+LONG = (
+    "A red vintage bicycle with a wicker basket full of sunflowers leaning against a whitewashed stone wall, "
+    "deep blue shutters, harsh midday sunlight, photograph"
+)
 
 
 def test_specified_passes_without_questions_when_the_content_is_kept():
@@ -129,3 +139,82 @@ def test_specified_fails_on_a_question_or_lost_content():
     assert asked.status == "fail" and "question" in asked.detail
     cut = scorers.score_plan("a red bicycle with a basket of sunflowers", LONG, "specified", _plan([]))
     assert cut.status == "fail" and cut.extra["kept"] < 0.9
+
+
+# -- harm on ordinary, fully specified requests ------------------------------------------------------
+def _reasoning(*contents, source="reasoning"):
+    return {"evidence": [{"gap_id": "g1", "source": source, "content": c} for c in contents]}
+
+
+def test_word_tokens_keep_function_words_and_plurals_as_written():
+    assert scorers.word_tokens("A child's Crayon drawing of the Café") == [
+        "a",
+        "child",
+        "s",
+        "crayon",
+        "drawing",
+        "of",
+        "the",
+        "cafe",
+    ]
+    assert scorers.word_tokens("three red apples") == ["three", "red", "apples"]
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "a linocut of a heron standing in the reeds",  # unchanged
+        "a linocut of a heron standing in the reeds, soft morning light, high detail",  # only style added
+        "A Linocut of a heron standing in the reeds.",  # case and punctuation
+    ],
+)
+def test_harm_passes_an_intact_request(prompt):
+    score = scorers.score_harm(prompt, "a linocut of a heron standing in the reeds", _reasoning())
+    assert score.status == "pass", score.detail
+    assert score.extra == {"dropped": [], "new_subject": [], "head_changed": False}
+
+
+def test_harm_catches_a_dropped_word():
+    score = scorers.score_harm("a linocut of a heron in the reeds", "a linocut of a heron standing in the reeds", None)
+    assert score.status == "fail" and score.extra["dropped"] == ["standing"] and not score.extra["head_changed"]
+
+
+def test_harm_catches_a_dropped_medium_and_the_changed_head_it_leaves():
+    score = scorers.score_harm("a house on a mountain, dramatic light", "a painting of a house on a mountain", None)
+    assert score.status == "fail"
+    assert score.extra["dropped"] == ["of", "painting"] and score.extra["head_changed"]
+
+
+def test_harm_counts_a_changed_plural_and_a_dropped_function_word():
+    assert scorers.score_harm("three red apple", "three red apples", None).extra["dropped"] == ["apples"]
+    assert scorers.score_harm("a bay with boats", "a bay without boats", None).extra["dropped"] == ["without"]
+
+
+def test_harm_catches_a_new_subject_prepended_by_reasoning():
+    request = "a smiling sloth wearing a kilt"
+    score = scorers.score_harm("a horse, a smiling sloth wearing a kilt", request, _reasoning("a horse"))
+    assert score.status == "fail"
+    assert score.extra == {"dropped": [], "new_subject": ["horse"], "head_changed": True}
+
+
+def test_harm_catches_reasoning_content_added_after_the_request():
+    request = "a bay without boats at sunrise"
+    score = scorers.score_harm(request + ", a ship with a sail on it", request, _reasoning("a ship with a sail on it"))
+    assert score.status == "fail" and not score.extra["head_changed"] and score.extra["dropped"] == []
+    assert score.extra["new_subject"] == ["sail", "ship"] and "new subject: sail, ship" in score.detail
+
+
+def test_harm_counts_only_reasoning_words_that_reach_the_prompt_and_are_new():
+    request = "a red fox curled up asleep in fresh snow"
+    # the reasoning answer repeats the request, or never reached the prompt
+    assert scorers.score_harm(request, request, _reasoning("a red fox", "a wolf pack")).passed
+    # words from other sources are not reasoning's: an assumed light is not a new subject
+    assert scorers.score_harm(request + ", golden hour", request, _reasoning("golden hour", source="assumption")).passed
+
+
+def test_harm_head_is_the_first_three_words_or_fewer():
+    assert scorers.score_harm("glowing fireflies", "fireflies", None).extra["head_changed"]
+    assert not scorers.score_harm("fireflies at night", "fireflies", None).extra["head_changed"]
+    assert scorers.score_harm("the Eiffel Tower at dusk", "the Eiffel Tower at dusk", None).passed
+    moved = scorers.score_harm("Eiffel Tower at dusk, the", "the Eiffel Tower at dusk", None)
+    assert moved.status == "fail" and moved.extra["head_changed"] and moved.extra["dropped"] == []

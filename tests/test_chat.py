@@ -101,7 +101,9 @@ def test_questions_are_asked_inline(session):
     drive(session, "/plan a poster for my dog's birthday\ra corgi named Biscuit\r\r/quit\r")
     plan = session.plan
     assert [(q.status, q.answer) for q in plan.questions] == [
-        ("answered", "a corgi named Biscuit"), ("answered", "Happy Birthday")]
+        ("answered", "a corgi named Biscuit"),
+        ("answered", "Happy Birthday"),
+    ]
     assert "a corgi named Biscuit" in plan.prompt
     assert session.results == []  # /plan plans only
     assert session.agent.memory.sessions()[0].kind == "plan"
@@ -122,7 +124,7 @@ def test_slash_commands(session, tmp_path, capsys, tiny_pipeline_dir):  # noqa: 
     drive(session, keys + "/quit\r")
     out = capsys.readouterr().out
     assert "/undo" in out and "Esc then Enter" in out  # /help
-    (result, _), = session.results
+    ((result, _),) = session.results
     assert (result.render.seed, result.render.width, result.render.steps) == (7, 64, 1)
     assert result.outputs[0].seed == 7
     assert "Gaps" in out and "Prompt" in out  # /show prints the whole plan
@@ -142,7 +144,7 @@ def test_slash_commands(session, tmp_path, capsys, tiny_pipeline_dir):  # noqa: 
 
 def test_memory_commands(session, capsys):
     drive(session, "/memory add Biscuit is my dog, a three-legged corgi\r/memory\r/quit\r")
-    entry, = session.agent.memory.list()
+    (entry,) = session.agent.memory.list()
     assert "three-legged corgi" in capsys.readouterr().out
     drive(session, f"/memory forget {entry.id}\r/memory\r/quit\r")
     assert session.agent.memory.list() == []
@@ -162,9 +164,15 @@ def test_errors_leave_the_session_running(session, tmp_path, capsys, tiny_pipeli
     )
     drive(session, keys + "/quit\r")
     err = capsys.readouterr().err
-    for text in ("there is no plan yet", "size 10x10 is invalid", "steps 'lots' is invalid", "unknown command /bogus",
-                 "model folder ./no-such-folder does not exist", "model file not found",
-                 "model nobody/no-such-model is not in the Hugging Face cache"):
+    for text in (
+        "there is no plan yet",
+        "size 10x10 is invalid",
+        "steps 'lots' is invalid",
+        "unknown command /bogus",
+        "model folder ./no-such-folder does not exist",
+        "model file not found",
+        "model nobody/no-such-model is not in the Hugging Face cache",
+    ):
         assert text in err
     assert all(line.startswith("error:") for line in err.splitlines())  # one line each, no traceback
     assert session.llm_name() == "fake"  # the bad --llm did not replace the working one
@@ -233,8 +241,19 @@ def test_release_llm_policy():
 
 
 def test_chat_command_reads_lines_without_a_terminal(tiny_pipeline_dir, tmp_path):  # noqa: F811
-    proc = run_qia("chat", "--llm", "fake", "--model", str(tiny_pipeline_dir), "--steps", "1", "--outdir", "out",
-                   input="a red bicycle\n/bogus\nmake it night\n/quit\n", cwd=tmp_path)
+    proc = run_qia(
+        "chat",
+        "--llm",
+        "fake",
+        "--model",
+        str(tiny_pipeline_dir),
+        "--steps",
+        "1",
+        "--outdir",
+        "out",
+        input="a red bicycle\n/bogus\nmake it night\n/quit\n",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("saved ") == 2 and "unknown command /bogus" in proc.stderr
     assert len(list((tmp_path / "out").glob("*.png"))) == 2

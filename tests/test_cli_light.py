@@ -1,4 +1,4 @@
-"""Global CLI behaviour: help and completion stay light (no torch, diffusers, transformers, llama_cpp),
+"""Global CLI behaviour: help and completion stay light (no torch, diffusers, transformers, llama_cpp, ray),
 NO_COLOR / --no-color mean no escape codes at all, --quiet leaves only results."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 from tests.conftest import run_qia
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("torch", "diffusers", "transformers", "llama_cpp")
+HEAVY = ("torch", "diffusers", "transformers", "llama_cpp", "ray")
 
 LIGHT = f"""
 import json, os, sys
@@ -25,7 +25,7 @@ def run(args):
         pass
 
 for args in (["--help"], ["plan", "--help"], ["generate", "--help"], ["config", "show"], ["models", "list"],
-             ["info", "--help"], ["completions", "bash"]):
+             ["info", "--help"], ["batch", "--help"], ["completions", "bash"]):
     run(args)
 os.environ.update(_QIA_COMPLETE="bash_complete", COMP_WORDS="qia generate --device ", COMP_CWORD="3")
 sys.argv = ["qia"]
@@ -39,8 +39,9 @@ print("HEAVY=" + json.dumps([m for m in {HEAVY!r} if m in sys.modules]))
 
 def test_help_config_models_and_completion_import_nothing_heavy(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_CACHE": str(tmp_path / "hub")}
-    proc = subprocess.run([sys.executable, "-c", LIGHT], capture_output=True, text=True, env=env,
-                          stdin=subprocess.DEVNULL, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", LIGHT], capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Usage: qia plan" in proc.stdout and "--device" in proc.stdout  # the commands really ran
     assert "\nauto\ncuda\nmps\ncpu\n" in proc.stdout  # the completion answered

@@ -65,8 +65,17 @@ def test_dash_reads_the_prompt_from_stdin():
 
 
 def test_answer_flags_fill_questions_in_order():
-    result = run_qia("plan", "a poster for my dog's birthday", "--json", "--llm", "fake",
-                     "--answer", "Biscuit, a corgi", "--answer", "Happy birthday Biscuit")
+    result = run_qia(
+        "plan",
+        "a poster for my dog's birthday",
+        "--json",
+        "--llm",
+        "fake",
+        "--answer",
+        "Biscuit, a corgi",
+        "--answer",
+        "Happy birthday Biscuit",
+    )
     plan = json.loads(result.stdout)
     assert "Biscuit, a corgi" in plan["prompt"]
 
@@ -93,11 +102,31 @@ def test_memory_session_end_to_end():
 
 def test_search_fixture_end_to_end(tmp_path):
     fixture = tmp_path / "search.json"
-    fixture.write_text(json.dumps([{"query": "world chess champion 2026", "results": [
-        {"title": "Chess", "href": "https://chess.example/2026",
-         "body": "The 2026 world chess champion is Mira Solberg of Norway."}]}]))
-    result = run_qia("plan", "the 2026 world chess champion at the board", "--json", "--llm", "fake",
-                     "--search", f"fixture:{fixture}")
+    fixture.write_text(
+        json.dumps(
+            [
+                {
+                    "query": "world chess champion 2026",
+                    "results": [
+                        {
+                            "title": "Chess",
+                            "href": "https://chess.example/2026",
+                            "body": "The 2026 world chess champion is Mira Solberg of Norway.",
+                        }
+                    ],
+                }
+            ]
+        )
+    )
+    result = run_qia(
+        "plan",
+        "the 2026 world chess champion at the board",
+        "--json",
+        "--llm",
+        "fake",
+        "--search",
+        f"fixture:{fixture}",
+    )
     plan = json.loads(result.stdout)
     assert "Mira Solberg" in plan["prompt"]
     ev = [e for e in plan["evidence"] if e["source"] == "search"]

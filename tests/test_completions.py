@@ -31,7 +31,9 @@ PROBE = (
 @pytest.mark.parametrize("shell", sorted(FILES))
 def test_committed_scripts_are_current(shell):
     committed = (ROOT / "completions" / FILES[shell]).read_text(encoding="utf-8")
-    assert committed == script(shell), f"completions/{FILES[shell]} is stale: run `qia completions {shell} > completions/{FILES[shell]}`"
+    assert committed == script(shell), (
+        f"completions/{FILES[shell]} is stale: run `qia completions {shell} > completions/{FILES[shell]}`"
+    )
     assert "_QIA_COMPLETE" in committed
 
 
@@ -45,8 +47,9 @@ def test_completions_command():
 def complete(env: dict[str, str]) -> tuple[list[str], list[str]]:
     """Run the completion path in a fresh process: (answer lines, heavy modules imported)."""
     full = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=full,
-                          stdin=subprocess.DEVNULL, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, env=full, stdin=subprocess.DEVNULL, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     heavy = json.loads(proc.stderr.rsplit("HEAVY=", 1)[1])
     return [line for line in proc.stdout.splitlines() if line], heavy
@@ -74,8 +77,13 @@ def test_typer_spelling_and_other_shells():
     assert answers == ["memory"]
     answers, _ = complete({"_QIA_COMPLETE": "complete_zsh", "_TYPER_COMPLETE_ARGS": "qia inf"})
     assert len(answers) == 1 and answers[0].startswith("_arguments") and '"info"' in answers[0]
-    answers, heavy = complete({"_QIA_COMPLETE": "complete_fish", "_TYPER_COMPLETE_FISH_ACTION": "get-args",
-                               "_TYPER_COMPLETE_ARGS": "qia --no-"})
+    answers, heavy = complete(
+        {
+            "_QIA_COMPLETE": "complete_fish",
+            "_TYPER_COMPLETE_FISH_ACTION": "get-args",
+            "_TYPER_COMPLETE_ARGS": "qia --no-",
+        }
+    )
     assert [a.split("\t")[0] for a in answers] == ["--no-color"] and heavy == []
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-import tomllib
 
 import pytest
+import tomllib
 
 from qia_cli.cli.app import main
 
@@ -35,11 +35,19 @@ def test_path(qia, isolated_home):
     assert rc == 0 and out.strip() == str(config_file(isolated_home))
 
 
-def test_set_get_show_with_sources(qia, isolated_home, monkeypatch):
+def test_set_get_show_with_sources(qia, isolated_home, monkeypatch, tmp_path):
+    pipeline = tmp_path / "my-pipeline"
+    pipeline.mkdir()
+    (pipeline / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
+    monkeypatch.chdir(tmp_path)
     assert qia("config", "set", "steps", "20")[0] == 0
     assert qia("config", "set", "ask", "no")[0] == 0
-    assert qia("config", "set", "image_model", "./my-pipeline")[0] == 0
-    assert tomllib.loads(config_file(isolated_home).read_text()) == {"steps": 20, "ask": False, "image_model": "./my-pipeline"}
+    assert qia("config", "set", "image_model", "./my-pipeline")[0] == 0  # stored absolute: works from any folder
+    assert tomllib.loads(config_file(isolated_home).read_text()) == {
+        "steps": 20,
+        "ask": False,
+        "image_model": str(pipeline),
+    }
     assert (config_file(isolated_home).stat().st_mode & 0o777) == 0o600
 
     assert qia("config", "get", "steps")[1] == "20\n"
@@ -54,7 +62,7 @@ def test_set_get_show_with_sources(qia, isolated_home, monkeypatch):
     assert settings["steps"] == {"value": 20, "source": "file"}
     assert settings["device"] == {"value": "cpu", "source": "env"}
     assert settings["search"] == {"value": "off", "source": "env"}  # the test harness sets QIA_SEARCH=off
-    assert settings["llm_ctx"] == {"value": 2048, "source": "default"}
+    assert settings["llm_ctx"] == {"value": None, "source": "default"}
 
     rc, out, _ = qia("config", "show")
     line = next(li for li in out.splitlines() if li.startswith("steps "))
@@ -82,6 +90,52 @@ def test_bad_key_or_value_is_usage_error_and_file_untouched(qia, isolated_home):
     assert config_file(isolated_home).read_bytes() == before
 
 
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("llm", "/etc/passwd", "not a GGUF"),
+        ("llm", "./missing.gguf", "missing.gguf"),
+        ("width", "63", "multiple of 8"),
+        ("height", "100", "multiple of 8"),
+        ("outdir", "/proc", "not writable"),
+        ("image_model", "./missing", "no such folder"),
+        ("scorer", "./missing", "does not exist"),
+        ("search", "fixture:/nonexistent/search.json", "cannot be read"),
+        ("search", "google", "unknown search backend"),
+        ("llm_url", "ftp://example.org", "http(s)"),
+    ],
+)
+def test_set_checks_what_a_value_means_not_only_its_type(qia, isolated_home, key, value, message):
+    rc, out, err = qia("config", "set", key, value)
+    assert rc == 2 and message in err and "Traceback" not in err, err
+    assert not config_file(isolated_home).exists()
+
+
+def test_set_stores_local_paths_absolute(qia, isolated_home, tmp_path, monkeypatch):
+    fixture = tmp_path / "search.json"
+    fixture.write_text("[]")
+    monkeypatch.chdir(tmp_path)
+    assert qia("config", "set", "outdir", "./images")[0] == 0
+    assert qia("config", "set", "search", "fixture:search.json")[0] == 0
+    assert not (tmp_path / "images").exists()  # checked, not created
+    assert tomllib.loads(config_file(isolated_home).read_text()) == {
+        "outdir": str(tmp_path / "images"),
+        "search": f"fixture:{fixture}",
+    }
+
+
+def test_set_takes_a_negative_number_as_a_value(qia, isolated_home):
+    rc, _, err = qia("config", "set", "search_timeout", "-1")
+    assert rc == 2 and "greater than 0" in err and "No such option" not in err
+    assert qia("config", "set", "llm_gpu_layers", "-1")[0] == 0
+    assert qia("config", "get", "llm_gpu_layers")[1] == "-1\n"
+
+
+def test_config_folder_is_private_like_the_file(qia, isolated_home):
+    assert qia("config", "set", "steps", "4")[0] == 0
+    assert (config_file(isolated_home).parent.stat().st_mode & 0o777) == 0o700
+
+
 def test_unset(qia, isolated_home):
     qia("config", "set", "steps", "20")
     qia("config", "set", "width", "768")
@@ -95,7 +149,7 @@ def test_unset(qia, isolated_home):
 def test_unset_removes_a_typo_that_blocks_startup(qia, isolated_home):
     file = config_file(isolated_home)
     file.parent.mkdir(parents=True)
-    file.write_text('stepz = 4\nwidth = 640\n')
+    file.write_text("stepz = 4\nwidth = 640\n")
     rc, _, err = qia("config", "show")
     assert rc == 2 and "unknown setting 'stepz'" in err
     assert qia("config", "unset", "stepz")[0] == 0

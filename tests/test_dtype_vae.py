@@ -41,16 +41,20 @@ def cpu(monkeypatch):
 
 
 def spec_for(model: Path, **changes) -> RenderSpec:
-    values = dict(prompt="a red bicycle", model=str(model), width=64, height=64, steps=2, guidance=0.0,
-                  seed=7, device="cpu")
+    values = dict(
+        prompt="a red bicycle", model=str(model), width=64, height=64, steps=2, guidance=0.0, seed=7, device="cpu"
+    )
     values.update(changes)
     return RenderSpec(**values)
 
 
 # --- choosing the dtype ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("flags, want", [(SAPPHIRE_RAPIDS, "bf16"), (ZEN4, "bf16"), (SKYLAKE, "fp32"),
-                                         (OLD_LAPTOP, "fp32"), (frozenset(), "fp32")])
+
+@pytest.mark.parametrize(
+    "flags, want",
+    [(SAPPHIRE_RAPIDS, "bf16"), (ZEN4, "bf16"), (SKYLAKE, "fp32"), (OLD_LAPTOP, "fp32"), (frozenset(), "fp32")],
+)
 def test_auto_dtype_on_the_cpu_follows_bf16_hardware(cpu, flags, want):
     cpu(flags)
     for name in ("cpu", "auto"):
@@ -100,6 +104,7 @@ def test_cpu_flags_from_cpuinfo_and_torch(tmp_path, monkeypatch):
 
 # --- loading and rendering in a dtype --------------------------------------------------------------
 
+
 def test_load_in_each_dtype_is_cached_apart_and_bf16_is_channels_last(tiny_pipeline_dir):
     import torch
 
@@ -135,6 +140,7 @@ def test_is_black():
 
 
 # --- the VAE choice --------------------------------------------------------------------------------
+
 
 def test_check_vae(tmp_path):
     assert check_vae(None) == "full" and check_vae("TINY") == "tiny" and check_vae(" full ") == "full"
@@ -199,9 +205,11 @@ def test_wrong_vae_folders(tiny_pipeline_dir, tmp_path):
 
 # --- recorded in the spec, sidecar and PNG ---------------------------------------------------------
 
+
 def generate(*args):
-    result = runner.invoke(app, ["generate", "a cat", "--no-plan", "--llm", "fake", "--json", *args],
-                           catch_exceptions=False)
+    result = runner.invoke(
+        app, ["generate", "a cat", "--no-plan", "--llm", "fake", "--json", *args], catch_exceptions=False
+    )
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 
@@ -218,8 +226,20 @@ def test_generate_on_the_cpu_picks_and_records_the_dtype(cpu, tiny_pipeline_dir,
 
 
 def test_generate_with_dtype_and_vae_flags(tiny_pipeline_dir, tiny_vae_dir, tmp_path):
-    doc = generate("--model", str(tiny_pipeline_dir), "--device", "cpu", "--dtype", "fp32", "--vae", str(tiny_vae_dir),
-                   "--steps", "1", "--outdir", str(tmp_path))
+    doc = generate(
+        "--model",
+        str(tiny_pipeline_dir),
+        "--device",
+        "cpu",
+        "--dtype",
+        "fp32",
+        "--vae",
+        str(tiny_vae_dir),
+        "--steps",
+        "1",
+        "--outdir",
+        str(tmp_path),
+    )
     assert doc["render"]["dtype"] == "fp32" and doc["render"]["vae"] == str(tiny_vae_dir)
     meta = read_metadata(Path(doc["outputs"][0]["path"]))
     assert meta["qia:vae"] == str(tiny_vae_dir) and f"VAE: {tiny_vae_dir}" in meta["parameters"]
@@ -230,23 +250,55 @@ def test_settings_choose_dtype_and_vae(tiny_pipeline_dir, tiny_vae_dir, tmp_path
     monkeypatch.setenv("QIA_VAE", str(tiny_vae_dir))
     doc = generate("--model", str(tiny_pipeline_dir), "--device", "cpu", "--steps", "1", "--outdir", str(tmp_path))
     assert doc["render"]["dtype"] == "fp32" and doc["render"]["vae"] == str(tiny_vae_dir)
-    doc = generate("--model", str(tiny_pipeline_dir), "--device", "cpu", "--steps", "1", "--outdir", str(tmp_path),
-                   "--dtype", "bf16", "--vae", "full")
+    doc = generate(
+        "--model",
+        str(tiny_pipeline_dir),
+        "--device",
+        "cpu",
+        "--steps",
+        "1",
+        "--outdir",
+        str(tmp_path),
+        "--dtype",
+        "bf16",
+        "--vae",
+        "full",
+    )
     assert doc["render"]["dtype"] == "bf16" and doc["render"]["vae"] == "full"
 
 
 def test_a_black_image_is_warned_about(tiny_pipeline_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(R, "is_black", lambda image: True)
-    doc = generate("--model", str(tiny_pipeline_dir), "--device", "cpu", "--dtype", "bf16", "--steps", "1",
-                   "--outdir", str(tmp_path))
+    doc = generate(
+        "--model",
+        str(tiny_pipeline_dir),
+        "--device",
+        "cpu",
+        "--dtype",
+        "bf16",
+        "--steps",
+        "1",
+        "--outdir",
+        str(tmp_path),
+    )
     assert any("all black" in w and "--dtype fp32" in w for w in doc["plan"]["warnings"])
 
 
-@pytest.mark.parametrize("extra, message", [(["--dtype", "fp64"], "unknown dtype 'fp64'"),
-                                            (["--vae", "tiyn"], "unknown VAE 'tiyn'")])
+@pytest.mark.parametrize(
+    "extra, message", [(["--dtype", "fp64"], "unknown dtype 'fp64'"), (["--vae", "tiyn"], "unknown VAE 'tiyn'")]
+)
 def test_bad_dtype_or_vae_exit_2_before_anything(tmp_path, extra, message):
-    result = run_qia("generate", "a cat", "--llm", "fake", "--model", str(tmp_path / "nope"),
-                     "--outdir", str(tmp_path / "out"), *extra)
+    result = run_qia(
+        "generate",
+        "a cat",
+        "--llm",
+        "fake",
+        "--model",
+        str(tmp_path / "nope"),
+        "--outdir",
+        str(tmp_path / "out"),
+        *extra,
+    )
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
@@ -275,9 +327,25 @@ def test_vae_tiny_loads_the_family_taesd_from_the_hf_cache(tiny_pipeline_dir, ti
     shutil.copytree(tiny_vae_dir, snapshot)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("0" * 40)
-    result = run_qia("generate", "a cat", "--no-plan", "--llm", "fake", "--model", str(tiny_pipeline_dir),
-                     "--device", "cpu", "--vae", "tiny", "--steps", "1", "--outdir", str(tmp_path / "out"), "--json",
-                     env={"HF_HUB_CACHE": str(cache)})
+    result = run_qia(
+        "generate",
+        "a cat",
+        "--no-plan",
+        "--llm",
+        "fake",
+        "--model",
+        str(tiny_pipeline_dir),
+        "--device",
+        "cpu",
+        "--vae",
+        "tiny",
+        "--steps",
+        "1",
+        "--outdir",
+        str(tmp_path / "out"),
+        "--json",
+        env={"HF_HUB_CACHE": str(cache)},
+    )
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["render"]["vae"] == "madebyollin/taesd"

@@ -24,12 +24,18 @@ PROMPT = "a red bicycle, leaning on a brick wall, watercolor"
 
 
 def rnd(index: int, scores: list[float], prompt: str = PROMPT, seed: int = 7, items=CHECKLIST) -> Round:
-    return Round(index=index, prompt=prompt, negative_prompt="blurry", seed=seed,
-                 scores=[ItemScore(item=i, score=s) for i, s in zip(items, scores)],
-                 overall=round(sum(scores) / len(scores), 4))
+    return Round(
+        index=index,
+        prompt=prompt,
+        negative_prompt="blurry",
+        seed=seed,
+        scores=[ItemScore(item=i, score=s) for i, s in zip(items, scores)],
+        overall=round(sum(scores) / len(scores), 4),
+    )
 
 
 # --- revision rules (pure logic) -----------------------------------------------------------------
+
 
 def test_weakest_items_move_to_the_front_with_explicit_wording():
     items = ["a red bicycle", "a brick wall", "watercolor"]
@@ -74,13 +80,16 @@ def test_llm_phrase_and_text_items_and_no_negative_without_guidance():
     loop = FeedbackLoop(items, 0.22, phrase=lambda item: "pale pink flowers on dark branches", use_negative=False)
     loop.record(rnd(0, [0.1, 0.12], prompt='a poster, cherry blossoms, the text "SPRING"', items=items))
     rev = loop.next()
-    assert rev.prompt == ('clearly showing cherry blossoms, pale pink flowers on dark branches, '
-                          'with the text "SPRING" clearly legible, a poster')
+    assert rev.prompt == (
+        "clearly showing cherry blossoms, pale pink flowers on dark branches, "
+        'with the text "SPRING" clearly legible, a poster'
+    )
     assert "planner LLM" in rev.change
     assert rev.negative_prompt == "blurry"
 
 
 # --- the loop inside Agent.render, with scripted scores --------------------------------------------
+
 
 class ScriptedScorer:
     """Returns the next list of item scores on each call."""
@@ -157,9 +166,19 @@ def test_keep_all_saves_every_round_and_the_best_is_the_output(tiny_pipeline_dir
     paths = [r.output for r in result.rounds]
     assert all(paths) and len(set(paths)) == 3 and len(list(tmp_path.glob("*.png"))) == 3
     assert result.outputs[0].path == paths[0] and len(result.outputs) == 1
-    assert "_r" not in Path(paths[0]).name and Path(paths[2]).stem.endswith("_r2")
+    kept = Path(paths[0]).stem  # the other rounds are named after the kept image, as the README says
+    assert "_r" not in kept and [Path(p).stem for p in paths[1:]] == [f"{kept}_r1", f"{kept}_r2"]
     kept_meta = json.loads(read_metadata(Path(paths[0]))["qia:rounds"])
     assert [r["output"] for r in kept_meta[1:]] == paths[1:]  # the kept file names the others
+
+
+def test_keep_all_with_an_output_file_names_the_rounds_after_it(tiny_pipeline_dir, tmp_path):
+    scorer = ScriptedScorer([0.30, 0.10], [0.31, 0.28])
+    agent = Agent(Settings(threshold=0.22), scorer=scorer)
+    target = tmp_path / "mine.png"
+    result = agent.render(make_plan(), opts(tiny_pipeline_dir, tmp_path, rounds=3, keep_all=True, output=target))
+    assert result.outputs[0].path == str(target) and [r.kept for r in result.rounds] == [False, True]
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["mine.png", "mine_r0.png"]
 
 
 def test_explicit_rounds_with_missing_scorer_fail_before_loading(tiny_pipeline_dir, tmp_path, monkeypatch):
@@ -182,6 +201,7 @@ def test_default_loop_on_a_gpu_without_the_scorer_warns_and_turns_off(tmp_path, 
 
 # --- the CLIP scorer ---------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def tiny_clip_dir(tmp_path_factory) -> Path:
     from qia_cli.imaging.tiny import build_tiny_clip
@@ -192,8 +212,16 @@ def tiny_clip_dir(tmp_path_factory) -> Path:
 def test_clip_scorer_scores_images_per_item_and_is_cached(tiny_clip_dir, tiny_pipeline_dir):
     from qia_cli.agent.types import RenderSpec
 
-    spec = RenderSpec(prompt="a red bicycle", model=str(tiny_pipeline_dir), width=64, height=64, steps=2,
-                      guidance=0.0, seed=1, device="cpu")
+    spec = RenderSpec(
+        prompt="a red bicycle",
+        model=str(tiny_pipeline_dir),
+        width=64,
+        height=64,
+        steps=2,
+        guidance=0.0,
+        seed=1,
+        device="cpu",
+    )
     (image, _), (other, _) = renderer.render(spec, count=2)
     scoring.release_scorer()
     loads = scoring.load_count()
@@ -227,12 +255,32 @@ def test_uncached_scorer_offline_fails_fast(tmp_path, monkeypatch):
 
 # --- end to end ----------------------------------------------------------------------------------------
 
+
 def test_generate_with_rounds_records_every_round(tiny_pipeline_dir, tiny_clip_dir, tmp_path):
     out = tmp_path / "out"
     proc = run_qia(
-        "generate", "a red bicycle leaning on a wall", "--model", str(tiny_pipeline_dir),
-        "--scorer", str(tiny_clip_dir), "--rounds", "2", "--json", "--llm", "fake", "--search", "off",
-        "--no-memory", "--device", "cpu", "--steps", "2", "--seed", "3", "--outdir", str(out),
+        "generate",
+        "a red bicycle leaning on a wall",
+        "--model",
+        str(tiny_pipeline_dir),
+        "--scorer",
+        str(tiny_clip_dir),
+        "--rounds",
+        "2",
+        "--json",
+        "--llm",
+        "fake",
+        "--search",
+        "off",
+        "--no-memory",
+        "--device",
+        "cpu",
+        "--steps",
+        "2",
+        "--seed",
+        "3",
+        "--outdir",
+        str(out),
         env={"QIA_THRESHOLD": "1"},  # no cosine reaches 1: every round revises, so all 3 render
     )
     assert proc.returncode == 0, proc.stderr
@@ -262,3 +310,15 @@ def test_scorer_placement_and_release_follow_free_cuda_memory(monkeypatch):
     assert scoring.release_if_tight() is False and scoring.cached() == [warm]  # room left: stays warm
     monkeypatch.setattr(scoring, "_cuda_free", lambda device: 256 << 20)
     assert scoring.release_if_tight() is True and scoring.cached() == []
+
+
+def test_agent_phrase_is_the_description_text():
+    """The feedback loop's phrase callback hands the prompt a string (not describe()'s Answer), or None."""
+    from qia_cli.llm.fake import FakeLLM
+
+    look = "pale pink five-petal flowers on dark branches"
+    phrase = Agent(Settings(), llm=FakeLLM(default=look))._phrase_fn("cpu")
+    assert phrase is not None
+    assert phrase("cherry blossoms") == look
+    assert phrase("text 'hello'") is None
+    assert Agent(Settings(), llm=FakeLLM(default=""))._phrase_fn("cpu")("cherry blossoms") is None

@@ -33,20 +33,28 @@ WHEN = datetime(2026, 11, 28, 14, 15, 2)
 
 
 def make_spec(model: Path, **changes) -> RenderSpec:
-    values = dict(prompt="a red bicycle", model=str(model), width=64, height=48, steps=2,
-                  guidance=0.0, seed=12345, device="cpu")
+    values = dict(
+        prompt="a red bicycle", model=str(model), width=64, height=48, steps=2, guidance=0.0, seed=12345, device="cpu"
+    )
     values.update(changes)
     return RenderSpec(**values)
 
 
 def save(img, seed, spec, outdir, request="red bicycle", **kw):
     meta = build_metadata(request, spec, seed, plan_json=json.dumps({"request": request}))
-    return save_image(img, outdir=outdir, output=kw.pop("output", None), metadata=meta,
-                      sidecar={"request": request, "seed": seed, "render": spec.model_dump()},
-                      name=output_name(request, seed, WHEN), **kw)
+    return save_image(
+        img,
+        outdir=outdir,
+        output=kw.pop("output", None),
+        metadata=meta,
+        sidecar={"request": request, "seed": seed, "render": spec.model_dump()},
+        name=output_name(request, seed, WHEN),
+        **kw,
+    )
 
 
 # --- loading ---------------------------------------------------------------------------------
+
 
 def test_load_real_from_pretrained_and_cache(tiny_pipeline_dir):
     from diffusers import StableDiffusionPipeline
@@ -86,7 +94,7 @@ def test_uncached_hub_id_unreachable_fails_fast(tmp_path, monkeypatch):
     assert time.perf_counter() - start < 10
     assert "qia-tests/not-a-cached-model" in info.value.message
     assert "cannot be reached" in info.value.message
-    assert "hf download qia-tests/not-a-cached-model" in info.value.hint
+    assert "qia models pull qia-tests/not-a-cached-model" in info.value.hint
 
 
 def test_uncached_hub_id_offline_env(tmp_path, monkeypatch):
@@ -99,6 +107,7 @@ def test_uncached_hub_id_offline_env(tmp_path, monkeypatch):
 
 
 # --- device, size, families -------------------------------------------------------------------
+
 
 def test_devices():
     import torch
@@ -165,6 +174,7 @@ def test_families(tiny_pipeline_dir, tmp_path):
 
 # --- rendering and saving ----------------------------------------------------------------------
 
+
 def test_render_save_size_and_metadata(tiny_pipeline_dir, tmp_path):
     spec = make_spec(tiny_pipeline_dir, negative_prompt="blurry", guidance=2.0)
     steps = []
@@ -229,8 +239,7 @@ def test_no_overwrite_on_collision(tiny_pipeline_dir, tmp_path):
         "20261128-141502_red-bicycle_s12345-1.png",
         "20261128-141502_red-bicycle_s12345-2.png",
     ]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        names + [n.replace(".png", ".json") for n in names])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names + [n.replace(".png", ".json") for n in names])
 
 
 def test_output_file_not_overwritten(tiny_pipeline_dir, tmp_path):
@@ -250,8 +259,9 @@ def test_output_file_not_overwritten(tiny_pipeline_dir, tmp_path):
         check_output_file(tmp_path / "x.jpg")
 
 
-@pytest.mark.parametrize("request_text", ["../../etc/passwd", "/tmp/x", "..", "a/../../b\\c", "", "...",
-                                          "C:\\Windows\\x", "\x00\n"])
+@pytest.mark.parametrize(
+    "request_text", ["../../etc/passwd", "/tmp/x", "..", "a/../../b\\c", "", "...", "C:\\Windows\\x", "\x00\n"]
+)
 def test_slug_cannot_escape(tmp_path, request_text):
     name = output_name(request_text, 1, WHEN)
     assert "/" not in name and "\\" not in name and ".." not in name
@@ -265,8 +275,9 @@ def test_slug_cannot_escape(tmp_path, request_text):
     meta = {"qia:request": request_text, "qia:seed": "1"}
     png, side = save_image(Image.new("RGB", (8, 8)), outdir=outdir, output=None, metadata=meta, sidecar={})
     assert png.parent == outdir and side.parent == outdir
-    png2, _ = save_image(Image.new("RGB", (8, 8)), outdir=outdir, output=None, metadata=meta, sidecar={},
-                         name="../../" + request_text)
+    png2, _ = save_image(
+        Image.new("RGB", (8, 8)), outdir=outdir, output=None, metadata=meta, sidecar={}, name="../../" + request_text
+    )
     assert png2.parent == outdir
 
 
@@ -280,8 +291,9 @@ def test_unwritable_outdir(tmp_path):
     from PIL import Image
 
     with pytest.raises(UsageError, match=str(blocker / "sub")):
-        save_image(Image.new("RGB", (8, 8)), outdir=blocker / "sub", output=None,
-                   metadata={"qia:seed": "1"}, sidecar={})
+        save_image(
+            Image.new("RGB", (8, 8)), outdir=blocker / "sub", output=None, metadata={"qia:seed": "1"}, sidecar={}
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
 
 
@@ -311,8 +323,13 @@ def test_sidecar_failure_removes_png(tmp_path):
     from PIL import Image
 
     with pytest.raises(TypeError):
-        save_image(Image.new("RGB", (8, 8)), outdir=tmp_path, output=None, metadata={"qia:seed": "1"},
-                   sidecar={("not", "a", "str"): 1})
+        save_image(
+            Image.new("RGB", (8, 8)),
+            outdir=tmp_path,
+            output=None,
+            metadata={"qia:seed": "1"},
+            sidecar={("not", "a", "str"): 1},
+        )
     assert list(tmp_path.iterdir()) == []
 
 

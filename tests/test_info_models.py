@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from qia_cli import paths
 from qia_cli.cli.app import main
@@ -43,8 +43,14 @@ def _link(snapshot: Path, rel: str, blob: Path) -> None:
     target.symlink_to(os.path.relpath(blob, target.parent))
 
 
-INDEX = json.dumps({"_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.30.0",
-                    "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"]}).encode()
+INDEX = json.dumps(
+    {
+        "_class_name": "StableDiffusionPipeline",
+        "_diffusers_version": "0.30.0",
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+    }
+).encode()
 
 
 @pytest.fixture
@@ -53,10 +59,11 @@ def hub(tmp_path, monkeypatch) -> Path:
     root = tmp_path / "hf-hub"
     # acme/tiny-sd: two revisions sharing the weights blob; refs/main names the newer one
     repo = root / "models--acme--tiny-sd"
-    index, weights = _blob(repo, "i1", INDEX), _blob(repo, "w1", b"x" * 1000)
+    index, weights, vae = _blob(repo, "i1", INDEX), _blob(repo, "w1", b"x" * 1000), _blob(repo, "v1", b"v" * 200)
     for rev in ("rev-old", "rev-new"):
         _link(repo / "snapshots" / rev, "model_index.json", index)
         _link(repo / "snapshots" / rev, "unet/diffusion_pytorch_model.safetensors", weights)
+        _link(repo / "snapshots" / rev, "vae/diffusion_pytorch_model.safetensors", vae)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("rev-new")
     # acme/plain: real files, no symlinks (as on Windows without developer mode)
@@ -130,7 +137,9 @@ def test_models_list_reads_the_hub_cache_in_a_process(hub):
     cached = {m["id"]: m for m in data["cached_image_models"]}
     assert sorted(cached) == ["acme/plain", "acme/tiny-sd"]
     tiny = cached["acme/tiny-sd"]
-    assert tiny["size"] == len(INDEX) + 1000  # symlinked snapshots count once
+    assert tiny["size"] == len(INDEX) + 1200  # symlinked snapshots count once
+    assert tiny["complete"] is True and cached["acme/plain"]["complete"] is False  # plain: no unet/, no vae/
+    assert sorted(cached["acme/plain"]["missing"]) == ["unet/", "vae/"]
     assert tiny["pipeline"] == "StableDiffusionPipeline" and tiny["components"] == ["unet", "vae"]
     assert tiny["snapshot"].endswith("rev-new") and sorted(tiny["revisions"]) == ["rev-new", "rev-old"]
     assert cached["acme/plain"]["size"] == len(INDEX) + 500
@@ -141,7 +150,7 @@ def test_models_list_reads_the_hub_cache_in_a_process(hub):
 
     proc = run_qia("models", "list", env={"HF_HUB_CACHE": str(hub)})
     assert proc.returncode == 0 and "acme/tiny-sd" in proc.stdout and "acme/clip" not in proc.stdout
-    assert "hf download stabilityai/sd-turbo" in proc.stdout  # the default is not cached here
+    assert "qia models pull stabilityai/sd-turbo" in proc.stdout  # the default is not cached here
 
 
 def test_models_list_with_no_cache_and_a_missing_llm(qia, tmp_path, monkeypatch):
@@ -151,7 +160,10 @@ def test_models_list_with_no_cache_and_a_missing_llm(qia, tmp_path, monkeypatch)
     data = json.loads(out)
     assert rc == 0 and data["cached_image_models"] == []
     assert data["llm"]["available"] is False and "not found" in data["llm"]["error"]
-    assert data["image_model"]["available"] is False and data["image_model"]["hint"] == "hf download stabilityai/sd-turbo"
+    assert (
+        data["image_model"]["available"] is False
+        and data["image_model"]["hint"] == "qia models pull stabilityai/sd-turbo"
+    )
 
 
 def test_models_info(qia, hub, tmp_path):
@@ -161,7 +173,7 @@ def test_models_info(qia, hub, tmp_path):
     rc, out, _ = qia("models", "info", "acme/tiny-sd")
     assert rc == 0 and "pipeline:   StableDiffusionPipeline" in out and "unet, vae" in out
     rc, out, err = qia("models", "info", "acme/never-downloaded")
-    assert rc == 2 and out == "" and "hf download acme/never-downloaded" in err
+    assert rc == 2 and out == "" and "qia models pull acme/never-downloaded" in err
     rc, out, _ = qia("models", "info", "bundled", "--json")
     assert rc == 0 and json.loads(out)["kind"] == "bundled"
     rc, _, err = qia("models", "info", str(tmp_path / "no-such-folder"))
@@ -184,7 +196,7 @@ def test_set_default_image(qia, hub, tmp_path):
     rc, _, err = qia("models", "set-default", "image", "acme/tiny-sd")
     assert rc == 0 and "warning" not in err and _config()["image_model"] == "acme/tiny-sd"
     rc, _, err = qia("models", "set-default", "image", "acme/not-cached")
-    assert rc == 0 and "hf download acme/not-cached" in err and _config()["image_model"] == "acme/not-cached"
+    assert rc == 0 and "qia models pull acme/not-cached" in err and _config()["image_model"] == "acme/not-cached"
 
 
 def test_set_default_llm(qia, tmp_path):

@@ -14,7 +14,7 @@ import pytest
 from qia_cli import paths
 from qia_cli.errors import MemoryCorruptError, QiaError, UsageError
 from qia_cli.memory.recall import infer_kind, infer_names, refers_to_session
-from qia_cli.memory.store import MAX_SESSIONS, MemoryStore, SessionRecord
+from qia_cli.memory.store import MAX_SESSIONS, Document, MemoryStore, SessionRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -175,9 +175,13 @@ def test_touch(pet_store):
 def test_sessions_and_find_session(store):
     now = datetime(2025, 6, 10, 15, 0, tzinfo=timezone.utc).astimezone()
     store.add_session(SessionRecord(time=now - timedelta(days=3), request="a red bicycle", prompt="red bike"))
-    store.add_session(SessionRecord(time=now - timedelta(days=1), request="a poster for Biscuit", prompt="corgi poster"))
+    store.add_session(
+        SessionRecord(time=now - timedelta(days=1), request="a poster for Biscuit", prompt="corgi poster")
+    )
     store.add_session(SessionRecord(time=now - timedelta(days=1, hours=1), request="a castle", prompt="castle"))
-    store.add_session(SessionRecord(time=now - timedelta(hours=1), request="a lighthouse", prompt="lighthouse", kind="plan"))
+    store.add_session(
+        SessionRecord(time=now - timedelta(hours=1), request="a lighthouse", prompt="lighthouse", kind="plan")
+    )
     assert [s.request for s in store.sessions(2)] == ["a lighthouse", "a poster for Biscuit"]
     assert store.find_session("like the one I made yesterday", now=now).request == "a poster for Biscuit"
     assert store.find_session("the castle from yesterday", now=now).request == "a castle"
@@ -247,7 +251,7 @@ def test_failed_serialisation_leaves_old_file(store, monkeypatch):
         raise RuntimeError("disk on fire")
 
     with monkeypatch.context() as patch, pytest.raises(RuntimeError):
-        patch.setattr(json, "dumps", broken)
+        patch.setattr(Document, "model_dump_json", broken)
         store.add("never written")
     assert store.path.read_bytes() == before
     assert texts(MemoryStore().list()) == ["keep me"]
@@ -264,7 +268,7 @@ def test_failed_write_midway_leaves_old_file(store, monkeypatch):
             raise OSError(5, "I/O error")
         return real_replace(src, dst)
 
-    with monkeypatch.context() as patch, pytest.raises(OSError):
+    with monkeypatch.context() as patch, pytest.raises(QiaError, match="cannot write the memory file .*I/O error"):
         patch.setattr(os, "replace", crash_on_rename)
         store.add("never written")
     assert store.path.read_bytes() == before
@@ -289,3 +293,82 @@ def test_parallel_processes_lose_nothing(home):
     assert len(entries) == 100
     assert len({e.id for e in entries}) == 100
     assert (MemoryStore().path.stat().st_mode & 0o777) == 0o600
+
+
+# --- limits and hand-written imports (issue 15) -----------------------------------------
+
+
+def test_hand_written_entries_without_id_import_with_inferred_kind_and_names(store):
+    data = [
+        {"text": "Biscuit is my dog, a corgi"},
+        "I prefer watercolour",
+        {"text": "Grandma lives in Lisbon", "kind": "fact"},
+        {"id": "", "text": "Our logo is a blue fox"},
+    ]
+    assert store.import_(data) == 4
+    entries = {e.text: e for e in store.list()}
+    assert len({e.id for e in entries.values()}) == 4 and all(e.id.startswith("m") for e in entries.values())
+    assert (
+        entries["Biscuit is my dog, a corgi"].kind == "entity"
+        and "Biscuit" in entries["Biscuit is my dog, a corgi"].names
+    )
+    assert entries["I prefer watercolour"].kind == "preference"
+    assert entries["Grandma lives in Lisbon"].kind == "fact"
+    assert store.import_(data) == 0  # the same texts again: duplicates
+    for bad in ([{"kind": "fact"}], [42], {"entries": "Biscuit"}, [{"text": "\x1b[2J\u200b"}]):
+        with pytest.raises(UsageError):
+            store.import_(bad)
+
+
+def test_the_memory_has_a_size_and_a_full_import_writes_nothing(store, monkeypatch):
+    import qia_cli.memory.store as store_module
+
+    monkeypatch.setattr(store_module, "MAX_ENTRIES", 3)
+    store.add("one fact")
+    before = store.path.read_bytes()
+    with pytest.raises(UsageError, match="limit is 3"):
+        store.import_([f"fact number {i}" for i in range(5)])
+    assert store.path.read_bytes() == before
+    store.add("two fact")
+    store.add("three fact")
+    with pytest.raises(UsageError, match="limit is 3"):
+        store.add("four fact")
+    assert store.add("one fact").text == "one fact"  # a duplicate is not a new entry: still fine
+    with pytest.raises(UsageError, match="limit is 1000"):
+        store.add("x" * 1001)
+
+
+def test_import_reads_at_most_the_limit(home, tmp_path, monkeypatch):
+    import qia_cli.memory.store as store_module
+    from qia_cli.memory.store import read_import
+
+    big = tmp_path / "big.json"
+    big.write_text(json.dumps([f"fact {i}" for i in range(200)]))
+    monkeypatch.setattr(store_module, "MAX_IMPORT_BYTES", 1000)
+    with pytest.raises(UsageError, match="larger than"):
+        read_import(big)
+    with pytest.raises(UsageError, match="larger than"):
+        read_import("/dev/zero")  # no size to stat: read in chunks, stopped at the limit
+    (tmp_path / "bom.json").write_bytes(b"\xef\xbb\xbf" + json.dumps(["a fact"]).encode())
+    assert read_import(tmp_path / "bom.json") == ["a fact"]
+    (tmp_path / "latin1.json").write_bytes(b'["caf\xe9"]')
+    with pytest.raises(UsageError, match="UTF-8"):
+        read_import(tmp_path / "latin1.json")
+    monkeypatch.setattr(store_module, "MAX_IMPORT_BYTES", 8 << 20)
+    (tmp_path / "deep.json").write_text("[" * 100_000)
+    with pytest.raises(UsageError, match="nested too deeply"):
+        read_import(tmp_path / "deep.json")
+
+
+def test_control_characters_never_reach_the_memory(store):
+    entry = store.add("Biscuit\x1b]0;pwned\x07 is my \x1b[31mdog\x1b[0m\u200b, a corgi\x00\x9b2J")
+    assert entry.text == "Biscuit is my dog, a corgi" and entry.names == ["Biscuit", "my dog"]
+    store.import_([{"text": "Nadia\x07 is my \u202esister", "names": ["Na\x07dia"]}])
+    nadia = next(e for e in store.list() if e.text.startswith("Nadia"))
+    assert nadia.text == "Nadia is my sister" and nadia.names == ["Nadia"]
+    store.import_({"sessions": [{"request": "a \x1b[2Jcat", "prompt": "a cat\x07"}]})
+    assert [(s.request, s.prompt) for s in store.sessions()] == [("a cat", "a cat")]
+    with pytest.raises(UsageError, match="empty"):
+        store.add("\x1b[2J\u200b\x07")
+    with pytest.raises(UsageError, match="UTF-8"):
+        store.add("caf\udce9")  # argv bytes that were not UTF-8

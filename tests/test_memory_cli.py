@@ -45,7 +45,9 @@ def qia_process(home: Path, *args: str) -> subprocess.CompletedProcess:
     else:
         cmd = [sys.executable, "-m", "qia_cli"]
     env = {**os.environ, "QIA_HOME": str(home), "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
-    return subprocess.run([*cmd, "memory", *args], capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=60)
+    return subprocess.run(
+        [*cmd, "memory", *args], capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=60
+    )
 
 
 def test_add_list_show_forget():
@@ -86,7 +88,7 @@ def test_clear_needs_yes():
     assert isinstance(result.exception, UsageError) and "--yes" in result.exception.message
     assert len(json.loads(qia("list", "--json").stdout)) == 1
     result = qia("clear", "--yes")
-    assert result.exit_code == 0 and "cleared 1" in result.stdout
+    assert result.exit_code == 0 and result.stdout.strip() == "cleared 1 entry"
     assert json.loads(qia("list", "--json").stdout) == []
 
 
@@ -149,3 +151,36 @@ def test_process_exit_codes(home):
     assert qia_process(home, "path").stdout.strip() == str(home / "data" / "memory.json")
     bare = qia_process(home)
     assert bare.returncode == 0 and "forget" in bare.stdout
+
+
+def test_import_refuses_an_endless_stream_and_hand_written_lists_work(home, tmp_path):
+    zero = qia_process(home, "import", "/dev/zero")  # used to grow until the process was killed
+    assert zero.returncode == 2 and "larger than 8 MB" in zero.stderr and "Traceback" not in zero.stderr
+    hand = tmp_path / "mine.json"
+    hand.write_text(json.dumps([{"text": "Biscuit is my dog"}, "I prefer watercolour"]))
+    result = qia("import", str(hand))
+    assert result.exit_code == 0 and result.stdout.strip() == "imported 2 entries"
+    assert {e["kind"] for e in json.loads(qia("list", "--json").stdout)} == {"entity", "preference"}
+
+
+def test_entries_with_control_characters_print_as_visible_escapes(home):
+    # A file written by an older qia (or by hand) may hold escape sequences: they must not reach the terminal.
+    path = home / "data" / "memory.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"entries": [{"id": "m1", "kind": "fact", "text": "Biscuit \x1b]0;pwned\x07[/x] dog"}]}))
+    for args in (("list",), ("show", "m1"), ("forget", "m1")):
+        result = qia(*args)
+        assert result.exit_code == 0, result.output
+        assert "\x1b" not in result.stdout and "\x07" not in result.stdout and "\\x1b" in result.stdout
+
+
+def test_memory_sessions_lists_recorded_plans_as_json(isolated_home):
+    from tests.conftest import run_qia
+
+    assert run_qia("plan", "a red kite over a beach", "--no-ask", "--search", "off", "--llm", "fake").returncode == 0
+    out = run_qia("memory", "sessions", "--json")
+    assert out.returncode == 0, out.stderr
+    records = json.loads(out.stdout)
+    assert [r["request"] for r in records] == ["a red kite over a beach"] and records[0]["kind"] == "plan"
+    text = run_qia("memory", "sessions")
+    assert "a red kite over a beach" in text.stdout

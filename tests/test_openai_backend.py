@@ -55,8 +55,21 @@ def llama_server(tmp_path_factory):
 
     port = free_port()
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
-    cmd = [sys.executable, "-m", "qia_cli.llm.serve", "--model", str(bundled_path()), "--host", "127.0.0.1",
-           "--port", str(port), "--n_ctx", "2048", "--api_key", KEY]
+    cmd = [
+        sys.executable,
+        "-m",
+        "qia_cli.llm.serve",
+        "--model",
+        str(bundled_path()),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "2048",
+        "--api_key",
+        KEY,
+    ]
     with log.open("wb") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
@@ -138,14 +151,26 @@ def stub():
 
 
 def chat_answer(content: str) -> dict:
-    return {"choices": [{"message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-            "usage": {"completion_tokens": 3}}
+    return {
+        "choices": [{"message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"completion_tokens": 3},
+    }
 
 
 # -- against the real server ------------------------------------------------------------------------
 def test_qia_plan_through_the_server(llama_server):
-    result = run_qia("plan", "a poster of the national flower of Japan", "--llm", f"openai:{llama_server}",
-                     "--json", "--search", "off", "--no-ask", env={"QIA_LLM_API_KEY": KEY}, timeout=300)
+    result = run_qia(
+        "plan",
+        "a poster of the national flower of Japan",
+        "--llm",
+        f"openai:{llama_server}",
+        "--json",
+        "--search",
+        "off",
+        "--no-ask",
+        env={"QIA_LLM_API_KEY": KEY},
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     plan = json.loads(result.stdout)
     assert plan["request"] == "a poster of the national flower of Japan"
@@ -162,7 +187,11 @@ def test_protocol_calls_and_json_fallback_on_the_real_server(llama_server):
         done = llm.complete("Q: What colour is the sky on a clear day?\nA:", max_tokens=12)
         assert done.text and "\n" not in done.text
         assert llm.use_completions is True
-        schema = {"type": "object", "properties": {"colour": {"type": "string", "maxLength": 20}}, "required": ["colour"]}
+        schema = {
+            "type": "object",
+            "properties": {"colour": {"type": "string", "maxLength": 20}},
+            "required": ["colour"],
+        }
         answer = llm.json([{"role": "user", "content": "Name the colour of grass as JSON."}], schema, max_tokens=40)
         doc = parse_json(answer)
         assert isinstance(doc, dict) and isinstance(doc["colour"], str)
@@ -176,8 +205,16 @@ def test_protocol_calls_and_json_fallback_on_the_real_server(llama_server):
 
 def test_wrong_api_key_is_a_clear_error_that_never_shows_the_key(llama_server):
     wrong = "sk-wrong-key-123"
-    result = run_qia("plan", "a poster of the national flower of Japan", "--llm", f"openai:{llama_server}",
-                     "--json", "--no-ask", env={"QIA_LLM_API_KEY": wrong}, timeout=120)
+    result = run_qia(
+        "plan",
+        "a poster of the national flower of Japan",
+        "--llm",
+        f"openai:{llama_server}",
+        "--json",
+        "--no-ask",
+        env={"QIA_LLM_API_KEY": wrong},
+        timeout=120,
+    )
     assert result.returncode == 2
     assert f"the LLM server at {llama_server} rejected the API key (401)" in result.stderr
     assert wrong not in result.stdout + result.stderr
@@ -188,8 +225,20 @@ def test_wrong_api_key_is_a_clear_error_that_never_shows_the_key(llama_server):
 def test_batch_plans_lines_concurrently_with_a_server(llama_server, tmp_path):
     requests = tmp_path / "requests.txt"
     requests.write_text("a red bicycle\nthe national flower of Japan\na lighthouse in a storm\n")
-    result = run_qia("batch", str(requests), "--plan-only", "--jobs", "2", "--llm", f"openai:{llama_server}",
-                     "--outdir", str(tmp_path / "out"), "--json", env={"QIA_LLM_API_KEY": KEY}, timeout=300)
+    result = run_qia(
+        "batch",
+        str(requests),
+        "--plan-only",
+        "--jobs",
+        "2",
+        "--llm",
+        f"openai:{llama_server}",
+        "--outdir",
+        str(tmp_path / "out"),
+        "--json",
+        env={"QIA_LLM_API_KEY": KEY},
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert (summary["ok"], summary["failed"], summary["jobs"]) == (3, 0, 2)
@@ -230,10 +279,12 @@ def test_slow_server_times_out_within_the_limit(stub):
 
 
 def test_unknown_model_names_the_model_and_what_the_server_has(stub):
-    server = stub({
-        "/v1/chat/completions": (404, {"error": {"message": 'model "nope" not found, try pulling it first'}}, 0),
-        "/v1/models": (200, {"data": [{"id": "qwen2.5:3b"}]}, 0),
-    })
+    server = stub(
+        {
+            "/v1/chat/completions": (404, {"error": {"message": 'model "nope" not found, try pulling it first'}}, 0),
+            "/v1/models": (200, {"data": [{"id": "qwen2.5:3b"}]}, 0),
+        }
+    )
     llm = OpenAILLM(server.url, model="nope")
     with pytest.raises(ModelError) as exc:
         llm.json([{"role": "user", "content": "hi"}], {"type": "object"})
@@ -242,10 +293,16 @@ def test_unknown_model_names_the_model_and_what_the_server_has(stub):
 
 
 def test_chat_only_server(stub):
-    server = stub({
-        "/v1/completions": (404, {"error": {"message": "This is a chat model, not supported on v1/completions"}}, 0),
-        "/v1/chat/completions": (200, chat_answer("Cherry blossom.\nIt is pink."), 0),
-    })
+    server = stub(
+        {
+            "/v1/completions": (
+                404,
+                {"error": {"message": "This is a chat model, not supported on v1/completions"}},
+                0,
+            ),
+            "/v1/chat/completions": (200, chat_answer("Cherry blossom.\nIt is pink."), 0),
+        }
+    )
     llm = OpenAILLM(server.url, model="chat-model")
     done = llm.complete("Q: What is the national flower of Japan?\nA:")
     assert done.text == "Cherry blossom."  # the first line of the chat answer

@@ -48,23 +48,40 @@ def test_people_get_a_who_question():
     assert gap.query.startswith("Who is")
 
 
-def test_a_state_asks_what_it_looks_like():
-    gap = next(g for g in analyze("A lightbulb without electricity").gaps if g.kind == "knowledge")
-    assert gap.query == "What does a lightbulb without electricity look like?"
+def test_ordinary_scenes_with_clauses_and_negations_need_no_reasoning():
+    # Do no harm: an indefinite scene states what it wants, however it is phrased.
+    for request in (
+        "A lightbulb without electricity",
+        "a glass of water under a lamp",
+        "a dog that is chasing its tail",
+        "a smiling sloth wearing a kilt",
+        "an aerial view of a bay without any boats",
+        "the kitchen of a small apartment",
+        "the top of a hill",
+        "a croissant and a cup of espresso on a marble counter",
+    ):
+        assert "knowledge" not in kinds(request), request
 
 
-def test_processes_and_story_references_need_reasoning():
-    assert kinds("a copper roof after decades of corrosion")["knowledge"] == "reason"
-    assert kinds("dry ice sublimating on a lab bench")["knowledge"] == "reason"
-    assert kinds("the house from the fairy tale about two lost children")["knowledge"] == "reason"
+def test_definite_descriptions_need_reasoning_whatever_their_words():
+    assert kinds("the rover exploring Gale Crater since 2012")["knowledge"] == "reason"  # participle clause
+    assert kinds("the city that hosted the Summer Olympics in 2008")["knowledge"] == "reason"  # a past year
+    assert kinds("Newton's famous fruit")["knowledge"] == "reason"  # a possessive name
+    assert kinds("the tallest mountain on Earth")["knowledge"] == "reason"  # a superlative
+    assert kinds("the dessert made of layers of sponge and cream")["knowledge"] == "reason"  # irregular participle
+    assert kinds("a bird that cannot fly and lives in Antarctica")["knowledge"] == "reason"  # a lasting property
 
 
 def test_a_category_singled_out_by_a_name_or_clause_needs_reasoning():
     assert kinds("the creature on the flag of Wales")["knowledge"] == "reason"
     assert kinds("the hand tool a carpenter uses to cut planks")["knowledge"] == "reason"
     assert kinds("the crescent-shaped French breakfast pastry")["knowledge"] == "reason"
-    # Scenes and names are left alone.
-    assert "knowledge" not in kinds("the tower at the end of the street")
+    assert kinds("the currency of the United Kingdom")["knowledge"] == "reason"
+    assert kinds("an elegant marble mausoleum, a symbol of love")["knowledge"] == "reason"  # an appositive
+    assert kinds("a tropical plant, often associated with hospitality")["knowledge"] == "reason"
+    assert kinds("Sherlock Holmes's loyal friend")["knowledge"] == "reason"
+    # Names are left alone. (A definite scene such as "the tower at the end of the street" is asked about;
+    # the model's answer decides, see test_planner.)
     assert "knowledge" not in kinds("the Golden Gate Bridge in fog")
     assert "knowledge" not in kinds("The Statue of Liberty at dawn")
 
@@ -72,8 +89,6 @@ def test_a_category_singled_out_by_a_name_or_clause_needs_reasoning():
 def test_plain_concrete_request_needs_no_reasoning():
     assert "knowledge" not in kinds("a red bicycle")
     assert "knowledge" not in kinds('a sign that says "Open late"')
-    # A long plain scene starting with "the" names its subject already.
-    assert "knowledge" not in kinds("the old lighthouse at the end of the pier")
     assert "knowledge" not in kinds("a family having a picnic by the lake")
 
 
@@ -90,6 +105,9 @@ def test_poster_without_text_asks_what_it_says():
 def test_style_composition_and_light_are_detected():
     assert {"style", "composition", "setting"} <= set(kinds("a red bicycle"))
     assert not {"style", "composition", "setting"} & set(kinds("a close-up watercolor of a red bicycle at sunset"))
+    # A medium named in any words wins: no "photograph" is assumed for it.
+    for request in ("a child's crayon drawing of a house", "a linocut of a heron", "a bronze statue of a horse"):
+        assert "style" not in kinds(request), request
 
 
 def test_long_description_gets_no_filler_gaps():

@@ -39,22 +39,26 @@ def _by_kind(gaps: list[Gap], evidence: list[Evidence], kind: str) -> list[Evide
 
 def compose(analysis: Analysis, gaps: list[Gap], evidence: list[Evidence], user_negative: str | None = None):
     """Returns (prompt, negative_prompt, checklist)."""
-    core = analysis.core.rstrip(" .")
-    head: list[str] = []
+    # The request leads, every word of it as typed: what reasoning adds follows it and never replaces or
+    # leads a subject the request names.
+    request = analysis.request.strip().rstrip(" .")
+    head: list[str] = [request]
     details: list[str] = []
     look: list[str] = []
     checklist: list[str] = []
 
-    reasoning = [e for e in evidence if e.source == "reasoning"]
-    names = [e for e in reasoning if e.detail and e.detail.startswith("name:")]
-    looks = [e for e in reasoning if e.detail and e.detail.startswith("look:")]
+    reasoning = [e for e in evidence if e.source == "reasoning" and e.used]
+    names = [e for e in reasoning if e.role == "name"]
+    looks = [e for e in reasoning if e.role == "look"]
     if names:
         head.append(names[0].content)
         checklist.append(_clip(names[0].content, MAX_CHECK_WORDS))
-    head.append(core)
-    if not names:
-        checklist.append(_clip(core, MAX_CHECK_WORDS))
+    else:
+        checklist.append(_clip(analysis.core.rstrip(" ."), MAX_CHECK_WORDS))
     details += [e.content for e in looks]
+
+    # A recorded session the request points back to: what it showed comes right after the request.
+    head += [e.content for e in evidence if e.source == "session"]
 
     for e in evidence:
         if e.source in {"memory", "user", "search"} and e.gap_id not in _style_ids(gaps):
@@ -78,7 +82,15 @@ def compose(analysis: Analysis, gaps: list[Gap], evidence: list[Evidence], user_
     look += [e.content for e in _by_kind(gaps, evidence, "setting")]
 
     parts = _dedupe(head + details + look)
-    prompt = _clip(", ".join(parts), MAX_PROMPT_WORDS)
+    # The request is never cut; what the plan adds fills the room left in the word budget.
+    prompt = parts[0]
+    room = MAX_PROMPT_WORDS - len(prompt.split())
+    for part in parts[1:]:
+        size = len(part.split())
+        if size > room:
+            break
+        prompt += ", " + part
+        room -= size
 
     negative = [BASE_NEGATIVE]
     if not analysis.quoted_text and not any(g.kind == "text" for g in gaps):

@@ -18,8 +18,9 @@ The best round by overall score (mean of the item scores) is the image delivered
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from qia_cli.agent.types import ItemScore, Round
 
@@ -151,8 +152,9 @@ class FeedbackLoop:
         else:
             reason += f"; making '{weakest}' explicit did not raise the overall score"
         seed = next_seed(base.seed, {r.seed for r in self.rounds})
-        return Revision(base.prompt, base.negative_prompt, seed, f"new seed {seed} (another composition)",
-                        reason, [weakest])
+        return Revision(
+            base.prompt, base.negative_prompt, seed, f"new seed {seed} (another composition)", reason, [weakest]
+        )
 
 
 @dataclass
@@ -180,9 +182,15 @@ def run_rounds(
     def take(shot: Shot, change: str | None, reason: str | None) -> None:
         values = score(shot.image, loop.checklist)
         shot.round = Round(
-            index=len(shots), image=image, prompt=shot.spec.prompt, negative_prompt=shot.spec.negative_prompt,
-            seed=shot.spec.seed, scores=[ItemScore(item=i, score=v) for i, v in zip(loop.checklist, values)],
-            overall=overall(values), change=change, reason=reason,
+            index=len(shots),
+            image=image,
+            prompt=shot.spec.prompt,
+            negative_prompt=shot.spec.negative_prompt,
+            seed=shot.spec.seed,
+            scores=[ItemScore(item=i, score=v) for i, v in zip(loop.checklist, values)],
+            overall=overall(values),
+            change=change,
+            reason=reason,
         )
         loop.record(shot.round)
         shots.append(shot)
@@ -194,8 +202,9 @@ def run_rounds(
             break
         if progress:
             progress(f"feedback round {len(shots)}: {revision.change}")
-        spec = first.spec.model_copy(update={"prompt": revision.prompt, "negative_prompt": revision.negative_prompt,
-                                             "seed": revision.seed})
+        spec = first.spec.model_copy(
+            update={"prompt": revision.prompt, "negative_prompt": revision.negative_prompt, "seed": revision.seed}
+        )
         take(Shot(draw(spec), spec), revision.change, revision.reason)
     loop.best.kept = True
     return shots

@@ -6,18 +6,19 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable
 
 from qia_cli.agent import compose as composer
 from qia_cli.agent import rules
 from qia_cli.agent.grounding import clarify, reasoning
 from qia_cli.agent.grounding.memory import ground_memory
 from qia_cli.agent.grounding.search import ground_search
-from qia_cli.agent.types import Evidence, Gap, ModelInfo, Plan
+from qia_cli.agent.types import Evidence, Gap, GapKind, ModelInfo, Plan, SessionRef
 from qia_cli.errors import UsageError
 from qia_cli.llm.base import LLM, Usage, parse_json
+from qia_cli.textsafe import clean_input, visible
 
 MAX_REQUEST_CHARS = 4000
 LLM_GAP_KINDS = ["subject", "personal", "purpose", "text"]
@@ -51,8 +52,9 @@ Progress = Callable[[str], None]
 
 
 def validate_request(request: str) -> str:
-    text = (request or "").strip()
-    if not text:
+    # The input boundary: no escape sequences or control characters past here, and nothing visible is empty.
+    text = clean_input(request or "", what="the prompt").strip()
+    if not visible(text):
         raise UsageError("the prompt is empty", hint='say what to picture, e.g. qia plan "a red bicycle"')
     if len(text) > MAX_REQUEST_CHARS:
         raise UsageError(f"the prompt is {len(text)} characters long; the limit is {MAX_REQUEST_CHARS}")
@@ -81,8 +83,10 @@ class Planner:
         search_deadline: float = 8.0,
         search_ttl: float = 86400.0,
         progress: Progress | None = None,
+        knowledge: LLM | Callable[[], LLM] | None = None,
     ) -> None:
         self._llm = llm
+        self._knowledge = knowledge
         self.memory = memory
         self.search = search
         self.search_deadline = search_deadline
@@ -96,6 +100,13 @@ class Planner:
         if callable(self._llm) and not hasattr(self._llm, "complete"):
             self._llm = self._llm()
         return self._llm  # type: ignore[return-value]
+
+    @property
+    def knowledge_llm(self) -> LLM | None:
+        """The model for knowledge questions: its own (lazily built) or the planner's."""
+        if callable(self._knowledge) and not hasattr(self._knowledge, "complete"):
+            self._knowledge = self._knowledge()
+        return self._knowledge or self.llm  # type: ignore[return-value]
 
     def model_info(self) -> ModelInfo:
         llm = self.llm
@@ -121,11 +132,21 @@ class Planner:
             with _timed(timings, "llm_gaps"):
                 self._llm_gaps(request, gaps)
 
+        session = None
         if self.memory is not None:
             self.progress("recalling memory")
             with _timed(timings, "memory"):
                 found, self.recalled = ground_memory(self.memory, request, gaps)
                 evidence += found
+                session = _recall_session(self.memory, request)
+                if session is not None:
+                    evidence.append(
+                        Evidence(
+                            source="session",
+                            content=session.request,
+                            detail=f"session {session.id} of {session.time}: {session.prompt}"[:300],
+                        )
+                    )
         for gap in gaps:  # what memory did not know, only the user can say
             if gap.kind == "personal" and not gap.filled:
                 gap.action = "ask"
@@ -147,18 +168,32 @@ class Planner:
             with _timed(timings, "search"):
                 context = " ".join(e.content for e in evidence if e.source == "user")[:80]
                 found, warned = ground_search(
-                    self.search, self.llm, gaps, deadline_s=self.search_deadline, ttl=self.search_ttl,
-                    usage=self.usage, context=context,
+                    self.search,
+                    self.llm,
+                    gaps,
+                    deadline_s=self.search_deadline,
+                    ttl=self.search_ttl,
+                    usage=self.usage,
+                    context=context,
                 )
                 evidence += found
                 warnings += warned
-        elif any(g.action == "search" for g in gaps):
+        elif any(g.action == "search" for g in gaps) and not analysis.past:
             warnings.append("search is off: time-sensitive facts were assumed, not checked")
 
-        if self.llm is not None and any(g.action == "reason" for g in gaps):
+        if analysis.past:  # a dated past fact: what search found answers it; else the model may know it
+            searched = any(g.filled for g in gaps if g.kind == "time")
+            for gap in gaps:
+                if gap.kind == "knowledge" and searched:
+                    gap.filled = True
+        if self.llm is not None and any(g.action == "reason" and not g.filled for g in gaps):
             self.progress("reasoning")
             with _timed(timings, "reason"):
                 evidence += self._reason(request, gaps)
+            if analysis.past and any(g.kind == "knowledge" and g.filled for g in gaps):
+                for gap in gaps:
+                    if gap.kind == "time" and not gap.filled:
+                        gap.filled, gap.action = True, "reason"
 
         evidence += clarify.assume_rest(gaps, questions, request, purpose)
         with _timed(timings, "compose"):
@@ -175,28 +210,49 @@ class Planner:
             warnings=warnings,
             timings=timings,
             model=self.model_info(),
+            session=session,
         )
 
     # -- stages -----------------------------------------------------------------------------------
     def _reason(self, request: str, gaps: list[Gap]) -> list[Evidence]:
+        """Name what the request describes. Only a confident answer reaches the prompt; a guess is kept in
+        the plan (used=False) so that the user sees what the model thought."""
         evidence = []
         for gap in gaps:
-            if gap.action != "reason" or not gap.query:
+            if gap.action != "reason" or not gap.query or gap.filled:
                 continue
-            if gap.query.startswith("What does "):
-                look = reasoning.describe(self.llm, gap.query[len("What does ") : -len(" look like?")], self.usage)
-                if look:
-                    gap.filled = True
-                    evidence.append(Evidence(gap_id=gap.id, source="reasoning", content=look, detail="look: " + gap.query))
+            knowledge = self.knowledge_llm
+            assert knowledge is not None  # plan() reasons only when the planner has an LLM
+            name = reasoning.name_it(knowledge, gap.query, request, self.usage)
+            if not name.text:
                 continue
-            name = reasoning.name_it(self.llm, gap.query, request, self.usage)
-            if not name:
+            evidence.append(
+                Evidence(
+                    gap_id=gap.id,
+                    source="reasoning",
+                    content=name.text,
+                    detail=gap.query,
+                    role="name",
+                    confidence=_round(name.logprob),
+                    used=name.confident,
+                )
+            )
+            if not name.confident:
                 continue
             gap.filled = True
-            evidence.append(Evidence(gap_id=gap.id, source="reasoning", content=name, detail="name: " + gap.query))
-            look = reasoning.describe(self.llm, name, self.usage)
-            if look:
-                evidence.append(Evidence(gap_id=gap.id, source="reasoning", content=look, detail=f"look: What does {name} look like?"))
+            look = reasoning.describe(knowledge, name.text, self.usage)
+            if look.text:
+                evidence.append(
+                    Evidence(
+                        gap_id=gap.id,
+                        source="reasoning",
+                        content=look.text,
+                        detail=f"What does {name.text} look like?",
+                        role="look",
+                        confidence=_round(look.logprob),
+                        used=look.confident,
+                    )
+                )
         return evidence
 
     def _llm_gaps(self, request: str, gaps: list[Gap]) -> None:
@@ -212,9 +268,11 @@ class Planner:
                 ),
             },
         ]
+        llm = self.llm
+        assert llm is not None  # plan() asks for LLM gaps only when the planner has an LLM
         data = None
         for _attempt in range(2):  # one retry, then the rules stand alone
-            completion = self.usage.add(self.llm.json(messages, GAP_SCHEMA, max_tokens=200))
+            completion = self.usage.add(llm.json(messages, GAP_SCHEMA, max_tokens=200))
             data = parse_json(completion)
             if isinstance(data, dict) and isinstance(data.get("missing"), list):
                 break
@@ -234,8 +292,14 @@ class Planner:
             if kind == "text" and not rules.TEXT_CARRIERS.search(request):
                 continue
             gaps.append(
-                Gap(id=f"g{len(gaps) + 1}", kind=kind, description=str(item.get("question", ""))[:100] or f"about '{span}'",
-                    action="ask", span=span, origin="llm")
+                Gap(
+                    id=f"g{len(gaps) + 1}",
+                    kind=kind,
+                    description=str(item.get("question", ""))[:100] or f"about '{span}'",
+                    action="ask",
+                    span=span,
+                    origin="llm",
+                )
             )
             have.add(kind)
 
@@ -260,11 +324,22 @@ class Planner:
             drop_ids = {g.id for g in gaps if g.kind in drop_kinds}
             evidence = [e for e in prev.evidence if e.gap_id not in drop_ids and not _mentions(e, removed)]
             if edit and edit_analysis is not None:
-                kind = "style" if edit_analysis.has_style else "setting" if edit_analysis.has_setting else "subject"
-                gap = Gap(id=f"g{len(gaps) + 1}", kind=kind, description="your refinement of the previous image",
-                          action="ask", span=edit, filled=True)
+                kind: GapKind = (
+                    "style" if edit_analysis.has_style else "setting" if edit_analysis.has_setting else "subject"
+                )
+                gap = Gap(
+                    id=f"g{len(gaps) + 1}",
+                    kind=kind,
+                    description="your refinement of the previous image",
+                    action="ask",
+                    span=edit,
+                    filled=True,
+                )
                 gaps.append(gap)
-                evidence.insert(0, Evidence(gap_id=gap.id, source="user", content=edit, detail="refinement of: " + prev.prompt[:120]))
+                evidence.insert(
+                    0,
+                    Evidence(gap_id=gap.id, source="user", content=edit, detail="refinement of: " + prev.prompt[:120]),
+                )
                 if self.memory is not None:  # "same but with Biscuit": who Biscuit is comes from memory
                     found, self.recalled = ground_memory(self.memory, edit, [])
                     known = {e.detail for e in evidence if e.source == "memory"}
@@ -292,9 +367,13 @@ REMOVE = re.compile(r"^(?:without|remove|no|drop)\s+(?:the\s+|a\s+|an\s+)?(.+)$"
 
 def _edit_of(request: str) -> tuple[str, str]:
     """The words a refinement adds to the prompt, and what it takes out ("without the hat" -> "", "hat")."""
-    edit = REFINE.sub(lambda m: m.group(0) if m.group(0).strip().lower().startswith(KEEP_LEADS) else "", request, count=1)
+    edit = REFINE.sub(
+        lambda m: m.group(0) if m.group(0).strip().lower().startswith(KEEP_LEADS) else "", request, count=1
+    )
     edit = re.sub(r"^\s*add\s+", "with ", edit.strip(" ,."), flags=re.IGNORECASE) or request.strip(" ,.")
-    removal = REMOVE.match(re.sub(r"^\s*(?:(?:ok(?:ay)?|now|but|and|then|also|please)[, ]+)*", "", request).strip(" ,."))
+    removal = REMOVE.match(
+        re.sub(r"^\s*(?:(?:ok(?:ay)?|now|but|and|then|also|please)[, ]+)*", "", request).strip(" ,.")
+    )
     if removal:
         return "", removal.group(1).strip()
     return edit, ""
@@ -328,6 +407,29 @@ def _purpose(request: str) -> str | None:
     if not m:
         m = re.search(r"\b(logo)\b", request, re.I)
     return m.group(1).lower() if m else None
+
+
+def _recall_session(memory, request: str) -> SessionRef | None:
+    """ "Like the one I made yesterday, but at night": the recorded session it means, if any."""
+    from qia_cli.memory.recall import refers_to_session
+
+    if not refers_to_session(request):
+        return None
+    record = memory.find_session(request)
+    if record is None:
+        return None
+    return SessionRef(
+        id=record.id,
+        time=record.time.isoformat(timespec="minutes"),
+        request=record.request,
+        prompt=record.prompt,
+        seed=record.seed,
+        model=record.model,
+    )
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
 
 
 @contextmanager

@@ -6,6 +6,7 @@ Each detector reads the request and returns gaps with the action that would fill
 
 from __future__ import annotations
 
+import datetime
 import re
 from dataclasses import dataclass, field
 
@@ -37,7 +38,9 @@ TIME = re.compile(
     re.IGNORECASE,
 )
 # "new" as in "New York" or "new-born" is not time-sensitive.
-TIME_FALSE = re.compile(r"\bnew\s+(york|zealand|delhi|orleans|mexico|jersey|england|year'?s?\s+(eve|day)|born|moon)\b", re.I)
+TIME_FALSE = re.compile(
+    r"\bnew\s+(york|zealand|delhi|orleans|mexico|jersey|england|year'?s?\s+(eve|day)|born|moon)\b", re.I
+)
 TIME_NOUNS = re.compile(
     r"\b(headquarters|hq|champion|champions|winner|president|ceo|leader|model|version|release|iphone|phone|logo|"
     r"stadium|building|tower|album|movie|film|season|trend|fashion|car|console|mascot|pope|king|queen|"
@@ -49,13 +52,19 @@ TIME_NOUNS = re.compile(
 )
 
 QUOTED = re.compile(r"[\"“”]([^\"“”]{1,120})[\"“”]|(?<![a-z])'([^']{2,120})'(?![a-z])", re.IGNORECASE)
-SAYS = re.compile(r"\b(?:that\s+says|saying|which\s+says|reading|that\s+reads|with\s+the\s+(?:text|words?)|titled|labeled|labelled)\s+:?\s*(.+)$", re.I)
+SAYS = re.compile(
+    r"\b(?:that\s+says|saying|which\s+says|reading|that\s+reads|with\s+the\s+(?:text|words?)|titled|labeled|labelled)\s+:?\s*(.+)$",
+    re.I,
+)
 TEXT_CARRIERS = re.compile(
     r"\b(poster|sign|banner|flyer|card|invitation|invite|label|t-?shirt|mug|logo|cover|billboard|placard|menu|ticket|sticker|cake)\b",
     re.IGNORECASE,
 )
 PURPOSE = re.compile(r"\b(poster|flyer|invitation|invite|card|banner|thumbnail|cover|ad|advert|advertisement)\b", re.I)
-EVENT_VAGUE = re.compile(r"\b(?:for|about|announcing)\s+(?:the|our|my|this|that)\s+(event|party|launch|meeting|show|conference|game|occasion)\b", re.I)
+EVENT_VAGUE = re.compile(
+    r"\b(?:for|about|announcing)\s+(?:the|our|my|this|that)\s+(event|party|launch|meeting|show|conference|game|occasion)\b",
+    re.I,
+)
 
 STYLE = re.compile(
     r"\b(photo|photograph|photographic|photorealistic|realistic|hyperrealistic|watercolou?r|oil\s+painting|painting|"
@@ -63,7 +72,18 @@ STYLE = re.compile(
     r"3d|render|cgi|low[- ]poly|vector|flat\s+design|minimalist|minimal|isometric|clay|claymation|origami|"
     r"impressionis[mt]|cubis[mt]|surreal(?:ist|ism)?|art\s+deco|art\s+nouveau|baroque|renaissance|ukiyo-e|pop\s+art|"
     r"cinematic|film\s+still|polaroid|vintage|retro|noir|black\s+and\s+white|monochrome|sepia|steampunk|cyberpunk|"
-    r"studio\s+ghibli|disney|pixar|style|styled|stained\s+glass|mosaic|woodcut|engraving|blueprint|infographic|diagram)\b",
+    r"studio\s+ghibli|disney|pixar|style|styled|stained\s+glass|mosaic|woodcut|engraving|blueprint|infographic|diagram|"
+    # Any named medium or art form, in any words: a missed one would get a contradicting "photograph" appended,
+    # while a false match only leaves the style open.
+    r"draw(?:ing|n)|doodle|crayons?|pastels?|markers?|felt[- ]tip|chalk|graffiti|mural|fresco|tapestry|embroider\w*|"
+    r"stitch\w*|quilt\w*|lino(?:cut)?|etching|lithograph\w*|prints?|printed|screen[- ]?print\w*|risograph|collage|"
+    r"paper[- ]?cut\w*|papercraft|lego|needle[- ]?felt\w*|sculpt\w*|carv(?:ed|ing)|statue|bronze|marble\s+bust|ceramic|"
+    r"porcelain|pottery|relief|selfie|snapshot|x-ray|thermal|long\s+exposure|tilt[- ]shift|daguerreotype|tintype|"
+    r"cyanotype|35\s?mm|analog(?:ue)?|film\s+(?:photo|camera|grain)|postcard|storybook|picture\s+book|children'?s\s+book|"
+    r"emoji|icons?|stickers?|tattoo|colou?ring\s+(?:page|book)|sprite|art|arts|artwork|artistic|painted|rendered|"
+    r"photographed|dslr|bokeh|lens|comic\s+strip|graphic\s+novel|concept\s+art|matte\s+painting|airbrush\w*|stencil\w*|"
+    r"pointillis[mt]|fauvis[mt]|expressionis[mt]|abstract|bauhaus|psychedelic|vaporwave|synthwave|kawaii|chibi|"
+    r"caricature|cartoonish|toon|claymation|stop[- ]motion|animated|animation|\w+esque|\w+ism)\b",
     re.IGNORECASE,
 )
 COMPOSITION = re.compile(
@@ -80,55 +100,177 @@ SETTING = re.compile(
     r"table|field|river|lake|park|snow|rain|fog|winter|summer|autumn|spring)\b",
     re.IGNORECASE,
 )
-VAGUE_SUBJECT = re.compile(r"^(?:something|anything|it|this|that|stuff|a\s+thing|things|an?\s+(?:image|picture|photo))\W*$", re.I)
+VAGUE_SUBJECT = re.compile(
+    r"^(?:something|anything|it|this|that|stuff|a\s+thing|things|an?\s+(?:image|picture|photo))\W*$", re.I
+)
 
-# Cues that the request describes a thing instead of naming it: the image model needs the name.
-DESCRIPTIVE = re.compile(
-    r"\b(that|which|who|whose|where|when|known\s+(?:for|as)|famous|renowned|associated\s+with|used\s+(?:for|to|in|by|as)|"
-    r"made\s+(?:from|of|by)|commonly|traditionally|traditional|typical(?:ly)?|representative|symboli[sz]es|symbol\s+of|"
-    r"national|native\s+to|emblem|iconic|landmark|most|best[- ]known|well[- ]known|often|usually|invented|inventor|"
-    r"discovered|founder|founded|capital\s+of|largest|tallest|highest|longest|oldest|smallest|fastest|biggest|deepest|"
-    r"first|popular|favou?red|celebrat\w*|held\s+(?:in|during)|worn|eaten|served|shared|played|dominant|defining|"
-    r"culture|cultural|religious|significance|significant|sacred|revered|mythical|legendary|folk|festival|ancient|"
-    r"historic(?:al)?|century|dynasty|era|characteri[sz]ed|characteristic|embodying|representing|represents|"
-    r"inspired|famously|wielded|testament|central\s+to|in\s+the\s+style\s+of|favou?rite|beloved|signature|"
-    r"symboli[sz]ing|relied|found\s+in|dominating|before\s+\w+(?:\s+\w+)?\s+became|from\s+the\s+(?:fairy\s+tale|story|book|novel|"
-    r"legend|myth|film|movie|play|opera|song|game|series))\b",
-    re.IGNORECASE,
+# Grammar, not vocabulary: a request that *describes* one particular thing ("the flower that is the national
+# symbol of Japan", "the rover exploring Gale Crater since 2012", "Newton's famous fruit") needs the model to
+# name it; a request that *names* its subject ("the Eiffel Tower at night", "a dog that is running") does not.
+# Only closed word classes appear here: determiners, relative pronouns, prepositions, auxiliaries, ordinals.
+RELATIVE = frozenset("that which who whom whose where when".split())
+PREPOSITIONS = frozenset(
+    "of in on at from for with by during since under over near behind to into across through after before "
+    "between among around without inside outside beside along above below beneath against toward towards "
+    "about like onto upon within beyond throughout until".split()
 )
-# Head nouns of a category: "the <category> ..." with a clause or a name after it refers to one thing by
-# description ("the creature on the flag of Wales", "the tool a carpenter uses to ..."), which needs a name.
-CATEGORY = (
-    r"(?:creature|animal|beast|bird|fish|insect|plant|flower|tree|fruit|vegetable|herb|spice|dish|food|meal|pastry|"
-    r"dessert|cake|bread|cheese|drink|beverage|dip|sauce|soup|tool|instrument|device|machine|gadget|vehicle|vessel|"
-    r"boat|ship|aircraft|game|sport|dance|toy|costume|garment|dress|hat|headdress|weapon|statue|monument|landmark|"
-    r"building|structure|tower|temple|palace|city|town|country|island|river|mountain|volcano|planet|star|constellation|"
-    r"composer|painter|artist|writer|author|poet|scientist|inventor|explorer|leader|ruler|emperor|king|queen|"
-    r"character|hero|villain|deity|god|goddess|saint|symbol|emblem|mascot|painting|artwork|sculpture|material|metal|"
-    r"gem|gemstone|stone|mineral|element|gas|chemical|bridge|festival|holiday|ritual|breed|species)s?"
-)
-CLAUSE = re.compile(
-    r"\b(?:that|which|who|whose|used|uses|use|made|known|called|named|played|worn|eaten|drunk|rides?|ridden|holding|"
-    r"carrying|wearing|an?\s+\w+\s+(?:uses?|wears?|plays?|rides?|eats?|drinks?))\b",
-    re.IGNORECASE,
-)
-DEFINITE_CATEGORY = re.compile(r"^the\s+(?:[\w-]+\s+){0,3}?" + CATEGORY + r"\b(?P<rest>.*)$", re.IGNORECASE)
-
-# Cues that the request names a state or process whose look must be worked out ("after it dissolved").
-STATE = re.compile(
-    r"\b(after|when|while|without|mixed|dissolved|heated|cooled|frozen|melted|burn(?:ed|ing|t)|left\s+(?:overnight|out|in)|"
-    r"reaction|solution|exposed|submerged|submersion|near\s+a|under\s+(?:a|the)|in\s+space|vacuum|-?\d+\s*°\s*[cf]|"
-    r"degrees|boiling|evaporat\w*|condens\w*|oxidi[sz]\w*|rust(?:ed|ing)?|decay\w*|dehydrated|wilted|ripe|unripe|"
-    r"indicator|magnet|gravity|reflection|refract\w*|shadow|seen\s+through|viewed|sublimat\w*|corro\w*|stored|grown|"
-    r"placed\s+(?:under|in|on)|at\s+the\s+moment|demonstrat\w*|pressed|room\s+temperature|heating|cooling|"
-    r"overwintering|pupation|germinat\w*|exposure|expos\w+\s+to)\b",
-    re.IGNORECASE,
-)
+AUXILIARIES = frozenset("is are was were be being been".split())
+ORDINALS = frozenset("first second third fourth fifth sixth seventh eighth ninth tenth last".split())
+DEGREE = frozenset({"most", "least"})
+YEAR = re.compile(r"^(?:1[0-9]|20)\d\d$")
+TOKEN = re.compile(r"[A-Za-z0-9][\w'’-]*|[,;:()!?.]")
 PERSON_NOUNS = re.compile(
-    r"^(?:the|a|an)\s+(?:\w+\s+){0,3}?(person|man|woman|scientist|inventor|author|writer|painter|artist|composer|"
-    r"leader|king|queen|emperor|president|founder|explorer|philosopher|poet|player|athlete|singer|musician|figure|monk|hero|god|goddess)\b",
+    r"\b(person|man|woman|scientist|inventor|author|writer|painter|artist|composer|leader|king|queen|emperor|"
+    r"president|founder|explorer|philosopher|poet|player|athlete|singer|musician|figure|monk|hero|god|goddess)s?\b",
     re.IGNORECASE,
 )
+
+
+def _proper(token: str) -> bool:
+    return token[:1].isupper() or bool(YEAR.match(token))
+
+
+# English irregular past participles: a closed class of the grammar ("the dessert made of ...").
+IRREGULAR_PARTICIPLES = frozenset(
+    "made known built worn eaten drunk born seen sung written drawn grown found held sold told shown given "
+    "taken hidden broken frozen chosen spoken stolen woven ridden thrown flown sewn torn beaten bitten fallen "
+    "kept left lost paid said sent spent won cut put set hit read led fed bred bent caught taught brought "
+    "bought fought sought thought dug hung struck stuck spun swung done begun run sunk shot laid meant used".split()
+)
+
+
+def _participle(token: str) -> bool:
+    return token[:1].islower() and (
+        (len(token) > 4 and token.endswith(("ing", "ed"))) or token in IRREGULAR_PARTICIPLES
+    )
+
+
+def _superlative(token: str) -> bool:
+    low = token.lower()
+    return len(low) > 5 and low.endswith("est") and token[:1].islower()
+
+
+def description_span(core: str) -> str | None:
+    """The words of `core` that describe one particular thing instead of naming it, or None.
+
+    - A definite noun phrase ("the ...") with a lowercase head, restricted to one referent by what follows it
+      (a relative or participle clause, a contact clause, a phrase with a name, a year, "the" or a bare noun)
+      or by a superlative, an ordinal or "only" before it. "The tower at the end of the street" is such a
+      phrase too; the model's own answer decides there (it names nothing new, or not twice).
+      A phrase whose modifiers only pick a generic thing ("the top of a hill") is a scene.
+    - A name's possessive before a lowercase noun ("Newton's famous fruit", "Sherlock Holmes's loyal friend").
+    - An indefinite phrase ("a/an ...") with a lasting property: a relative clause that is not progressive
+      ("a bird that cannot fly", not "a dog that is running"), an appositive ("a mausoleum, a symbol of
+      love"), or a participle clause after a comma ("a plant, often associated with ...").
+    Capitalised heads are names and are left alone ("the Eiffel Tower at night")."""
+    tokens = TOKEN.findall(core.replace("’", "'"))
+    if len(tokens) < 2:
+        return None
+    stop = next((i for i, t in enumerate(tokens) if t in ";:()!?."), len(tokens))
+    comma = next((i for i, t in enumerate(tokens[:stop]) if t == ","), stop)
+    span = _join(tokens[:comma])
+    owner = 0
+    while owner < comma and tokens[owner][:1].isupper() and not tokens[owner].lower().endswith("'s"):
+        owner += 1
+    if owner < comma and tokens[owner][:1].isupper() and tokens[owner].lower() not in ("it's", "let's"):
+        rest = tokens[owner + 1 : comma]  # "Newton's famous fruit", "Sherlock Holmes's loyal friend"
+        head = next((i for i, t in enumerate(rest) if t.lower() in PREPOSITIONS or t.lower() in RELATIVE), len(rest))
+        noun = rest[:head]
+        return span if noun and noun[0][:1].islower() and noun[-1][:1].islower() else None
+    if _generic_property(tokens[:stop]):
+        return _join(tokens[:stop])  # "a device commonly used to heat water", "the fruit, known for ..."
+    low = tokens[0].lower()
+    if low not in ("the", "a", "an"):
+        if low in DEGREE or _superlative(tokens[0].lower()):
+            return _join(tokens[:comma])  # "Most commonly used currency in the world"
+        return None
+    np: list[str] = []
+    boundary = None
+    for i in range(1, comma):
+        tok, word = tokens[i], tokens[i].lower()
+        if word in RELATIVE or (word in PREPOSITIONS and np) or (np and _participle(tok)):
+            boundary = i
+            break
+        if low == "the" and np and word in ("a", "an", "the", "his", "her", "their", "its", "our", "your"):
+            return span  # a contact clause: "the tool a carpenter uses to cut planks"
+        if word in ("and", "or", "&"):
+            break  # a list of things: "a croissant and a cup of espresso"
+        np.append(tok)
+    if not np or np[-1][:1].isupper() or YEAR.match(np[-1]):
+        return None  # "the Eiffel Tower", "the 1980s": a name already
+    rest = tokens[boundary:comma] if boundary is not None else []
+    if low in ("a", "an"):
+        return _indefinite(tokens, rest, comma, stop, span)
+    if len(np) >= 2 and (
+        np[0].lower() in DEGREE or np[0].lower() in ORDINALS or np[0].lower() == "only" or _superlative(np[0])
+    ):
+        return span  # "the tallest mountain", "the first man on the moon", "the only mammal ..."
+    if len(np) >= 3 and any(t[:1].isupper() for t in np[:-1]):
+        return span  # "the Japanese national flower" (but "the Victorian house" is a scene)
+    if not rest:
+        return None
+    if any(t.lower() in RELATIVE or _participle(t) for t in rest) or any(_proper(t) for t in rest[1:]):
+        return span
+    if any(_superlative(t) or t.lower() in DEGREE for t in rest):
+        return span  # "the planet with the most famous rings"
+    # What each preposition governs: "the" or a bare noun singles one thing out; "a/an" keeps it generic.
+    objects = [rest[j + 1].lower() for j, t in enumerate(rest[:-1]) if t.lower() in PREPOSITIONS]
+    if objects and all(o in ("a", "an") for o in objects):
+        return None  # "the top of a hill", "the kitchen of a small apartment"
+    return span if objects else None
+
+
+def _join(tokens: list[str]) -> str:
+    return " ".join(tokens).replace(" ,", ",")
+
+
+GENERIC_ADVERBS = frozenset("often once still usually always typically".split())
+
+
+def _generic_property(tokens: list[str]) -> bool:
+    """A participle that states what a kind of thing is known or used for: after an adverb of frequency or
+    manner ("commonly used to", "traditionally eaten at"), or after a comma ("the fruit, known for its taste").
+    Scenes say what is happening instead ("a car parked on the street")."""
+    for i in range(1, len(tokens) - 2):
+        word, nxt = tokens[i].lower(), tokens[i + 1]
+        adverb = word.endswith("ly") or word in GENERIC_ADVERBS
+        if (
+            adverb
+            and _participle(nxt)
+            and nxt.lower().endswith(("ed", "n", "t"))
+            and tokens[i + 2].lower() in PREPOSITIONS
+        ):
+            return True
+        definite = tokens[0].lower() == "the"
+        if (
+            definite
+            and word == ","
+            and _participle(nxt)
+            and not nxt.endswith("ing")
+            and tokens[i + 2].lower() in PREPOSITIONS
+        ):
+            return True
+    return False
+
+
+def _indefinite(tokens: list[str], rest: list[str], comma: int, stop: int, span: str) -> str | None:
+    if len(rest) > 2 and rest[0].lower() == "of" and rest[1].lower() == "the":
+        # "a poster of the national flower of Japan": what the picture is *of* may be a description
+        return description_span(" ".join(tokens[tokens.index(rest[1], 1) : stop]))
+    rel = next((j for j, t in enumerate(rest) if t.lower() in RELATIVE), None)
+    if rel is not None and len(rest) > rel + 2:
+        progressive = rest[rel + 1].lower() in AUXILIARIES and _participle(rest[rel + 2])
+        return None if progressive else span
+    if rest and _participle(rest[0]) and rest[0].endswith("ed") and any(_proper(t) for t in rest[1:]):
+        return span  # "a dish eaten during Chinese New Year"
+    after = tokens[comma + 1 : stop]
+    if len(after) >= 3 and after[0].lower() in ("a", "an", "the") and after[1].lower() not in ("photo", "photograph"):
+        return _join(tokens[:stop])  # an appositive: "an elegant marble mausoleum, a symbol of love"
+    adverb = after and (after[0].lower().endswith("ly") or after[0].lower() in ("often", "once", "still", "long"))
+    if adverb and len(after) >= 3 and _participle(after[1]) and after[2].lower() in PREPOSITIONS:
+        return _join(tokens[:stop])  # "a tropical plant, often associated with hospitality"
+    return None
+
 
 STOP = set(
     "a an the of in on at to for with and or but is are was were be been being by from as that which who whom whose "
@@ -163,6 +305,7 @@ class Analysis:
     has_composition: bool = False
     has_setting: bool = False
     detailed: bool = False
+    past: bool = False  # the only time cue is a past year: reasoning may answer what search does not
 
     def gaps_of(self, kind: str) -> list[Gap]:
         return [g for g in self.gaps if g.kind == kind]
@@ -207,9 +350,25 @@ def _time_sensitive(text: str, m: re.Match) -> bool:
     return any(w.lower() == "the" or w.lower().endswith("'s") for w in before)
 
 
+# Years this recent are news to a model trained before them: search, as for "the latest".
+RECENT_YEARS = 2
+
+
+def _past_year(m: re.Match) -> bool:
+    word = m.group(1)
+    return bool(YEAR.match(word)) and int(word) < datetime.date.today().year - RECENT_YEARS
+
+
 def _time(a: Analysis) -> None:
     text = TIME_FALSE.sub("", a.request)
-    m = next((m for m in TIME.finditer(text) if _time_sensitive(text, m)), None)
+    cues = [m for m in TIME.finditer(text) if _time_sensitive(text, m)]
+    if cues and all(_past_year(m) for m in cues):
+        # The past does not change: a dated fact ("the city that hosted the Olympics in 2008") is knowledge.
+        # Search may still confirm it; reasoning answers when search is off or finds nothing.
+        if not a.gaps_of("knowledge"):
+            return
+        a.past = True
+    m = cues[0] if cues else None
     if not m:
         return
     phrase = _phrase_around(a.core, m.group(0))
@@ -237,7 +396,9 @@ def _has_proper_noun(text: str) -> bool:
 def _phrase_around(text: str, word: str) -> str:
     """The noun phrase that contains `word`: from the preceding determiner to the next preposition/punctuation."""
     m = re.search(
-        r"((?:\b(?:the|a|an|this|our|my|their|its)\s+)?(?:\S+\s+){0,2}?" + re.escape(word) + r"(?:\s+[^\s,.;:!?]+){0,3})",
+        r"((?:\b(?:the|a|an|this|our|my|their|its)\s+)?(?:\S+\s+){0,2}?"
+        + re.escape(word)
+        + r"(?:\s+[^\s,.;:!?]+){0,3})",
         text,
         re.IGNORECASE,
     )
@@ -251,11 +412,16 @@ def _text(a: Analysis) -> None:
     for m in QUOTED.finditer(a.request):
         a.quoted_text.append((m.group(1) or m.group(2)).strip())
     if not a.quoted_text:
-        m = SAYS.search(a.request)
-        if m:
-            a.quoted_text.append(m.group(1).strip(" .\"'"))
+        said = SAYS.search(a.request)
+        if said:
+            a.quoted_text.append(said.group(1).strip(" .\"'"))
     carrier = TEXT_CARRIERS.search(a.request)
-    if carrier and not a.quoted_text and carrier.group(1).lower() in {"poster", "sign", "banner", "flyer", "card", "invitation", "invite", "billboard", "placard"}:
+    if (
+        carrier
+        and not a.quoted_text
+        and carrier.group(1).lower()
+        in {"poster", "sign", "banner", "flyer", "card", "invitation", "invite", "billboard", "placard"}
+    ):
         a.add(
             kind="text",
             description=f"what the {carrier.group(1).lower()} should say",
@@ -275,76 +441,27 @@ def _subject(a: Analysis) -> None:
     if VAGUE_SUBJECT.match(core) or not content_words(core):
         a.add(kind="subject", description="what the image should show", action="ask", span=core or None)
         return
-    plain = QUOTED.sub("", SAYS.sub("", core))
-    if _is_descriptive(plain):
+    plain = QUOTED.sub("", SAYS.sub("", core)).strip()
+    span = description_span(plain)
+    if span:
         a.add(
             kind="knowledge",
             description="the request describes its subject instead of naming it",
             action="reason",
-            span=core,
-            query=knowledge_question(core),
-        )
-    elif STATE.search(plain) and len(content_words(plain)) >= 2:
-        a.add(
-            kind="knowledge",
-            description="what this state or process looks like must be worked out",
-            action="reason",
-            span=core,
-            query=look_question(core),
+            span=span,
+            query=knowledge_question(span),
         )
 
 
-def _is_descriptive(core: str) -> bool:
-    n = len(words(core))
-    if n < 3:
-        return False
-    if DESCRIPTIVE.search(core):
-        return True
-    # An appositive ("An amphitheater, a testament to ...") describes instead of naming.
-    if re.search(r",\s+(?:a|an|the)\s+\w+", core) and n >= 5:
-        return True
-    # "the X of Y" definite descriptions: "the currency of the United Kingdom"
-    # ("the Statue of Liberty", "the Bank of England" are names already.)
-    m = re.match(r"^the\s+(?:\w+\s+){0,2}?(\w+)\s+of\s+", core, re.I)
-    if m and m.group(1)[:1].islower():
-        return True
-    return _definite_category(core)
-
-
-def _definite_category(core: str) -> bool:
-    """'the creature on the flag of Wales': a category noun, then a name or a clause that singles one out.
-    Plain scenes ("the tower at the end of the street") and names ("the Eiffel Tower") stay as they are."""
-    m = DEFINITE_CATEGORY.match(core)
-    if not m:
-        return False
-    head = core[: m.start("rest")].split()
-    if head[-1][:1].isupper():  # "the Eiffel Tower", "the Golden Gate Bridge": already a name
-        return False
-    return _has_proper_noun(core) or bool(CLAUSE.search(core[3:]))
-
-
-def look_question(core: str) -> str:
-    phrase = _lower_head(core.rstrip(" .!?"))
-    return f"What does {phrase} look like?"
-
-
-def _lower_head(phrase: str) -> str:
+def knowledge_question(span: str) -> str:
+    phrase = span.rstrip(" .!?")
     first, _, rest = phrase.partition(" ")
-    if first.lower() in STOP and not any(ch.isupper() for ch in first[1:]):
+    if first in ("The", "A", "An"):
         phrase = first.lower() + (" " + rest if rest else "")
-    return phrase
-
-
-def knowledge_question(core: str) -> str:
-    phrase = core.rstrip(" .!?")
-    # Keep proper nouns capitalised: only lower an initial article or common word.
-    first, _, rest = phrase.partition(" ")
-    if first.lower() in STOP or first.lower() in {"most", "largest", "tallest"} or first.istitle():
-        if not any(ch.isupper() for ch in first[1:]):
-            phrase = first.lower() + (" " + rest if rest else "")
-    if not re.match(r"^(the|a|an|this|that|these|those|some|two|three|\d+)\b", phrase, re.I):
-        phrase = "the " + phrase
-    word = "Who" if PERSON_NOUNS.match(phrase) else "What"
+    if not re.match(r"^(the|a|an)\b", phrase):
+        phrase = "the " + phrase if not phrase[:1].isupper() else phrase
+    head = " ".join(phrase.split()[:5])
+    word = "Who" if PERSON_NOUNS.search(head) else "What"
     return f"{word} is {phrase}?"
 
 
@@ -366,7 +483,7 @@ def analyze(request: str) -> Analysis:
     _personal(a)
     _subject(a)
     _time(a)
-    if a.gaps_of("time"):  # current facts come from search, not from the model's memory
+    if a.gaps_of("time") and not a.past:  # current facts come from search, not from the model's memory
         a.gaps = [g for g in a.gaps if g.kind != "knowledge"]
     _purpose(a)
     _text(a)

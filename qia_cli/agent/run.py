@@ -7,17 +7,16 @@ callbacks and never prints.
 from __future__ import annotations
 
 import json
-import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 from qia_cli.agent.planner import Planner, PlanOptions
 from qia_cli.agent.types import GenerateResult, Output, Plan, RenderSpec
 from qia_cli.config import Settings
-
-MAX_SEED = 2**32 - 1
+from qia_cli.seeds import MAX_SEED, random_seed  # noqa: F401  (MAX_SEED: re-exported)
 
 
 @dataclass
@@ -55,10 +54,12 @@ class Callbacks:
 class Agent:
     settings: Settings
     verbose: bool = False
-    memory: object | None = None
-    search: object | None = None
-    llm: object | None = None  # an LLM, or None to build it lazily from settings
-    scorer: object | None = None  # a Scorer for the feedback loop, or None to load settings.scorer when needed
+    # Any until these get protocol types (issue 17, section 3).
+    memory: Any = None  # a MemoryStore, or None
+    search: Any = None  # a search backend, or None
+    llm: Any = None  # an LLM, or None to build it lazily from settings
+    knowledge: Any = None  # the LLM for knowledge questions, or None to pick it from settings
+    scorer: Any = None  # a Scorer for the feedback loop, or None to load settings.scorer when needed
     callbacks: Callbacks = field(default_factory=Callbacks)
     _planner: Planner | None = None
 
@@ -73,6 +74,7 @@ class Agent:
                 search_deadline=self.settings.search_timeout,
                 search_ttl=self.settings.search_ttl,
                 progress=self.callbacks.progress,
+                knowledge=self.knowledge if self.knowledge is not None else self._make_knowledge,
             )
         return self._planner
 
@@ -82,21 +84,53 @@ class Agent:
         self.llm = make_llm(self.settings, verbose=self.verbose)
         return self.llm
 
+    def _make_knowledge(self):
+        from qia_cli.llm.factory import make_knowledge_llm
+
+        self.knowledge = make_knowledge_llm(self.settings, self.planner.llm, verbose=self.verbose)
+        return self.knowledge
+
     def plan(self, request: str, options: PlanOptions | None = None) -> Plan:
         options = options or PlanOptions()
         mode = self.settings.llm_gaps
-        # Measured: the 135M bundled model proposes no gap that survives validation, at 0.3-3 s a call.
-        options.llm_gaps = mode == "on" or (mode == "auto" and self.settings.llm != "bundled")
+        options.llm_gaps = mode == "on" or (mode == "auto" and self._llm_gaps_auto())
         plan = self.planner.plan(request, options)
+        note = cut_note(plan)
+        if note:
+            plan.warnings.append(note)
         if self.memory is not None and self.planner.recalled:
-            self.memory.touch(self.planner.recalled)
+            self._remember(plan, lambda: self.memory.touch(self.planner.recalled))
         return plan
+
+    @staticmethod
+    def _remember(plan: Plan, write: Callable[[], object]) -> None:
+        """A write to memory that must not undo the work done (a plan, saved images): a warning if it fails."""
+        from qia_cli.errors import MemoryCorruptError, QiaError
+
+        try:
+            write()
+        except MemoryCorruptError:
+            raise
+        except QiaError as exc:
+            plan.warnings.append(f"not recorded in memory: {exc.message}")
+
+    def _llm_gaps_auto(self) -> bool:
+        """llm_gaps=auto: never for the bundled 135M (measured: it proposes no gap that survives validation,
+        at 0.3-3 s a call); for a GGUF, what its profile says (instruct, 1.2B parameters and up); on for
+        servers and anything without a profile."""
+        spec = self.settings.llm
+        if spec == "bundled":
+            return False
+        if spec.startswith("openai") or spec == "fake":
+            return True
+        profile = getattr(getattr(self.planner.llm, "info", None), "profile", None)
+        return True if profile is None else profile.llm_gaps
 
     def release_llm(self) -> None:
         """Free the planner LLM before diffusion loads, so the two don't compete for VRAM."""
-        llm = self.llm
-        if llm is not None and hasattr(llm, "close"):
-            llm.close()
+        for llm in {id(m): m for m in (self.llm, self.knowledge) if m is not None}.values():
+            if hasattr(llm, "close"):
+                llm.close()
 
     def should_release_llm(self, opts: RenderOptions, device: str) -> bool:
         """opts.release_llm, or for None (auto): True only when the LLM and the pipeline share a GPU."""
@@ -123,11 +157,47 @@ class Agent:
             self._planner.search = backend
 
     # -- rendering ------------------------------------------------------------------------------
+    def check_render(self, opts: RenderOptions) -> None:
+        """Every render input that can be checked without loading anything, so that a command fails at
+        once and not after planning: the model (on paper), size, seed, output place, device and, when
+        feedback rounds are asked for, the scorer. Raises a QiaError; imports no torch for device auto/cpu."""
+        from qia_cli.imaging import diffusers as renderer
+        from qia_cli.imaging.families import defaults_for
+        from qia_cli.imaging.output import check_output_file, check_writable
+        from qia_cli.seeds import check_seed
+
+        s = self.settings
+        model = opts.model or s.image_model
+        renderer.check_model(model)
+        fam = defaults_for(model)
+        renderer.validate_size(opts.width or s.width or fam.width, opts.height or s.height or fam.height)
+        check_seed(opts.seed, opts.count)
+        if opts.output is not None:
+            check_output_file(opts.output, overwrite=opts.overwrite)
+        else:
+            check_writable(opts.outdir or Path(s.outdir or Path.cwd() / "qia-out").expanduser())
+        device = (opts.device or s.device or "auto").strip().lower()
+        if device not in {"auto", "cpu"}:
+            from qia_cli.imaging.device import resolve_device
+
+            resolve_device(device)  # an unknown or absent device (needs torch: only when one is named)
+        wanted = opts.rounds if opts.rounds is not None else s.rounds
+        if wanted and self.scorer is None:
+            from qia_cli.imaging.scoring import check_available
+
+            check_available(opts.scorer or s.scorer)
+
     def spec_for(self, plan: Plan, opts: RenderOptions) -> RenderSpec:
         from qia_cli.imaging.families import defaults_for
 
         s = self.settings
-        model = opts.model or s.image_model
+        # "Like the one I made yesterday": that session's seed and model, unless the user names others.
+        session_seed = plan.session.seed if plan.session is not None else None
+        model = (
+            opts.model
+            or (plan.session.model if plan.session is not None and plan.session.model else None)
+            or s.image_model
+        )
         fam = defaults_for(model)
         negative = plan.negative_prompt
         if opts.negative and opts.negative not in negative:
@@ -139,8 +209,14 @@ class Agent:
             width=opts.width or s.width or fam.width,
             height=opts.height or s.height or fam.height,
             steps=opts.steps or s.steps or fam.steps,
-            guidance=opts.guidance if opts.guidance is not None else (s.guidance if s.guidance is not None else fam.guidance),
-            seed=opts.seed if opts.seed is not None else random.randint(0, MAX_SEED - 64),
+            guidance=opts.guidance
+            if opts.guidance is not None
+            else (s.guidance if s.guidance is not None else fam.guidance),
+            seed=opts.seed
+            if opts.seed is not None
+            else session_seed
+            if session_seed is not None
+            else random_seed(opts.count),
             device=opts.device or s.device,
             dtype=opts.dtype or s.dtype,
             vae=opts.vae or s.vae,
@@ -169,21 +245,36 @@ class Agent:
         if self.should_release_llm(opts, spec.device):
             self.release_llm()
         start = time.perf_counter()
-        loaded = renderer.load_pipeline(spec.model, spec.device, dtype=spec.dtype, vae=spec.vae,
-                                        progress=self.callbacks.progress, verbose=self.verbose)
+        loaded = renderer.load_pipeline(
+            spec.model,
+            spec.device,
+            dtype=spec.dtype,
+            vae=spec.vae,
+            progress=self.callbacks.progress,
+            verbose=self.verbose,
+        )
         timings["load_pipeline"] = round(time.perf_counter() - start, 4)
+        note = clip_note(loaded.pipe, spec.prompt)
+        if note and note not in plan.warnings:
+            plan.warnings.append(note)
         spec = spec.model_copy(update={"dtype": loaded.dtype_name, "vae": loaded.vae})
         rounds = self._feedback_rounds(plan, wanted, loaded.device, scorer_source)
 
         start = time.perf_counter()
         images = renderer.render(
-            spec, count=opts.count, on_step=self.callbacks.on_step, cancel=self.callbacks.cancel, loaded=loaded,
+            spec,
+            count=opts.count,
+            on_step=self.callbacks.on_step,
+            cancel=self.callbacks.cancel,
+            loaded=loaded,
             verbose=self.verbose,
         )
         timings["render"] = round(time.perf_counter() - start, 4)
         if any(renderer.is_black(image) for image, _seed in images):
-            plan.warnings.append(f"the image came out all black (NaNs in {spec.dtype}?)"
-                                 + ("; try --dtype fp32" if spec.dtype != "fp32" else ""))
+            plan.warnings.append(
+                f"the image came out all black (NaNs in {spec.dtype}?)"
+                + ("; try --dtype fp32" if spec.dtype != "fp32" else "")
+            )
 
         from qia_cli.agent.feedback import Shot
 
@@ -225,7 +316,7 @@ class Agent:
         second) and then holds only CPU memory.
         """
         llm = self.llm
-        if llm is None or (getattr(llm, "n_gpu_layers", 0) and device != "cpu"):
+        if llm is None or (bool(getattr(llm, "n_gpu_layers", 0)) and device != "cpu"):
             return None
         from qia_cli.agent.grounding.reasoning import describe
         from qia_cli.errors import QiaError
@@ -234,7 +325,7 @@ class Agent:
             if item.lower().startswith("text "):
                 return None
             try:
-                return describe(llm, item)
+                return describe(llm, item).text
             except (QiaError, OSError, RuntimeError, ValueError):
                 return None
 
@@ -256,14 +347,23 @@ class Agent:
         phrase = self._phrase_fn(loaded.device)
 
         def draw(spec: RenderSpec):
-            return renderer.render(spec, count=1, on_step=self.callbacks.on_step, cancel=self.callbacks.cancel,
-                                   loaded=loaded, verbose=self.verbose)[0][0]
+            return renderer.render(
+                spec,
+                count=1,
+                on_step=self.callbacks.on_step,
+                cancel=self.callbacks.cancel,
+                loaded=loaded,
+                verbose=self.verbose,
+            )[0][0]
 
         done = []
         for index, (first,) in enumerate(chains):
-            loop = FeedbackLoop(list(plan.checklist), self.settings.threshold, phrase=phrase,
-                                use_negative=first.spec.guidance > 1)
-            done.append(run_rounds(loop, first, draw, scorer.score, rounds, image=index, progress=self.callbacks.progress))
+            loop = FeedbackLoop(
+                list(plan.checklist), self.settings.threshold, phrase=phrase, use_negative=first.spec.guidance > 1
+            )
+            done.append(
+                run_rounds(loop, first, draw, scorer.score, rounds, image=index, progress=self.callbacks.progress)
+            )
         if self.scorer is None:
             scoring.release_if_tight()
         timings["feedback"] = round(time.perf_counter() - start, 4)
@@ -278,29 +378,100 @@ class Agent:
             kept = next((s for s in shots if s.round is None or s.round.kept), shots[0])
             rounds = [s.round for s in shots if s.round is not None]
             extra = [s for s in shots if s is not kept] if opts.keep_all else []
+            # Every file of a chain is named after the kept image: NAME.png, and NAME_r0.png (the first
+            # render), NAME_r1.png, ... for the rounds --keep-all keeps.
+            stem = output_name(plan.request, kept.spec.seed)[: -len(".png")]
             for shot in extra + [kept]:  # the kept image last, so its files name all the others
                 output, name = opts.output, None
-                tag = "" if shot is kept else f"-r{shot.round.index}"
+                tag = "" if shot is kept else f"_r{shot.round.index}"
                 if output is not None:
                     number = f"-{index + 1}" if len(chains) > 1 else ""
                     output = output.with_name(f"{output.stem}{number}{tag}{output.suffix or '.png'}")
-                elif tag:
-                    name = output_name(plan.request, shot.spec.seed)[: -len(".png")] + f"_r{shot.round.index}"
+                else:
+                    name = stem + tag
                 metadata = build_metadata(plan.request, shot.spec, shot.spec.seed, plan_json)
                 if rounds:
                     metadata["qia:round"] = str(shot.round.index)
                     metadata["qia:rounds"] = json.dumps([r.model_dump() for r in rounds], ensure_ascii=False)
                 record = result.model_copy(update={"outputs": [], "rounds": rounds, "render": shot.spec})
-                png, side = save_image(shot.image, outdir=outdir, output=output, metadata=metadata,
-                                       sidecar=json.loads(record.model_dump_json()), name=name,
-                                       overwrite=opts.overwrite)
+                png, side = save_image(
+                    shot.image,
+                    outdir=outdir,
+                    output=output,
+                    metadata=metadata,
+                    sidecar=json.loads(record.model_dump_json()),
+                    name=name,
+                    overwrite=opts.overwrite,
+                )
                 if shot.round is not None:
                     shot.round.output = str(png)
                 if shot is kept:
-                    result.outputs.append(Output(path=str(png), sidecar=str(side), seed=shot.spec.seed,
-                                                 width=shot.image.width, height=shot.image.height))
+                    result.outputs.append(
+                        Output(
+                            path=str(png),
+                            sidecar=str(side),
+                            seed=shot.spec.seed,
+                            width=shot.image.width,
+                            height=shot.image.height,
+                        )
+                    )
 
-    def record_session(self, plan: Plan, outputs: list[str], kind: str) -> None:
+    def record_session(self, plan: Plan, outputs: list[str], kind: str, spec: RenderSpec | None = None) -> None:
         if self.memory is None:
             return
-        self.memory.add_session({"request": plan.request, "prompt": plan.prompt, "outputs": outputs, "kind": kind})
+        record = {
+            "request": plan.request,
+            "prompt": plan.prompt,
+            "outputs": outputs,
+            "kind": kind,
+            "seed": spec.seed if spec else None,
+            "model": spec.model if spec else None,
+        }
+        self._remember(plan, lambda: self.memory.add_session(record))
+
+
+def _short(text: str, width: int = 80) -> str:
+    return text if len(text) <= width else text[: width - 1] + "\u2026"
+
+
+def cut_note(plan: Plan) -> str | None:
+    """A warning naming what the plan found but the prompt had no room for (the request always goes in
+    whole, then the additions while the word budget lasts: a long request crowds them out)."""
+    from qia_cli.agent.compose import MAX_PROMPT_WORDS
+
+    prompt = plan.prompt.lower()
+    room = MAX_PROMPT_WORDS - len(plan.prompt.split())
+    missing = [
+        e.content.strip(" ,.;")
+        for e in plan.evidence
+        if e.used
+        and e.source in {"memory", "user", "search", "session", "reasoning"}
+        and e.content.strip(" ,.;")
+        and e.content.strip(" ,.;").lower() not in prompt
+    ]
+    missing = list(dict.fromkeys(missing))
+    if not any(len(text.split()) > room for text in missing):  # left out by choice, not for room
+        return None
+    shown = "; ".join(f"'{_short(text, 60)}'" for text in missing[:3]) + (" ..." if len(missing) > 3 else "")
+    return (
+        f"the prompt is capped at {MAX_PROMPT_WORDS} words and the request fills it: "
+        f"{len(missing)} thing(s) the plan found were left out: {shown}"
+    )
+
+
+def clip_note(pipe, prompt: str) -> str | None:
+    """A warning naming what the image model will not read: CLIP text encoders stop at 77 tokens."""
+    tokenizer = getattr(pipe, "tokenizer", None)
+    if tokenizer is None or not prompt:
+        return None
+    try:
+        limit = int(getattr(tokenizer, "model_max_length", 0) or 0)
+        if not 8 <= limit <= 4096:
+            return None
+        ids = tokenizer(prompt, truncation=False).input_ids
+        if len(ids) <= limit:
+            return None
+        dropped = tokenizer.decode(ids[limit - 1 : -1], skip_special_tokens=True).strip()
+    except Exception:  # noqa: BLE001 - only a warning: never fail a render over it
+        return None
+    return f"the image model reads {limit} tokens and the prompt has {len(ids)}; it will not see: '{_short(dropped)}'"

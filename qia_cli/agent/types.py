@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from qia_cli.llm.types import ModelInfo, ModelProfile  # noqa: F401  (part of the plan contract)
+
 SCHEMA_VERSION = 1
 
 GapKind = Literal[
@@ -52,12 +54,24 @@ class Evidence(BaseModel):
     source: EvidenceSource
     content: str = Field(description="What the mechanism contributed, as it enters the prompt")
     detail: str | None = Field(default=None, description="Where it came from: a URL, a memory id, the question asked")
+    role: Literal["name", "look", "fact"] | None = Field(
+        default=None, description="For reasoning: the name of the described thing, or what it looks like"
+    )
+    confidence: float | None = Field(
+        default=None, description="The model's mean token log-probability for this answer, where known"
+    )
+    used: bool = Field(default=True, description="False: recorded for the trace, kept out of the prompt (a guess)")
 
 
-class ModelInfo(BaseModel):
-    name: str
-    backend: str
-    path: str | None = None
+class SessionRef(BaseModel):
+    """A recorded session the request points back to ("like the one I made yesterday")."""
+
+    id: str
+    time: str
+    request: str
+    prompt: str = ""
+    seed: int | None = None
+    model: str | None = None
 
 
 class Plan(BaseModel):
@@ -73,6 +87,9 @@ class Plan(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)
     model: ModelInfo | None = None
     previous_prompt: str | None = Field(default=None, description="The prompt this plan refines, in a session")
+    session: SessionRef | None = Field(
+        default=None, description="The recorded session the request refers to; its seed and model are reused"
+    )
 
     @property
     def assumptions(self) -> list[Evidence]:

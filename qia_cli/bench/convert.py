@@ -9,9 +9,9 @@ prompt test nothing and are dropped, and so are keys below the confidence asked 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from qia_cli.errors import UsageError
 
@@ -57,8 +57,8 @@ def convert_wise(records: Path, keys: Path, min_confidence: str = "high") -> Con
         prompt = record.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
             raise UsageError(f"{records}:{number}: the record has no 'prompt'")
-        key = answers.get(str(record["id"]))
-        phrases = [k for k in (key or {}).get("keys") or [] if isinstance(k, str) and k.strip()]
+        key = answers.get(str(record["id"])) or {}
+        phrases = [k for k in key.get("keys") or [] if isinstance(k, str) and k.strip()]
         if not phrases:
             out.no_key += 1
             continue

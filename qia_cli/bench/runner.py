@@ -1,4 +1,5 @@
-"""Run suites: the agent (the real planner, non-interactive) and the two baselines on the same LLM.
+"""Run suites: the agent (the real planner, non-interactive) and the baselines on the same LLM
+(`enhance` and `single` call it; `raw` costs nothing and always runs).
 
 Each item gets a fresh, empty QIA_HOME (a temp folder) with its own memory store, so nothing of the
 user's memory, config or search cache is read or written. Search items get their recorded results
@@ -13,13 +14,13 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from qia_cli.bench import baselines, scorers
 from qia_cli.bench.suite import Item, Suite, subset
 
-SYSTEMS = ("agent", "enhance", "raw")
+SYSTEMS = ("agent", "enhance", "single", "raw")
 OnItem = Callable[[str, Item], None]
 
 
@@ -37,23 +38,35 @@ def _home(path: str) -> Iterator[None]:
 
 
 def score_item(item: Item, prompt: str, plan: dict | None) -> scorers.Score:
-    """The same scorer for every system; baselines have no plan."""
+    """The same scorer for every system; baselines have no plan (on ordinary items the single-call
+    baseline passes its answer as reasoning evidence)."""
     if item.capability == "reason":
         return scorers.score_reason(prompt, item.request, item.expect_any)
     if item.capability in ("search", "memory"):
         return scorers.score_facts(prompt, item.request, item.expect, item.forbid)
+    if item.capability == "ordinary":
+        return scorers.score_harm(prompt, item.request, plan)
     return scorers.score_plan(prompt, item.request, item.label or "specified", plan)
 
 
 def _result(prompt: str, score: scorers.Score, tokens: int, seconds: float) -> dict:
-    return {"prompt": prompt, "status": score.status, "detail": score.detail, "tokens": tokens,
-            "seconds": round(seconds, 4), **score.extra}
+    return {
+        "prompt": prompt,
+        "status": score.status,
+        "detail": score.detail,
+        "tokens": tokens,
+        "seconds": round(seconds, 4),
+        **score.extra,
+    }
 
 
 class Runner:
-    def __init__(self, llm, settings, *, out_dir: Path | None = None, on_item: OnItem | None = None) -> None:
+    def __init__(
+        self, llm, settings, *, out_dir: Path | None = None, on_item: OnItem | None = None, baselines: bool = True
+    ) -> None:
         self.llm = llm
         self.settings = settings
+        self.baselines = baselines
         self.out_dir = out_dir
         self.on_item = on_item or (lambda _suite, _item: None)
 
@@ -100,9 +113,17 @@ class Runner:
             row["questions"] = len(plan.questions)
             self._keep(suite, item, plan)
 
-        start = time.perf_counter()
-        prompt, tokens = baselines.enhance(self.llm, item.request)
-        row["enhance"] = _result(prompt, score_item(item, prompt, None), tokens, time.perf_counter() - start)
+        if self.baselines:
+            start = time.perf_counter()
+            prompt, tokens = baselines.enhance(self.llm, item.request)
+            row["enhance"] = _result(prompt, score_item(item, prompt, None), tokens, time.perf_counter() - start)
+            start = time.perf_counter()
+            prompt, answer, tokens = baselines.single(self.llm, item.request)
+            # on ordinary items the answer is what reasoning would have added: score it as such
+            added = None
+            if item.capability == "ordinary":
+                added = {"evidence": [{"source": "reasoning", "content": answer}]}
+            row["single"] = _result(prompt, score_item(item, prompt, added), tokens, time.perf_counter() - start)
         prompt = baselines.raw(item.request)
         row["raw"] = _result(prompt, score_item(item, prompt, None), 0, 0.0)
         return row

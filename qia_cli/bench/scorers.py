@@ -1,33 +1,27 @@
 """Scorers: did the final prompt acquire the context the request lacked?
 
-All scorers compare *content words* after the same normalisation: case folded, accents and
+Most scorers compare *content words* after the same normalisation: case folded, accents and
 punctuation dropped, a possessive 's removed and simple plurals stripped ("berries" -> "berry",
 "boxes" -> "box", "eggs" -> "egg"). A phrase is *in* a prompt when all its content words are.
 
 Words the request already contains prove nothing: only the words a phrase adds count. A phrase that
 adds no word tests nothing; an item made only of such phrases is `skipped`, not passed.
+
+The harm scorer (`ordinary` items) is stricter about the request: every word of it, function words
+and plurals as written, must survive (`word_tokens` folds only case and accents).
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
+
+from qia_cli.text import STOPWORDS, content_words, normalise, singular, word_tokens  # noqa: F401
 
 Status = Literal["pass", "fail", "skipped"]
 
-STOPWORDS = frozenset(
-    """a an the of in on at to for with and or but nor is are was were be been being by from as into onto
-    over under about than then so such very this that these those it its their there here which who whom
-    whose what when where why how all any each every both few many much more most some other another own
-    same our my your his her him them they we you i me us do does did done not no can could would should
-    will shall may might must also just only up down out off s image picture""".split()
-)
 CONTENT_KINDS = frozenset({"subject", "knowledge", "time", "personal", "text", "purpose"})
 KEEP_RATIO = 0.9
-_WORD = re.compile(r"[a-z0-9]+")
-_POSSESSIVE = re.compile(r"['\u2019]s\b")
 
 
 @dataclass
@@ -39,31 +33,6 @@ class Score:
     @property
     def passed(self) -> bool:
         return self.status == "pass"
-
-
-def singular(word: str) -> str:
-    """Simple plural stripping, applied to both sides of a comparison: berries/berry -> berry,
-    boxes/box -> box, horses/horse -> horse, cookies/cookie -> cooky, tomatoes/tomato -> tomato."""
-    if len(word) > 4 and word.endswith("ies"):
-        word = word[:-3] + "y"
-    elif word.endswith(("sses", "xes", "zes", "ches", "shes")) or (len(word) > 5 and word.endswith("oes")):
-        word = word[:-2]
-    elif len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        word = word[:-1]
-    if len(word) > 3 and word.endswith("ie"):
-        word = word[:-2] + "y"
-    return word
-
-
-def normalise(text: str) -> list[str]:
-    """Lowercase, accent-free, singular word tokens of `text`."""
-    text = unicodedata.normalize("NFKD", text or "")
-    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
-    return [singular(w) for w in _WORD.findall(_POSSESSIVE.sub("", text))]
-
-
-def content_words(text: str) -> set[str]:
-    return {w for w in normalise(text) if w not in STOPWORDS}
 
 
 def new_words(phrase: str, request: str) -> set[str]:
@@ -133,7 +102,7 @@ def score_plan(prompt: str, request: str, label: str, plan: dict | None) -> Scor
     """`underspecified`: a content gap was asked about or assumed. `specified`: no question, and
     at least 90% of the request's content words kept. A baseline has no plan: it detects nothing."""
     flagged = detects_underspecified(plan)
-    extra = {"flagged": flagged}
+    extra: dict[str, Any] = {"flagged": flagged}
     if label == "underspecified":
         return Score("pass" if flagged else "fail", "content gap found" if flagged else "no content gap", extra)
     questions = len((plan or {}).get("questions", []))
@@ -144,3 +113,42 @@ def score_plan(prompt: str, request: str, label: str, plan: dict | None) -> Scor
     if ratio < KEEP_RATIO:
         return Score("fail", f"kept {ratio:.0%} of the request's content words", extra)
     return Score("pass", f"kept {ratio:.0%}", extra)
+
+
+HEAD_WORDS = 3
+
+
+def reasoning_words(plan: dict | None) -> set[str]:
+    """The content words of every piece of evidence with source `reasoning` in a plan."""
+    found: set[str] = set()
+    for evidence in (plan or {}).get("evidence", []):
+        if evidence.get("source") == "reasoning":
+            found |= content_words(evidence.get("content") or "")
+    return found
+
+
+def score_harm(prompt: str, request: str, plan: dict | None) -> Score:
+    """A fully specified request must reach the image model intact. Harm is any of:
+
+    - dropped: a word of the request (function words and mediums included) is not in the prompt;
+    - new subject: a content word that reasoning evidence put into the prompt and the request lacks;
+    - head: the prompt does not start with the request's first three words.
+
+    A baseline's plan may carry its own LLM answer as reasoning evidence (the single-call baseline)."""
+    asked = word_tokens(request)
+    got = word_tokens(prompt)
+    dropped = sorted(set(asked) - set(got))
+    new_subject = sorted((reasoning_words(plan) & content_words(prompt)) - content_words(request))
+    head = asked[:HEAD_WORDS]
+    head_changed = got[: len(head)] != head
+    extra = {"dropped": dropped, "new_subject": new_subject, "head_changed": head_changed}
+    problems = []
+    if dropped:
+        problems.append("dropped: " + ", ".join(dropped))
+    if new_subject:
+        problems.append("new subject: " + ", ".join(new_subject))
+    if head_changed:
+        problems.append(f"head changed: '{' '.join(got[: len(head)])}' for '{' '.join(head)}'")
+    if problems:
+        return Score("fail", "; ".join(problems), extra)
+    return Score("pass", "request intact", extra)

@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from qia_cli.cli import common, console
-from qia_cli.cli.app import app
+from qia_cli.cli.root import app
+from qia_cli.errors import UsageError
 
 
 @app.command("batch")
 def batch_command(
-    file: Annotated[Path, typer.Argument(help="JSONL ({\"request\": ...} per line) or text (one request per line).",
-                                         show_default=False)],
+    file: Annotated[
+        Path,
+        typer.Argument(help='JSONL ({"request": ...} per line) or text (one request per line).', show_default=False),
+    ],
     model: common.ModelOpt = None,
     steps: common.StepsOpt = None,
     size: common.SizeOpt = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Base seed: line N gets SEED+N-1 unless it sets its own (default: random, and recorded).", show_default=False)] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed",
+            help=f"Base seed: line N gets SEED+N-1 unless it sets its own ({common.SEED_HELP}, recorded).",
+            show_default=False,
+        ),
+    ] = None,
     guidance: common.GuidanceOpt = None,
     negative: common.NegativeOpt = None,
     count: common.CountOpt = 1,
@@ -27,12 +38,53 @@ def batch_command(
     dtype: common.DtypeOpt = None,
     vae: common.VaeOpt = None,
     plan_only: Annotated[bool, typer.Option("--plan-only", help="Plan every line, render nothing.")] = False,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=64, help="Lines planned at once with an LLM server (a local GGUF plans one at a time).")] = 1,
-    shard: Annotated[Optional[str], typer.Option("--shard", help="I/N: only every N-th request, starting at the I-th (for several machines).", show_default=False)] = None,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            max=64,
+            help="Lines planned at once with an LLM server (a local GGUF plans one at a time).",
+        ),
+    ] = 1,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            help="I/N: only every N-th request, starting at the I-th (for several machines).",
+            show_default=False,
+        ),
+    ] = None,
     json_out: common.JsonOpt = False,
     llm: common.LlmOpt = None,
     search: common.SearchOpt = None,
     no_memory: common.NoMemoryOpt = False,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help='Run on Ray: local (this machine), auto (the running cluster), ray://HOST:PORT (Ray Client), or off. Needs pip install "qia-cli[ray]". Env: QIA_RAY.',
+            show_default=False,
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=4096,
+            help="With --ray: render actors (default: one per GPU, or one per node without GPUs).",
+            show_default=False,
+        ),
+    ] = None,
+    shared_outdir: Annotated[
+        bool,
+        typer.Option(
+            "--shared-outdir",
+            help="With --ray: OUTDIR is mounted at the same path on every node; workers write images there instead of sending them back.",
+        ),
+    ] = False,
 ) -> None:
     """Plan and render every request of FILE; write OUTDIR/results.jsonl, one record per line.
 
@@ -47,6 +99,8 @@ def batch_command(
       qia batch requests.jsonl --llm openai:http://127.0.0.1:8080/v1 --jobs 4
 
       qia batch requests.jsonl --shard 2/4 --outdir out/shard-2
+
+      qia batch requests.jsonl --ray auto --outdir out/
     """
     from qia_cli.agent.batch import BatchOptions, Results, llm_backend, read_lines, run_batch, select_shard
     from qia_cli.agent.run import RenderOptions
@@ -57,25 +111,70 @@ def batch_command(
     if size:
         width, height = parse_size(size)
     common.check_device(device)
+    seed = common.check_seed(seed)
     common.check_render_choices(dtype, vae)
     lines = select_shard(read_lines(file), shard)
 
+    if ray not in (None, "off"):
+        from qia_cli.agent.batch_ray import check_address
+
+        check_address(ray)
     flags = common.PlanFlags(None, json_out, llm, search, True, [], None, False, no_memory)
-    agent = common.build_agent(flags)
+    agent = common.build_agent(flags, {"ray": ray})
+    address = agent.settings.ray if agent.settings.ray not in (None, "off") else None
+    if address is None and (workers is not None or shared_outdir):
+        raise UsageError("--workers and --shared-outdir need --ray", hint="e.g. --ray local --workers 2")
+    if address is not None:
+        from qia_cli.agent.batch_ray import check_address, require_ray
+
+        check_address(address)
+        require_ray()  # not installed: fail now, with the install command
     folder = Path(outdir or agent.settings.outdir or Path.cwd() / "qia-out").expanduser().absolute()
     results = Results(folder)
     agent.llm = make_llm(agent.settings, verbose=console.state.verbose)  # a bad --llm fails here, before any line
     options = BatchOptions(
-        render=RenderOptions(model=model, steps=steps, guidance=guidance, width=width, height=height, count=count,
-                             negative=negative, device=device, dtype=dtype, vae=vae, outdir=folder),
-        plan_only=plan_only, jobs=jobs, seed=seed,
+        render=RenderOptions(
+            model=model,
+            steps=steps,
+            guidance=guidance,
+            width=width,
+            height=height,
+            count=count,
+            negative=negative,
+            device=device,
+            dtype=dtype,
+            vae=vae,
+            outdir=folder,
+        ),
+        plan_only=plan_only,
+        jobs=jobs,
+        seed=seed,
     )
-    if jobs > 1 and llm_backend(agent) != "openai":
-        console.info(f"[dim]note: --jobs {jobs} applies to LLM servers; the planner {agent.llm.info.name} runs in "
-                     "this process and plans one line at a time (rendering is always one at a time)[/dim]")
+    if jobs > 1 and llm_backend(agent) != "openai" and address is None:
+        console.info(
+            f"[dim]note: --jobs {jobs} applies to LLM servers; the planner {agent.llm.info.name} runs in "
+            "this process and plans one line at a time (rendering is always one at a time)[/dim]"
+        )
 
     with _BatchProgress(bar=not json_out) as progress:
-        summary = run_batch(agent, lines, results, options, on_start=progress.start, on_result=progress.advance)
+        run = functools.partial(
+            run_batch,
+            agent,
+            lines,
+            results,
+            options,
+            on_start=progress.start,
+            on_result=progress.advance,
+            on_other=progress.other,
+        )
+        if address is None:
+            summary = run()
+        else:
+            from qia_cli.agent.batch_ray import Cluster, RayOptions, RayRunner
+
+            with Cluster(address, verbose=console.state.verbose) as cluster:
+                ray_options = RayOptions(workers=workers, shared_outdir=shared_outdir, on_workers=progress.workers)
+                summary = run(runner=RayRunner(cluster, ray_options))
 
     if json_out:
         import json
@@ -84,8 +183,17 @@ def batch_command(
         sys.stdout.write(json.dumps(summary.as_dict(), indent=2) + "\n")
     else:
         skipped = f", {summary.skipped} already done" if summary.skipped else ""
-        console.out().print(f"{summary.ok} ok, {summary.failed} failed{skipped} of {summary.total} → {summary.results}",
-                            highlight=False, soft_wrap=True)
+        if summary.elsewhere:
+            skipped += f", {summary.elsewhere} done by another qia batch on this folder"
+        ray_note = ""
+        if summary.workers is not None:
+            again = f", {summary.retried} line(s) sent again after a worker died" if summary.retried else ""
+            ray_note = f" ({summary.workers} Ray worker(s){again})"
+        console.out().print(
+            f"{summary.ok} ok, {summary.failed} failed{skipped} of {summary.total} → {summary.results}{ray_note}",
+            highlight=False,
+            soft_wrap=True,
+        )
     if summary.aborted is not None:
         raise summary.aborted
     if summary.failed:
@@ -102,25 +210,32 @@ class _BatchProgress:
         self.bar = None
         self.task = None
         self.ok = self.failed = self.left = 0
+        self.live: int | None = None
 
     def __enter__(self):
         if self.want_bar:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self.bar = Progress(
-                TextColumn("batch"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("[green]{task.fields[ok]} ok[/green] · [red]{task.fields[failed]} failed[/red] · {task.fields[left]} left"),
-                TextColumn("ETA"), TimeRemainingColumn(), console=console.err(),
+                TextColumn("batch"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn(
+                    "[green]{task.fields[ok]} ok[/green] · [red]{task.fields[failed]} failed[/red] · {task.fields[left]} left{task.fields[workers]}"
+                ),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=console.err(),
             )
             self.bar.start()
         return self
 
     def start(self, todo: int, skipped: int) -> None:
-        self.left = todo
+        self.left = self.total = todo
         if skipped and self.enabled:
             console.info(f"[dim]{skipped} line(s) already done: skipped[/dim]")
         if self.bar is not None:
-            self.task = self.bar.add_task("batch", total=todo, ok=0, failed=0, left=todo)
+            self.task = self.bar.add_task("batch", total=todo, ok=0, failed=0, left=todo, workers="")
 
     def advance(self, record: dict) -> None:
         self.left -= 1
@@ -131,12 +246,43 @@ class _BatchProgress:
         if self.bar is not None:
             self.bar.update(self.task, advance=1, ok=self.ok, failed=self.failed, left=self.left)
             if record["status"] != "ok":
-                self.bar.console.print(f"[red]line {record['line']}:[/red] {record['error']}", markup=True,
-                                       highlight=False, soft_wrap=True)
+                self.bar.console.print(
+                    f"[red]line {record['line']}:[/red] {console.safe(record['error'])}",
+                    markup=True,
+                    highlight=False,
+                    soft_wrap=True,
+                )
         elif self.enabled:
-            what = record["error"] if record["status"] != "ok" else ", ".join(o["path"] for o in record["outputs"]) or "planned"
-            console.err().print(f"line {record['line']}: {record['status']}: {what}", markup=False, highlight=False,
-                                soft_wrap=True)
+            what = (
+                record["error"]
+                if record["status"] != "ok"
+                else ", ".join(o["path"] for o in record["outputs"]) or "planned"
+            )
+            console.err().print(
+                f"line {record['line']}: {record['status']}: {what}", markup=False, highlight=False, soft_wrap=True
+            )
+
+    def workers(self, live: int, total: int) -> None:
+        """Ray actors that are up (the rest are starting or restarting)."""
+        if self.bar is not None and self.task is not None:
+            self.bar.update(self.task, workers=f" · {live}/{total} workers")
+        elif self.enabled and live != self.live:
+            console.err().print(f"ray: {live} of {total} worker(s) up", markup=False, highlight=False)
+        self.live = live
+
+    def other(self, line) -> None:
+        """A line another `qia batch` on the same folder holds or has done: not ours to count."""
+        self.left -= 1
+        if self.bar is not None:
+            self.total -= 1
+            self.bar.update(self.task, total=self.total, left=self.left)
+        elif self.enabled:
+            console.err().print(
+                f"line {line.line}: taken by another qia batch on this folder",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
 
     def __exit__(self, *exc) -> None:
         if self.bar is not None:

@@ -1,7 +1,7 @@
-"""`qia bench`: score whether the agent acquired the context, against `raw` and `enhance` baselines.
+"""`qia bench`: score whether the agent acquired the context, and did no harm, against baselines.
 
-    qia bench SUITE...                         run suites (same as `qia bench run SUITE...`)
-    qia bench convert wise FILE --keys KEYS    WISE records + answer keys -> a reason suite
+qia bench SUITE...                         run suites (same as `qia bench run SUITE...`)
+qia bench convert wise FILE --keys KEYS    WISE records + answer keys -> a reason suite
 """
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from typer.core import TyperGroup
 
 from qia_cli.cli import common, console
-from qia_cli.cli.app import app
+from qia_cli.cli.root import app
 from qia_cli.errors import UsageError
 
 
@@ -34,9 +34,10 @@ bench_app = typer.Typer(
     no_args_is_help=True,
     subcommand_metavar="SUITE... | COMMAND [ARGS]...",
     help=(
-        "Score whether the agent acquires the context a request lacks (plan, reason, search, memory), "
-        "offline, against the raw request and a single-shot prompt enhancer on the same LLM.\n\n"
-        "qia bench all  ·  qia bench reason search --limit 5  ·  qia bench my-suite.jsonl --json"
+        "Score whether the agent acquires the context a request lacks (plan, reason, search, memory) and "
+        "leaves full requests intact (ordinary), offline, against the raw request, a single-shot prompt "
+        "enhancer and a single few-shot call on the same LLM. Built-in suites run their test half.\n\n"
+        "qia bench all  ·  qia bench reason search --limit 5 --split dev  ·  qia bench my-suite.jsonl --json"
     ),
 )
 convert_app = typer.Typer(no_args_is_help=True, help="Convert external benchmark files into qia suites.")
@@ -46,23 +47,44 @@ app.add_typer(bench_app, name="bench")
 
 @bench_app.command("run")
 def run_command(
-    suites: Annotated[list[str], typer.Argument(
-        help="Built-in suites (plan, reason, search, memory, all) or JSONL files.", show_default=False)],
+    suites: Annotated[
+        list[str],
+        typer.Argument(
+            help="Built-in suites (plan, reason, search, memory, ordinary, all) or JSONL files.", show_default=False
+        ),
+    ],
     json_out: common.JsonOpt = False,
-    out: Annotated[Optional[Path], typer.Option(
-        "--out", help="Keep each item's plan JSON, and results.jsonl (written as items finish), in this folder.",
-        show_default=False)] = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="At most N items per suite.",
-                                                 show_default=False)] = None,
-    sample: Annotated[Optional[int], typer.Option("--sample", help="Pick the --limit items at random with this seed.",
-                                                  show_default=False)] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Keep each item's plan JSON, and results.jsonl (written as items finish), in this folder.",
+            show_default=False,
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="At most N items per suite.", show_default=False)
+    ] = None,
+    sample: Annotated[
+        int | None,
+        typer.Option("--sample", help="Pick the --limit items at random with this seed.", show_default=False),
+    ] = None,
+    split: Annotated[
+        str,
+        typer.Option("--split", help="Half of the built-in suites to run: dev (tune on it), test (report it) or all."),
+    ] = "test",
+    no_baselines: Annotated[
+        bool, typer.Option("--no-baselines", help="Skip the enhance and single baselines (LLM calls); raw still runs.")
+    ] = False,
     llm: common.LlmOpt = None,
 ) -> None:
-    """Run benchmark suites and print scores per capability for agent, enhance and raw.
+    """Run benchmark suites and print scores per capability for agent, enhance, single and raw.
 
     Examples:
 
       qia bench all
+
+      qia bench reason --split dev --no-baselines
 
       qia bench reason --limit 5 --json > report.json
 
@@ -75,7 +97,7 @@ def run_command(
     from qia_cli.config import load_settings
     from qia_cli.llm.factory import make_llm
 
-    loaded = resolve(suites)
+    loaded = resolve(suites, split.lower())
     if out is not None:
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -85,18 +107,30 @@ def run_command(
     model = make_llm(settings, verbose=console.state.verbose)
     model.complete("Q: ready?\nA:", max_tokens=1)  # load the weights now, not inside the first item's timings
     path = getattr(model.info, "path", None)
-    model_meta = {"name": model.info.name, "backend": model.info.backend,
-                  "file": Path(path).name if path else None, "sha256": reporting.sha256_12(path)}
+    model_meta = {
+        "name": model.info.name,
+        "backend": model.info.backend,
+        "file": Path(path).name if path else None,
+        "sha256": reporting.sha256_12(path),
+    }
 
     total = planned(loaded, limit, sample)
     show = not console.state.quiet and console.stderr_is_tty()
     with _progress(show, total) as advance:
-        runner = Runner(model, settings, out_dir=out, on_item=advance)
+        runner = Runner(model, settings, out_dir=out, on_item=advance, baselines=not no_baselines)
         rows = runner.run(loaded, limit=limit, seed=sample)
     report = reporting.build(
-        rows, suites=[s.name for s in loaded], model=model_meta, seed=sample, limit=limit,
-        settings={"llm": settings.llm, "llm_gaps": settings.llm_gaps,
-                  "llm_threads": settings.llm_threads or os.cpu_count()},
+        rows,
+        suites=[s.name for s in loaded],
+        model=model_meta,
+        seed=sample,
+        limit=limit,
+        split=split.lower() if any(s.split for s in loaded) else None,
+        settings={
+            "llm": settings.llm,
+            "llm_gaps": settings.llm_gaps,
+            "llm_threads": settings.llm_threads or os.cpu_count(),
+        },
         version=__version__,
     )
     if json_out:
@@ -117,8 +151,14 @@ class _progress:
             return lambda _suite, _item: None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            console=console.err(), transient=True)
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console.err(),
+            transient=True,
+        )
         self.bar.start()
         self.task = self.bar.add_task("bench", total=self.total)
         self.started = False
@@ -139,14 +179,19 @@ class _progress:
 
 @convert_app.command("wise")
 def convert_wise_command(
-    file: Annotated[Path, typer.Argument(help="WISE-style JSONL: id, prompt, explanation, optional domain.",
-                                         show_default=False)],
-    keys: Annotated[Path, typer.Option("--keys", help="Answer keys JSONL: id, keys, confidence, answer_in_prompt.",
-                                       show_default=False)],
-    output: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the suite here (default: stdout).",
-                                                   show_default=False)] = None,
-    min_confidence: Annotated[str, typer.Option(
-        "--min-confidence", help="Keep keys of this confidence or higher: high, medium, low.")] = "high",
+    file: Annotated[
+        Path, typer.Argument(help="WISE-style JSONL: id, prompt, explanation, optional domain.", show_default=False)
+    ],
+    keys: Annotated[
+        Path,
+        typer.Option("--keys", help="Answer keys JSONL: id, keys, confidence, answer_in_prompt.", show_default=False),
+    ],
+    output: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the suite here (default: stdout).", show_default=False)
+    ] = None,
+    min_confidence: Annotated[
+        str, typer.Option("--min-confidence", help="Keep keys of this confidence or higher: high, medium, low.")
+    ] = "high",
 ) -> None:
     """Turn WISE-style records and an answer-key file into a reason suite.
 

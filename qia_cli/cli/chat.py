@@ -10,25 +10,51 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from qia_cli.cli import common, console
-from qia_cli.cli.app import app
+from qia_cli.cli.root import app
 
 BANNER = "qia chat: type what to picture. /help for commands, Ctrl-D to leave."
 
 
 @app.command("chat")
 def chat_command(
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Diffusers model: Hugging Face id or local folder.", show_default=False)] = None,
-    size: Annotated[Optional[str], typer.Option("--size", help="WxH, e.g. 768x512 (multiples of 8).", show_default=False)] = None,
-    steps: Annotated[Optional[int], typer.Option("--steps", min=1, max=500, help="Denoising steps (default: from the model family).", show_default=False)] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Fixed seed (default: random per render; a refinement keeps the last seed).", show_default=False)] = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="auto, cuda, mps or cpu.", show_default=False)] = None,
-    outdir: Annotated[Optional[Path], typer.Option("--outdir", help="Folder for images (default: ./qia-out).", show_default=False)] = None,
-    release_llm: Annotated[Optional[bool], typer.Option("--release-llm/--keep-llm", help="Free the planner LLM before each render, or keep it loaded (default: free it only when it shares a GPU with the image model).", show_default=False)] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="Diffusers model: Hugging Face id or local folder.", show_default=False),
+    ] = None,
+    size: Annotated[
+        str | None, typer.Option("--size", help="WxH, e.g. 768x512 (multiples of 8).", show_default=False)
+    ] = None,
+    steps: Annotated[
+        int | None,
+        typer.Option(
+            "--steps", min=1, max=500, help="Denoising steps (default: from the model family).", show_default=False
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed",
+            help=f"Fixed seed, {common.SEED_HELP} per render (a refinement keeps the last seed).",
+            show_default=False,
+        ),
+    ] = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto, cuda, mps or cpu.", show_default=False)] = None,
+    outdir: Annotated[
+        Path | None, typer.Option("--outdir", help="Folder for images (default: ./qia-out).", show_default=False)
+    ] = None,
+    release_llm: Annotated[
+        bool | None,
+        typer.Option(
+            "--release-llm/--keep-llm",
+            help="Free the planner LLM before each render, or keep it loaded (default: free it only when it shares a GPU with the image model).",
+            show_default=False,
+        ),
+    ] = None,
     llm: common.LlmOpt = None,
     search: common.SearchOpt = None,
     no_ask: common.NoAskOpt = False,
@@ -43,12 +69,37 @@ def chat_command(
 
       qia chat --model ./my-pipeline --seed 7 --search off
     """
-    run_chat(model=model, size=size, steps=steps, seed=seed, device=device, outdir=outdir, release_llm=release_llm,
-             llm=llm, search=search, no_ask=no_ask, remember=remember, no_memory=no_memory)
+    run_chat(
+        model=model,
+        size=size,
+        steps=steps,
+        seed=seed,
+        device=device,
+        outdir=outdir,
+        release_llm=release_llm,
+        llm=llm,
+        search=search,
+        no_ask=no_ask,
+        remember=remember,
+        no_memory=no_memory,
+    )
 
 
-def run_chat(*, model=None, size=None, steps=None, seed=None, device=None, outdir=None, release_llm=None,
-             llm=None, search=None, no_ask=False, remember=None, no_memory=False) -> None:
+def run_chat(
+    *,
+    model=None,
+    size=None,
+    steps=None,
+    seed=None,
+    device=None,
+    outdir=None,
+    release_llm=None,
+    llm=None,
+    search=None,
+    no_ask=False,
+    remember=None,
+    no_memory=False,
+) -> None:
     """Build the session from flags and run it: prompt_toolkit on a terminal, plain lines otherwise."""
     from qia_cli.agent.run import RenderOptions
     from qia_cli.errors import UsageError
@@ -58,14 +109,27 @@ def run_chat(*, model=None, size=None, steps=None, seed=None, device=None, outdi
     if device is not None and device not in {"auto", "cuda", "mps", "cpu"}:
         raise UsageError(f"unknown device '{device}'", hint="choose one of: auto, cuda, mps, cpu")
     width, height = parse_size(size) if size else (None, None)
+    seed = common.check_seed(seed)
     flags = common.PlanFlags(llm=llm, search=search, no_ask=no_ask, remember=remember, no_memory=no_memory)
     agent = common.build_agent(flags, progress=common.progress_printer())
-    opts = RenderOptions(model=model, steps=steps, width=width, height=height, seed=seed, device=device,
-                         outdir=outdir, release_llm=release_llm)
+    opts = RenderOptions(
+        model=model,
+        steps=steps,
+        width=width,
+        height=height,
+        seed=seed,
+        device=device,
+        outdir=outdir,
+        release_llm=release_llm,
+    )
     interactive = console.interactive()
-    session = ChatSession(agent, TerminalUI() if interactive else PlainUI(), opts,
-                          ask=interactive and not no_ask and agent.settings.ask,
-                          on_plan=lambda plan: common.learn_from_answers(plan, flags, agent))
+    session = ChatSession(
+        agent,
+        TerminalUI() if interactive else PlainUI(),
+        opts,
+        ask=interactive and not no_ask and agent.settings.ask,
+        on_plan=lambda plan: common.learn_from_answers(plan, flags, agent),
+    )
     if interactive:
         prompt_loop(session)
     else:
@@ -77,7 +141,7 @@ def prompt_loop(session, *, history=None) -> None:
     """Read lines with prompt_toolkit until /quit or Ctrl-D. Ctrl-C clears the line."""
     from prompt_toolkit import PromptSession
 
-    prompt = PromptSession(
+    prompt: PromptSession[str] = PromptSession(
         history=history if history is not None else _file_history(),
         completer=_completer(session),
         complete_while_typing=True,
@@ -120,7 +184,9 @@ def _file_history():
     from qia_cli import paths
 
     path = paths.history_file()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    from qia_cli.fsutil import make_private_dirs
+
+    make_private_dirs(path.parent)
     if not path.exists():  # requests can be personal: readable by the user only
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
     return FileHistory(str(path))
@@ -185,11 +251,9 @@ class TerminalUI:
         console.out().print(markup, markup=True, highlight=False)
 
     def error(self, message: str, hint: str | None = None) -> None:
-        from rich.markup import escape
-
-        text = f"[bold red]error:[/bold red] {escape(message)}"
+        text = f"[bold red]error:[/bold red] {console.safe(message)}"
         if hint:
-            text += f"  [dim]({escape(hint)})[/dim]"
+            text += f"  [dim]({console.safe(hint)})[/dim]"
         console.err().print(text, markup=True, highlight=False, soft_wrap=True)
 
     def show_plan(self, plan) -> None:
@@ -209,8 +273,14 @@ class TerminalUI:
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        bar = Progress(TextColumn("rendering (Ctrl-C cancels)"), BarColumn(), MofNCompleteColumn(),
-                       TimeElapsedColumn(), console=console.err(), transient=True)
+        bar = Progress(
+            TextColumn("rendering (Ctrl-C cancels)"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console.err(),
+            transient=True,
+        )
         task = bar.add_task("render", total=None)
         with bar:
             yield lambda step, total: bar.update(task, completed=step, total=total)

@@ -11,7 +11,7 @@ import os
 
 import typer
 
-from qia_cli.cli.app import app
+from qia_cli.cli.root import app
 
 PROG = "qia"
 COMPLETE_VAR = "_QIA_COMPLETE"

@@ -13,8 +13,8 @@ from typing import Any
 import typer
 
 from qia_cli.cli import console
-from qia_cli.cli.app import app
-from qia_cli.errors import QiaError, UsageError
+from qia_cli.cli.root import app
+from qia_cli.errors import ModelError, QiaError, UsageError
 
 config_app = typer.Typer(
     help=(
@@ -75,7 +75,7 @@ def show(as_json: bool = typer.Option(False, "--json", help="Print one JSON docu
         }
         typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
         return
-    console.info(f"config file: {file}" + ("" if file.exists() else " (not created yet)"))
+    console.info(f"config file: {console.safe(file)}" + ("" if file.exists() else " (not created yet)"))
     width = max(len(key) for key, _, _ in rows)
     vwidth = min(48, max(len(_text(v) or "-") for _, v, _ in rows))
     for key, value, source in rows:
@@ -83,7 +83,9 @@ def show(as_json: bool = typer.Option(False, "--json", help="Print one JSON docu
 
 
 @config_app.command("get")
-def get(key: str = typer.Argument(..., help="A setting name (see `qia config show`).", autocompletion=_complete_key)) -> None:
+def get(
+    key: str = typer.Argument(..., help="A setting name (see `qia config show`).", autocompletion=_complete_key),
+) -> None:
     """Print the effective value of one setting (empty when unset; secrets stay masked)."""
     from qia_cli.config import KEYS, SECRET_KEYS, load_settings
 
@@ -95,17 +97,20 @@ def get(key: str = typer.Argument(..., help="A setting name (see `qia config sho
     typer.echo(_text(value))
 
 
-@config_app.command("set")
+@config_app.command("set", context_settings={"ignore_unknown_options": True})  # `set search_timeout -1`: a value
 def set_(
     key: str = typer.Argument(..., help="A setting name (see `qia config show`).", autocompletion=_complete_key),
     value: str = typer.Argument(..., help="The new value; it is checked before it is written."),
 ) -> None:
-    """Validate a value and write it to the config file ('none' clears an optional setting)."""
-    from qia_cli.config import SECRET_KEYS, env_var, set_file_value
+    """Validate a value and write it to the config file ('none' clears an optional setting).
 
-    stored = set_file_value(key, value)
+    Models, folders and files are checked the way `qia models set-default` does, and local paths are
+    stored absolute, so the setting works from any folder."""
+    from qia_cli.config import SECRET_KEYS, coerce, env_var, set_file_value
+
+    stored = set_file_value(key, check_meaning(key, coerce(key, value)))
     shown = "***" if key in SECRET_KEYS and stored else _text(stored) or "(unset)"
-    console.info(f"{key} = {shown}  (in {_config_path()})")
+    console.info(f"{key} = {console.safe(shown)}  (in {console.safe(_config_path())})")
     _warn_env(key, env_var(key))
 
 
@@ -115,10 +120,74 @@ def unset(key: str = typer.Argument(..., help="A setting name.", autocompletion=
     from qia_cli.config import env_var, unset_file_value
 
     if unset_file_value(key):
-        console.info(f"removed {key} from {_config_path()}")
+        console.info(f"removed {console.safe(key)} from {console.safe(_config_path())}")
     else:
-        console.info(f"{key} was not set in {_config_path()}")
+        console.info(f"{key} was not set in {console.safe(_config_path())}")
     _warn_env(key, env_var(key))
+
+
+def _absolute(path: Path) -> str:
+    return str(Path(os.path.abspath(path)))
+
+
+def check_meaning(key: str, value: Any) -> Any:
+    """What a type check cannot see: that a model, folder or file a setting names is usable now.
+    Returns the value to store (local paths made absolute); raises a QiaError otherwise."""
+    if value is None:
+        return None
+    if key == "llm":
+        from qia_cli.models.describe import describe_llm
+
+        data = describe_llm(value)
+        if data["available"] is False:
+            raise ModelError(
+                f"llm {value}: {data['error']}",
+                hint=data.get("hint") or "use 'bundled', a pulled model, a .gguf file, or openai:BASE_URL[#MODEL]",
+            )
+        return data["path"] if data["kind"] == "gguf" else value
+    if key == "image_model":
+        from qia_cli.models.describe import describe_image
+
+        data = describe_image(value)
+        if not data["available"] and data["hint"] is None:
+            raise ModelError(
+                f"image model {value}: {data['error']}",
+                hint="use a diffusers folder (with model_index.json) or a Hugging Face id",
+            )
+        if not data["available"]:
+            console.warn(f"{value} is {data['error']}; get it with: {data['hint']}")
+        return data["path"] if data["kind"] == "folder" else value
+    if key == "scorer":
+        from qia_cli.imaging.scoring import _local_folder
+
+        folder = _local_folder(value)  # a folder without config.json, or a path that does not exist: ModelError
+        return str(folder) if folder is not None else value
+    if key in {"width", "height"} and value % 8:
+        raise UsageError(f"invalid value for '{key}': {value} (must be a multiple of 8)", hint="e.g. 512, 768 or 1024")
+    if key == "outdir":
+        from qia_cli.imaging.output import check_writable
+
+        folder = Path(value).expanduser()
+        try:
+            check_writable(folder)  # creates nothing
+        except UsageError as exc:
+            raise UsageError(exc.message, hint="choose a folder you can write to") from None
+        return _absolute(folder)
+    if key == "search":
+        from qia_cli.search.service import make_backend
+
+        backend = make_backend(value, timeout=1)  # an unknown backend or an unreadable fixture: UsageError
+        path = getattr(backend, "path", None)
+        return f"fixture:{_absolute(path)}" if path is not None else value
+    if key == "llm_url":
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise UsageError(
+                f"invalid value for 'llm_url': {value!r} (not an http(s) URL)", hint="e.g. http://127.0.0.1:8080/v1"
+            )
+    return value
 
 
 def _warn_env(key: str, env: str | None) -> None:
@@ -130,7 +199,12 @@ def _editor() -> list[str]:
     for var in ("VISUAL", "EDITOR"):
         value = os.environ.get(var, "").strip()
         if value:
-            return shlex.split(value)
+            try:
+                return shlex.split(value)
+            except ValueError as exc:
+                raise UsageError(
+                    f"cannot read ${var} ({value!r}): {exc}", hint="fix the quoting, e.g. EDITOR=nano"
+                ) from None
     for name in ("nano", "vi"):
         found = shutil.which(name)
         if found:
@@ -169,7 +243,7 @@ def validate_file(file: Path) -> list[str]:
             problems.append(f"unknown setting '{key}'")
             continue
         try:
-            coerce(key, value)
+            check_meaning(key, coerce(key, value))
         except QiaError as exc:
             problems.append(exc.message)
     return problems
@@ -187,14 +261,18 @@ def edit() -> None:
     try:
         rc = subprocess.call([*command, str(file)])
     except OSError as exc:
-        raise UsageError(f"cannot run the editor {command[0]}: {exc.strerror or exc}",
-                         hint="set EDITOR to an editor that is installed") from None
+        raise UsageError(
+            f"cannot run the editor {command[0]}: {exc.strerror or exc}",
+            hint="set EDITOR to an editor that is installed",
+        ) from None
     if rc != 0:
         console.warn(f"the editor exited with status {rc}")
     problems = validate_file(file)
     if problems:
         for problem in problems:
-            console.err().print(f"[bold red]error:[/bold red] {problem}", markup=True, highlight=False, soft_wrap=True)
-        raise UsageError(f"{file} has {len(problems)} problem(s); qia will refuse to start until they are fixed",
-                         hint="run `qia config edit` again, or `qia config unset KEY`")
-    console.info(f"{file} is valid")
+            console.error(problem)
+        raise UsageError(
+            f"{file} has {len(problems)} problem(s); qia will refuse to start until they are fixed",
+            hint="run `qia config edit` again, or `qia config unset KEY`",
+        )
+    console.info(f"{console.safe(file)} is valid")

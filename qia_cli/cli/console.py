@@ -54,15 +54,37 @@ def err():
     return _err_consoles[key]
 
 
+def safe(text: object) -> str:
+    """Untrusted text (a request, a file name, a search result) for Rich markup: its own brackets are
+    escaped and control characters show as visible escapes instead of reaching the terminal."""
+    from rich.markup import escape
+
+    from qia_cli.textsafe import printable
+
+    return escape(printable(str(text)))
+
+
 def info(message: str) -> None:
-    """Progress and notes for people; silenced by --quiet."""
+    """Progress and notes for people; silenced by --quiet. `message` is markup: pass untrusted parts
+    through safe()."""
     if not state.quiet:
-        err().print(message, soft_wrap=True)  # no hard wraps: paths and commands stay copy-pastable
+        from qia_cli.textsafe import printable
+
+        err().print(printable(message), soft_wrap=True)  # no hard wraps: paths and commands stay copy-pastable
 
 
 def warn(message: str) -> None:
+    """A warning in plain text (not markup): it often quotes a request, a query or a path."""
     if not state.quiet:
-        err().print(f"[yellow]warning:[/yellow] {message}", markup=True, highlight=False, soft_wrap=True)
+        err().print(f"[yellow]warning:[/yellow] {safe(message)}", markup=True, highlight=False, soft_wrap=True)
+
+
+def error(message: str, hint: str | None = None) -> None:
+    """One error line (and a hint line) in plain text, whatever characters the message quotes."""
+    e = err()
+    e.print(f"[bold red]error:[/bold red] {safe(message)}", markup=True, highlight=False, soft_wrap=True)
+    if hint:
+        e.print(f"[dim]hint:[/dim] {safe(hint)}", markup=True, highlight=False, soft_wrap=True)
 
 
 def stderr_is_tty() -> bool:

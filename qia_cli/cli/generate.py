@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any
 
 import typer
 
 from qia_cli.cli import common, console
-from qia_cli.cli.app import app
+from qia_cli.cli.root import app
 
 DEVICES = common.DEVICES
 
@@ -19,21 +19,39 @@ def generate_command(
     model: common.ModelOpt = None,
     steps: common.StepsOpt = None,
     size: common.SizeOpt = None,
-    width: Annotated[Optional[int], typer.Option("--width", show_default=False, help="Width in pixels.")] = None,
-    height: Annotated[Optional[int], typer.Option("--height", show_default=False, help="Height in pixels.")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Seed (default: random, and recorded).", show_default=False)] = None,
+    width: Annotated[int | None, typer.Option("--width", show_default=False, help="Width in pixels.")] = None,
+    height: Annotated[int | None, typer.Option("--height", show_default=False, help="Height in pixels.")] = None,
+    seed: common.SeedOpt = None,
     guidance: common.GuidanceOpt = None,
     negative: common.NegativeOpt = None,
     count: common.CountOpt = 1,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="PNG file to write (no overwrite).", show_default=False)] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="PNG file to write (no overwrite).", show_default=False)
+    ] = None,
     outdir: common.OutdirOpt = None,
     device: common.DeviceOpt = None,
     dtype: common.DtypeOpt = None,
     vae: common.VaeOpt = None,
-    no_plan: Annotated[bool, typer.Option("--no-plan", help="Render the prompt exactly as typed: no planning.")] = False,
-    rounds: Annotated[Optional[int], typer.Option("--rounds", min=0, max=10, help="Feedback rounds after the first render (default: 1 on a GPU, 0 on the CPU).", show_default=False)] = None,
-    keep_all: Annotated[bool, typer.Option("--keep-all", help="Keep every feedback round's image, not only the best.")] = False,
-    scorer: Annotated[Optional[str], typer.Option("--scorer", help="CLIP model id or folder that scores images for feedback.", show_default=False)] = None,
+    no_plan: Annotated[
+        bool, typer.Option("--no-plan", help="Render the prompt exactly as typed: no planning.")
+    ] = False,
+    rounds: Annotated[
+        int | None,
+        typer.Option(
+            "--rounds",
+            min=0,
+            max=10,
+            help="Feedback rounds after the first render (default: 1 on a GPU, 0 on the CPU).",
+            show_default=False,
+        ),
+    ] = None,
+    keep_all: Annotated[
+        bool, typer.Option("--keep-all", help="Keep every feedback round's image, not only the best.")
+    ] = False,
+    scorer: Annotated[
+        str | None,
+        typer.Option("--scorer", help="CLIP model id or folder that scores images for feedback.", show_default=False),
+    ] = None,
     json_out: common.JsonOpt = False,
     llm: common.LlmOpt = None,
     search: common.SearchOpt = None,
@@ -64,6 +82,8 @@ def generate_command(
     if width or height:
         validate_size(width or 512, height or 512)
     common.check_device(device)
+    seed = common.check_seed(seed, count)
+    negative = common.clean_text_flag(negative, "--negative")
     common.check_render_choices(dtype, vae)
 
     flags = common.PlanFlags(prompt, json_out, llm, search, no_ask, answer or [], answers, remember, no_memory)
@@ -71,16 +91,37 @@ def generate_command(
     show = not json_out
     agent = common.build_agent(flags, progress=common.progress_printer() if show else None)
     opts = RenderOptions(
-        model=model, steps=steps, guidance=guidance, width=width, height=height, seed=seed, count=count,
-        negative=negative, device=device, dtype=dtype, vae=vae, outdir=outdir, output=output, rounds=rounds, keep_all=keep_all, scorer=scorer,
+        model=model,
+        steps=steps,
+        guidance=guidance,
+        width=width,
+        height=height,
+        seed=seed,
+        count=count,
+        negative=negative,
+        device=device,
+        dtype=dtype,
+        vae=vae,
+        outdir=outdir,
+        output=output,
+        rounds=rounds,
+        keep_all=keep_all,
+        scorer=scorer,
     )
+    agent.check_render(opts)  # every render input fails here, before a plan that can take a minute
     if no_plan:
         from qia_cli.agent.types import ModelInfo, Plan
 
-        plan = Plan(request=request, prompt=request, negative_prompt=negative or "", checklist=[request[:80]],
-                    model=ModelInfo(name="none (--no-plan)", backend="none"))
+        plan = Plan(
+            request=request,
+            prompt=request,
+            negative_prompt=negative or "",
+            checklist=[request[:80]],
+            model=ModelInfo(name="none (--no-plan)", backend="none"),
+        )
     else:
         plan = agent.plan(request, common.plan_options(flags, agent))
+        common.note_unused_answers(plan, flags)
         common.learn_from_answers(plan, flags, agent)
         if show:
             common.print_plan(plan)
@@ -89,7 +130,7 @@ def generate_command(
     with _step_progress(show) as on_step:
         agent.callbacks.on_step = on_step
         result = agent.render(plan, opts)
-    agent.record_session(plan, [o.path for o in result.outputs], "generate")
+    agent.record_session(plan, [o.path for o in result.outputs], "generate", result.render)
     if json_out:
         common.print_json(result)
         return
@@ -99,14 +140,19 @@ def generate_command(
     if result.rounds:
         print_rounds(result.rounds)
     for o in result.outputs:
-        out.print(f"[green]saved[/green] {o.path}  [dim](seed {o.seed}, {o.width}x{o.height})[/dim]", markup=True, highlight=False)
+        out.print(
+            f"[green]saved[/green] {console.safe(o.path)}  [dim](seed {o.seed}, {o.width}x{o.height})[/dim]",
+            markup=True,
+            highlight=False,
+        )
     t = result.timings
     console.info(
         f"[dim]plan {t.get('plan', 0):.2f} s · "
         f"load {t.get('load_pipeline', 0):.2f} s · render {t.get('render', 0):.2f} s"
         + (f" · feedback {t.get('feedback', 0) + t.get('scorer_load', 0):.2f} s" if result.rounds else "")
         + f" on {result.device} ({result.render.dtype}"
-        + (f", VAE {result.render.vae}" if result.render.vae != "full" else "") + ")[/dim]"
+        + (f", VAE {result.render.vae}" if result.render.vae != "full" else "")
+        + ")[/dim]"
     )
 
 
@@ -120,9 +166,14 @@ def print_rounds(rounds) -> None:
     for r in rounds:
         weakest = min(r.scores, key=lambda s: s.score, default=None)
         label = f"{r.image + 1}.{r.index}" if any(x.image for x in rounds) else str(r.index)
-        table.add_row(label, str(r.seed), f"{r.overall:.3f}" if r.overall is not None else "-",
-                      f"{weakest.item} ({weakest.score:.3f})" if weakest else "-", r.change or "first render",
-                      "✓" if r.kept else "")
+        table.add_row(
+            label,
+            str(r.seed),
+            f"{r.overall:.3f}" if r.overall is not None else "-",
+            f"{console.safe(weakest.item)} ({weakest.score:.3f})" if weakest else "-",
+            console.safe(r.change or "first render"),
+            "✓" if r.kept else "",
+        )
     console.out().print(table)
 
 
@@ -131,7 +182,7 @@ class _step_progress:
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled and console.stderr_is_tty() and not console.state.quiet
-        self.progress = None
+        self.progress: Any = None  # a rich Progress while rendering
         self.task = None
 
     def __enter__(self):
@@ -139,8 +190,14 @@ class _step_progress:
             return None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.progress = Progress(TextColumn("rendering"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                 console=console.err(), transient=True)
+        self.progress = Progress(
+            TextColumn("rendering"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console.err(),
+            transient=True,
+        )
         self.progress.start()
         self.task = self.progress.add_task("render", total=None)
 

@@ -16,7 +16,7 @@ from typing import Any
 import typer
 
 from qia_cli import __version__
-from qia_cli.cli.app import app
+from qia_cli.cli.root import app
 
 
 def _error(exc: BaseException) -> str:
@@ -108,9 +108,10 @@ def _cpu() -> dict[str, Any]:
 
 
 def _active() -> dict[str, Any]:
-    from qia_cli.cli.models import describe_image, describe_llm, hub_cache_dir
     from qia_cli.config import load_settings
     from qia_cli.errors import QiaError
+    from qia_cli.models.cache import hub_cache_dir
+    from qia_cli.models.describe import describe_image, describe_llm
 
     try:
         loaded = load_settings()
@@ -121,17 +122,55 @@ def _active() -> dict[str, Any]:
     image = describe_image(s.image_model)
     return {
         "config_error": None,
-        "llm": {"value": s.llm, "source": loaded.sources.get("llm", "default"), "path": llm.get("path"),
-                "available": llm.get("available"), "error": llm.get("error")},
-        "image_model": {"value": s.image_model, "source": loaded.sources.get("image_model", "default"),
-                        "available": image.get("available"), "error": image.get("error")},
+        "llm": {
+            "value": s.llm,
+            "source": loaded.sources.get("llm", "default"),
+            "path": llm.get("path"),
+            "available": llm.get("available"),
+            "error": llm.get("error"),
+            "profile": _in_use(llm.get("profile"), s),
+        },
+        "image_model": {
+            "value": s.image_model,
+            "source": loaded.sources.get("image_model", "default"),
+            "available": image.get("available"),
+            "error": image.get("error"),
+        },
         "device": s.device,
         "search": s.search,
+        "ray": s.ray,
         "hub_cache": str(hub_cache_dir()),
     }
 
 
-def collect() -> dict[str, Any]:
+def _ray(address: str | None) -> dict[str, Any]:
+    """Ray's version (from the package metadata: no import), and with an address the cluster's resources."""
+    data: dict[str, Any] = {"version": _installed("ray"), "address": address}
+    if address in (None, "off", "local") or data["version"] is None:
+        return data
+    try:
+        from qia_cli.agent.batch_ray import Cluster
+
+        with Cluster(address) as cluster:
+            data["resources"] = cluster.resources()
+    except Exception as exc:  # noqa: BLE001 - a cluster that is down is reported, never fatal
+        data["error"] = getattr(exc, "message", None) or _error(exc)
+    return data
+
+
+def _in_use(profile: dict[str, Any] | None, settings) -> dict[str, Any] | None:
+    """The GGUF's profile plus what qia does with it under these settings: n_ctx and llm_gaps."""
+    if not profile:
+        return None
+    gaps = settings.llm_gaps
+    return {
+        **profile,
+        "n_ctx": settings.llm_ctx or profile.get("auto_ctx"),
+        "llm_gaps_in_use": gaps == "on" or (gaps == "auto" and settings.llm != "bundled" and profile.get("llm_gaps")),
+    }
+
+
+def collect(ray: str | None = None) -> dict[str, Any]:
     from qia_cli import paths
 
     return {
@@ -147,7 +186,8 @@ def collect() -> dict[str, Any]:
         "transformers": _module("transformers", "transformers"),
         "llama_cpp": _llama_cpp(),
         "paths": paths.all_paths(),
-        "settings": _active(),
+        "settings": (active := _active()),
+        "ray": _ray(ray or active.get("ray")),
     }
 
 
@@ -165,10 +205,15 @@ def _print_text(data: dict[str, Any]) -> None:
         ("platform", f"{data['platform']} ({data['machine']}, {data['cpu_count']} CPUs)"),
     ]
     c = data["cpu"]
-    rows.append(("cpu", f"{c['physical_cores']} physical cores; Intel AMX: {'yes' if c['amx'] else 'no'}; "
-                        f"renders with --dtype auto in {'bf16' if c.get('bf16_renders') else 'fp32'}; "
-                        f"llm threads {c['llm_threads']}; llm repack {c['llm_repack']['effective']} "
-                        f"(setting {c['llm_repack']['setting']})"))
+    rows.append(
+        (
+            "cpu",
+            f"{c['physical_cores']} physical cores; Intel AMX: {'yes' if c['amx'] else 'no'}; "
+            f"renders with --dtype auto in {'bf16' if c.get('bf16_renders') else 'fp32'}; "
+            f"llm threads {c['llm_threads']}; llm repack {c['llm_repack']['effective']} "
+            f"(setting {c['llm_repack']['setting']})",
+        )
+    )
     rows.append(("torch", _package_line(data["torch"])))
     torch = data["torch"]
     if torch.get("ok"):
@@ -182,6 +227,7 @@ def _print_text(data: dict[str, Any]) -> None:
     rows.append(("llama-cpp-python", line))
     if llama.get("system_info"):
         rows.append(("llama.cpp build", llama["system_info"]))
+    rows.append(("ray", _ray_line(data["ray"])))
     rows += [(key.replace("_", " "), value) for key, value in data["paths"].items()]
     active = data["settings"]
     if active.get("config_error"):
@@ -191,19 +237,45 @@ def _print_text(data: dict[str, Any]) -> None:
             entry = active[key]
             state = "available" if entry["available"] else ("not checked" if entry["available"] is None else "missing")
             rows.append((key.replace("_", " "), f"{entry['value']} ({entry['source']}; {state})"))
+            if key == "llm" and entry.get("profile"):
+                p = entry["profile"]
+                gaps = "on" if p["llm_gaps_in_use"] else "off"
+                rows.append(("llm profile", f"{p['summary']}; n_ctx {p['n_ctx']}, llm gaps {gaps}"))
         rows += [("device", active["device"]), ("search", active["search"]), ("hf hub cache", active["hub_cache"])]
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
         typer.echo(f"{key + ':':<{width + 2}}{value}")
 
 
+def _ray_line(ray: dict[str, Any]) -> str:
+    if ray["version"] is None:
+        return 'not installed (pip install "qia-cli[ray]" for qia batch --ray)'
+    line = str(ray["version"])
+    if ray.get("resources"):
+        r = ray["resources"]
+        line += f" (cluster {ray['address']}: {r['nodes']} node(s), {r['cpus']:g} CPUs, {r['gpus']:g} GPUs)"
+    elif ray.get("error"):
+        line += f" (cluster {ray['address']}: {ray['error']})"
+    elif ray.get("address") == "local":
+        line += " (local: a Ray instance on this machine for each batch)"
+    return line
+
+
 @app.command("info")
-def info_command(as_json: bool = typer.Option(False, "--json", help="Print one JSON document.")) -> None:
+def info_command(
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+    ray: str | None = typer.Option(
+        None,
+        "--ray",
+        help="Also show this Ray cluster's resources: auto or ray://HOST:PORT (default: the ray setting).",
+        show_default=False,
+    ),
+) -> None:
     """Versions, devices, paths and active models: paste this into bug reports.
 
     Works without torch or with a broken one, and says what is wrong.
     """
-    data = collect()
+    data = collect(ray)
     if as_json:
         typer.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
         return

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from qia_cli.cli import console
-from qia_cli.cli.app import app
+from qia_cli.cli.root import app
 from qia_cli.errors import EXIT_USAGE, UsageError
+from qia_cli.textsafe import printable
 
 memory_app = typer.Typer(
     help=(
-        "What qia remembers about you: entities (\"Biscuit is my dog\"), facts and preferences. "
+        'What qia remembers about you: entities ("Biscuit is my dog"), facts and preferences. '
         "Plans recall the entries a request names. Stored in one JSON file (see `qia memory path`)."
     ),
     invoke_without_command=True,
@@ -34,6 +34,10 @@ def _print_json(data) -> None:
     typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 
+def _entries(count: int) -> str:
+    return f"{count} entry" if count == 1 else f"{count} entries"
+
+
 def _when(value) -> str:
     return value.astimezone().strftime("%Y-%m-%d %H:%M") if value else "-"
 
@@ -47,9 +51,9 @@ def memory_root(ctx: typer.Context) -> None:
 
 @memory_app.command("add")
 def add(
-    text: str = typer.Argument(..., help="What to remember, e.g. \"Biscuit is my dog, a three-legged corgi\"."),
-    kind: Optional[str] = typer.Option(None, "--kind", "-k", help="preference, fact or entity (default: inferred)."),
-    name: Optional[list[str]] = typer.Option(None, "--name", "-n", help="A name or alias to recall it by (repeatable)."),
+    text: str = typer.Argument(..., help='What to remember, e.g. "Biscuit is my dog, a three-legged corgi".'),
+    kind: str | None = typer.Option(None, "--kind", "-k", help="preference, fact or entity (default: inferred)."),
+    name: list[str] | None = typer.Option(None, "--name", "-n", help="A name or alias to recall it by (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="Print the entry as JSON."),
 ) -> None:
     """Remember something. Names and kind are inferred unless given."""
@@ -61,7 +65,7 @@ def add(
         return
     typer.echo(entry.id)
     names = ", ".join(entry.names) or "no names"
-    console.info(f"remembered {entry.id} ({entry.kind}; recalled by: {names})")
+    console.info(f"remembered {entry.id} ({entry.kind}; recalled by: {console.safe(names)})")
 
 
 @memory_app.command("list")
@@ -72,7 +76,7 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print the entries 
         _print_json([e.model_dump(mode="json") for e in entries])
         return
     if not entries:
-        console.info("memory is empty; add something with: qia memory add \"Biscuit is my dog\"")
+        console.info('memory is empty; add something with: qia memory add "Biscuit is my dog"')
         return
     from rich.table import Table
 
@@ -80,7 +84,42 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print the entries 
     for column in ("id", "kind", "names", "text", "uses"):
         table.add_column(column, overflow="fold")
     for e in entries:
-        table.add_row(e.id, e.kind, ", ".join(e.names), e.text, str(e.uses))
+        table.add_row(console.safe(e.id), e.kind, console.safe(", ".join(e.names)), console.safe(e.text), str(e.uses))
+    console.out().print(table)
+
+
+@memory_app.command("sessions")
+def sessions(
+    limit: int = typer.Option(20, "--limit", min=1, help="At most this many, newest first."),
+    as_json: bool = typer.Option(False, "--json", help="Print the sessions as JSON."),
+) -> None:
+    """List recorded plans and generations, newest first.
+
+    A request like "like the one I made yesterday, but at night" reuses the matching session's request,
+    seed and model.
+    """
+    records = _store().sessions(limit)
+    if as_json:
+        _print_json([r.model_dump(mode="json") for r in records])
+        return
+    if not records:
+        console.info("no sessions yet: every qia plan and qia generate records one")
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    for column in ("id", "when", "kind", "request", "seed", "model"):
+        table.add_column(column, overflow="fold")
+    for r in records:
+        table.add_row(
+            console.safe(r.id),
+            _when(r.time),
+            r.kind,
+            Text(printable(r.request)),
+            "" if r.seed is None else str(r.seed),
+            console.safe(r.model or ""),
+        )
     console.out().print(table)
 
 
@@ -104,14 +143,14 @@ def show(
         ("uses", str(entry.uses)),
     ]
     for key, value in rows:
-        typer.echo(f"{key + ':':<11}{value}")
+        typer.echo(f"{key + ':':<11}{printable(value)}")
 
 
 @memory_app.command("forget")
 def forget(entry_id: str = typer.Argument(..., metavar="ID", help="An id or a unique prefix of one.")) -> None:
     """Forget one entry."""
     entry = _store().forget(entry_id)
-    typer.echo(f"forgot {entry.id}: {entry.text}")
+    typer.echo(f"forgot {entry.id}: {printable(entry.text)}")
 
 
 @memory_app.command("clear")
@@ -124,16 +163,16 @@ def clear(yes: bool = typer.Option(False, "--yes", "-y", help="Do it without ask
             console.info("memory is already empty")
             return
         if not console.interactive():
-            raise UsageError(f"refusing to clear {count} memory entries without --yes", hint="pass --yes")
-        if not typer.confirm(f"Forget all {count} memory entries?", default=False, err=True):
+            raise UsageError(f"refusing to clear {_entries(count)} without --yes", hint="pass --yes")
+        if not typer.confirm(f"Forget all {_entries(count)}?", default=False, err=True):
             console.info("nothing cleared")
             raise typer.Exit(EXIT_USAGE)
     removed = store.clear()
-    typer.echo(f"cleared {removed} entries")
+    typer.echo(f"cleared {_entries(removed)}")
 
 
 @memory_app.command("export")
-def export(file: Optional[Path] = typer.Argument(None, help="Write here (mode 0600) instead of stdout.")) -> None:
+def export(file: Path | None = typer.Argument(None, help="Write here (mode 0600) instead of stdout.")) -> None:
     """Export the memory as JSON (it can be imported on another machine)."""
     data = _store().export()
     if file is None or str(file) == "-":
@@ -145,7 +184,7 @@ def export(file: Optional[Path] = typer.Argument(None, help="Write here (mode 06
         atomic_write_bytes(file, (json.dumps(data, ensure_ascii=False, indent=2) + "\n").encode("utf-8"), mode=0o600)
     except OSError as exc:
         raise UsageError(f"cannot write {file}: {exc.strerror or exc}") from None
-    console.info(f"exported {len(data['entries'])} entries to {file}")
+    console.info(f"exported {_entries(len(data['entries']))} to {console.safe(file)}")
 
 
 @memory_app.command("import")
@@ -153,18 +192,13 @@ def import_(
     file: Path = typer.Argument(..., help="A file written by `qia memory export` ('-' for stdin)."),
     replace: bool = typer.Option(False, "--replace", help="Replace the current entries instead of merging."),
 ) -> None:
-    """Import entries from an export; duplicates (same id or text) are skipped."""
-    import sys
+    """Import entries from an export, or a hand-written list of {"text": ...} or plain strings;
+    duplicates (same id or text) are skipped. At most 8 MB and 10,000 entries in the memory."""
+    from qia_cli.memory.store import read_import
 
-    try:
-        raw = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
-        data = json.loads(raw)
-    except OSError as exc:
-        raise UsageError(f"cannot read {file}: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise UsageError(f"{file} is not valid JSON: {exc}") from None
+    data = read_import(file)
     added = _store().import_(data, merge=not replace)
-    typer.echo(f"imported {added} entries")
+    typer.echo(f"imported {_entries(added)}")
 
 
 @memory_app.command("path")

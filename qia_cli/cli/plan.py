@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from qia_cli.cli import common
-from qia_cli.cli.app import app
+from qia_cli.cli.root import app
 
 
 @app.command("plan")
@@ -32,6 +32,7 @@ def plan_command(
     request = common.read_prompt(prompt)
     agent = common.build_agent(flags, progress=None if json_out else common.progress_printer())
     plan = agent.plan(request, common.plan_options(flags, agent))
+    common.note_unused_answers(plan, flags)
     common.learn_from_answers(plan, flags, agent)
     agent.record_session(plan, [], "plan")
     if json_out:

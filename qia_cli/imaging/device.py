@@ -59,7 +59,7 @@ def cpu_bf16_ok(flags: frozenset[str] | None = None) -> bool:
     return bool((cpu_flags() if flags is None else flags) & BF16_FLAGS)
 
 
-def dtype_name(dtype: "torch.dtype") -> str:
+def dtype_name(dtype: torch.dtype) -> str:
     """torch.bfloat16 -> 'bf16' (the names --dtype takes)."""
     text = str(dtype).removeprefix("torch.")
     return next((short for short, long in _TORCH_NAMES.items() if long == text), text)
@@ -72,7 +72,7 @@ def check_dtype(dtype: str | None) -> str:
     return text
 
 
-def resolve_dtype(device: str, dtype: str | None = "auto") -> "torch.dtype":
+def resolve_dtype(device: str, dtype: str | None = "auto") -> torch.dtype:
     """auto: fp16 on a GPU (sd-turbo and most SD checkpoints ship fp16 weights), bf16 on a CPU with
     AMX or AVX-512 BF16, fp32 on any other CPU. An explicit fp32|bf16|fp16 is used as given."""
     import torch
@@ -86,7 +86,7 @@ def resolve_dtype(device: str, dtype: str | None = "auto") -> "torch.dtype":
     return getattr(torch, _TORCH_NAMES[name])
 
 
-def resolve_device(name: str, dtype: str | None = "auto") -> tuple[str, "torch.dtype"]:
+def resolve_device(name: str, dtype: str | None = "auto") -> tuple[str, torch.dtype]:
     """Map auto|cuda|mps|cpu (cuda:N too) and auto|fp32|bf16|fp16 to (device, torch dtype)."""
     import torch
 
@@ -100,17 +100,22 @@ def resolve_device(name: str, dtype: str | None = "auto") -> tuple[str, "torch.d
         return device, resolve_dtype(device, dtype)
     if base == "cuda":
         if not _cuda_ok():
-            raise UsageError(f"device '{name}' is not available here (torch sees no CUDA GPU)",
-                             hint="use --device cpu or --device auto")
+            raise UsageError(
+                f"device '{name}' is not available here (torch sees no CUDA GPU)",
+                hint="use --device cpu or --device auto",
+            )
         if ":" in text:
             index = text.split(":", 1)[1]
             if not index.isdigit() or int(index) >= torch.cuda.device_count():
-                raise UsageError(f"device '{name}' is not available here "
-                                 f"(torch sees {torch.cuda.device_count()} CUDA GPU(s))")
+                raise UsageError(
+                    f"device '{name}' is not available here (torch sees {torch.cuda.device_count()} CUDA GPU(s))"
+                )
         return text, resolve_dtype(text, dtype)
     if base == "mps":
         if not _mps_ok():
-            raise UsageError(f"device '{name}' is not available here (torch sees no Apple MPS backend)",
-                             hint="use --device cpu or --device auto")
+            raise UsageError(
+                f"device '{name}' is not available here (torch sees no Apple MPS backend)",
+                hint="use --device cpu or --device auto",
+            )
         return "mps", resolve_dtype("mps", dtype)
     return "cpu", resolve_dtype("cpu", dtype)

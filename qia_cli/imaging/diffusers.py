@@ -4,25 +4,27 @@ from __future__ import annotations
 
 import gc
 import inspect
+import json
 import os
 import re
 import socket
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlparse
 
 from qia_cli.errors import ModelError, UsageError
 from qia_cli.imaging.device import dtype_name, resolve_device
 from qia_cli.imaging.families import FamilyDefaults, defaults_for
+from qia_cli.seeds import MAX_SEED
 
 MAX_SIDE = 4096
 # 8.4 MP (e.g. 4096x2048): SD-class models are trained at 0.26-1 MP; far beyond that the output
 # degrades into repeats while UNet attention memory grows with the square of the latent area.
 MAX_AREA = MAX_SIDE * MAX_SIDE // 2
-MAX_SEED = 2**63 - 1
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 
 
@@ -145,21 +147,78 @@ def _local_folder(model: str) -> Path | None:
     path = Path(model).expanduser()
     if path.exists():
         if not path.is_dir():
-            raise ModelError(f"model {model} is a file, not a diffusers pipeline folder",
-                             hint="pass a folder with model_index.json, or a Hugging Face id")
+            raise ModelError(
+                f"model {model} is a file, not a diffusers pipeline folder",
+                hint="pass a folder with model_index.json, or a Hugging Face id",
+            )
         if not (path / "model_index.json").is_file():
             raise ModelError(f"model {model} is not a diffusers pipeline folder (no model_index.json)")
         return path.resolve()
     if not _HUB_ID.match(model) or model.startswith((".", "~")) or model.count("/") > 1:
-        raise ModelError(f"model folder {model} does not exist",
-                         hint="pass an existing folder or a Hugging Face id like stabilityai/sd-turbo")
+        raise ModelError(
+            f"model folder {model} does not exist",
+            hint="pass an existing folder or a Hugging Face id like stabilityai/sd-turbo",
+        )
     return None
 
 
-def _from_pretrained(source: str, dtype: Any, local_only: bool) -> Any:
+def _not_cached(model: str) -> ModelError:
+    return ModelError(
+        f"model {model} is not in the Hugging Face cache and the hub cannot be reached",
+        hint=f"on a connected machine run `qia models pull {model}` or pass --model /path/to/folder",
+    )
+
+
+def check_model(model: str) -> None:
+    """Whether `model` can load, on paper and without importing torch: a folder must hold a pipeline
+    whose components are all there; a hub id must be cached or the hub reachable. ModelError if not."""
+    folder = _local_folder(model)
+    if folder is None:  # a hub id: its cached snapshot is checked the same way
+        from qia_cli.models.cache import pipeline_snapshot
+
+        folder = pipeline_snapshot(model)
+        if folder is None:
+            if not hub_reachable():
+                _go_offline()
+                raise _not_cached(model)
+            return  # it downloads when it loads
+    try:
+        index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"model {model}: model_index.json cannot be read ({_first_line(exc)})") from None
+    if not isinstance(index, dict) or not index.get("_class_name"):
+        raise ModelError(f"model {model}: model_index.json names no pipeline class")
+    missing = [
+        name
+        for name, value in index.items()
+        if not name.startswith("_")
+        and isinstance(value, list)
+        and len(value) == 2
+        and all(value)
+        and not (folder / name).is_dir()
+    ]
+    if missing:
+        raise ModelError(
+            f"model {model} is incomplete: no {', '.join(sorted(missing))} folder",
+            hint="copy the whole pipeline folder, or download it again",
+        )
+
+
+def _variant(model: str, folder: Path | None) -> str | None:
+    """'fp16' for a pipeline that holds only fp16 weights (as `qia models pull` fetches them)."""
+    from qia_cli.models.cache import pipeline_snapshot
+    from qia_cli.models.pipeline import local_variant
+
+    snapshot = folder or pipeline_snapshot(model)
+    return local_variant(snapshot) if snapshot is not None else None
+
+
+def _from_pretrained(source: str, dtype: Any, local_only: bool, variant: str | None = None) -> Any:
     from diffusers import AutoPipelineForText2Image, DiffusionPipeline
 
     kwargs = {"torch_dtype": dtype, "local_files_only": local_only}
+    if variant:
+        kwargs["variant"] = variant
     try:
         return AutoPipelineForText2Image.from_pretrained(source, safety_checker=None, **kwargs)
     except ValueError as exc:  # no text-to-image pipeline mapped to this class
@@ -177,26 +236,25 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _load(model: str, folder: Path | None, dtype: Any) -> Any:
+    variant = _variant(model, folder)
     if folder is not None:
         try:
-            return _from_pretrained(str(folder), dtype, local_only=True)
+            return _from_pretrained(str(folder), dtype, local_only=True, variant=variant)
         except (OSError, ValueError, KeyError, TypeError, ImportError) as exc:
             raise ModelError(f"cannot load model {model}: {_first_line(exc)}") from exc
     try:
-        return _from_pretrained(model, dtype, local_only=True)
+        return _from_pretrained(model, dtype, local_only=True, variant=variant)
     except (OSError, ValueError) as cached_exc:
         if not hub_reachable():
             _go_offline()
-            raise ModelError(
-                f"model {model} is not in the Hugging Face cache and the hub cannot be reached",
-                hint=f"on a connected machine run `hf download {model}` "
-                "or pass --model /path/to/folder",
-            ) from cached_exc
+            raise _not_cached(model) from cached_exc
     try:
         return _from_pretrained(model, dtype, local_only=False)
     except (OSError, ValueError, KeyError, TypeError, ImportError) as exc:
-        raise ModelError(f"cannot load model {model}: {_first_line(exc)}",
-                         hint="check the id on huggingface.co, or pass --model /path/to/folder") from exc
+        raise ModelError(
+            f"cannot load model {model}: {_first_line(exc)}",
+            hint="check the id on huggingface.co, or pass --model /path/to/folder",
+        ) from exc
 
 
 def load_pipeline(
@@ -255,7 +313,7 @@ def channels_last(pipe: Any) -> None:
     for name in ("unet", "vae"):
         module = getattr(pipe, name, None)
         if isinstance(module, torch.nn.Module):
-            module.to(memory_format=torch.channels_last)
+            module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch stubs miss this form
 
 
 def _memory_mode(loaded: LoadedPipeline, width: int, height: int) -> None:
@@ -299,8 +357,9 @@ def render(
         raise UsageError(f"seed {spec.seed} is invalid: must be between 0 and {MAX_SEED}")
     if spec.steps < 1:
         raise UsageError(f"steps {spec.steps} is invalid: must be at least 1")
-    loaded = loaded or load_pipeline(spec.model, spec.device, dtype=getattr(spec, "dtype", "auto"),
-                                     vae=getattr(spec, "vae", "full"), verbose=verbose)
+    loaded = loaded or load_pipeline(
+        spec.model, spec.device, dtype=getattr(spec, "dtype", "auto"), vae=getattr(spec, "vae", "full"), verbose=verbose
+    )
     pipe = loaded.pipe
     _memory_mode(loaded, spec.width, spec.height)
     params = inspect.signature(pipe.__call__).parameters

@@ -69,8 +69,9 @@ def build_metadata(request: str, spec: Any, seed: int, plan_json: str | None = N
 
 def _unwritable(folder: Path, exc: OSError) -> UsageError:
     reason = exc.strerror or str(exc)
-    return UsageError(f"output folder {folder} is not writable: {reason}",
-                      hint="pass --outdir with a folder you can write to")
+    return UsageError(
+        f"output folder {folder} is not writable: {reason}", hint="pass --outdir with a folder you can write to"
+    )
 
 
 def check_writable(outdir: Path) -> None:
@@ -101,6 +102,11 @@ def check_writable(outdir: Path) -> None:
 def check_output_file(output: Path, *, overwrite: bool = False) -> Path:
     """Validate an `-o FILE` before rendering; returns the path that will be written."""
     path = Path(output).expanduser()
+    if not str(output).strip() or path.name in {"", ".", ".."} or str(output).endswith(("/", os.sep)) or path.is_dir():
+        raise UsageError(
+            f"output file '{output}' is a folder, not a file name",
+            hint="-o names one PNG file; use --outdir for a folder",
+        )
     if path.suffix == "":
         path = path.with_suffix(".png")
     if path.suffix.lower() != ".png":
@@ -185,8 +191,9 @@ def save_image(
                 if not _claim(path):
                     for done in claimed:
                         done.unlink(missing_ok=True)
-                    raise UsageError(f"output file {path} already exists",
-                                     hint="choose another name or pass --overwrite")
+                    raise UsageError(
+                        f"output file {path} already exists", hint="choose another name or pass --overwrite"
+                    )
                 claimed.append(path)
     else:
         folder = Path(outdir).expanduser() if outdir is not None else Path.cwd() / "qia-out"
@@ -220,6 +227,29 @@ def save_image(
             raise _unwritable(png.parent, exc) from None
         raise
     return png, side
+
+
+def save_bytes(folder: Path, name: str, png: bytes, sidecar: dict) -> tuple[Path, Path]:
+    """Write an image rendered elsewhere (a Ray worker) into `folder`: its PNG bytes and its sidecar, with
+    the names and no-overwrite rules of `save_image`; the sidecar's "image" names the file it got."""
+    folder = Path(folder).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        png_path, side = _claim_pair(folder, slugify_filename(name))
+    except OSError as exc:
+        raise _unwritable(folder, exc) from None
+    try:
+        _write_atomic(png_path, lambda fh: fh.write(png))
+        body = {**sidecar, "image": png_path.name}
+        data = (json.dumps(body, indent=2, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+        _write_atomic(side, lambda fh: fh.write(data))
+    except BaseException as exc:
+        png_path.unlink(missing_ok=True)
+        side.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _unwritable(folder, exc) from None
+        raise
+    return png_path, side
 
 
 def slugify_filename(name: str) -> str:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import gc
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from qia_cli.errors import ModelError
 
@@ -125,12 +126,16 @@ def _local_folder(source: str) -> Path | None:
     path = Path(source).expanduser()
     if path.exists():
         if not path.is_dir() or not (path / "config.json").is_file():
-            raise ModelError(f"scorer {source} is not a transformers CLIP folder (no config.json)",
-                             hint="pass a folder saved with save_pretrained, or a Hugging Face id")
+            raise ModelError(
+                f"scorer {source} is not a transformers CLIP folder (no config.json)",
+                hint="pass a folder saved with save_pretrained, or a Hugging Face id",
+            )
         return path.resolve()
     if source.startswith((".", "/", "~")) or source.count("/") > 1:
-        raise ModelError(f"scorer folder {source} does not exist",
-                         hint="pass an existing folder or a Hugging Face id like openai/clip-vit-base-patch32")
+        raise ModelError(
+            f"scorer folder {source} does not exist",
+            hint="pass an existing folder or a Hugging Face id like openai/clip-vit-base-patch32",
+        )
     return None
 
 
@@ -208,13 +213,16 @@ def load_scorer(
         try:  # not fully cached, but check_available found the hub reachable
             model, tokenizer, processor = _from_pretrained(source, dtype, local_only=False)
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ModelError(f"cannot load scorer {source}: {_first_line(exc)}",
-                             hint="check the id on huggingface.co, or pass --scorer /path/to/folder") from exc
+            raise ModelError(
+                f"cannot load scorer {source}: {_first_line(exc)}",
+                hint="check the id on huggingface.co, or pass --scorer /path/to/folder",
+            ) from exc
     except (KeyError, TypeError, ImportError) as exc:
         raise ModelError(f"cannot load scorer {source}: {_first_line(exc)}") from exc
     model = model.to(device).eval()
     _LOADS += 1
-    scorer = ClipScorer(model, tokenizer, processor, name=source, device=device, dtype=dtype,
-                        load_seconds=time.perf_counter() - start)
+    scorer = ClipScorer(
+        model, tokenizer, processor, name=source, device=device, dtype=dtype, load_seconds=time.perf_counter() - start
+    )
     _CACHE[key] = scorer
     return scorer

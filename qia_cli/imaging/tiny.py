@@ -89,8 +89,7 @@ def build_tiny_pipeline(folder: Path, *, seed: int = 0, verbose: bool = False) -
         )
     )
     scheduler = EulerDiscreteScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-        timestep_spacing="trailing", steps_offset=1
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", timestep_spacing="trailing", steps_offset=1
     )
     pipe = StableDiffusionPipeline(
         vae=vae,
@@ -102,7 +101,7 @@ def build_tiny_pipeline(folder: Path, *, seed: int = 0, verbose: bool = False) -
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    pipe.save_pretrained(folder)
+    pipe.save_pretrained(folder)  # type: ignore[attr-defined]  # diffusers' stubs miss the mixin's method
     return folder
 
 
@@ -124,8 +123,14 @@ def build_tiny_clip(folder: Path, *, seed: int = 0, verbose: bool = False) -> Pa
     eos = vocab["<|endoftext|>"]
     layers = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}
     config = CLIPConfig(
-        text_config={**layers, "vocab_size": 1000, "max_position_embeddings": 77,
-                     "bos_token_id": vocab["<|startoftext|>"], "eos_token_id": eos, "pad_token_id": eos},
+        text_config={
+            **layers,
+            "vocab_size": 1000,
+            "max_position_embeddings": 77,
+            "bos_token_id": vocab["<|startoftext|>"],
+            "eos_token_id": eos,
+            "pad_token_id": eos,
+        },
         vision_config={**layers, "image_size": 32, "patch_size": 8},
         projection_dim=16,
     )
@@ -155,5 +160,5 @@ def build_tiny_vae(folder: Path, *, seed: int = 0, latent_channels: int = 4, ver
         num_decoder_blocks=(1, 1, 1, 1),
         latent_channels=latent_channels,
     )
-    vae.save_pretrained(folder)
+    vae.save_pretrained(folder)  # type: ignore[attr-defined]  # diffusers' stubs miss the mixin's method
     return folder

@@ -35,8 +35,9 @@ def check_vae(vae: str | None) -> str:
         return text.lower()
     if Path(text).expanduser().exists() or _HUB_ID.match(text):
         return text
-    raise UsageError(f"unknown VAE '{vae}'",
-                     hint="use full, tiny, a folder with an AutoencoderTiny, or a Hugging Face id")
+    raise UsageError(
+        f"unknown VAE '{vae}'", hint="use full, tiny, a folder with an AutoencoderTiny, or a Hugging Face id"
+    )
 
 
 def vae_source(vae: str | None, family: str, model: str) -> str | None:
@@ -47,8 +48,10 @@ def vae_source(vae: str | None, family: str, model: str) -> str | None:
     if choice == "tiny":
         source = TINY_BY_FAMILY.get(family)
         if source is None:
-            raise ModelError(f"no tiny VAE is known for model {model} (family {family})",
-                             hint="pass --vae FOLDER with an AutoencoderTiny made for it, or --vae full")
+            raise ModelError(
+                f"no tiny VAE is known for model {model} (family {family})",
+                hint="pass --vae FOLDER with an AutoencoderTiny made for it, or --vae full",
+            )
         return source
     return choice
 
@@ -85,9 +88,10 @@ def load_vae(source: str, dtype: Any) -> Any:
     except (OSError, ValueError) as cached_exc:
         if not hub_reachable():
             _go_offline()
-            raise ModelError(f"VAE {source} is not in the Hugging Face cache and the hub cannot be reached",
-                             hint=f"on a connected machine run `hf download {source}`, "
-                             "or pass --vae /path/to/folder") from cached_exc
+            raise ModelError(
+                f"VAE {source} is not in the Hugging Face cache and the hub cannot be reached",
+                hint=f"on a connected machine run `hf download {source}`, or pass --vae /path/to/folder",
+            ) from cached_exc
     try:
         return diffusers.AutoencoderTiny.from_pretrained(source, torch_dtype=dtype)
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -101,11 +105,15 @@ def swap_vae(pipe: Any, vae: Any, source: str) -> None:
         raise ModelError(f"this pipeline ({type(pipe).__name__}) has no VAE to replace with {source}")
     want, got = old.config.get("latent_channels"), vae.config.get("latent_channels")
     if want is not None and got != want:
-        raise ModelError(f"VAE {source} decodes {got} latent channels; this model makes {want}",
-                         hint="use a VAE made for this model family, or --vae full")
+        raise ModelError(
+            f"VAE {source} decodes {got} latent channels; this model makes {want}",
+            hint="use a VAE made for this model family, or --vae full",
+        )
     if _scale(vae) != _scale(old):
-        raise ModelError(f"VAE {source} upscales latents {_scale(vae)}x; this model's VAE does {_scale(old)}x",
-                         hint="use a VAE made for this model family, or --vae full")
+        raise ModelError(
+            f"VAE {source} upscales latents {_scale(vae)}x; this model's VAE does {_scale(old)}x",
+            hint="use a VAE made for this model family, or --vae full",
+        )
     pipe.vae = vae
 
 

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from qia_cli.agent.types import ModelInfo
+from qia_cli.llm.types import ModelInfo
 
 
 @dataclass
@@ -26,7 +26,9 @@ class Completion:
 
 @runtime_checkable
 class LLM(Protocol):
-    info: ModelInfo
+    @property
+    def info(self) -> ModelInfo:  # read-only: an attribute or a property (OpenAILLM's is lazy)
+        ...
 
     def complete(self, prompt: str, *, max_tokens: int = 24, stop: list[str] | None = None) -> Completion:
         """Greedy completion of `prompt`, one bounded line unless `stop` says otherwise."""

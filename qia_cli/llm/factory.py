@@ -1,4 +1,5 @@
-"""Pick the planner backend from settings: 'bundled', a GGUF path, or openai:BASE_URL[#MODEL]."""
+"""Pick the planner backend from settings: 'bundled', a GGUF path, a pulled model (a catalog name or
+ORG/REPO/FILE.gguf, found in the Hugging Face cache offline), or openai:BASE_URL[#MODEL]."""
 
 from __future__ import annotations
 
@@ -30,11 +31,51 @@ def make_llm(settings: Settings, *, verbose: bool = False) -> LLM:
             verbose=verbose,
             name=NAME,
         )
+    from qia_cli.models.spec import resolve_llm
+
+    pulled = resolve_llm(spec)  # (cached file, name) for a pulled model; None for a local path
     return LlamaLLM(
-        spec,
+        pulled[0] if pulled else spec,
         n_ctx=settings.llm_ctx,
         n_threads=settings.llm_threads,
         n_gpu_layers=settings.llm_gpu_layers,
         repack=settings.llm_repack,
         verbose=verbose,
+        name=pulled[1] if pulled else None,
+    )
+
+
+def make_knowledge_llm(settings: Settings, planner: LLM, *, verbose: bool = False) -> LLM:
+    """The model that answers knowledge questions ('What is the national flower of Japan?')."""
+    spec = (settings.knowledge_llm or "auto").strip()
+    if spec == "planner":
+        return planner
+    from qia_cli.llm.llama import LlamaLLM
+
+    if spec == "auto":
+        if (settings.llm or "bundled").strip() != "bundled":
+            return planner  # a model the user chose knows more than the small one
+        from qia_cli.llm.bundled import KNOWLEDGE_NAME, knowledge_path
+
+        path = knowledge_path()
+        if path is None:
+            return planner
+        return LlamaLLM(
+            path,
+            n_ctx=1024,
+            n_threads=settings.llm_threads,
+            repack=settings.llm_repack,
+            verbose=verbose,
+            name=KNOWLEDGE_NAME,
+        )
+    from qia_cli.models.spec import resolve_llm
+
+    pulled = resolve_llm(spec)  # a pulled name works here too
+    return LlamaLLM(
+        pulled[0] if pulled else spec,
+        n_ctx=1024,
+        n_threads=settings.llm_threads,
+        repack=settings.llm_repack,
+        verbose=verbose,
+        name=pulled[1] if pulled else None,
     )

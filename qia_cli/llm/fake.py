@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from qia_cli.agent.types import ModelInfo
 from qia_cli.llm.base import Completion
+from qia_cli.llm.types import ModelInfo
 
 
 class FakeLLM:

@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from qia_cli import cpu
-from qia_cli.agent.types import ModelInfo
 from qia_cli.errors import ModelError
 from qia_cli.llm.base import Completion
+from qia_cli.llm.gguf_meta import GGUFError
+from qia_cli.llm.profile import read_profile
+from qia_cli.llm.types import ModelInfo
 
 GGUF_MAGIC = b"GGUF"
 # One line of answer, then a newline (which is also a stop string, so it never reaches the text).
@@ -27,7 +29,9 @@ def check_gguf(path: Path) -> Path:
     """A clear error for a missing file, a folder, or a file that is not GGUF."""
     path = Path(path).expanduser()
     if not path.exists():
-        raise ModelError(f"model file not found: {path}", hint="pass --llm PATH to a .gguf file, or unset QIA_LLM_MODEL")
+        raise ModelError(
+            f"model file not found: {path}", hint="pass --llm PATH to a .gguf file, or unset QIA_LLM_MODEL"
+        )
     if not path.is_file():
         raise ModelError(f"model path is not a file: {path}")
     try:
@@ -120,7 +124,7 @@ class LlamaLLM:
         self,
         path: str | Path,
         *,
-        n_ctx: int = 2048,
+        n_ctx: int | None = None,
         n_threads: int | None = None,
         n_gpu_layers: int = 0,
         repack: str = "auto",
@@ -128,13 +132,19 @@ class LlamaLLM:
         name: str | None = None,
     ) -> None:
         self.path = check_gguf(Path(path))
-        self.n_ctx = n_ctx
+        try:  # the header only: size, chat template, trained context (qia_cli/llm/profile.py)
+            self.profile = read_profile(self.path)
+        except GGUFError as exc:
+            raise ModelError(f"cannot read the GGUF header of {self.path}: {exc}") from None
+        self.n_ctx = n_ctx or self.profile.auto_ctx or 2048
         self.n_threads = n_threads or cpu.default_llm_threads()
         self.n_gpu_layers = n_gpu_layers
         self.repack = repack_enabled(repack)
         self.verbose = verbose
-        self.info = ModelInfo(name=name or self.path.name, backend="llama.cpp", path=str(self.path))
-        self._key = (str(self.path), n_ctx, n_gpu_layers, self.repack)
+        self.info = ModelInfo(
+            name=name or self.path.name, backend="llama.cpp", path=str(self.path), profile=self.profile
+        )
+        self._key = (str(self.path), self.n_ctx, n_gpu_layers, self.repack)
         self._grammars: dict[str, Any] = {}
 
     @property
@@ -185,23 +195,35 @@ class LlamaLLM:
             llm = self.model
             text, logprobs, finish = _greedy(llm, prompt, max_tokens, stops)
         mean = sum(logprobs) / len(logprobs) if logprobs else None
-        return Completion(text=text.strip(), finish_reason=finish, tokens=len(logprobs),
-                          logprob=mean, min_logprob=min(logprobs) if logprobs else None)
+        return Completion(
+            text=text.strip(),
+            finish_reason=finish,
+            tokens=len(logprobs),
+            logprob=mean,
+            min_logprob=min(logprobs) if logprobs else None,
+        )
 
     def json(self, messages: list[dict[str, str]], schema: dict[str, Any], *, max_tokens: int = 256) -> Completion:
         key = json.dumps(schema, sort_keys=True)
         grammar = self._grammar(key, lambda G: G.from_json_schema(key, verbose=False))
         with _lock, _quiet(not self.verbose):
-            out = self.model.create_chat_completion(
-                messages=messages,
-                temperature=0.0,
-                top_k=1,
-                max_tokens=max_tokens,
-                grammar=grammar,
-            )
+            if self.profile.kind == "base":  # no chat template to follow: one plain completion prompt
+                prompt = "\n\n".join(m["content"] for m in messages) + "\n"
+                out = self.model.create_completion(
+                    prompt, temperature=0.0, top_k=1, max_tokens=max_tokens, grammar=grammar
+                )
+            else:
+                out = self.model.create_chat_completion(
+                    messages=messages,
+                    temperature=0.0,
+                    top_k=1,
+                    max_tokens=max_tokens,
+                    grammar=grammar,
+                )
         choice = out["choices"][0]
+        text = choice["text"] if "text" in choice else choice["message"].get("content")
         return Completion(
-            text=(choice["message"].get("content") or "").strip(),
+            text=(text or "").strip(),
             finish_reason=choice.get("finish_reason"),
             tokens=out.get("usage", {}).get("completion_tokens", 0),
         )
@@ -233,7 +255,7 @@ def _greedy(llm, prompt: str, max_tokens: int, stops: list[str]) -> tuple[str, l
     llm.n_tokens = same
     llm.eval(tokens[same:])
     n_vocab = llm.n_vocab()
-    eog = getattr(llama_cpp, "llama_token_is_eog", None)
+    eog = getattr(llama_cpp, "llama_vocab_is_eog", None) or getattr(llama_cpp, "llama_token_is_eog", None)
     vocab = llama_cpp.llama_model_get_vocab(llm.model) if hasattr(llama_cpp, "llama_model_get_vocab") else None
     out: list[int] = []
     logprobs: list[float] = []

@@ -21,9 +21,9 @@ import threading
 import time
 from typing import Any
 
-from qia_cli.agent.types import ModelInfo
 from qia_cli.errors import ModelError, QiaError, UsageError
 from qia_cli.llm.base import Completion, parse_json
+from qia_cli.llm.types import ModelInfo
 
 LINE_GRAMMAR = 'root ::= [^\\n]+ "\\n"'  # the same one-line grammar as the local backend
 TRIES = 3
@@ -133,9 +133,9 @@ class OpenAILLM:
         self.json_mode = JSON_MODES[0]
 
     @classmethod
-    def from_spec(cls, spec: str, settings) -> "OpenAILLM":
+    def from_spec(cls, spec: str, settings) -> OpenAILLM:
         """`openai:URL[#MODEL]`, or `openai` with the URL (and optional #MODEL) from `llm_url`."""
-        rest = spec[len("openai:"):] if spec.startswith("openai:") else ""
+        rest = spec[len("openai:") :] if spec.startswith("openai:") else ""
         rest = rest.strip() or (settings.llm_url or "").strip()
         if not rest:
             raise UsageError(
@@ -173,21 +173,29 @@ class OpenAILLM:
                 data = self._ok(resp)
                 self.use_completions = True
                 choice = self._choice(data)
-                return Completion(text=str(choice.get("text") or "").strip(), finish_reason=choice.get("finish_reason"),
-                                  tokens=self._tokens(data))
+                return Completion(
+                    text=str(choice.get("text") or "").strip(),
+                    finish_reason=choice.get("finish_reason"),
+                    tokens=self._tokens(data),
+                )
         data = self._ok(self._post("/chat/completions", {**base, "messages": [{"role": "user", "content": prompt}]}))
         choice = self._choice(data)
         text = str((choice.get("message") or {}).get("content") or "").strip()
-        return Completion(text=text.splitlines()[0].strip() if text else "", finish_reason=choice.get("finish_reason"),
-                          tokens=self._tokens(data))
+        return Completion(
+            text=text.splitlines()[0].strip() if text else "",
+            finish_reason=choice.get("finish_reason"),
+            tokens=self._tokens(data),
+        )
 
     def json(self, messages: list[dict[str, str]], schema: dict[str, Any], *, max_tokens: int = 256) -> Completion:
         while True:
             mode = self.json_mode
             body: dict[str, Any] = {"messages": messages, "max_tokens": max_tokens, "temperature": 0}
             if mode == "json_schema":
-                body["response_format"] = {"type": "json_schema",
-                                           "json_schema": {"name": "qia", "schema": schema, "strict": True}}
+                body["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": "qia", "schema": schema, "strict": True},
+                }
             elif mode == "json_object":
                 body["response_format"] = {"type": "json_object", "schema": schema}
             resp = self._post("/chat/completions", body)
@@ -263,7 +271,8 @@ class OpenAILLM:
             raise LLMServerError(f"the LLM server at {self.url} failed {self.tries} times: {last}")
         raise LLMServerError(
             f"cannot reach the LLM server at {self.url}: {last}",
-            hint="is the server running? e.g. python -m llama_cpp.server --model FILE.gguf", unreachable=True,
+            hint="is the server running? e.g. python -m llama_cpp.server --model FILE.gguf",
+            unreachable=True,
         )
 
     def _mentions_model(self, resp) -> bool:
@@ -280,10 +289,13 @@ class OpenAILLM:
             if resp.status_code == 404 or self._mentions_model(resp):
                 if self._mentions_model(resp):
                     hint = f"models it serves: {', '.join(self._model_ids()) or 'none listed'}"
-                    raise ModelError(f"the LLM server at {self.url} has no model '{self.model}' ({resp.status_code})",
-                                     hint=hint)
-                raise LLMServerError(f"the LLM server at {self.url} has no {resp.request.url.path} endpoint (404)",
-                                     hint="the URL should be the API base, often ending in /v1")
+                    raise ModelError(
+                        f"the LLM server at {self.url} has no model '{self.model}' ({resp.status_code})", hint=hint
+                    )
+                raise LLMServerError(
+                    f"the LLM server at {self.url} has no {resp.request.url.path} endpoint (404)",
+                    hint="the URL should be the API base, often ending in /v1",
+                )
             raise LLMServerError(f"the LLM server at {self.url} refused the request ({resp.status_code}): {message}")
         try:
             data = resp.json()

@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # store.py imports this module; models are only needed for types
     from qia_cli.memory.store import Entry, SessionRecord
@@ -60,7 +61,9 @@ def name_key(name: str) -> tuple[str, ...]:
 
 _MODIFIERS = "best|little|big|older|younger|elder|eldest|new|old|late|baby|favourite|favorite|pet|family|company|home"
 _POSSESSIVE = re.compile(rf"\b(my|our)\s+(?:({_MODIFIERS})\s+)?([a-z][a-z]+)\b", re.I)
-_NOT_REFERENCES = frozenset("own style styles images pictures photos way mind opinion life work taste favourite favorite".split())
+_NOT_REFERENCES = frozenset(
+    "own style styles images pictures photos way mind opinion life work taste favourite favorite".split()
+)
 _CAP_WORD = re.compile(r"[A-Za-z0-9][\w'\u2019-]*")
 _SENTENCE = re.compile(r"(?<=[.!?;:])\s+|\n+")
 
@@ -224,9 +227,7 @@ def refers_to_session(request: str) -> bool:
     return bool(SESSION_REFERENCE.search(request))
 
 
-def find_session(
-    records: Iterable[SessionRecord], request: str, now: datetime | None = None
-) -> SessionRecord | None:
+def find_session(records: Iterable[SessionRecord], request: str, now: datetime | None = None) -> SessionRecord | None:
     """The record a request points back to: yesterday's, today's, or simply the latest.
 
     Among the candidates the one sharing most content words with the request wins, then the newest.

@@ -10,24 +10,35 @@ be read is never replaced, the user gets `MemoryCorruptError` naming it.
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import re
 import secrets
+import sys
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from qia_cli import paths
 from qia_cli.errors import MemoryCorruptError, QiaError, UsageError
-from qia_cli.fsutil import atomic_write_bytes
+from qia_cli.fsutil import atomic_write_bytes, make_private_dirs
 from qia_cli.memory.recall import Index, Recall, infer_kind, infer_names
 from qia_cli.memory.recall import find_session as _find_session
+from qia_cli.textsafe import clean_input, visible
 
 SCHEMA_VERSION = 1
 MAX_SESSIONS = 500
+# Every command reads (and most rewrite) the whole file, so the memory has a size: at 10,000 entries a
+# load is ~0.1 s and a write ~0.1 s (benchmarks/bench_memory_recall.py); an import is read in chunks
+# and refused past MAX_IMPORT_BYTES, so /dev/zero or a huge file cannot grow the process.
+MAX_ENTRIES = 10_000
+MAX_TEXT_CHARS = 1000
+MAX_NAMES = 20
+MAX_IMPORT_BYTES = 8 * 1024 * 1024
 LOCK_TIMEOUT_S = 30.0
 RECOVER_HINT = "run `qia memory path`; restore memory.json.bak or move the file aside"
 
@@ -71,11 +82,13 @@ class SessionRecord(BaseModel):
     prompt: str = ""
     outputs: list[str] = Field(default_factory=list)
     kind: Literal["plan", "generate"] = "generate"
+    seed: int | None = None
+    model: str | None = None
 
     @field_validator("time")
     @classmethod
     def _tz(cls, value: datetime) -> datetime:
-        return _aware(value)
+        return cast(datetime, _aware(value))  # not None in, not None out
 
 
 class Document(BaseModel):
@@ -88,6 +101,146 @@ class Document(BaseModel):
 
 def _norm(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().casefold()
+
+
+def _same_text(text: str, key: str) -> bool:
+    """_norm(text) == key, without a regex for the common case of text stored already normalised."""
+    if "  " in text or "\n" in text or "\t" in text or text != text.strip():
+        return _norm(text) == key
+    return text.casefold() == key
+
+
+def clean_text(text: str, what: str = "the text") -> str:
+    """An entry's text as it is stored: no control or invisible characters, one line, within the limit."""
+    text = re.sub(r"\s+", " ", clean_input(text, what=what)).strip()
+    if len(text) > MAX_TEXT_CHARS:
+        raise UsageError(
+            f"{what} is {len(text)} characters long; the limit is {MAX_TEXT_CHARS}",
+            hint="remember the fact in fewer words",
+        )
+    return text if visible(text) else ""
+
+
+def clean_names(names: list[str], what: str = "a name") -> list[str]:
+    out = [n for n in (re.sub(r"\s+", " ", clean_input(str(n), what=what)).strip() for n in names) if visible(n)]
+    return [n[:100] for n in dict.fromkeys(out)][:MAX_NAMES]
+
+
+def _new_id(taken: set[str]) -> str:
+    entry_id = "m" + secrets.token_hex(3)
+    while entry_id in taken:
+        entry_id = "m" + secrets.token_hex(3)
+    return entry_id
+
+
+def _full(count: int) -> UsageError:
+    return UsageError(
+        f"the memory would hold {count} entries; the limit is {MAX_ENTRIES}",
+        hint="forget entries you no longer need (qia memory list, qia memory forget ID)",
+    )
+
+
+def read_import(file: Path | str) -> Any:
+    """The JSON of an import file ('-' = stdin), read in chunks and refused past MAX_IMPORT_BYTES."""
+    name = "stdin" if str(file) == "-" else str(file)
+    too_big = UsageError(
+        f"memory import: {name} is larger than {MAX_IMPORT_BYTES / 2**20:g} MB",
+        hint=f"import at most {MAX_ENTRIES} entries; split the file",
+    )
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        if str(file) == "-":
+            stream = getattr(sys.stdin, "buffer", None)
+            if stream is None:  # a text stream without bytes underneath (tests)
+                text = sys.stdin.read(MAX_IMPORT_BYTES + 1)
+                if len(text) > MAX_IMPORT_BYTES:
+                    raise too_big
+                return _parse_import(text, name)
+            close = False
+        else:
+            path = Path(file)
+            if path.is_file() and path.stat().st_size > MAX_IMPORT_BYTES:
+                raise too_big
+            stream, close = open(path, "rb"), True
+        try:
+            while True:
+                chunk = stream.read(1 << 20)
+                if not chunk:
+                    break
+                total += len(chunk)
+                if total > MAX_IMPORT_BYTES:
+                    raise too_big
+                chunks.append(chunk)
+        finally:
+            if close:
+                stream.close()
+    except OSError as exc:
+        raise UsageError(f"cannot read {name}: {exc.strerror or exc}") from None
+    try:
+        text = b"".join(chunks).decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{name} is not valid UTF-8 (byte {exc.start})") from None
+    return _parse_import(text, name)
+
+
+def _parse_import(text: str, name: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{name} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"{name} is not valid JSON: nested too deeply") from None
+
+
+def _import_entries(items: Any) -> list[dict]:
+    """Entries to import as dicts: an export's, or hand-written ones ({"text": ...} or a plain string),
+    with kind and names inferred and the text cleaned like `qia memory add` does."""
+    if not isinstance(items, list):
+        raise UsageError("memory import: 'entries' must be a list")
+    out = []
+    for i, item in enumerate(items):
+        where = f"memory import: entries.{i}"
+        if isinstance(item, str):
+            item = {"text": item}
+        if not isinstance(item, dict) or not isinstance(item.get("text"), str):
+            raise UsageError(f'{where} needs a "text"', hint='e.g. [{"text": "Biscuit is my dog"}]')
+        item = dict(item)
+        item["text"] = clean_text(item["text"], what=f"{where}.text")
+        if not item["text"]:
+            raise UsageError(f"{where}.text is empty")
+        if not isinstance(item.get("id"), str) or not item["id"].strip():
+            item["id"] = ""  # assigned on import
+        if item.get("kind") is None:
+            item["kind"] = infer_kind(item["text"])
+        names = item.get("names")
+        if names is None:
+            names = [] if item["kind"] == "preference" else infer_names(item["text"])
+        if isinstance(names, list):
+            item["names"] = clean_names(names, what=f"{where}.names")
+        out.append(item)
+    return out
+
+
+def _clean_sessions(items: Any) -> Any:
+    if not isinstance(items, list):
+        return items
+    from qia_cli.seeds import MAX_SEED
+
+    out = []
+    for item in items:
+        if isinstance(item, dict):
+            item = {
+                k: clean_input(v, what="a session record")
+                if isinstance(v, str) and k in {"request", "prompt", "model"}
+                else v
+                for k, v in item.items()
+            }
+            seed = item.get("seed")
+            if seed is not None and not (isinstance(seed, int) and 0 <= seed <= MAX_SEED):
+                item["seed"] = None  # a recalled session reuses its seed: only one that renders
+        out.append(item)
+    return out
 
 
 def _check_version(data: Any, source: Path | str) -> None:
@@ -137,6 +290,8 @@ class MemoryStore:
             raise self._corrupt(exc.strerror or str(exc)) from exc
         except (UnicodeDecodeError, ValueError) as exc:
             raise self._corrupt(f"not valid JSON ({exc})") from None
+        except RecursionError:
+            raise self._corrupt("not valid JSON (nested too deeply)") from None
         if not isinstance(data, dict):
             raise self._corrupt("not a JSON object")
         _check_version(data, self.path)
@@ -150,8 +305,8 @@ class MemoryStore:
     def _write(self, doc: Document) -> None:
         doc.schema_version = SCHEMA_VERSION
         doc.sessions = doc.sessions[-MAX_SESSIONS:]
-        data = json.dumps(doc.model_dump(mode="json"), ensure_ascii=False, indent=1).encode("utf-8")
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        data = doc.model_dump_json(indent=1).encode("utf-8")  # pydantic's serializer: ~10x json.dumps(indent=)
+        make_private_dirs(self.path.parent)
         if self.path.exists():  # it parsed inside this lock, so it is a good file
             atomic_write_bytes(self.backup_path, self.path.read_bytes(), mode=0o600)
         atomic_write_bytes(self.path, data, mode=0o600)
@@ -162,8 +317,8 @@ class MemoryStore:
         """Lock, re-read, change, write. Nothing is written when `change` or the read raises."""
         from filelock import FileLock, Timeout
 
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
+            make_private_dirs(self.path.parent)
             with FileLock(str(self.lock_path), timeout=LOCK_TIMEOUT_S, mode=0o600):
                 self._cache = None  # another process may have written since we last looked
                 try:
@@ -179,6 +334,12 @@ class MemoryStore:
                 f"memory file {self.path} is locked by another qia process",
                 hint=f"wait for it to finish, or remove {self.lock_path} if no qia is running",
             ) from None
+        except OSError as exc:  # QIA_HOME is a file, read-only, full: the old file stays as it was
+            where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(self.path) else ""
+            raise QiaError(
+                f"cannot write the memory file {self.path}: {exc.strerror or exc}{where}",
+                hint="check that QIA_HOME (or the data folder) is a folder you can write to",
+            ) from None
 
     def index(self) -> Index:
         doc = self._read()
@@ -190,23 +351,23 @@ class MemoryStore:
 
     def add(self, text: str, kind: Kind | None = None, names: list[str] | None = None) -> Entry:
         """Remember `text`; kind and names are inferred when not given. Same text twice: the old entry."""
-        text = re.sub(r"\s+", " ", text).strip()
+        text = clean_text(text, what="the text to remember")
         if not text:
             raise UsageError("nothing to remember: the text is empty")
-        kind = kind or infer_kind(text)  # type: ignore[assignment]
+        kind = kind or cast(Kind, infer_kind(text))  # infer_kind returns one of Kind's values
         if names is None:
             names = [] if kind == "preference" else infer_names(text)
-        names = [n.strip() for n in names if n and n.strip()]
+        names = clean_names(names)
+
+        key = _norm(text)
 
         def change(doc: Document) -> Entry:
             for entry in doc.entries:
-                if _norm(entry.text) == _norm(text):
+                if _same_text(entry.text, key):
                     return entry
-            taken = {e.id for e in doc.entries}
-            entry_id = "m" + secrets.token_hex(3)
-            while entry_id in taken:
-                entry_id = "m" + secrets.token_hex(3)
-            entry = Entry(id=entry_id, kind=kind, text=text, names=names)
+            if len(doc.entries) >= MAX_ENTRIES:
+                raise _full(len(doc.entries) + 1)
+            entry = Entry(id=_new_id({e.id for e in doc.entries}), kind=kind, text=text, names=names)
             doc.entries.append(entry)
             return entry
 
@@ -266,6 +427,11 @@ class MemoryStore:
         if not isinstance(data, dict):
             raise UsageError("memory import: expected a JSON object with 'entries'")
         _check_version(data, "being imported")
+        data = {
+            **data,
+            "entries": _import_entries(data.get("entries") or []),
+            "sessions": _clean_sessions(data.get("sessions") or []),
+        }
         try:
             incoming = Document.model_validate(data)
         except ValidationError as exc:
@@ -282,10 +448,14 @@ class MemoryStore:
             for entry in incoming.entries:
                 if entry.id in ids or _norm(entry.text) in texts:
                     continue
+                if not entry.id:
+                    entry.id = _new_id(ids)
                 doc.entries.append(entry)
                 ids.add(entry.id)
                 texts.add(_norm(entry.text))
                 added += 1
+            if added and len(doc.entries) > MAX_ENTRIES:
+                raise _full(len(doc.entries))  # nothing is written
             known = {s.id for s in doc.sessions}
             doc.sessions.extend(s for s in incoming.sessions if s.id not in known)
             doc.sessions.sort(key=lambda s: s.time)
@@ -293,7 +463,7 @@ class MemoryStore:
 
         return self._mutate(change)
 
-    def touch(self, ids: list[str]) -> None:
+    def touch(self, ids: builtins.list[str]) -> None:  # builtins: `list` here is the method above
         """Mark entries as used by a recall: last_used = now, uses += 1."""
         wanted = set(ids)
         if not wanted:
@@ -323,7 +493,7 @@ class MemoryStore:
 
         return self._mutate(change)
 
-    def sessions(self, limit: int | None = None) -> list[SessionRecord]:
+    def sessions(self, limit: int | None = None) -> builtins.list[SessionRecord]:
         """Session records, newest first."""
         items = sorted(self._read().sessions, key=lambda s: s.time, reverse=True)
         return items if limit is None else items[:limit]

@@ -8,6 +8,8 @@ from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
+from qia_cli.textsafe import strip_escapes
+
 STOPWORDS = frozenset(
     """a an and are as at be by for from has have how in is it its of on or that the this to was
     were what when where which who why will with about after before into over than then there these
@@ -34,7 +36,9 @@ _COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.S)
 _TAG = re.compile(r"</?[A-Za-z][^>]*>|<[!?][^>]*>")
 _MD_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 _MD_MARK = re.compile(r"(\*\*|__|`+|^#+\s*|~~)", re.M)
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+# Zero-width and bidi format characters are removed, not spaced: "ig\u200bnore" must read "ignore".
+_INVISIBLE = re.compile(r"[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 
 
 def clean(text: str | None, limit: int = 300) -> str:
@@ -42,11 +46,11 @@ def clean(text: str | None, limit: int = 300) -> str:
     whitespace collapsed, at most `limit` characters (cut at a word, with an ellipsis)."""
     if not text:
         return ""
-    text = _COMMENT.sub(" ", _BLOCKS.sub(" ", str(text)))
+    text = _COMMENT.sub(" ", _BLOCKS.sub(" ", strip_escapes(str(text))))
     text = html.unescape(_TAG.sub(" ", text))
     text = _TAG.sub(" ", text)  # markup that was entity-escaped
     text = _MD_MARK.sub("", _MD_LINK.sub(r"\1", text))
-    text = re.sub(r"\s+", " ", _CONTROL.sub(" ", text)).strip()
+    text = re.sub(r"\s+", " ", _CONTROL.sub(" ", _INVISIBLE.sub("", text))).strip()
     if limit and len(text) > limit:
         cut = text[: max(1, limit - 1)]
         if " " in cut[limit // 2 :]:

@@ -18,7 +18,7 @@ class SearchCache:
         self.ttl = ttl
 
     def _file(self, backend: str, query: str) -> Path:
-        key = hashlib.sha256(f"{backend}\0{query.strip().lower()}".encode("utf-8")).hexdigest()
+        key = hashlib.sha256(f"{backend}\0{query.strip().lower()}".encode()).hexdigest()
         return self.dir / f"{key}.json"
 
     def get(self, backend: str, query: str, now: float | None = None) -> list[SearchResult] | None:

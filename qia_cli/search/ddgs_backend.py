@@ -18,7 +18,9 @@ class DdgsBackend:
             from ddgs import DDGS
             from ddgs.exceptions import DDGSException
         except ImportError as exc:
-            raise SearchError("web search needs the 'ddgs' package", hint="pip install ddgs, or use --search off") from exc
+            raise SearchError(
+                "web search needs the 'ddgs' package", hint="pip install ddgs, or use --search off"
+            ) from exc
         try:
             rows = DDGS(timeout=max(1, round(self.timeout))).text(query, max_results=max_results)
         except (DDGSException, OSError) as exc:

