@@ -315,3 +315,38 @@ def test_metadata_without_a_vae_swap_keeps_the_a1111_line():
     spec = RenderSpec(prompt="p", model="m", width=8, height=8, steps=1, guidance=0, seed=1, dtype="bf16")
     meta = build_metadata("r", spec, 1)
     assert meta["qia:dtype"] == "bf16" and meta["qia:vae"] == "full" and "VAE" not in meta["parameters"]
+
+
+def test_vae_tiny_loads_the_family_taesd_from_the_hf_cache(tiny_pipeline_dir, tiny_vae_dir, tmp_path):
+    """`--vae tiny` on an SD pipeline finds madebyollin/taesd in the Hugging Face cache, offline."""
+    import shutil
+
+    cache = tmp_path / "hub"
+    repo = cache / "models--madebyollin--taesd"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    shutil.copytree(tiny_vae_dir, snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    result = run_qia(
+        "generate",
+        "a cat",
+        "--no-plan",
+        "--llm",
+        "fake",
+        "--model",
+        str(tiny_pipeline_dir),
+        "--device",
+        "cpu",
+        "--vae",
+        "tiny",
+        "--steps",
+        "1",
+        "--outdir",
+        str(tmp_path / "out"),
+        "--json",
+        env={"HF_HUB_CACHE": str(cache)},
+    )
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["render"]["vae"] == "madebyollin/taesd"
+    assert read_metadata(Path(doc["outputs"][0]["path"]))["qia:vae"] == "madebyollin/taesd"

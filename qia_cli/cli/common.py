@@ -117,7 +117,7 @@ VaeOpt = Annotated[
     str | None,
     typer.Option(
         "--vae",
-        help="Decoder: full (default), tiny (AutoencoderTiny: decodes several times faster on a "
+        help="Decoder: full (default), tiny (AutoencoderTiny: decodes about 10x faster on a "
         "CPU, with softer fine detail), or a VAE folder or Hugging Face id.",
         show_default=False,
     ),
