@@ -76,7 +76,7 @@ def prepare_process(*, repack: bool) -> None:
     try:
         import llama_cpp.llama_cpp as lib  # loads libgomp, which reads the policy now
     finally:
-        if ours:  # torch, loaded later for the render, keeps its own default
+        if ours:  # child processes keep the default; a torch that shares this libgomp waits passively too (no measurable cost)
             os.environ.pop("OMP_WAIT_POLICY", None)
 
     original = getattr(lib.llama_model_default_params, "_qia_original", lib.llama_model_default_params)
