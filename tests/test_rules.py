@@ -86,6 +86,21 @@ def test_a_category_singled_out_by_a_name_or_clause_needs_reasoning():
     assert "knowledge" not in kinds("The Statue of Liberty at dawn")
 
 
+def test_a_phrase_without_an_article_is_read_like_an_indefinite_one():
+    query = {g.kind: g.query for g in analyze("Bird that symbolizes peace").gaps}["knowledge"]
+    assert query == "What is the bird that symbolizes peace?"
+    assert kinds("Traditional dress of Scotland, a symbol of clan pride")["knowledge"] == "reason"
+    for scene in (
+        "Sunflowers arranged in a vase",
+        "Castle on a hill in Scotland",
+        "Kids playing soccer in a park",
+        "Dogs that are running on a beach",
+        "two children sharing one ice cream cone",
+        "my grandmother knitting by the fire",
+    ):
+        assert "knowledge" not in kinds(scene), scene
+
+
 def test_plain_concrete_request_needs_no_reasoning():
     assert "knowledge" not in kinds("a red bicycle")
     assert "knowledge" not in kinds('a sign that says "Open late"')

@@ -183,6 +183,8 @@ def description_span(core: str) -> str | None:
     if low not in ("the", "a", "an"):
         if low in DEGREE or _superlative(tokens[0].lower()):
             return _join(tokens[:comma])  # "Most commonly used currency in the world"
+        if tokens[0].isalpha() and low not in BARE_SKIP and not _participle(low):
+            return _bare(core, tokens[0])
         return None
     np: list[str] = []
     boundary = None
@@ -218,6 +220,22 @@ def description_span(core: str) -> str | None:
     if objects and all(o in ("a", "an") for o in objects):
         return None  # "the top of a hill", "the kitchen of a small apartment"
     return span if objects else None
+
+
+# Closed classes that start a phrase without an article: possessives, demonstratives, quantifiers, numerals,
+# pronouns. Any other first word starts a bare noun phrase.
+BARE_SKIP = frozenset(
+    "my our your his her their its this that these those some any many several few each every all both no "
+    "one two three four five six seven eight nine ten eleven twelve dozen dozens hundreds thousands "
+    "i we you he she they it me us them something anything nothing everything someone anyone".split()
+)
+
+
+def _bare(core: str, first: str) -> str | None:
+    """A bare noun phrase ("Bird that symbolises peace") reads like an indefinite one: the same tests."""
+    start = core.index(first)
+    span = description_span("a " + first[:1].lower() + first[1:] + core[start + len(first) :])
+    return span[2:] if span is not None else None  # lowercased: the question reads "What is the bird ...?"
 
 
 def _join(tokens: list[str]) -> str:
