@@ -147,6 +147,7 @@ def test_the_model_names_what_an_unflagged_request_describes_when_sure_twice():
     ("answers", "logprob"),
     [
         (["a dog", "a dog"], -0.3),  # it only repeats the request
+        (["a dog on a beach with a wolf", "a wolf"], -0.3),  # mostly the request again: a paraphrase
         (["a wolf", "a fox"], -0.3),  # the second asking disagrees
         (["a wolf", "a wolf"], -1.5),  # not sure enough
         (["a wolf", "a wolf"], None),  # a backend without log-probabilities: no calibrated judgement

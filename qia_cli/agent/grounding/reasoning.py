@@ -213,7 +213,10 @@ def identify(llm: LLM, request: str, usage: Usage | None = None) -> Answer:
     if usage:
         usage.add(completion)
     answer = _clean(completion.text, MAX_ANSWER_WORDS)
-    if not answer or not _new_words(answer, request):
+    new = _new_words(answer, request) if answer else []
+    if not answer or len(new) * 2 <= len(content_words(answer)):
+        # Nothing new, or mostly the request again with a word swapped ("a croissant and a cup of coffee"
+        # for "... a cup of espresso"): a paraphrase, not the name of what the request describes.
         return Answer(None, completion.logprob, why="the model names nothing the request does not say")
     if completion.logprob is None or completion.logprob < SHOWN_LOGPROB:
         return Answer(answer, completion.logprob, False, "a guess: not sure enough to ask again")
