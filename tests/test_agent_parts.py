@@ -100,13 +100,18 @@ def test_a_ray_workers_memory_view_plans_a_request_about_a_past_session():
     assert plan.session is None and "night" in plan.prompt
 
 
-def test_copies_of_an_agent_share_its_renderer_scorers_and_knowledge_model():
+def test_copies_of_an_agent_share_its_renderer_scorers_and_knowledge_model(monkeypatch):
+    from qia_cli.llm import factory
+
+    monkeypatch.setattr(factory, "make_knowledge_llm", lambda *a, **k: FakeLLM())  # a new model per call
     agent = Agent(Settings(llm="fake", search="off"), llm=FakeLLM())
     copy = renderer_of(agent)
     assert copy.renderer is agent.renderer and copy.scorers is agent.scorers and copy.llm is None
     agent.share_knowledge()
     thread_copy = dataclasses.replace(agent, _planner=None)
-    assert agent.knowledge is not None and thread_copy.planner.knowledge_llm is agent.knowledge
+    shared = agent.knowledge
+    assert shared is not None and shared is not agent.llm and thread_copy.planner.knowledge_llm is shared
+    assert agent.planner.knowledge_llm is shared and agent.knowledge is shared  # built once, for the agent too
 
 
 def test_each_agent_has_its_own_renderer_and_scorers():

@@ -6,6 +6,7 @@ callbacks and never prints.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -110,6 +111,8 @@ class Agent:
     def _make_knowledge(self) -> LLM:
         from qia_cli.llm.factory import make_knowledge_llm
 
+        if self.knowledge is not None:  # built already (share_knowledge)
+            return self.knowledge
         planner = self.planner.llm
         assert planner is not None  # the planner builds its LLM from settings when the agent has none
         knowledge = make_knowledge_llm(self.settings, planner, verbose=self.verbose)
@@ -121,11 +124,8 @@ class Agent:
         dataclasses.replace share it. A model that cannot be built fails later, in the plan that asks it."""
         from qia_cli.errors import QiaError
 
-        if self.knowledge is None:
-            try:
-                self._make_knowledge()
-            except QiaError:
-                pass
+        with contextlib.suppress(QiaError):
+            self._make_knowledge()
 
     def plan(self, request: str, options: PlanOptions | None = None) -> Plan:
         """A new plan for `request`; `options` are read, never changed."""
