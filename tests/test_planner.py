@@ -90,6 +90,90 @@ def test_an_answer_the_model_finds_unlikely_is_a_guess_even_when_repeated():
     assert next(e for e in plan.evidence if e.source == "reasoning").confidence == -2.6
 
 
+def test_an_unlikely_answer_every_asking_repeats_is_knowledge_and_a_very_unlikely_one_is_not_asked_again():
+    class Rated(Wavering):
+        def __init__(self, answers, logprob):
+            super().__init__(answers)
+            self.logprob = logprob
+
+        def complete(self, prompt, *, max_tokens=24, stop=None):
+            out = super().complete(prompt, max_tokens=max_tokens, stop=stop)
+            out.logprob = self.logprob
+            return out
+
+    plan = Planner(Rated(["spinach", "spinach", "spinach"], -2.6)).plan(
+        "the vegetable a cartoon sailor eats", PlanOptions(llm_gaps=False)
+    )
+    assert "spinach" in plan.prompt  # three askings, three times the same: the model knows it
+    llm = Rated(["spinach", "spinach", "spinach"], -3.5)
+    plan = Planner(llm).plan("the vegetable a cartoon sailor eats", PlanOptions(llm_gaps=False))
+    assert "spinach" not in plan.prompt and len(llm.prompts) == 1
+
+
+class Shown(FakeLLM):
+    """A model with log-probabilities: `shown` answers "What is shown in: ...?" (one per asking), at `logprob`."""
+
+    def __init__(self, shown, logprob=-0.3):
+        super().__init__()
+        self.shown, self.logprob = list(shown), logprob
+
+    def complete(self, prompt, *, max_tokens=24, stop=None):
+        from qia_cli.llm.base import Completion
+
+        self.prompts.append(prompt)
+        last = prompt.rsplit("Q:", 1)[-1]
+        text = self.shown.pop(0) if "What is shown in:" in last and self.shown else ""
+        return Completion(text=text, finish_reason="stop", tokens=1, logprob=self.logprob)
+
+
+def shown_calls(llm):
+    return [p for p in llm.prompts if "What is shown in:" in p.rsplit("Q:", 1)[-1]]
+
+
+def test_the_model_names_what_an_unflagged_request_describes_when_sure_twice():
+    request = "a striped horse-like animal of the African savanna"
+    llm = Shown(["a zebra", "zebra"])
+    plan = Planner(llm).plan(request, PlanOptions(llm_gaps=False))
+    assert plan.prompt.startswith(request + ", a zebra")
+    gap = next(g for g in plan.gaps if g.kind == "knowledge")
+    assert gap.origin == "llm" and gap.filled
+    name = next(e for e in plan.evidence if e.role == "name")
+    assert name.content == "a zebra" and name.used and name.gap_id == gap.id
+    # the examples show both kinds: a request that names its subject is answered with its own words
+    assert "A: a cat" in shown_calls(llm)[0] or "A: a lighthouse" in shown_calls(llm)[0]
+
+
+@pytest.mark.parametrize(
+    ("answers", "logprob"),
+    [
+        (["a dog", "a dog"], -0.3),  # it only repeats the request
+        (["a wolf", "a fox"], -0.3),  # the second asking disagrees
+        (["a wolf", "a wolf"], -1.5),  # not sure enough
+        (["a wolf", "a wolf"], None),  # a backend without log-probabilities: no calibrated judgement
+    ],
+)
+def test_an_ordinary_request_reaches_the_image_model_with_nothing_the_model_guessed(answers, logprob):
+    request = "a dog running on a beach"
+    llm = Shown(answers, logprob)
+    plan = Planner(llm).plan(request, PlanOptions(llm_gaps=False))
+    assert plan.prompt.startswith(request)
+    assert "wolf" not in plan.prompt and "fox" not in plan.prompt
+    assert not any(g.kind == "knowledge" for g in plan.gaps)
+    assert not [e for e in plan.evidence if e.source == "reasoning"]
+    assert len(shown_calls(llm)) == (2 if answers[0] == "a wolf" and logprob == -0.3 else 1)
+
+
+def test_a_detailed_or_flagged_request_is_not_asked_what_it_shows():
+    detailed = (
+        "a wide shot of a lighthouse on a rocky cliff at dusk, waves breaking below, gulls in the air, warm light "
+        "in the lamp room, oil painting with thick brush strokes"
+    )
+    llm = Shown(["a zebra", "a zebra"])
+    Planner(llm).plan(detailed, PlanOptions(llm_gaps=False))
+    Planner(llm).plan("a poster for my dog's birthday", PlanOptions(llm_gaps=False))
+    assert shown_calls(llm) == []
+
+
 def test_a_dated_past_fact_is_reasoned_when_search_is_off():
     llm = {"hosted the summer olympics in 2008": "Beijing"}
     plan = planner(llm).plan("the city that hosted the Summer Olympics in 2008")

@@ -186,6 +186,10 @@ class Planner:
             for gap in gaps:
                 if gap.kind == "knowledge" and searched:
                     gap.filled = True
+        if self.llm is not None and _unflagged(analysis):
+            self.progress("reasoning")
+            with _timed(timings, "identify"):
+                evidence += self._identify(request, analysis)
         if self.llm is not None and any(g.action == "reason" and not g.filled for g in gaps):
             self.progress("reasoning")
             with _timed(timings, "reason"):
@@ -240,20 +244,53 @@ class Planner:
             if not name.confident:
                 continue
             gap.filled = True
-            look = reasoning.describe(knowledge, name.text, self.usage)
-            if look.text:
-                evidence.append(
-                    Evidence(
-                        gap_id=gap.id,
-                        source="reasoning",
-                        content=look.text,
-                        detail=f"What does {name.text} look like?",
-                        role="look",
-                        confidence=_round(look.logprob),
-                        used=look.confident,
-                    )
-                )
+            evidence += self._look(knowledge, gap, name.text)
         return evidence
+
+    def _identify(self, request: str, analysis: rules.Analysis) -> list[Evidence]:
+        """A request the grammar found no description in may still describe one particular thing in words it
+        does not know: the model's own, sure, twice-given answer decides (a knowledge gap of origin "llm")."""
+        knowledge = self.knowledge_llm
+        assert knowledge is not None
+        name = reasoning.identify(knowledge, request, self.usage)
+        if not name.confident or not name.text:
+            return []
+        gap = analysis.add(
+            kind="knowledge",
+            description="the model recognises a description of one particular thing",
+            action="reason",
+            span=analysis.core.strip() or None,
+            query=f"What is shown in: {request.strip().rstrip('?.!')}?",
+        )
+        gap.origin, gap.filled = "llm", True
+        found = [
+            Evidence(
+                gap_id=gap.id,
+                source="reasoning",
+                content=name.text,
+                detail=gap.query,
+                role="name",
+                confidence=_round(name.logprob),
+                used=True,
+            )
+        ]
+        return found + self._look(knowledge, gap, name.text)
+
+    def _look(self, knowledge: LLM, gap: Gap, name: str) -> list[Evidence]:
+        look = reasoning.describe(knowledge, name, self.usage)
+        if not look.text:
+            return []
+        return [
+            Evidence(
+                gap_id=gap.id,
+                source="reasoning",
+                content=look.text,
+                detail=f"What does {name} look like?",
+                role="look",
+                confidence=_round(look.logprob),
+                used=look.confident,
+            )
+        ]
 
     def _llm_gaps(self, request: str, gaps: list[Gap]) -> None:
         """Gaps the LLM proposes, kept only when they point at words of the request and add a new kind."""
@@ -407,6 +444,13 @@ def _purpose(request: str) -> str | None:
     if not m:
         m = re.search(r"\b(logo)\b", request, re.I)
     return m.group(1).lower() if m else None
+
+
+def _unflagged(analysis: rules.Analysis) -> bool:
+    """A short request with no gap the rules route elsewhere: nothing described, nothing time-sensitive or
+    personal, no subject to ask for, no text to draw. Detailed requests already say what they want."""
+    routed = {"knowledge", "time", "personal", "subject", "text"}
+    return not analysis.detailed and not analysis.quoted_text and not any(g.kind in routed for g in analysis.gaps)
 
 
 def _recall_session(memory, request: str) -> SessionRef | None:
