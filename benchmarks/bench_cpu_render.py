@@ -9,7 +9,7 @@ full-size AutoencoderTiny (the TAESD design, 2.4M). The picture is noise but the
 the times are those of sd-turbo. For each dtype it times, after one warm-up render:
 
   - text encoding, one UNet step, the full VAE's decode and the tiny VAE's decode (64x64 latents -> 512 px);
-  - a whole render through qia's renderer (`qia_cli.imaging.diffusers.render`, 1 step, guidance 0), with
+  - a whole render through qia's renderer (`qia_cli.imaging.pipeline.DiffusersRenderer.render`, 1 step, guidance 0), with
     each VAE;
   - unless --no-ab, the UNet step and the decodes in the other memory layout too: qia puts the UNet and VAE
     weights in channels-last layout for bf16 on the CPU and leaves them contiguous otherwise.
@@ -56,7 +56,7 @@ def build_pipeline(seed: int = 0):
     )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from qia_cli.imaging.diffusers import set_verbose
+    from qia_cli.imaging.pipeline import set_verbose
     from qia_cli.imaging.tiny import _write_tokenizer_files
 
     set_verbose(False)
@@ -173,7 +173,7 @@ def run_dtype(name: str, pipe, tiny, reps: int, ab: bool, inputs: dict) -> tuple
     import torch
 
     from qia_cli.agent.types import RenderSpec
-    from qia_cli.imaging import diffusers as renderer
+    from qia_cli.imaging import pipeline as renderer
     from qia_cli.imaging.device import resolve_dtype
     from qia_cli.imaging.families import SD_TURBO
     from qia_cli.imaging.vae import swap_vae
@@ -200,7 +200,7 @@ def run_dtype(name: str, pipe, tiny, reps: int, ab: bool, inputs: dict) -> tuple
     def encode():
         return pipe.encode_prompt(PROMPT, "cpu", 1, False)[0]
 
-    ours = "channels_last" if renderer.uses_channels_last("cpu", dtype) else "contiguous"  # as load_pipeline
+    ours = "channels_last" if renderer.uses_channels_last("cpu", dtype) else "contiguous"  # as DiffusersRenderer.load
     other = "contiguous" if ours == "channels_last" else "channels_last"
 
     def layout(kind: str) -> None:
@@ -233,8 +233,10 @@ def run_dtype(name: str, pipe, tiny, reps: int, ab: bool, inputs: dict) -> tuple
             dtype=name,
         )
 
+        qia = renderer.DiffusersRenderer()
+
         def render():
-            return renderer.render(spec, loaded=loaded)[0][0]
+            return qia.render(spec, loaded=loaded)[0][0]
 
         render()  # warm-up
         times["text_encoder"], _ = timer(encode)

@@ -19,8 +19,8 @@ def main(n: int = 20) -> None:
     import torch
 
     from qia_cli.agent.types import RenderSpec
-    from qia_cli.imaging import diffusers as renderer
     from qia_cli.imaging.output import build_metadata, output_name, save_image
+    from qia_cli.imaging.pipeline import DiffusersRenderer
     from qia_cli.imaging.tiny import build_tiny_pipeline
 
     with tempfile.TemporaryDirectory(prefix="qia-bench-") as tmp:
@@ -36,8 +36,9 @@ def main(n: int = 20) -> None:
         spec = RenderSpec(
             prompt="a red bicycle", model=str(model), width=64, height=64, steps=2, guidance=0.0, seed=1, device="cpu"
         )
+        renderer = DiffusersRenderer()
         start = time.perf_counter()
-        loaded = renderer.load_pipeline(str(model), "cpu")
+        loaded = renderer.load(str(model), "cpu")
         load_s = time.perf_counter() - start
 
         def plain(i: int) -> None:
@@ -77,7 +78,7 @@ def main(n: int = 20) -> None:
 
     plain_ms = statistics.median(times["plain"]) * 1000
     qia_ms = statistics.median(times["qia"]) * 1000
-    print(f"tiny pipeline build: {build_s * 1000:.0f} ms, qia load_pipeline: {load_s * 1000:.0f} ms")
+    print(f"tiny pipeline build: {build_s * 1000:.0f} ms, qia load: {load_s * 1000:.0f} ms")
     print(f"N={n}, 64x64, 2 steps, torch threads={torch.get_num_threads()}")
     print(f"plain diffusers + PIL save : median {plain_ms:7.2f} ms")
     print(f"qia render() + save_image(): median {qia_ms:7.2f} ms")

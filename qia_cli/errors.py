@@ -48,3 +48,9 @@ def home_error(exc: BaseException) -> UsageError | None:
             "a path starts with ~ but that home directory is unknown", hint="write the path in full, or as ~/folder"
         )
     return None
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (library errors run to pages), or its class name."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

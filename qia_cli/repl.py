@@ -168,14 +168,10 @@ class ChatSession:
         opts = RenderOptions(**{**self.opts.__dict__, "seed": self._seed_for(plan)})
         cancel, noted = threading.Event(), len(plan.warnings)
         with _sigint_sets(cancel), self.ui.progress() as on_step:
-            self.agent.callbacks.on_step = on_step
-            self.agent.callbacks.cancel = cancel.is_set
-            try:
-                result = self.agent.render(plan, opts)
-            finally:
-                self.agent.callbacks.on_step = self.agent.callbacks.cancel = None
+            result = self.agent.render(plan, opts, on_step=on_step, cancel=cancel.is_set)
         self.last_result, self.device = result, result.device
-        self.agent.record_session(plan, [o.path for o in result.outputs], "generate", result.render)
+        self.plan = result.plan  # with what rendering noted, for /show, /save and the next /gen
+        self.agent.record_session(result.plan, [o.path for o in result.outputs], "generate", result.render)
         t = result.timings
         for warning in result.plan.warnings[noted:]:  # what rendering noted (e.g. feedback off)
             self.ui.say(f"[yellow]warning:[/yellow] {_esc(warning)}")
@@ -261,7 +257,7 @@ class ChatSession:
         if arg.lower() in {"default", "auto", ""}:
             self.opts.width = self.opts.height = None
         else:
-            from qia_cli.imaging.diffusers import parse_size
+            from qia_cli.imaging.pipeline import parse_size
 
             self.opts.width, self.opts.height = parse_size(arg)
         self.ui.say(f"size: {self._size_text()}")
@@ -311,8 +307,10 @@ class ChatSession:
         self.ui.say(f"search: {_esc(self.search_text())}")
 
     def cmd_memory(self, arg: str) -> None:
+        from qia_cli.memory.store import MemoryStore
+
         store = self.agent.memory
-        if store is None:
+        if not isinstance(store, MemoryStore):
             raise UsageError("memory is off in this session", hint="start qia chat without --no-memory")
         action, _, rest = arg.partition(" ")
         action, rest = action.lower() or "list", rest.strip()

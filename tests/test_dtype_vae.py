@@ -13,13 +13,14 @@ from qia_cli.agent.types import RenderSpec
 from qia_cli.cli.app import app
 from qia_cli.errors import ModelError, UsageError
 from qia_cli.imaging import device
-from qia_cli.imaging import diffusers as R
+from qia_cli.imaging import pipeline as R
 from qia_cli.imaging.output import build_metadata, read_metadata
 from qia_cli.imaging.vae import check_vae, vae_source
 from tests.conftest import run_qia
 from tests.imaging_fixtures import tiny_pipeline_dir, tiny_vae_dir  # noqa: F401
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+RENDERER = R.DiffusersRenderer()  # one for the module: the pipeline stays warm between tests
 runner = CliRunner()
 
 SAPPHIRE_RAPIDS = frozenset({"avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16"})
@@ -108,11 +109,10 @@ def test_cpu_flags_from_cpuinfo_and_torch(tmp_path, monkeypatch):
 def test_load_in_each_dtype_is_cached_apart_and_bf16_is_channels_last(tiny_pipeline_dir):
     import torch
 
-    R.release_pipeline()
-    before = R.load_count()
-    fp32 = R.load_pipeline(str(tiny_pipeline_dir), "cpu", dtype="fp32")
-    bf16 = R.load_pipeline(str(tiny_pipeline_dir), "cpu", dtype="bf16")
-    assert R.load_count() == before + 2
+    renderer = R.DiffusersRenderer()
+    fp32 = renderer.load(str(tiny_pipeline_dir), "cpu", dtype="fp32")
+    bf16 = renderer.load(str(tiny_pipeline_dir), "cpu", dtype="bf16")
+    assert renderer.loads == 2
     assert fp32.pipe.unet.dtype == torch.float32 and fp32.dtype_name == "fp32"
     assert bf16.pipe.unet.dtype == torch.bfloat16 and bf16.pipe.vae.dtype == torch.bfloat16
     assert bf16.pipe.text_encoder.dtype == torch.bfloat16
@@ -124,8 +124,8 @@ def test_load_in_each_dtype_is_cached_apart_and_bf16_is_channels_last(tiny_pipel
 
 def test_bf16_render_is_finite_not_black_and_near_fp32(tiny_pipeline_dir):
     spec = spec_for(tiny_pipeline_dir)
-    [(a, _)] = R.render(spec.model_copy(update={"dtype": "fp32"}))
-    [(b, _)] = R.render(spec.model_copy(update={"dtype": "bf16"}))
+    [(a, _)] = RENDERER.render(spec.model_copy(update={"dtype": "fp32"}))
+    [(b, _)] = RENDERER.render(spec.model_copy(update={"dtype": "bf16"}))
     assert not R.is_black(b) and b.size == a.size
     diff = np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16))
     assert diff.mean() < 2  # the same picture, rounded differently (measured: 0.5 levels of 255, at most 3)
@@ -163,12 +163,12 @@ def test_tiny_vae_folder_replaces_the_decoder(tiny_pipeline_dir, tiny_vae_dir):
     from diffusers import AutoencoderKL, AutoencoderTiny
 
     spec = spec_for(tiny_pipeline_dir, dtype="fp32", width=64, height=48)
-    full = R.load_pipeline(str(tiny_pipeline_dir), "cpu", dtype="fp32")
+    full = RENDERER.load(str(tiny_pipeline_dir), "cpu", dtype="fp32")
     assert isinstance(full.pipe.vae, AutoencoderKL) and full.vae == "full"
-    [(a, _)] = R.render(spec, loaded=full)
-    tiny = R.load_pipeline(str(tiny_pipeline_dir), "cpu", dtype="fp32", vae=str(tiny_vae_dir))
+    [(a, _)] = RENDERER.render(spec, loaded=full)
+    tiny = RENDERER.load(str(tiny_pipeline_dir), "cpu", dtype="fp32", vae=str(tiny_vae_dir))
     assert isinstance(tiny.pipe.vae, AutoencoderTiny) and tiny.vae == str(tiny_vae_dir)
-    [(b, _)] = R.render(spec, loaded=tiny)
+    [(b, _)] = RENDERER.render(spec, loaded=tiny)
     assert b.size == (64, 48)
     assert not np.array_equal(np.asarray(a), np.asarray(b))  # a different decoder really ran
 
@@ -176,7 +176,7 @@ def test_tiny_vae_folder_replaces_the_decoder(tiny_pipeline_dir, tiny_vae_dir):
 def test_tiny_for_an_uncached_taesd_fails_offline_with_a_hint(tiny_pipeline_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     with pytest.raises(ModelError) as info:
-        R.load_pipeline(str(tiny_pipeline_dir), "cpu", vae="tiny")
+        RENDERER.load(str(tiny_pipeline_dir), "cpu", vae="tiny")
     assert "madebyollin/taesd" in info.value.message and "not in the Hugging Face cache" in info.value.message
     assert "hf download madebyollin/taesd" in info.value.hint
 
@@ -185,22 +185,22 @@ def test_unknown_family_fails_before_the_pipeline_loads(tmp_path):
     folder = tmp_path / "some-flux"
     folder.mkdir()
     (folder / "model_index.json").write_text('{"_class_name": "FluxPipeline"}')
-    before = R.load_count()
+    renderer = R.DiffusersRenderer()
     with pytest.raises(ModelError, match="no tiny VAE is known"):
-        R.load_pipeline(str(folder), "cpu", vae="tiny")
-    assert R.load_count() == before
+        renderer.load(str(folder), "cpu", vae="tiny")
+    assert renderer.loads == 0
 
 
 def test_wrong_vae_folders(tiny_pipeline_dir, tmp_path):
     from qia_cli.imaging.tiny import build_tiny_vae
 
     with pytest.raises(ModelError, match="no config.json"):
-        R.load_pipeline(str(tiny_pipeline_dir), "cpu", vae=str(tiny_pipeline_dir))
+        RENDERER.load(str(tiny_pipeline_dir), "cpu", vae=str(tiny_pipeline_dir))
     with pytest.raises(ModelError, match="is a UNet2DConditionModel"):
-        R.load_pipeline(str(tiny_pipeline_dir), "cpu", vae=str(tiny_pipeline_dir / "unet"))
+        RENDERER.load(str(tiny_pipeline_dir), "cpu", vae=str(tiny_pipeline_dir / "unet"))
     wide = build_tiny_vae(tmp_path / "taesd3-like", latent_channels=16)
     with pytest.raises(ModelError, match="16 latent channels; this model makes 4"):
-        R.load_pipeline(str(tiny_pipeline_dir), "cpu", vae=str(wide))
+        RENDERER.load(str(tiny_pipeline_dir), "cpu", vae=str(wide))
 
 
 # --- recorded in the spec, sidecar and PNG ---------------------------------------------------------

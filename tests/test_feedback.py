@@ -13,12 +13,12 @@ from qia_cli.agent.run import Agent, RenderOptions
 from qia_cli.agent.types import ItemScore, Plan, Round
 from qia_cli.config import Settings
 from qia_cli.errors import ModelError
-from qia_cli.imaging import diffusers as renderer
-from qia_cli.imaging import scoring
+from qia_cli.imaging import pipeline, scoring
 from qia_cli.imaging.output import read_metadata
 from tests.conftest import run_qia
 from tests.imaging_fixtures import tiny_pipeline_dir  # noqa: F401
 
+RENDERER = pipeline.DiffusersRenderer()  # one for the module: the pipeline stays warm between tests
 CHECKLIST = ["a red bicycle", "a brick wall"]
 PROMPT = "a red bicycle, leaning on a brick wall, watercolor"
 
@@ -122,7 +122,7 @@ def no_real_scorer(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("the scorer must not load")
 
-    monkeypatch.setattr(scoring, "load_scorer", refuse)
+    monkeypatch.setattr(scoring.ClipScorers, "load", refuse)
     monkeypatch.setattr(scoring, "check_available", refuse)
 
 
@@ -130,7 +130,7 @@ def no_real_scorer(monkeypatch):
 def test_rounds_zero_or_cpu_default_renders_once_and_loads_no_scorer(tiny_pipeline_dir, tmp_path, monkeypatch, rounds):
     no_real_scorer(monkeypatch)
     scorer = ScriptedScorer()
-    agent = Agent(Settings(), scorer=scorer)
+    agent = Agent(Settings(), scorer=scorer, renderer=RENDERER)
     result = agent.render(make_plan(), opts(tiny_pipeline_dir, tmp_path, rounds=rounds, count=2))
     assert scorer.calls == 0 and result.rounds == []
     assert [o.seed for o in result.outputs] == [11, 12]
@@ -141,7 +141,7 @@ def test_rounds_zero_or_cpu_default_renders_once_and_loads_no_scorer(tiny_pipeli
 
 def test_loop_stops_when_items_pass_and_keeps_the_best(tiny_pipeline_dir, tmp_path):
     scorer = ScriptedScorer([0.30, 0.10], [0.31, 0.28])
-    agent = Agent(Settings(threshold=0.22), scorer=scorer)
+    agent = Agent(Settings(threshold=0.22), scorer=scorer, renderer=RENDERER)
     result = agent.render(make_plan(), opts(tiny_pipeline_dir, tmp_path, rounds=3))
     assert scorer.calls == 2 and len(result.rounds) == 2  # round 1 passed: no third render
     first, second = result.rounds
@@ -160,7 +160,7 @@ def test_loop_stops_when_items_pass_and_keeps_the_best(tiny_pipeline_dir, tmp_pa
 
 def test_keep_all_saves_every_round_and_the_best_is_the_output(tiny_pipeline_dir, tmp_path):
     scorer = ScriptedScorer([0.30, 0.10], [0.20, 0.10], [0.25, 0.12])
-    agent = Agent(Settings(threshold=0.22), scorer=scorer)
+    agent = Agent(Settings(threshold=0.22), scorer=scorer, renderer=RENDERER)
     result = agent.render(make_plan(), opts(tiny_pipeline_dir, tmp_path, rounds=2, keep_all=True))
     assert len(result.rounds) == 3 and [r.kept for r in result.rounds] == [True, False, False]
     paths = [r.output for r in result.rounds]
@@ -174,7 +174,7 @@ def test_keep_all_saves_every_round_and_the_best_is_the_output(tiny_pipeline_dir
 
 def test_keep_all_with_an_output_file_names_the_rounds_after_it(tiny_pipeline_dir, tmp_path):
     scorer = ScriptedScorer([0.30, 0.10], [0.31, 0.28])
-    agent = Agent(Settings(threshold=0.22), scorer=scorer)
+    agent = Agent(Settings(threshold=0.22), scorer=scorer, renderer=RENDERER)
     target = tmp_path / "mine.png"
     result = agent.render(make_plan(), opts(tiny_pipeline_dir, tmp_path, rounds=3, keep_all=True, output=target))
     assert result.outputs[0].path == str(target) and [r.kept for r in result.rounds] == [False, True]
@@ -183,20 +183,19 @@ def test_keep_all_with_an_output_file_names_the_rounds_after_it(tiny_pipeline_di
 
 def test_explicit_rounds_with_missing_scorer_fail_before_loading(tiny_pipeline_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    before = renderer.load_count()
     agent = Agent(Settings())
     with pytest.raises(ModelError, match="not in the Hugging Face cache") as info:
         agent.render(make_plan(), opts(tiny_pipeline_dir, tmp_path / "out", rounds=1, scorer="qia-tests/no-clip"))
     assert "--rounds 0" in info.value.hint and "hf download qia-tests/no-clip" in info.value.hint
-    assert renderer.load_count() == before and not (tmp_path / "out").exists()
+    assert agent.renderer.loads == 0 and not (tmp_path / "out").exists()
 
 
 def test_default_loop_on_a_gpu_without_the_scorer_warns_and_turns_off(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    plan = make_plan()
-    assert Agent(Settings())._feedback_rounds(plan, None, "cuda", "qia-tests/no-clip") == 0
-    assert plan.warnings and plan.warnings[0].startswith("feedback off")
-    assert Agent(Settings(), scorer=ScriptedScorer())._feedback_rounds(make_plan(), None, "cuda", "x") == 1
+    warnings: list[str] = []
+    assert Agent(Settings())._feedback_rounds(make_plan(), None, "cuda", "qia-tests/no-clip", warnings) == 0
+    assert warnings and warnings[0].startswith("feedback off")
+    assert Agent(Settings(), scorer=ScriptedScorer())._feedback_rounds(make_plan(), None, "cuda", "x", []) == 1
 
 
 # --- the CLIP scorer ---------------------------------------------------------------------------------
@@ -222,10 +221,9 @@ def test_clip_scorer_scores_images_per_item_and_is_cached(tiny_clip_dir, tiny_pi
         seed=1,
         device="cpu",
     )
-    (image, _), (other, _) = renderer.render(spec, count=2)
-    scoring.release_scorer()
-    loads = scoring.load_count()
-    scorer = scoring.load_scorer(str(tiny_clip_dir), "cpu")
+    (image, _), (other, _) = RENDERER.render(spec, count=2)
+    scorers = scoring.ClipScorers()
+    scorer = scorers.load(str(tiny_clip_dir), "cpu")
     assert isinstance(scorer, scoring.Scorer) and scorer.device == "cpu"
     items = ["a red bicycle", "a brick wall", 'text "HELLO"']
     scores = scorer.score(image, items)
@@ -233,23 +231,23 @@ def test_clip_scorer_scores_images_per_item_and_is_cached(tiny_clip_dir, tiny_pi
     assert len(set(scores)) == 3  # each item is scored on its own
     assert scorer.score(image, items) == scores  # deterministic
     assert scorer.score(other, items) != scores  # and it looks at the image
-    assert scoring.load_scorer(str(tiny_clip_dir), "cpu") is scorer and scoring.load_count() == loads + 1
-    scoring.release_scorer()
-    assert scoring.cached() == []
+    assert scorers.load(str(tiny_clip_dir), "cpu") is scorer and scorers.loads == 1
+    scorers.release()
+    assert scorers.cached() == [] and scorer.model is None
 
 
 def test_scorer_folder_must_hold_a_model(tmp_path):
     with pytest.raises(ModelError, match="no config.json"):
-        scoring.load_scorer(str(tmp_path), "cpu")
+        scoring.ClipScorers().load(str(tmp_path), "cpu")
     with pytest.raises(ModelError, match="does not exist"):
-        scoring.load_scorer(str(tmp_path / "nope"), "cpu")
+        scoring.ClipScorers().load(str(tmp_path / "nope"), "cpu")
 
 
 def test_uncached_scorer_offline_fails_fast(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     start = time.perf_counter()
     with pytest.raises(ModelError, match="scorer qia-tests/no-clip is not in the Hugging Face cache"):
-        scoring.load_scorer("qia-tests/no-clip", "cpu")
+        scoring.ClipScorers().load("qia-tests/no-clip", "cpu")
     assert time.perf_counter() - start < 10
 
 
@@ -306,10 +304,11 @@ def test_scorer_placement_and_release_follow_free_cuda_memory(monkeypatch):
     monkeypatch.setattr(scoring, "_cuda_free", lambda device: 8 << 30)
     assert scoring.placement("cuda", torch.float16) == ("cuda", torch.float16)
     warm = scoring.ClipScorer(model=object(), tokenizer=None, processor=None, name="x", device="cuda", dtype=None)
-    monkeypatch.setitem(scoring._CACHE, ("x", "cuda", "fp16"), warm)
-    assert scoring.release_if_tight() is False and scoring.cached() == [warm]  # room left: stays warm
+    scorers = scoring.ClipScorers()
+    scorers._cache[("x", "cuda", "fp16")] = warm
+    assert scorers.release_if_tight() is False and scorers.cached() == [warm]  # room left: stays warm
     monkeypatch.setattr(scoring, "_cuda_free", lambda device: 256 << 20)
-    assert scoring.release_if_tight() is True and scoring.cached() == []
+    assert scorers.release_if_tight() is True and scorers.cached() == []
 
 
 def test_agent_phrase_is_the_description_text():

@@ -220,10 +220,10 @@ def test_an_incomplete_pipeline_folder_fails_on_paper(qia, tmp_path, tiny_model)
 
 def test_seed_limits_are_one_range_everywhere():
     from qia_cli.agent import batch, run
-    from qia_cli.imaging import diffusers
+    from qia_cli.imaging import pipeline
     from qia_cli.seeds import MAX_SEED, check_seed, parse_seed
 
-    assert run.MAX_SEED == batch.MAX_SEED == diffusers.MAX_SEED == MAX_SEED == 2**32 - 1
+    assert run.MAX_SEED == batch.MAX_SEED == pipeline.MAX_SEED == MAX_SEED == 2**32 - 1
     assert check_seed(-1) is None and check_seed(None) is None and check_seed(7) == 7
     assert parse_seed("-1") is None and parse_seed("random") is None and parse_seed("12") == 12
     for bad in ("²", "1e3", "4294967296", "-5", "seven"):

@@ -12,7 +12,8 @@ import pytest
 
 from qia_cli.agent.types import RenderSpec
 from qia_cli.errors import ModelError, UsageError
-from qia_cli.imaging import diffusers as R
+from qia_cli.imaging import hub
+from qia_cli.imaging import pipeline as R
 from qia_cli.imaging.device import resolve_device
 from qia_cli.imaging.families import defaults_for
 from qia_cli.imaging.output import (
@@ -28,6 +29,7 @@ from tests.imaging_fixtures import tiny_pipeline_dir  # noqa: F401
 
 # diffusers' Euler scheduler trips a numpy-2 DeprecationWarning on every render; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+RENDERER = R.DiffusersRenderer()  # one for the module: the pipeline stays warm between tests
 
 WHEN = datetime(2026, 11, 28, 14, 15, 2)
 
@@ -59,25 +61,28 @@ def save(img, seed, spec, outdir, request="red bicycle", **kw):
 def test_load_real_from_pretrained_and_cache(tiny_pipeline_dir):
     from diffusers import StableDiffusionPipeline
 
-    R.release_pipeline()
-    before = R.load_count()
-    first = R.load_pipeline(str(tiny_pipeline_dir), "cpu")
-    second = R.load_pipeline(str(tiny_pipeline_dir), "cpu")
+    renderer = R.DiffusersRenderer()
+    first = renderer.load(str(tiny_pipeline_dir), "cpu")
+    second = renderer.load(str(tiny_pipeline_dir), "cpu")
     assert isinstance(first.pipe, StableDiffusionPipeline)
-    assert second is first
-    assert R.load_count() == before + 1
+    assert second is first and renderer.loaded == [first]
+    assert renderer.loads == 1
+    other = renderer.load(str(tiny_pipeline_dir), "cpu", dtype="bf16" if first.dtype_name == "fp32" else "fp32")
+    assert renderer.loads == 2 and renderer.loaded == [other]  # one pipeline at a time
+    renderer.release()
+    assert renderer.loaded == []
     assert first.device == "cpu" and first.family.width == 64
 
 
 def test_folder_without_model_index(tmp_path):
     (tmp_path / "unet").mkdir()
     with pytest.raises(ModelError, match="no model_index.json"):
-        R.load_pipeline(str(tmp_path), "cpu")
+        RENDERER.load(str(tmp_path), "cpu")
 
 
 def test_missing_local_folder(tmp_path):
     with pytest.raises(ModelError, match="does not exist"):
-        R.load_pipeline(str(tmp_path / "nope"), "cpu")
+        RENDERER.load(str(tmp_path / "nope"), "cpu")
 
 
 def test_uncached_hub_id_unreachable_fails_fast(tmp_path, monkeypatch):
@@ -87,10 +92,10 @@ def test_uncached_hub_id_unreachable_fails_fast(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # restored after the test; the loader sets it to 1
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: unreachable
     monkeypatch.setattr(hc, "HF_HUB_OFFLINE", hc.HF_HUB_OFFLINE)
-    monkeypatch.setattr(R, "_HUB_REACHABLE", None)
+    monkeypatch.setattr(hub, "_REACHABLE", None)
     start = time.perf_counter()
     with pytest.raises(ModelError) as info:
-        R.load_pipeline("qia-tests/not-a-cached-model", "cpu")
+        RENDERER.load("qia-tests/not-a-cached-model", "cpu")
     assert time.perf_counter() - start < 10
     assert "qia-tests/not-a-cached-model" in info.value.message
     assert "cannot be reached" in info.value.message
@@ -102,7 +107,7 @@ def test_uncached_hub_id_offline_env(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.perf_counter()
     with pytest.raises(ModelError, match="not in the Hugging Face cache"):
-        R.load_pipeline("qia-tests/not-a-cached-model", "cpu")
+        RENDERER.load("qia-tests/not-a-cached-model", "cpu")
     assert time.perf_counter() - start < 10
 
 
@@ -153,7 +158,7 @@ def test_good_sizes():
 
 def test_render_rejects_bad_size(tiny_pipeline_dir):
     with pytest.raises(UsageError, match="multiples of 8"):
-        R.render(make_spec(tiny_pipeline_dir, width=500, height=500))
+        RENDERER.render(make_spec(tiny_pipeline_dir, width=500, height=500))
 
 
 def test_families(tiny_pipeline_dir, tmp_path):
@@ -178,7 +183,7 @@ def test_families(tiny_pipeline_dir, tmp_path):
 def test_render_save_size_and_metadata(tiny_pipeline_dir, tmp_path):
     spec = make_spec(tiny_pipeline_dir, negative_prompt="blurry", guidance=2.0)
     steps = []
-    [(img, seed)] = R.render(spec, on_step=lambda s, t: steps.append((s, t)))
+    [(img, seed)] = RENDERER.render(spec, on_step=lambda s, t: steps.append((s, t)))
     assert seed == 12345 and img.size == (64, 48)
     assert steps[-1] == (2, 2)
     png, side = save(img, seed, spec, tmp_path / "out")
@@ -203,7 +208,7 @@ def test_render_save_size_and_metadata(tiny_pipeline_dir, tmp_path):
 
 def test_unicode_metadata_round_trips(tiny_pipeline_dir, tmp_path):
     spec = make_spec(tiny_pipeline_dir, prompt="桜の花 — café")
-    [(img, seed)] = R.render(spec)
+    [(img, seed)] = RENDERER.render(spec)
     png, _ = save(img, seed, spec, tmp_path, request="桜 " * 600)
     meta = read_metadata(png)
     assert meta["qia:prompt"] == "桜の花 — café"
@@ -213,16 +218,16 @@ def test_unicode_metadata_round_trips(tiny_pipeline_dir, tmp_path):
 
 def test_same_seed_same_pixels(tiny_pipeline_dir):
     spec = make_spec(tiny_pipeline_dir)
-    [(a, _)] = R.render(spec)
-    [(b, _)] = R.render(spec)
-    [(c, _)] = R.render(spec.model_copy(update={"seed": 1}))
+    [(a, _)] = RENDERER.render(spec)
+    [(b, _)] = RENDERER.render(spec)
+    [(c, _)] = RENDERER.render(spec.model_copy(update={"seed": 1}))
     assert np.array_equal(np.asarray(a), np.asarray(b))
     assert not np.array_equal(np.asarray(a), np.asarray(c))
 
 
 def test_count_two_distinct_seeds_and_files(tiny_pipeline_dir, tmp_path):
     spec = make_spec(tiny_pipeline_dir, seed=7)
-    results = R.render(spec, count=2)
+    results = RENDERER.render(spec, count=2)
     assert [s for _, s in results] == [7, 8]
     assert not np.array_equal(np.asarray(results[0][0]), np.asarray(results[1][0]))
     paths = [save(img, seed, spec, tmp_path)[0] for img, seed in results]
@@ -232,7 +237,7 @@ def test_count_two_distinct_seeds_and_files(tiny_pipeline_dir, tmp_path):
 
 def test_no_overwrite_on_collision(tiny_pipeline_dir, tmp_path):
     spec = make_spec(tiny_pipeline_dir)
-    [(img, seed)] = R.render(spec)
+    [(img, seed)] = RENDERER.render(spec)
     names = [save(img, seed, spec, tmp_path)[0].name for _ in range(3)]
     assert names == [
         "20261128-141502_red-bicycle_s12345.png",
@@ -244,7 +249,7 @@ def test_no_overwrite_on_collision(tiny_pipeline_dir, tmp_path):
 
 def test_output_file_not_overwritten(tiny_pipeline_dir, tmp_path):
     spec = make_spec(tiny_pipeline_dir)
-    [(img, seed)] = R.render(spec)
+    [(img, seed)] = RENDERER.render(spec)
     target = tmp_path / "mine.png"
     png, side = save(img, seed, spec, None, output=target)
     assert png == target and side == tmp_path / "mine.json"
@@ -339,10 +344,10 @@ def test_cancel_stops_render_and_leaves_no_file(tiny_pipeline_dir, tmp_path):
     check_writable(outdir)
     steps = []
     with pytest.raises(R.RenderCancelled):
-        results = R.render(spec, count=2, on_step=lambda s, t: steps.append(s), cancel=lambda: bool(steps))
+        results = RENDERER.render(spec, count=2, on_step=lambda s, t: steps.append(s), cancel=lambda: bool(steps))
         for img, seed in results:  # what the CLI does; never reached
             save(img, seed, spec, outdir)
     assert steps == [1]
     assert not outdir.exists() or list(outdir.iterdir()) == []
     with pytest.raises(KeyboardInterrupt):  # exits 130 like Ctrl-C
-        R.render(spec, cancel=lambda: True)
+        RENDERER.render(spec, cancel=lambda: True)

@@ -157,12 +157,9 @@ def test_json_calls_use_the_chat_template_only_when_the_model_has_one(tmp_path, 
 
     llm = llama.LlamaLLM(model(tmp_path, "t.gguf", params=1_000_000, template=template))
     recorder = _Recorder()
-    llama._models[llm._key] = recorder  # stands in for the loaded weights
-    try:
-        messages = [{"role": "system", "content": "Reply with JSON."}, {"role": "user", "content": "A cat."}]
-        done = llm.json(messages, {"type": "object", "properties": {"missing": {"type": "array"}}})
-    finally:
-        llama._models.pop(llm._key, None)
+    llm._llama = recorder  # stands in for the loaded weights
+    messages = [{"role": "system", "content": "Reply with JSON."}, {"role": "user", "content": "A cat."}]
+    done = llm.json(messages, {"type": "object", "properties": {"missing": {"type": "array"}}})
     assert done.text == '{"missing": []}' and recorder.calls[0][0] == shape
     if shape == "completion":
         assert recorder.calls[0][1] == "Reply with JSON.\n\nA cat.\n"

@@ -550,6 +550,7 @@ def _plans(
                 agent.release_llm()  # reloads lazily for the next chunk
             yield from part
 
+    agent.share_knowledge()  # before the copies: every planning thread asks the one knowledge model
     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="qia-plan")
     try:
         window: deque = deque()
@@ -575,7 +576,7 @@ def _render_options(line: Line, options: BatchOptions) -> RenderOptions:
     base = options.render
     width, height = base.width, base.height
     if line.size:
-        from qia_cli.imaging.diffusers import parse_size
+        from qia_cli.imaging.pipeline import parse_size
 
         width, height = parse_size(line.size)
     seed = line.seed

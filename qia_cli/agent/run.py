@@ -6,17 +6,25 @@ callbacks and never prints.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from qia_cli.agent.planner import Planner, PlanOptions
 from qia_cli.agent.types import GenerateResult, Output, Plan, RenderSpec
 from qia_cli.config import Settings
 from qia_cli.seeds import MAX_SEED, random_seed  # noqa: F401  (MAX_SEED: re-exported)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from qia_cli.agent.parts import Memory, Renderer, ScorerLoader
+    from qia_cli.imaging.scoring import Scorer
+    from qia_cli.llm.base import LLM
+    from qia_cli.search.base import SearchBackend
 
 
 @dataclass
@@ -45,21 +53,37 @@ class RenderOptions:
 
 @dataclass
 class Callbacks:
+    """What the agent reports while it works, whatever the call. The hooks of one render (step progress,
+    cancel) are arguments of `Agent.render`."""
+
     progress: Callable[[str], None] = lambda _msg: None
-    on_step: Callable[[int, int], None] | None = None
-    cancel: Callable[[], bool] | None = None
+
+
+def _diffusers_renderer() -> Renderer:
+    from qia_cli.imaging.pipeline import DiffusersRenderer
+
+    return DiffusersRenderer()
+
+
+def _clip_scorers() -> ScorerLoader:
+    from qia_cli.imaging.scoring import ClipScorers
+
+    return ClipScorers()
 
 
 @dataclass
 class Agent:
     settings: Settings
     verbose: bool = False
-    # Any until these get protocol types (issue 17, section 3).
-    memory: Any = None  # a MemoryStore, or None
-    search: Any = None  # a search backend, or None
-    llm: Any = None  # an LLM, or None to build it lazily from settings
-    knowledge: Any = None  # the LLM for knowledge questions, or None to pick it from settings
-    scorer: Any = None  # a Scorer for the feedback loop, or None to load settings.scorer when needed
+    memory: Memory | None = None
+    search: SearchBackend | None = None
+    llm: LLM | None = None  # None: built lazily from settings
+    knowledge: LLM | None = None  # the LLM for knowledge questions; None: picked from settings
+    scorer: Scorer | None = None  # a fixed scorer for the feedback loop; None: `scorers` loads settings.scorer
+    # The renderer and the scorer loader keep the models they loaded warm between renders. Nothing loads
+    # until a render needs it; dataclasses.replace(agent, ...) shares them.
+    renderer: Renderer = field(default_factory=_diffusers_renderer)
+    scorers: ScorerLoader = field(default_factory=_clip_scorers)
     callbacks: Callbacks = field(default_factory=Callbacks)
     _planner: Planner | None = None
 
@@ -78,28 +102,43 @@ class Agent:
             )
         return self._planner
 
-    def _make_llm(self):
+    def _make_llm(self) -> LLM:
         from qia_cli.llm.factory import make_llm
 
         self.llm = make_llm(self.settings, verbose=self.verbose)
         return self.llm
 
-    def _make_knowledge(self):
+    def _make_knowledge(self) -> LLM:
         from qia_cli.llm.factory import make_knowledge_llm
 
-        self.knowledge = make_knowledge_llm(self.settings, self.planner.llm, verbose=self.verbose)
-        return self.knowledge
+        if self.knowledge is not None:  # built already (share_knowledge)
+            return self.knowledge
+        planner = self.planner.llm
+        assert planner is not None  # the planner builds its LLM from settings when the agent has none
+        knowledge = make_knowledge_llm(self.settings, planner, verbose=self.verbose)
+        self.knowledge = knowledge
+        return knowledge
+
+    def share_knowledge(self) -> None:
+        """Build the knowledge LLM now (its weights load on first use), so that copies of this agent made with
+        dataclasses.replace share it. A model that cannot be built fails later, in the plan that asks it."""
+        from qia_cli.errors import QiaError
+
+        with contextlib.suppress(QiaError):
+            self._make_knowledge()
 
     def plan(self, request: str, options: PlanOptions | None = None) -> Plan:
-        options = options or PlanOptions()
+        """A new plan for `request`; `options` are read, never changed."""
         mode = self.settings.llm_gaps
-        options.llm_gaps = mode == "on" or (mode == "auto" and self._llm_gaps_auto())
+        gaps = mode == "on" or (mode == "auto" and self._llm_gaps_auto())
+        options = dataclasses.replace(options or PlanOptions(), llm_gaps=gaps)
         plan = self.planner.plan(request, options)
         note = cut_note(plan)
         if note:
             plan.warnings.append(note)
-        if self.memory is not None and self.planner.recalled:
-            self._remember(plan, lambda: self.memory.touch(self.planner.recalled))
+        memory, recalled = self.memory, self.planner.recalled
+        if memory is not None and recalled:
+            self._remember(plan, lambda: memory.touch(recalled))
         return plan
 
     @staticmethod
@@ -161,16 +200,15 @@ class Agent:
         """Every render input that can be checked without loading anything, so that a command fails at
         once and not after planning: the model (on paper), size, seed, output place, device and, when
         feedback rounds are asked for, the scorer. Raises a QiaError; imports no torch for device auto/cpu."""
-        from qia_cli.imaging import diffusers as renderer
         from qia_cli.imaging.families import defaults_for
         from qia_cli.imaging.output import check_output_file, check_writable
         from qia_cli.seeds import check_seed
 
         s = self.settings
         model = opts.model or s.image_model
-        renderer.check_model(model)
+        self.renderer.check_model(model)
         fam = defaults_for(model)
-        renderer.validate_size(opts.width or s.width or fam.width, opts.height or s.height or fam.height)
+        self.renderer.validate_size(opts.width or s.width or fam.width, opts.height or s.height or fam.height)
         check_seed(opts.seed, opts.count)
         if opts.output is not None:
             check_output_file(opts.output, overwrite=opts.overwrite)
@@ -222,13 +260,24 @@ class Agent:
             vae=opts.vae or s.vae,
         )
 
-    def render(self, plan: Plan, opts: RenderOptions, spec: RenderSpec | None = None) -> GenerateResult:
-        """Render `plan`; with feedback rounds, score each image against the checklist, revise, render again."""
-        from qia_cli.imaging import diffusers as renderer
+    def render(
+        self,
+        plan: Plan,
+        opts: RenderOptions,
+        spec: RenderSpec | None = None,
+        *,
+        on_step: Callable[[int, int], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
+    ) -> GenerateResult:
+        """Render `plan`; with feedback rounds, score each image against the checklist, revise, render again.
+
+        `on_step(step, total)` after each denoising step; `cancel()` returning True stops the render
+        (RenderCancelled). `plan` is not changed: what rendering notes goes into the result's copy of it."""
         from qia_cli.imaging.output import check_output_file, check_writable
+        from qia_cli.imaging.pipeline import is_black
 
         spec = spec or self.spec_for(plan, opts)
-        renderer.validate_size(spec.width, spec.height)
+        self.renderer.validate_size(spec.width, spec.height)
         outdir = opts.outdir or Path(self.settings.outdir or Path.cwd() / "qia-out").expanduser()
         if opts.output is not None:
             check_output_file(opts.output, overwrite=opts.overwrite)
@@ -242,10 +291,11 @@ class Agent:
             check_available(scorer_source)  # asked for feedback: a missing scorer fails before any render
 
         timings = {"plan": plan.timings.get("total", 0.0)}
+        warnings = list(plan.warnings)
         if self.should_release_llm(opts, spec.device):
             self.release_llm()
         start = time.perf_counter()
-        loaded = renderer.load_pipeline(
+        loaded = self.renderer.load(
             spec.model,
             spec.device,
             dtype=spec.dtype,
@@ -255,33 +305,29 @@ class Agent:
         )
         timings["load_pipeline"] = round(time.perf_counter() - start, 4)
         note = clip_note(loaded.pipe, spec.prompt)
-        if note and note not in plan.warnings:
-            plan.warnings.append(note)
+        if note and note not in warnings:
+            warnings.append(note)
         spec = spec.model_copy(update={"dtype": loaded.dtype_name, "vae": loaded.vae})
-        rounds = self._feedback_rounds(plan, wanted, loaded.device, scorer_source)
+        rounds = self._feedback_rounds(plan, wanted, loaded.device, scorer_source, warnings)
 
         start = time.perf_counter()
-        images = renderer.render(
-            spec,
-            count=opts.count,
-            on_step=self.callbacks.on_step,
-            cancel=self.callbacks.cancel,
-            loaded=loaded,
-            verbose=self.verbose,
+        images = self.renderer.render(
+            spec, loaded=loaded, count=opts.count, on_step=on_step, cancel=cancel, verbose=self.verbose
         )
         timings["render"] = round(time.perf_counter() - start, 4)
-        if any(renderer.is_black(image) for image, _seed in images):
-            plan.warnings.append(
+        if any(is_black(image) for image, _seed in images):
+            warnings.append(
                 f"the image came out all black (NaNs in {spec.dtype}?)"
                 + ("; try --dtype fp32" if spec.dtype != "fp32" else "")
             )
+        plan = plan.model_copy(update={"warnings": warnings})
 
         from qia_cli.agent.feedback import Shot
 
         result = GenerateResult(plan=plan, render=spec, timings=timings, device=loaded.device)
         chains = [[Shot(image, spec.model_copy(update={"seed": seed}))] for image, seed in images]
         if rounds:
-            chains = self._feedback(plan, chains, rounds, loaded, scorer_source, timings)
+            chains = self._feedback(plan, chains, rounds, loaded, scorer_source, timings, on_step, cancel)
             result.rounds = [shot.round for chain in chains for shot in chain if shot.round is not None]
         start = time.perf_counter()
         self._save(plan, result, chains, opts, outdir)
@@ -291,11 +337,12 @@ class Agent:
         return result
 
     # -- the feedback loop ------------------------------------------------------------------------
-    def _feedback_rounds(self, plan: Plan, wanted: int | None, device: str, source: str) -> int:
-        """Rounds to run: as asked, or by default 1 on a GPU and 0 on the CPU (0 when it can't run)."""
+    def _feedback_rounds(self, plan: Plan, wanted: int | None, device: str, source: str, warnings: list[str]) -> int:
+        """Rounds to run: as asked, or by default 1 on a GPU and 0 on the CPU (0 when it can't run, with
+        the reason added to `warnings`)."""
         rounds = wanted if wanted is not None else (0 if device == "cpu" else 1)
         if rounds and not plan.checklist:
-            plan.warnings.append("feedback off: the plan has no checklist to score")
+            warnings.append("feedback off: the plan has no checklist to score")
             return 0
         if rounds and wanted is None and self.scorer is None:
             from qia_cli.errors import ModelError
@@ -304,7 +351,7 @@ class Agent:
             try:  # the default loop: a scorer that isn't downloaded turns it off with a warning
                 check_available(source)
             except ModelError as exc:
-                plan.warnings.append(f"feedback off: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""))
+                warnings.append(f"feedback off: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""))
                 return 0
         return rounds
 
@@ -331,29 +378,33 @@ class Agent:
 
         return phrase
 
-    def _feedback(self, plan: Plan, chains: list, rounds: int, loaded, source: str, timings: dict) -> list:
+    def _feedback(
+        self,
+        plan: Plan,
+        chains: list,
+        rounds: int,
+        loaded,
+        source: str,
+        timings: dict,
+        on_step: Callable[[int, int], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
+    ) -> list:
         from qia_cli.agent.feedback import FeedbackLoop, run_rounds
-        from qia_cli.imaging import diffusers as renderer
         from qia_cli.imaging import scoring
 
         start = time.perf_counter()
         scorer = self.scorer
         if scorer is None:
             device, dtype = scoring.placement(loaded.device, loaded.dtype)
-            scorer = scoring.load_scorer(source, device, dtype, progress=self.callbacks.progress, verbose=self.verbose)
+            scorer = self.scorers.load(source, device, dtype, progress=self.callbacks.progress, verbose=self.verbose)
         timings["scorer_load"] = round(time.perf_counter() - start, 4)
 
         start = time.perf_counter()
         phrase = self._phrase_fn(loaded.device)
 
         def draw(spec: RenderSpec):
-            return renderer.render(
-                spec,
-                count=1,
-                on_step=self.callbacks.on_step,
-                cancel=self.callbacks.cancel,
-                loaded=loaded,
-                verbose=self.verbose,
+            return self.renderer.render(
+                spec, loaded=loaded, count=1, on_step=on_step, cancel=cancel, verbose=self.verbose
             )[0][0]
 
         done = []
@@ -365,7 +416,7 @@ class Agent:
                 run_rounds(loop, first, draw, scorer.score, rounds, image=index, progress=self.callbacks.progress)
             )
         if self.scorer is None:
-            scoring.release_if_tight()
+            self.scorers.release_if_tight()
         timings["feedback"] = round(time.perf_counter() - start, 4)
         return done
 
@@ -417,7 +468,8 @@ class Agent:
                     )
 
     def record_session(self, plan: Plan, outputs: list[str], kind: str, spec: RenderSpec | None = None) -> None:
-        if self.memory is None:
+        memory = self.memory
+        if memory is None:
             return
         record = {
             "request": plan.request,
@@ -427,7 +479,7 @@ class Agent:
             "seed": spec.seed if spec else None,
             "model": spec.model if spec else None,
         }
-        self._remember(plan, lambda: self.memory.add_session(record))
+        self._remember(plan, lambda: memory.add_session(record))
 
 
 def _short(text: str, width: int = 80) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from qia_cli.bench import baselines, scorers
 from qia_cli.bench.suite import Item, Suite, subset
+from qia_cli.llm.base import LLM
 
 SYSTEMS = ("agent", "enhance", "single", "raw")
 OnItem = Callable[[str, Item], None]
@@ -65,6 +66,7 @@ class Runner:
         self, llm, settings, *, out_dir: Path | None = None, on_item: OnItem | None = None, baselines: bool = True
     ) -> None:
         self.llm = llm
+        self.knowledge: LLM | None = None  # built by the first item that asks, then kept for the rest
         self.settings = settings
         self.baselines = baselines
         self.out_dir = out_dir
@@ -88,8 +90,9 @@ class Runner:
                     path = Path(home) / "fixture.json"
                     path.write_text(json.dumps(item.fixture), encoding="utf-8")
                 search = FixtureBackend(path)
-            agent = Agent(settings=self.settings, memory=memory, search=search, llm=self.llm)
+            agent = Agent(settings=self.settings, memory=memory, search=search, llm=self.llm, knowledge=self.knowledge)
             plan = agent.plan(item.request, PlanOptions())
+            self.knowledge = agent.knowledge
             return plan, agent.planner.usage.tokens
 
     def run_item(self, suite: Suite, item: Item) -> dict:

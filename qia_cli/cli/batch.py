@@ -104,7 +104,7 @@ def batch_command(
     """
     from qia_cli.agent.batch import BatchOptions, Results, llm_backend, read_lines, run_batch, select_shard
     from qia_cli.agent.run import RenderOptions
-    from qia_cli.imaging.diffusers import parse_size
+    from qia_cli.imaging.pipeline import parse_size
     from qia_cli.llm.factory import make_llm
 
     width = height = None

@@ -103,7 +103,7 @@ def run_chat(
     """Build the session from flags and run it: prompt_toolkit on a terminal, plain lines otherwise."""
     from qia_cli.agent.run import RenderOptions
     from qia_cli.errors import UsageError
-    from qia_cli.imaging.diffusers import parse_size
+    from qia_cli.imaging.pipeline import parse_size
     from qia_cli.repl import ChatSession
 
     if device is not None and device not in {"auto", "cuda", "mps", "cpu"}:

@@ -73,7 +73,7 @@ def generate_command(
     """
     from qia_cli.agent.run import RenderOptions
     from qia_cli.errors import UsageError
-    from qia_cli.imaging.diffusers import parse_size, validate_size
+    from qia_cli.imaging.pipeline import parse_size, validate_size
 
     if size and (width or height):
         raise UsageError("use --size or --width/--height, not both")
@@ -128,9 +128,8 @@ def generate_command(
 
     warned = len(plan.warnings)
     with _step_progress(show) as on_step:
-        agent.callbacks.on_step = on_step
-        result = agent.render(plan, opts)
-    agent.record_session(plan, [o.path for o in result.outputs], "generate", result.render)
+        result = agent.render(plan, opts, on_step=on_step)
+    agent.record_session(result.plan, [o.path for o in result.outputs], "generate", result.render)
     if json_out:
         common.print_json(result)
         return

@@ -1,7 +1,7 @@
 """Scoring an image against the plan's checklist, for the feedback loop.
 
 `Scorer` is the interface: one score per checklist item, higher is better. `ClipScorer` implements it with a
-transformers CLIP model (cosine of image and text embeddings). A VLM critic can replace it later (see the
+transformers CLIP model (cosine of image and text embeddings), and `ClipScorers` loads one and keeps it warm. A VLM critic can replace it later (see the
 README roadmap). Only transformers' PIL-based image processor is used: the "fast" one needs torchvision.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from qia_cli.errors import ModelError
+from qia_cli.errors import ModelError, first_line
 
 # Where VRAM is tight the scorer runs on the CPU: ViT-B/32 scores an image there in about 0.1 s, while a
 # CUDA out-of-memory error in the next render costs the whole run.
@@ -64,32 +64,6 @@ class ClipScorer:
         self.model = None
 
 
-_CACHE: dict[tuple[str, str, str], ClipScorer] = {}
-_LOADS = 0
-
-
-def load_count() -> int:
-    """How many real scorer loads this process did (cache hits don't count)."""
-    return _LOADS
-
-
-def cached() -> list[ClipScorer]:
-    return list(_CACHE.values())
-
-
-def release_scorer() -> None:
-    """Drop the cached scorer and free its memory."""
-    devices = {s.device for s in _CACHE.values()}
-    for scorer in _CACHE.values():
-        scorer.close()
-    _CACHE.clear()
-    gc.collect()
-    if any(d.startswith("cuda") for d in devices):
-        import torch
-
-        torch.cuda.empty_cache()
-
-
 def _cuda_free(device: str) -> int | None:
     if not device.startswith("cuda"):
         return None
@@ -110,16 +84,6 @@ def placement(device: str, dtype: Any) -> tuple[str, Any]:
     if free is not None and free < MIN_FREE_CUDA_BYTES:
         return "cpu", torch.float32
     return device, dtype
-
-
-def release_if_tight() -> bool:
-    """After a loop: free a CUDA scorer when less than KEEP_FREE_CUDA_BYTES remain; True if released."""
-    for scorer in _CACHE.values():
-        free = _cuda_free(scorer.device)
-        if free is not None and free < KEEP_FREE_CUDA_BYTES:
-            release_scorer()
-            return True
-    return False
 
 
 def _local_folder(source: str) -> Path | None:
@@ -145,12 +109,12 @@ def check_available(source: str) -> None:
         return
     from huggingface_hub import try_to_load_from_cache
 
-    from qia_cli.imaging.diffusers import _go_offline, hub_reachable
+    from qia_cli.imaging.hub import go_offline, hub_reachable
 
     if isinstance(try_to_load_from_cache(source, "config.json"), str):
         return
     if not hub_reachable():
-        _go_offline()
+        go_offline()
         raise ModelError(
             f"scorer {source} is not in the Hugging Face cache and the hub cannot be reached",
             hint=f"on a connected machine run `hf download {source}`, pass --scorer /path/to/folder, "
@@ -180,49 +144,87 @@ def _from_pretrained(source: str, dtype: Any, local_only: bool):
     return model, tokenizer, processor
 
 
-def load_scorer(
-    source: str,
-    device: str = "cpu",
-    dtype: Any = None,
-    *,
-    progress: Callable[[str], None] | None = None,
-    verbose: bool = False,
-) -> ClipScorer:
-    """Load a CLIP scorer (hub id or folder) on `device`; cached per (source, device, dtype), one at a time."""
-    global _LOADS
-    import torch
+class ClipScorers:
+    """Loads CLIP scorers and keeps the last one warm in this object for the next feedback loop, one at a time
+    (cached per source, device and dtype)."""
 
-    from qia_cli.imaging.diffusers import _first_line, set_verbose
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, str, str], ClipScorer] = {}
+        self.loads = 0  # real loads (cache hits don't count)
 
-    dtype = dtype or torch.float32
-    folder = _local_folder(source)
-    key = (str(folder or source), device, str(dtype))
-    if key in _CACHE:
-        return _CACHE[key]
-    release_scorer()
-    check_available(source)
-    set_verbose(verbose)
-    if progress:
-        progress(f"loading scorer {source} on {device}")
-    start = time.perf_counter()
-    try:
-        model, tokenizer, processor = _from_pretrained(str(folder or source), dtype, local_only=True)
-    except (OSError, ValueError) as cached_exc:
-        if folder is not None:
-            raise ModelError(f"cannot load scorer {source}: {_first_line(cached_exc)}") from cached_exc
-        try:  # not fully cached, but check_available found the hub reachable
-            model, tokenizer, processor = _from_pretrained(source, dtype, local_only=False)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ModelError(
-                f"cannot load scorer {source}: {_first_line(exc)}",
-                hint="check the id on huggingface.co, or pass --scorer /path/to/folder",
-            ) from exc
-    except (KeyError, TypeError, ImportError) as exc:
-        raise ModelError(f"cannot load scorer {source}: {_first_line(exc)}") from exc
-    model = model.to(device).eval()
-    _LOADS += 1
-    scorer = ClipScorer(
-        model, tokenizer, processor, name=source, device=device, dtype=dtype, load_seconds=time.perf_counter() - start
-    )
-    _CACHE[key] = scorer
-    return scorer
+    def cached(self) -> list[ClipScorer]:
+        return list(self._cache.values())
+
+    def release(self) -> None:
+        """Drop the warm scorer and free its memory."""
+        devices = {s.device for s in self._cache.values()}
+        for scorer in self._cache.values():
+            scorer.close()
+        self._cache.clear()
+        gc.collect()
+        if any(d.startswith("cuda") for d in devices):
+            import torch
+
+            torch.cuda.empty_cache()
+
+    def release_if_tight(self) -> bool:
+        """After a loop: free a CUDA scorer when less than KEEP_FREE_CUDA_BYTES remain; True if released."""
+        for scorer in self._cache.values():
+            free = _cuda_free(scorer.device)
+            if free is not None and free < KEEP_FREE_CUDA_BYTES:
+                self.release()
+                return True
+        return False
+
+    def load(
+        self,
+        source: str,
+        device: str = "cpu",
+        dtype: Any = None,
+        *,
+        progress: Callable[[str], None] | None = None,
+        verbose: bool = False,
+    ) -> ClipScorer:
+        """Load a CLIP scorer (hub id or folder) on `device`; the one already warm when it matches."""
+        import torch
+
+        from qia_cli.imaging.pipeline import set_verbose
+
+        dtype = dtype or torch.float32
+        folder = _local_folder(source)
+        key = (str(folder or source), device, str(dtype))
+        if key in self._cache:
+            return self._cache[key]
+        self.release()
+        check_available(source)
+        set_verbose(verbose)
+        if progress:
+            progress(f"loading scorer {source} on {device}")
+        start = time.perf_counter()
+        try:
+            model, tokenizer, processor = _from_pretrained(str(folder or source), dtype, local_only=True)
+        except (OSError, ValueError) as cached_exc:
+            if folder is not None:
+                raise ModelError(f"cannot load scorer {source}: {first_line(cached_exc)}") from cached_exc
+            try:  # not fully cached, but check_available found the hub reachable
+                model, tokenizer, processor = _from_pretrained(source, dtype, local_only=False)
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise ModelError(
+                    f"cannot load scorer {source}: {first_line(exc)}",
+                    hint="check the id on huggingface.co, or pass --scorer /path/to/folder",
+                ) from exc
+        except (KeyError, TypeError, ImportError) as exc:
+            raise ModelError(f"cannot load scorer {source}: {first_line(exc)}") from exc
+        model = model.to(device).eval()
+        self.loads += 1
+        scorer = ClipScorer(
+            model,
+            tokenizer,
+            processor,
+            name=source,
+            device=device,
+            dtype=dtype,
+            load_seconds=time.perf_counter() - start,
+        )
+        self._cache[key] = scorer
+        return scorer

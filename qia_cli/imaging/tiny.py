@@ -40,7 +40,7 @@ def build_tiny_pipeline(folder: Path, *, seed: int = 0, verbose: bool = False) -
     """Build and save_pretrained a tiny StableDiffusionPipeline into `folder` (~4.5 MB); returns it."""
     import torch
 
-    from qia_cli.imaging.diffusers import set_verbose
+    from qia_cli.imaging.pipeline import set_verbose
 
     set_verbose(verbose)
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
@@ -109,7 +109,7 @@ def build_tiny_clip(folder: Path, *, seed: int = 0, verbose: bool = False) -> Pa
     """Build and save_pretrained a tiny random-weight CLIP scorer (model, tokenizer, PIL image processor)."""
     import torch
 
-    from qia_cli.imaging.diffusers import set_verbose
+    from qia_cli.imaging.pipeline import set_verbose
     from qia_cli.imaging.scoring import _image_processor_class
 
     set_verbose(verbose)
@@ -146,7 +146,7 @@ def build_tiny_vae(folder: Path, *, seed: int = 0, latent_channels: int = 4, ver
     that fits the tiny pipeline (and any SD 1/2 pipeline); returns `folder`."""
     import torch
 
-    from qia_cli.imaging.diffusers import set_verbose
+    from qia_cli.imaging.pipeline import set_verbose
 
     set_verbose(verbose)
     from diffusers import AutoencoderTiny

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from qia_cli.errors import ModelError, UsageError
+from qia_cli.errors import ModelError, UsageError, first_line
 
 CHOICES = ("full", "tiny")
 # The public TAESD weights in diffusers format, per model family (see families.py for the names).
@@ -72,7 +72,7 @@ def load_vae(source: str, dtype: Any) -> Any:
     """Load an AutoencoderTiny (or AutoencoderKL) from a folder or the HF cache; ModelError when it can't."""
     import diffusers
 
-    from qia_cli.imaging.diffusers import _first_line, _go_offline, hub_reachable
+    from qia_cli.imaging.hub import go_offline, hub_reachable
 
     folder = Path(source).expanduser()
     if folder.exists():
@@ -82,12 +82,12 @@ def load_vae(source: str, dtype: Any) -> Any:
         try:
             return cls.from_pretrained(str(folder.resolve()), torch_dtype=dtype, local_files_only=True)
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ModelError(f"cannot load VAE {source}: {_first_line(exc)}") from exc
+            raise ModelError(f"cannot load VAE {source}: {first_line(exc)}") from exc
     try:
         return diffusers.AutoencoderTiny.from_pretrained(source, torch_dtype=dtype, local_files_only=True)
     except (OSError, ValueError) as cached_exc:
         if not hub_reachable():
-            _go_offline()
+            go_offline()
             raise ModelError(
                 f"VAE {source} is not in the Hugging Face cache and the hub cannot be reached",
                 hint=f"on a connected machine run `hf download {source}`, or pass --vae /path/to/folder",
@@ -95,7 +95,7 @@ def load_vae(source: str, dtype: Any) -> Any:
     try:
         return diffusers.AutoencoderTiny.from_pretrained(source, torch_dtype=dtype)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelError(f"cannot load VAE {source}: {_first_line(exc)}") from exc
+        raise ModelError(f"cannot load VAE {source}: {first_line(exc)}") from exc
 
 
 def swap_vae(pipe: Any, vae: Any, source: str) -> None:

@@ -1,4 +1,4 @@
-"""llama-cpp-python backend: any local GGUF, grammar-constrained output, loaded once per process."""
+"""llama-cpp-python backend: any local GGUF, grammar-constrained output, loaded once and kept by its LlamaLLM."""
 
 from __future__ import annotations
 
@@ -20,8 +20,7 @@ GGUF_MAGIC = b"GGUF"
 # One line of answer, then a newline (which is also a stop string, so it never reaches the text).
 LINE_GRAMMAR = 'root ::= [^\\n]+ "\\n"'
 
-_models: dict[tuple, Any] = {}
-_loads = 0
+# One llama.cpp call at a time in this process, whichever model makes it (and one load or free).
 _lock = threading.RLock()
 
 
@@ -42,10 +41,6 @@ def check_gguf(path: Path) -> Path:
     if magic != GGUF_MAGIC:
         raise ModelError(f"not a GGUF model file: {path}", hint="qia plans with llama.cpp models in GGUF format")
     return path
-
-
-def load_count() -> int:
-    return _loads
 
 
 def repack_enabled(setting: str = "auto", cpuinfo: Path = cpu.CPUINFO) -> bool:
@@ -118,7 +113,8 @@ def _quiet(enabled: bool):
 
 
 class LlamaLLM:
-    """A GGUF model through llama-cpp-python. The weights load lazily, once per process."""
+    """A GGUF model through llama-cpp-python. The weights load lazily on first use and stay with this object
+    until `close()` (a later call loads them again)."""
 
     def __init__(
         self,
@@ -144,14 +140,14 @@ class LlamaLLM:
         self.info = ModelInfo(
             name=name or self.path.name, backend="llama.cpp", path=str(self.path), profile=self.profile
         )
-        self._key = (str(self.path), self.n_ctx, n_gpu_layers, self.repack)
         self._grammars: dict[str, Any] = {}
+        self._llama: Any = None  # the loaded llama_cpp.Llama
+        self.loads = 0  # how many times the weights were loaded (once, unless closed in between)
 
     @property
     def model(self):
-        global _loads
         with _lock:
-            if self._key not in _models:
+            if self._llama is None:
                 with _quiet(not self.verbose):
                     try:
                         prepare_process(repack=self.repack)
@@ -171,9 +167,9 @@ class LlamaLLM:
                         raise ModelError(f"llama.cpp could not load {self.path}: {exc}") from None
                     # Reuse the KV state of shared prompt prefixes (the fixed few-shot headers) across calls.
                     llm.set_cache(LlamaRAMCache(capacity_bytes=256 << 20))
-                _models[self._key] = llm
-                _loads += 1
-            return _models[self._key]
+                self._llama = llm
+                self.loads += 1
+            return self._llama
 
     def _grammar(self, key: str, build):
         if key not in self._grammars:
@@ -231,7 +227,7 @@ class LlamaLLM:
     def close(self) -> None:
         """Free the weights (and VRAM) so the diffusion pipeline does not compete with them."""
         with _lock:
-            llm = _models.pop(self._key, None)
+            llm, self._llama = self._llama, None
         if llm is not None:
             with contextlib.suppress(Exception):
                 llm.close()

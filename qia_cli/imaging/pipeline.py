@@ -1,24 +1,23 @@
-"""The Renderer: load a diffusers pipeline once per process, render seeded images from a RenderSpec."""
+"""Rendering with diffusers: `DiffusersRenderer` loads a pipeline and keeps it warm, and renders seeded images
+from a RenderSpec. The checks on a model and a size need no torch."""
 
 from __future__ import annotations
 
 import gc
 import inspect
 import json
-import os
 import re
-import socket
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-from qia_cli.errors import ModelError, UsageError
+from qia_cli.errors import ModelError, UsageError, first_line
 from qia_cli.imaging.device import dtype_name, resolve_device
 from qia_cli.imaging.families import FamilyDefaults, defaults_for
+from qia_cli.imaging.hub import go_offline, hub_reachable
 from qia_cli.seeds import MAX_SEED
 
 MAX_SIDE = 4096
@@ -46,27 +45,6 @@ class LoadedPipeline:
     @property
     def dtype_name(self) -> str:
         return dtype_name(self.dtype)
-
-
-_CACHE: dict[tuple[str, str, str, str], LoadedPipeline] = {}
-_LOADS = 0
-_HUB_REACHABLE: bool | None = None
-
-
-def load_count() -> int:
-    """How many real loads this process did (cache hits don't count)."""
-    return _LOADS
-
-
-def release_pipeline() -> None:
-    """Drop the cached pipeline and free its memory."""
-    devices = {lp.device for lp in _CACHE.values()}
-    _CACHE.clear()
-    gc.collect()
-    if any(d.startswith("cuda") for d in devices):
-        import torch
-
-        torch.cuda.empty_cache()
 
 
 def validate_size(width: int, height: int) -> None:
@@ -112,36 +90,6 @@ def set_verbose(verbose: bool) -> None:
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=module)
 
 
-def _env_true(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def hub_reachable(timeout: float = 2.0) -> bool:
-    """False when offline mode is set or huggingface.co:443 doesn't answer within `timeout`."""
-    global _HUB_REACHABLE
-    if _env_true("HF_HUB_OFFLINE") or _env_true("TRANSFORMERS_OFFLINE"):
-        return False
-    if _HUB_REACHABLE is None:
-        url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
-        port = url.port or (80 if url.scheme == "http" else 443)
-        try:
-            with socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout):
-                _HUB_REACHABLE = True
-        except OSError:
-            _HUB_REACHABLE = False
-    return _HUB_REACHABLE
-
-
-def _go_offline() -> None:
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    try:  # huggingface_hub reads the variable at import time
-        import huggingface_hub.constants as hc
-
-        hc.HF_HUB_OFFLINE = True
-    except (ImportError, AttributeError):
-        pass
-
-
 def _local_folder(model: str) -> Path | None:
     """The folder `model` names, None for a hub id; ModelError for a bad path."""
     path = Path(model).expanduser()
@@ -179,13 +127,13 @@ def check_model(model: str) -> None:
         folder = pipeline_snapshot(model)
         if folder is None:
             if not hub_reachable():
-                _go_offline()
+                go_offline()
                 raise _not_cached(model)
             return  # it downloads when it loads
     try:
         index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ModelError(f"model {model}: model_index.json cannot be read ({_first_line(exc)})") from None
+        raise ModelError(f"model {model}: model_index.json cannot be read ({first_line(exc)})") from None
     if not isinstance(index, dict) or not index.get("_class_name"):
         raise ModelError(f"model {model}: model_index.json names no pipeline class")
     missing = [
@@ -230,71 +178,26 @@ def _from_pretrained(source: str, dtype: Any, local_only: bool, variant: str | N
         return DiffusionPipeline.from_pretrained(source, **kwargs)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 def _load(model: str, folder: Path | None, dtype: Any) -> Any:
     variant = _variant(model, folder)
     if folder is not None:
         try:
             return _from_pretrained(str(folder), dtype, local_only=True, variant=variant)
         except (OSError, ValueError, KeyError, TypeError, ImportError) as exc:
-            raise ModelError(f"cannot load model {model}: {_first_line(exc)}") from exc
+            raise ModelError(f"cannot load model {model}: {first_line(exc)}") from exc
     try:
         return _from_pretrained(model, dtype, local_only=True, variant=variant)
     except (OSError, ValueError) as cached_exc:
         if not hub_reachable():
-            _go_offline()
+            go_offline()
             raise _not_cached(model) from cached_exc
     try:
         return _from_pretrained(model, dtype, local_only=False)
     except (OSError, ValueError, KeyError, TypeError, ImportError) as exc:
         raise ModelError(
-            f"cannot load model {model}: {_first_line(exc)}",
+            f"cannot load model {model}: {first_line(exc)}",
             hint="check the id on huggingface.co, or pass --model /path/to/folder",
         ) from exc
-
-
-def load_pipeline(
-    model: str,
-    device: str = "auto",
-    *,
-    dtype: str | None = "auto",
-    vae: str | None = "full",
-    progress: Callable[[str], None] | None = None,
-    verbose: bool = False,
-) -> LoadedPipeline:
-    """Load `model` (hub id or local folder) on `device` in `dtype` (auto|fp32|bf16|fp16), with its own
-    VAE or `vae` (tiny, a folder, a hub id) in its place; cached per (model, device, dtype, VAE)."""
-    from qia_cli.imaging.vae import load_vae, swap_vae, vae_source
-
-    global _LOADS
-    dev, torch_dtype = resolve_device(device, dtype)
-    folder = _local_folder(model)
-    family = defaults_for(str(folder or model))
-    vae_from = vae_source(vae, family.family, model)  # an unknown family fails here, before the big load
-    key = (str(folder) if folder else model, dev, str(torch_dtype), vae_from or "full")
-    if key in _CACHE:
-        return _CACHE[key]
-    release_pipeline()  # one pipeline at a time: they are GBs each
-    set_verbose(verbose)
-    if progress:
-        progress(f"loading {model} on {dev} ({dtype_name(torch_dtype)})")
-    start = time.perf_counter()
-    pipe = _load(model, folder, torch_dtype)
-    if vae_from is not None:
-        swap_vae(pipe, load_vae(vae_from, torch_dtype), vae_from)
-    pipe = pipe.to(dev)
-    if uses_channels_last(dev, torch_dtype):
-        channels_last(pipe)
-    if hasattr(pipe, "set_progress_bar_config"):
-        pipe.set_progress_bar_config(disable=not verbose)
-    _LOADS += 1
-    loaded = LoadedPipeline(pipe, model, dev, torch_dtype, family, time.perf_counter() - start, vae=vae_from or "full")
-    _CACHE[key] = loaded
-    return loaded
 
 
 def uses_channels_last(device: str, dtype: Any) -> bool:
@@ -335,65 +238,141 @@ def _memory_mode(loaded: LoadedPipeline, width: int, height: int) -> None:
     loaded.low_memory = want
 
 
-def render(
-    spec: Any,
-    *,
-    count: int = 1,
-    on_step: Callable[[int, int], None] | None = None,
-    cancel: Callable[[], bool] | None = None,
-    loaded: LoadedPipeline | None = None,
-    verbose: bool = False,
-) -> list[tuple[Any, int]]:
-    """Render `count` images with seeds spec.seed, spec.seed+1, ...; returns [(PIL image, seed)].
+class DiffusersRenderer:
+    """Renders with diffusers pipelines. The loaded pipeline stays warm in this object for the next render
+    (cached per model, device, dtype and VAE), one at a time: they are GBs each."""
 
-    `on_step(step, total)` after each step; `cancel()` returning True raises RenderCancelled.
-    """
-    import torch
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, str, str, str], LoadedPipeline] = {}
+        self.loads = 0  # real loads (cache hits don't count)
 
-    validate_size(spec.width, spec.height)
-    if count < 1:
-        raise UsageError(f"count {count} is invalid: must be at least 1")
-    if not 0 <= spec.seed or spec.seed + count - 1 > MAX_SEED:
-        raise UsageError(f"seed {spec.seed} is invalid: must be between 0 and {MAX_SEED}")
-    if spec.steps < 1:
-        raise UsageError(f"steps {spec.steps} is invalid: must be at least 1")
-    loaded = loaded or load_pipeline(
-        spec.model, spec.device, dtype=getattr(spec, "dtype", "auto"), vae=getattr(spec, "vae", "full"), verbose=verbose
-    )
-    pipe = loaded.pipe
-    _memory_mode(loaded, spec.width, spec.height)
-    params = inspect.signature(pipe.__call__).parameters
-    gen_device = "cpu" if loaded.device == "mps" else loaded.device
+    @property
+    def loaded(self) -> list[LoadedPipeline]:
+        """The pipelines held warm (at most one)."""
+        return list(self._cache.values())
 
-    def step_end(_pipe, step, _timestep, callback_kwargs):
-        if on_step is not None:
-            on_step(step + 1, int(getattr(_pipe, "num_timesteps", 0) or spec.steps))
-        if cancel is not None and cancel():
-            raise RenderCancelled("render cancelled")
-        return callback_kwargs
+    def check_model(self, model: str) -> None:
+        check_model(model)
 
-    results = []
-    for i in range(count):
-        seed = spec.seed + i
-        kwargs: dict[str, Any] = {
-            "prompt": spec.prompt,
-            "num_inference_steps": spec.steps,
-            "guidance_scale": spec.guidance,
-            "width": spec.width,
-            "height": spec.height,
-            "generator": torch.Generator(gen_device).manual_seed(seed),
-            "output_type": "pil",
-        }
-        if spec.negative_prompt and spec.guidance > 1:
-            kwargs["negative_prompt"] = spec.negative_prompt
-        if "callback_on_step_end" in params:
-            kwargs["callback_on_step_end"] = step_end
-        if cancel is not None and cancel():
-            raise RenderCancelled("render cancelled")
-        with torch.inference_mode():
-            out = pipe(**kwargs)
-        results.append((out.images[0], seed))
-    return results
+    def validate_size(self, width: int, height: int) -> None:
+        validate_size(width, height)
+
+    def release(self) -> None:
+        """Drop the warm pipeline and free its memory."""
+        devices = {lp.device for lp in self._cache.values()}
+        self._cache.clear()
+        gc.collect()
+        if any(d.startswith("cuda") for d in devices):
+            import torch
+
+            torch.cuda.empty_cache()
+
+    def load(
+        self,
+        model: str,
+        device: str = "auto",
+        *,
+        dtype: str | None = "auto",
+        vae: str | None = "full",
+        progress: Callable[[str], None] | None = None,
+        verbose: bool = False,
+    ) -> LoadedPipeline:
+        """Load `model` (hub id or local folder) on `device` in `dtype` (auto|fp32|bf16|fp16), with its own
+        VAE or `vae` (tiny, a folder, a hub id) in its place; the one already warm when it matches."""
+        from qia_cli.imaging.vae import load_vae, swap_vae, vae_source
+
+        dev, torch_dtype = resolve_device(device, dtype)
+        folder = _local_folder(model)
+        family = defaults_for(str(folder or model))
+        vae_from = vae_source(vae, family.family, model)  # an unknown family fails here, before the big load
+        key = (str(folder) if folder else model, dev, str(torch_dtype), vae_from or "full")
+        if key in self._cache:
+            return self._cache[key]
+        self.release()  # one pipeline at a time
+        set_verbose(verbose)
+        if progress:
+            progress(f"loading {model} on {dev} ({dtype_name(torch_dtype)})")
+        start = time.perf_counter()
+        pipe = _load(model, folder, torch_dtype)
+        if vae_from is not None:
+            swap_vae(pipe, load_vae(vae_from, torch_dtype), vae_from)
+        pipe = pipe.to(dev)
+        if uses_channels_last(dev, torch_dtype):
+            channels_last(pipe)
+        if hasattr(pipe, "set_progress_bar_config"):
+            pipe.set_progress_bar_config(disable=not verbose)
+        self.loads += 1
+        loaded = LoadedPipeline(
+            pipe, model, dev, torch_dtype, family, time.perf_counter() - start, vae=vae_from or "full"
+        )
+        self._cache[key] = loaded
+        return loaded
+
+    def render(
+        self,
+        spec: Any,
+        *,
+        loaded: LoadedPipeline | None = None,
+        count: int = 1,
+        on_step: Callable[[int, int], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
+        verbose: bool = False,
+    ) -> list[tuple[Any, int]]:
+        """Render `count` images with seeds spec.seed, spec.seed+1, ... on `loaded` (by default the pipeline
+        `spec` names, loaded here); returns [(PIL image, seed)].
+
+        `on_step(step, total)` after each step; `cancel()` returning True raises RenderCancelled.
+        """
+        import torch
+
+        validate_size(spec.width, spec.height)
+        if count < 1:
+            raise UsageError(f"count {count} is invalid: must be at least 1")
+        if not 0 <= spec.seed or spec.seed + count - 1 > MAX_SEED:
+            raise UsageError(f"seed {spec.seed} is invalid: must be between 0 and {MAX_SEED}")
+        if spec.steps < 1:
+            raise UsageError(f"steps {spec.steps} is invalid: must be at least 1")
+        loaded = loaded or self.load(
+            spec.model,
+            spec.device,
+            dtype=getattr(spec, "dtype", "auto"),
+            vae=getattr(spec, "vae", "full"),
+            verbose=verbose,
+        )
+        pipe = loaded.pipe
+        _memory_mode(loaded, spec.width, spec.height)
+        params = inspect.signature(pipe.__call__).parameters
+        gen_device = "cpu" if loaded.device == "mps" else loaded.device
+
+        def step_end(_pipe, step, _timestep, callback_kwargs):
+            if on_step is not None:
+                on_step(step + 1, int(getattr(_pipe, "num_timesteps", 0) or spec.steps))
+            if cancel is not None and cancel():
+                raise RenderCancelled("render cancelled")
+            return callback_kwargs
+
+        results = []
+        for i in range(count):
+            seed = spec.seed + i
+            kwargs: dict[str, Any] = {
+                "prompt": spec.prompt,
+                "num_inference_steps": spec.steps,
+                "guidance_scale": spec.guidance,
+                "width": spec.width,
+                "height": spec.height,
+                "generator": torch.Generator(gen_device).manual_seed(seed),
+                "output_type": "pil",
+            }
+            if spec.negative_prompt and spec.guidance > 1:
+                kwargs["negative_prompt"] = spec.negative_prompt
+            if "callback_on_step_end" in params:
+                kwargs["callback_on_step_end"] = step_end
+            if cancel is not None and cancel():
+                raise RenderCancelled("render cancelled")
+            with torch.inference_mode():
+                out = pipe(**kwargs)
+            results.append((out.images[0], seed))
+        return results
 
 
 def is_black(image: Any) -> bool:
