@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from qia_cli import paths
 from qia_cli.cli import common, console
 from qia_cli.cli.root import app
 from qia_cli.errors import UsageError
@@ -129,7 +130,7 @@ def batch_command(
 
         check_address(address)
         require_ray()  # not installed: fail now, with the install command
-    folder = Path(outdir or agent.settings.outdir or Path.cwd() / "qia-out").expanduser().absolute()
+    folder = Path(outdir or agent.settings.outdir or paths.default_outdir()).expanduser().absolute()
     results = Results(folder)
     agent.llm = make_llm(agent.settings, verbose=console.state.verbose)  # a bad --llm fails here, before any line
     options = BatchOptions(

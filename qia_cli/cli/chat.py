@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -22,19 +21,9 @@ BANNER = "qia chat: type what to picture. /help for commands, Ctrl-D to leave."
 
 @app.command("chat")
 def chat_command(
-    model: Annotated[
-        str | None,
-        typer.Option("--model", "-m", help="Diffusers model: Hugging Face id or local folder.", show_default=False),
-    ] = None,
-    size: Annotated[
-        str | None, typer.Option("--size", help="WxH, e.g. 768x512 (multiples of 8).", show_default=False)
-    ] = None,
-    steps: Annotated[
-        int | None,
-        typer.Option(
-            "--steps", min=1, max=500, help="Denoising steps (default: from the model family).", show_default=False
-        ),
-    ] = None,
+    model: common.ModelOpt = None,
+    size: common.SizeOpt = None,
+    steps: common.StepsOpt = None,
     seed: Annotated[
         int | None,
         typer.Option(
@@ -43,10 +32,8 @@ def chat_command(
             show_default=False,
         ),
     ] = None,
-    device: Annotated[str | None, typer.Option("--device", help="auto, cuda, mps or cpu.", show_default=False)] = None,
-    outdir: Annotated[
-        Path | None, typer.Option("--outdir", help="Folder for images (default: ./qia-out).", show_default=False)
-    ] = None,
+    device: common.DeviceOpt = None,
+    outdir: common.OutdirOpt = None,
     release_llm: Annotated[
         bool | None,
         typer.Option(
@@ -102,12 +89,10 @@ def run_chat(
 ) -> None:
     """Build the session from flags and run it: prompt_toolkit on a terminal, plain lines otherwise."""
     from qia_cli.agent.run import RenderOptions
-    from qia_cli.errors import UsageError
     from qia_cli.imaging.diffusers import parse_size
     from qia_cli.repl import ChatSession
 
-    if device is not None and device not in {"auto", "cuda", "mps", "cpu"}:
-        raise UsageError(f"unknown device '{device}'", hint="choose one of: auto, cuda, mps, cpu")
+    common.check_device(device)
     width, height = parse_size(size) if size else (None, None)
     seed = common.check_seed(seed)
     flags = common.PlanFlags(llm=llm, search=search, no_ask=no_ask, remember=remember, no_memory=no_memory)

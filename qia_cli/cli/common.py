@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from qia_cli.choices import DEVICES, DTYPES
 from qia_cli.cli import console
 from qia_cli.errors import UsageError
 from qia_cli.seeds import SEED_HELP, check_seed  # noqa: F401  (check_seed: used by the commands)
@@ -57,7 +58,6 @@ RememberOpt = Annotated[
 NoMemoryOpt = Annotated[bool, typer.Option("--no-memory", help="Don't read or write the memory store for this run.")]
 
 # -- the render options that `qia generate` and `qia batch` share ------------------------------------
-DEVICES = ["auto", "cuda", "mps", "cpu"]
 
 
 def complete_device(incomplete: str) -> list[str]:
@@ -96,8 +96,6 @@ DeviceOpt = Annotated[
     str | None,
     typer.Option("--device", help="auto, cuda, mps or cpu.", autocompletion=complete_device, show_default=False),
 ]
-
-DTYPES = ["auto", "fp32", "bf16", "fp16"]
 
 
 def complete_dtype(incomplete: str) -> list[str]:

@@ -10,8 +10,6 @@ import typer
 from qia_cli.cli import common, console
 from qia_cli.cli.root import app
 
-DEVICES = common.DEVICES
-
 
 @app.command("generate")
 def generate_command(

@@ -17,8 +17,6 @@ from qia_cli.llm.profile import read_profile
 from qia_cli.llm.types import ModelInfo
 
 GGUF_MAGIC = b"GGUF"
-# One line of answer, then a newline (which is also a stop string, so it never reaches the text).
-LINE_GRAMMAR = 'root ::= [^\\n]+ "\\n"'
 
 _models: dict[tuple, Any] = {}
 _loads = 0
