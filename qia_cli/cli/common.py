@@ -322,32 +322,19 @@ def plan_options(flags: PlanFlags, agent, *, previous=None):
 
 
 def learn_from_answers(plan, flags: PlanFlags, agent) -> list[str]:
-    """Offer answers about lasting facts (people, pets, our things) for memory; returns saved ids."""
-    if agent.memory is None:
-        return []
-    mode = agent.settings.remember
-    if flags.remember is True:
-        mode = "always"
-    elif flags.remember is False:
-        mode = "never"
-    if mode == "never":
-        return []
-    saved = []
-    for q in plan.questions:
-        gap = plan.gap(q.gap_id)
-        if q.status != "answered" or gap is None or gap.kind != "personal" or not gap.span:
-            continue
-        fact = f"{gap.span}: {q.answer}"
-        if mode == "ask":
-            if not console.interactive() or flags.json:
-                continue
-            from prompt_toolkit.shortcuts import confirm
+    """Offer answers about lasting facts (people, pets, our things) for memory, as --remember and the
+    `remember` setting say (the policy is qia_cli/agent/remember.py); returns the saved ids."""
+    from qia_cli.agent.remember import learn_from_answers as learn
+    from qia_cli.agent.remember import remember_mode
 
-            if not confirm(f"Remember “{fact}” for next time?"):
-                continue
-        entry = agent.memory.add(fact, kind="entity", names=[gap.span])
-        saved.append(entry.id)
-    return saved
+    confirm = _confirm_remember if console.interactive() and not flags.json else None
+    return learn(plan, agent.memory, remember_mode(agent.settings.remember, flags.remember), confirm)
+
+
+def _confirm_remember(fact: str) -> bool:
+    from prompt_toolkit.shortcuts import confirm
+
+    return confirm(f"Remember “{fact}” for next time?")
 
 
 def progress_printer():

@@ -17,7 +17,7 @@ import typer
 from qia_cli.cli import console
 from qia_cli.cli.root import app
 from qia_cli.errors import ModelError, UsageError
-from qia_cli.models.cache import hub_cache_dir  # noqa: F401  (qia info imports it from here)
+from qia_cli.models.cache import hub_cache_dir
 from qia_cli.models.describe import describe_image, describe_llm
 
 models_app = typer.Typer(
