@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from pathlib import Path
 from typing import Annotated
@@ -10,6 +11,7 @@ import typer
 
 from qia_cli import paths
 from qia_cli.cli import common, console
+from qia_cli.cli.progress import Bar, progress_bar
 from qia_cli.cli.root import app
 from qia_cli.errors import UsageError
 
@@ -205,30 +207,33 @@ class _BatchProgress:
     """A Rich bar on stderr (done, failed, left, ETA) on a terminal; one log line per request otherwise
     (with --json too: stdout stays one document). --quiet shows neither."""
 
+    STATS = (
+        "[green]{task.fields[ok]} ok[/green] · [red]{task.fields[failed]} failed[/red] · "
+        "{task.fields[left]} left{task.fields[workers]}"
+    )
+
     def __init__(self, bar: bool) -> None:
         self.enabled = not console.state.quiet
-        self.want_bar = bar and self.enabled and console.stderr_is_tty()
-        self.bar = None
-        self.task = None
-        self.ok = self.failed = self.left = 0
+        self.want_bar = bar
+        self.bar: Bar | None = None
+        self._stack = contextlib.ExitStack()
+        self.ok = self.failed = self.left = self.total = 0
         self.live: int | None = None
 
     def __enter__(self):
-        if self.want_bar:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.bar = Progress(
-                TextColumn("batch"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn(
-                    "[green]{task.fields[ok]} ok[/green] · [red]{task.fields[failed]} failed[/red] · {task.fields[left]} left{task.fields[workers]}"
-                ),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                console=console.err(),
+        self.bar = self._stack.enter_context(
+            progress_bar(
+                "batch",
+                enabled=self.want_bar,
+                stats=self.STATS,
+                eta=True,
+                transient=False,
+                ok=0,
+                failed=0,
+                left=0,
+                workers="",
             )
-            self.bar.start()
+        )
         return self
 
     def start(self, todo: int, skipped: int) -> None:
@@ -236,7 +241,7 @@ class _BatchProgress:
         if skipped and self.enabled:
             console.info(f"[dim]{skipped} line(s) already done: skipped[/dim]")
         if self.bar is not None:
-            self.task = self.bar.add_task("batch", total=todo, ok=0, failed=0, left=todo, workers="")
+            self.bar.update(total=todo, left=todo)
 
     def advance(self, record: dict) -> None:
         self.left -= 1
@@ -245,14 +250,9 @@ class _BatchProgress:
         else:
             self.failed += 1
         if self.bar is not None:
-            self.bar.update(self.task, advance=1, ok=self.ok, failed=self.failed, left=self.left)
+            self.bar.update(advance=1, ok=self.ok, failed=self.failed, left=self.left)
             if record["status"] != "ok":
-                self.bar.console.print(
-                    f"[red]line {record['line']}:[/red] {console.safe(record['error'])}",
-                    markup=True,
-                    highlight=False,
-                    soft_wrap=True,
-                )
+                self.bar.print(f"[red]line {record['line']}:[/red] {console.safe(record['error'])}")
         elif self.enabled:
             what = (
                 record["error"]
@@ -265,8 +265,8 @@ class _BatchProgress:
 
     def workers(self, live: int, total: int) -> None:
         """Ray actors that are up (the rest are starting or restarting)."""
-        if self.bar is not None and self.task is not None:
-            self.bar.update(self.task, workers=f" · {live}/{total} workers")
+        if self.bar is not None:
+            self.bar.update(workers=f" · {live}/{total} workers")
         elif self.enabled and live != self.live:
             console.err().print(f"ray: {live} of {total} worker(s) up", markup=False, highlight=False)
         self.live = live
@@ -276,7 +276,7 @@ class _BatchProgress:
         self.left -= 1
         if self.bar is not None:
             self.total -= 1
-            self.bar.update(self.task, total=self.total, left=self.left)
+            self.bar.update(total=self.total, left=self.left)
         elif self.enabled:
             console.err().print(
                 f"line {line.line}: taken by another qia batch on this folder",
@@ -286,5 +286,4 @@ class _BatchProgress:
             )
 
     def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+        self._stack.__exit__(*exc)

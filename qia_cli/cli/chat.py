@@ -6,7 +6,6 @@ output. The session logic lives in qia_cli/repl.py.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from typing import Annotated
@@ -250,25 +249,11 @@ class TerminalUI:
     def edit(self, text: str) -> str:
         return self._prompt().prompt("edit prompt> ", default=text)
 
-    @contextlib.contextmanager
     def progress(self):
         """A step bar on stderr while rendering (on a terminal, without --quiet)."""
-        if console.state.quiet or not console.stderr_is_tty():
-            yield None
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from qia_cli.cli.progress import step_progress
 
-        bar = Progress(
-            TextColumn("rendering (Ctrl-C cancels)"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console.err(),
-            transient=True,
-        )
-        task = bar.add_task("render", total=None)
-        with bar:
-            yield lambda step, total: bar.update(task, completed=step, total=total)
+        return step_progress("rendering (Ctrl-C cancels)")
 
 
 class PlainUI(TerminalUI):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from qia_cli.cli import common, console
+from qia_cli.cli.progress import step_progress
 from qia_cli.cli.root import app
 
 
@@ -125,7 +126,7 @@ def generate_command(
             common.print_plan(plan)
 
     warned = len(plan.warnings)
-    with _step_progress(show) as on_step:
+    with step_progress(enabled=show) as on_step:
         agent.callbacks.on_step = on_step
         result = agent.render(plan, opts)
     agent.record_session(plan, [o.path for o in result.outputs], "generate", result.render)
@@ -173,37 +174,3 @@ def print_rounds(rounds) -> None:
             "✓" if r.kept else "",
         )
     console.out().print(table)
-
-
-class _step_progress:
-    """A Rich progress bar for denoising steps on stderr; none with --json or when stderr is not a TTY."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and console.stderr_is_tty() and not console.state.quiet
-        self.progress: Any = None  # a rich Progress while rendering
-        self.task = None
-
-    def __enter__(self):
-        if not self.enabled:
-            return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(
-            TextColumn("rendering"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console.err(),
-            transient=True,
-        )
-        self.progress.start()
-        self.task = self.progress.add_task("render", total=None)
-
-        def on_step(step: int, total: int) -> None:
-            self.progress.update(self.task, completed=step, total=total)
-
-        return on_step
-
-    def __exit__(self, *exc) -> None:
-        if self.progress is not None:
-            self.progress.stop()
