@@ -134,7 +134,7 @@ def prompt_loop(session, *, history=None) -> None:
         bottom_toolbar=session.toolbar,
         prompt_continuation=lambda width, _line, _soft: "." * (width - 1) + " ",
     )
-    session.ui.say(f"[dim]{BANNER}[/dim]")
+    session.ui.note(BANNER)
     while True:
         try:
             line = prompt.prompt("qia> ")
@@ -144,7 +144,7 @@ def prompt_loop(session, *, history=None) -> None:
             break
         if not session.handle(line):
             break
-    session.ui.say("[dim]bye[/dim]")
+    session.ui.note("bye")
 
 
 def plain_loop(session, stream) -> None:
@@ -231,8 +231,32 @@ class TerminalUI:
             self._ask = PromptSession(history=InMemoryHistory())  # answers stay out of the chat history
         return self._ask
 
-    def say(self, markup: str) -> None:
+    # What the session says, by kind (qia_cli/repl.py's UI): the markup lives here, every text is escaped.
+    def _print(self, markup: str, note: str = "") -> None:
+        if note:
+            markup += f"  [dim]({console.safe(note)})[/dim]"
         console.out().print(markup, markup=True, highlight=False)
+
+    def say(self, text: str, note: str = "") -> None:
+        self._print(console.safe(text), note)
+
+    def note(self, text: str) -> None:
+        self._print(f"[dim]{console.safe(text)}[/dim]")
+
+    def labelled(self, label: str, text: str, note: str = "", *, strong: bool = False) -> None:
+        style = "bold" if strong else "dim"
+        self._print(f"[{style}]{console.safe(label)}[/{style}]" + (f" {console.safe(text)}" if text else ""), note)
+
+    def warning(self, text: str) -> None:
+        self._print(f"[yellow]warning:[/yellow] {console.safe(text)}")
+
+    def saved(self, path: str, seed: int, width: int, height: int) -> None:
+        self._print(f"[green]saved[/green] {console.safe(path)}", f"seed {seed}, {width}x{height}")
+
+    def entry(self, verb: str, entry_id: str, text: str) -> None:
+        self._print(
+            (f"{console.safe(verb)} " if verb else "") + f"[dim]{console.safe(entry_id)}[/dim] {console.safe(text)}"
+        )
 
     def error(self, message: str, hint: str | None = None) -> None:
         text = f"[bold red]error:[/bold red] {console.safe(message)}"
