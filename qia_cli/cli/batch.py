@@ -124,14 +124,7 @@ def batch_command(
         check_address(ray)
     flags = common.PlanFlags(None, json_out, llm, search, True, [], None, False, no_memory)
     agent = common.build_agent(flags, {"ray": ray})
-    address = agent.settings.ray if agent.settings.ray not in (None, "off") else None
-    if address is None and (workers is not None or shared_outdir):
-        raise UsageError("--workers and --shared-outdir need --ray", hint="e.g. --ray local --workers 2")
-    if address is not None:
-        from qia_cli.agent.batch_ray import check_address, require_ray
-
-        check_address(address)
-        require_ray()  # not installed: fail now, with the install command
+    address = _ray_address(agent, workers, shared_outdir)
     folder = Path(outdir or agent.settings.outdir or paths.default_outdir()).expanduser().absolute()
     results = Results(folder)
     agent.llm = make_llm(agent.settings, verbose=console.state.verbose)  # a bad --llm fails here, before any line
@@ -159,26 +152,43 @@ def batch_command(
             "this process and plans one line at a time (rendering is always one at a time)[/dim]"
         )
 
-    with _BatchProgress(bar=not json_out) as progress:
-        run = functools.partial(
-            run_batch,
-            agent,
-            lines,
-            results,
-            options,
-            on_start=progress.start,
-            on_result=progress.advance,
-            on_other=progress.other,
-        )
+    run = functools.partial(run_batch, agent, lines, results, options)
+    summary = _run(run, address, workers, shared_outdir, bar=not json_out)
+    _print_summary(summary, json_out)
+    if summary.aborted is not None:
+        raise summary.aborted
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def _run(run, address: str | None, workers: int | None, shared_outdir: bool, *, bar: bool):
+    """`run(on_start=..., ...)` (run_batch with its lines) here or on Ray, with the progress shown."""
+    with _BatchProgress(bar=bar) as progress:
+        run = functools.partial(run, on_start=progress.start, on_result=progress.advance, on_other=progress.other)
         if address is None:
-            summary = run()
-        else:
-            from qia_cli.agent.batch_ray import Cluster, RayOptions, RayRunner
+            return run()
+        from qia_cli.agent.batch_ray import Cluster, RayOptions, RayRunner
 
-            with Cluster(address, verbose=console.state.verbose) as cluster:
-                ray_options = RayOptions(workers=workers, shared_outdir=shared_outdir, on_workers=progress.workers)
-                summary = run(runner=RayRunner(cluster, ray_options))
+        with Cluster(address, verbose=console.state.verbose) as cluster:
+            ray_options = RayOptions(workers=workers, shared_outdir=shared_outdir, on_workers=progress.workers)
+            return run(runner=RayRunner(cluster, ray_options))
 
+
+def _ray_address(agent, workers: int | None, shared_outdir: bool) -> str | None:
+    """The Ray address that --ray or QIA_RAY gives (None: run here), checked, with Ray installed."""
+    address = agent.settings.ray if agent.settings.ray not in (None, "off") else None
+    if address is None and (workers is not None or shared_outdir):
+        raise UsageError("--workers and --shared-outdir need --ray", hint="e.g. --ray local --workers 2")
+    if address is not None:
+        from qia_cli.agent.batch_ray import check_address, require_ray
+
+        check_address(address)
+        require_ray()  # not installed: fail now, with the install command
+    return address
+
+
+def _print_summary(summary, json_out: bool) -> None:
+    """One JSON document on stdout, or one line for people: ok, failed, skipped, where the results are."""
     if json_out:
         import json
         import sys
@@ -197,10 +207,6 @@ def batch_command(
             highlight=False,
             soft_wrap=True,
         )
-    if summary.aborted is not None:
-        raise summary.aborted
-    if summary.failed:
-        raise typer.Exit(1)
 
 
 class _BatchProgress:
