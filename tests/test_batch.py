@@ -403,6 +403,41 @@ def test_a_claim_dies_with_its_process(tmp_path):
     assert not (tmp_path / ".qia-claims").exists()
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX claim files")
+def test_the_end_of_a_run_removes_claim_files_nobody_holds_and_keeps_the_held_ones(tmp_path):
+    """A run killed with -9 (or interrupted between creating a claim file and locking it) leaves an empty
+    file behind; the next run to finish removes it, but never a claim another live run holds."""
+    from qia_cli.agent.claims import Claims
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from qia_cli.agent.claims import Claims; "
+            "assert Claims(sys.argv[1]).take(3); print('held', flush=True); time.sleep(600)",
+            str(tmp_path),
+        ],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        folder = tmp_path / ".qia-claims"
+        (folder / "7.lock").write_text("")  # left by a dead run
+        mine = Claims(tmp_path)
+        assert mine.take(4)
+        mine.release_all()
+        assert sorted(p.name for p in folder.iterdir()) == ["3.lock"]
+        assert not Claims(tmp_path).take(3)  # still the live holder's
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    last = Claims(tmp_path)
+    last.release_all()
+    assert not folder.exists()
+
+
 def test_two_batches_on_one_folder_render_each_line_once(tmp_path, tiny_pipeline_dir):
     path = tmp_path / "prompts.txt"
     path.write_text("".join(f"a red bicycle number {i}\n" for i in range(1, 7)))
