@@ -15,6 +15,7 @@ import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qia_cli import paths
+from qia_cli.choices import Device, Dtype
 from qia_cli.errors import QiaError, UsageError
 
 Source = Literal["default", "file", "env", "flag"]
@@ -56,8 +57,8 @@ class Settings(BaseModel):
         "from 1.2B parameters (read from the file), off for smaller and base models",
     )
     image_model: str = Field("stabilityai/sd-turbo", description="Diffusers model: a Hugging Face id or a local folder")
-    device: Literal["auto", "cuda", "mps", "cpu"] = Field("auto", description="Where images render")
-    dtype: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+    device: Device = Field("auto", description="Where images render")
+    dtype: Dtype = Field(
         "auto", description="Render precision: auto = fp16 on a GPU, bf16 on a CPU with AMX or AVX-512 BF16, else fp32"
     )
     vae: str = Field(

@@ -6,7 +6,6 @@ Exit codes (documented in the README):
 
 from __future__ import annotations
 
-EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPT = 130

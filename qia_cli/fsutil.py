@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 
 def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write `data` to `path` so that readers see the old file or the new one, never half of one.
 
     A private file (no group or other bits in `mode`) gets private new folders too (0700)."""
+    atomic_write(path, lambda fh: fh.write(data), mode)
+
+
+def atomic_write(path: Path, writer: Callable[[BinaryIO], object], mode: int = 0o644) -> None:
+    """`writer(fh)` fills a temporary file next to `path`, which then replaces `path` in one rename
+    (after an fsync): readers see the old file or the new one, and an error or Ctrl-C leaves neither
+    half a file nor the temporary one. Folders are made as `atomic_write_bytes` says."""
     path = Path(path)
     if mode & 0o077 == 0:
         make_private_dirs(path.parent)
@@ -20,7 +29,7 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            writer(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -23,7 +23,6 @@ def _dir(kind: str) -> Path:
         "config": platformdirs.user_config_dir,
         "data": platformdirs.user_data_dir,
         "cache": platformdirs.user_cache_dir,
-        "state": platformdirs.user_state_dir,
     }[kind]
     return Path(getter(APP, appauthor=False))
 
@@ -38,10 +37,6 @@ def data_dir() -> Path:
 
 def cache_dir() -> Path:
     return _dir("cache")
-
-
-def state_dir() -> Path:
-    return _dir("state")
 
 
 def config_file() -> Path:

@@ -1,7 +1,7 @@
 """The `qia chat` session logic: turns, refinements, slash commands and settings that last a session.
 
-No prompt_toolkit here: the terminal side (qia_cli/cli/chat.py) gives a `UI` and feeds lines to
-`ChatSession.handle`. One Agent lives for the whole session, so the planner LLM and the diffusion
+No prompt_toolkit or Rich here: the terminal side (qia_cli/cli/chat.py) gives a `UI`, which decides
+how each kind of line looks, and feeds lines to `ChatSession.handle`. One Agent lives for the whole session, so the planner LLM and the diffusion
 pipeline load once and stay loaded between turns.
 """
 
@@ -24,7 +24,7 @@ from qia_cli.agent.run import Agent, RenderOptions
 from qia_cli.agent.types import GenerateResult, Plan
 from qia_cli.errors import QiaError, UsageError, home_error
 from qia_cli.seeds import parse_seed
-from qia_cli.textsafe import clean_input, printable
+from qia_cli.textsafe import clean_input
 
 HELP = """\
 Type what to picture and press Enter: qia plans it (asking here when only you
@@ -61,7 +61,14 @@ SUBCOMMANDS = {
 
 
 class UI(Protocol):
-    def say(self, markup: str) -> None: ...
+    """What the session shows, by kind; every argument is plain text (the UI escapes it)."""
+
+    def say(self, text: str, note: str = "") -> None: ...  # a line, and a note in parentheses after it
+    def note(self, text: str) -> None: ...  # a line that matters less (dim)
+    def labelled(self, label: str, text: str, note: str = "", *, strong: bool = False) -> None: ...
+    def warning(self, text: str) -> None: ...
+    def saved(self, path: str, seed: int, width: int, height: int) -> None: ...
+    def entry(self, verb: str, entry_id: str, text: str) -> None: ...  # a memory entry: "remembered m1a2b3 ..."
     def error(self, message: str, hint: str | None = None) -> None: ...
     def show_plan(self, plan: Plan) -> None: ...
     def ask(self, text: str, default: str | None) -> str: ...  # EOFError / KeyboardInterrupt pass through
@@ -154,10 +161,10 @@ class ChatSession:
             self.on_plan(plan)
         self._push(plan)
         if plan.previous_prompt:
-            self.ui.say(f"[dim]refines:[/dim] {_esc(plan.previous_prompt)}")
-        self.ui.say(f"[bold]prompt:[/bold] {_esc(plan.prompt)}")
+            self.ui.labelled("refines:", plan.previous_prompt)
+        self.ui.labelled("prompt:", plan.prompt, strong=True)
         for warning in plan.warnings:
-            self.ui.say(f"[yellow]warning:[/yellow] {_esc(warning)}")
+            self.ui.warning(warning)
         if render:
             self.render()
         else:
@@ -174,12 +181,12 @@ class ChatSession:
         self.agent.record_session(result.plan, [o.path for o in result.outputs], "generate", result.render)
         t = result.timings
         for warning in result.plan.warnings[noted:]:  # what rendering noted (e.g. feedback off)
-            self.ui.say(f"[yellow]warning:[/yellow] {_esc(warning)}")
+            self.ui.warning(warning)
         for o in result.outputs:
-            self.ui.say(f"[green]saved[/green] {_esc(o.path)}  [dim](seed {o.seed}, {o.width}x{o.height})[/dim]")
-        self.ui.say(
-            f"[dim]plan {plan.timings.get('total', 0):.2f} s · load {t.get('load_pipeline', 0):.2f} s · "
-            f"render {t.get('render', 0):.2f} s on {result.device}[/dim]"
+            self.ui.saved(o.path, o.seed, o.width, o.height)
+        self.ui.note(
+            f"plan {plan.timings.get('total', 0):.2f} s · load {t.get('load_pipeline', 0):.2f} s · "
+            f"render {t.get('render', 0):.2f} s on {result.device}"
         )
         return result
 
@@ -194,7 +201,7 @@ class ChatSession:
 
     def _ask_questions(self, questions) -> dict[str, str | None]:
         """The planner's asker: inline in this session. Enter accepts the default, 'skip' leaves it open."""
-        self.ui.say("[bold]A few questions[/bold] [dim](Enter accepts the suggestion, 'skip' leaves it open)[/dim]")
+        self.ui.labelled("A few questions", "", "Enter accepts the suggestion, 'skip' leaves it open", strong=True)
         answers: dict[str, str | None] = {}
         for q in questions:
             try:
@@ -216,7 +223,7 @@ class ChatSession:
 
     # -- slash commands -------------------------------------------------------------------------
     def cmd_help(self, _arg: str) -> None:
-        self.ui.say(_esc(HELP))
+        self.ui.say(HELP)
 
     def cmd_quit(self, _arg: str) -> bool:
         return False
@@ -238,16 +245,16 @@ class ChatSession:
         if not text:
             raise UsageError("the prompt is empty; nothing changed")
         if text == plan.prompt:
-            self.ui.say("[dim]unchanged[/dim]")
+            self.ui.note("unchanged")
             return
         self._push(plan.model_copy(update={"prompt": text, "warnings": [*plan.warnings, "prompt edited by hand"]}))
-        self.ui.say(f"[bold]prompt:[/bold] {_esc(text)}  [dim](/gen renders it)[/dim]")
+        self.ui.labelled("prompt:", text, "/gen renders it", strong=True)
 
     def cmd_undo(self, _arg: str) -> None:
         if not self.history:
             raise UsageError("nothing to undo")
         self.plan = self.history.pop()
-        self.ui.say(f"[dim]back to:[/dim] {_esc(self.plan.prompt)}")
+        self.ui.labelled("back to:", self.plan.prompt)
 
     def cmd_seed(self, arg: str) -> None:
         self.opts.seed = parse_seed(arg)  # N, or random / -1
@@ -275,7 +282,7 @@ class ChatSession:
         kind, _, value = arg.partition(" ")
         value = value.strip()
         if not kind:
-            self.ui.say(f"llm: {_esc(self.llm_name())}\nimage: {_esc(self.image_model())}")
+            self.ui.say(f"llm: {self.llm_name()}\nimage: {self.image_model()}")
             return
         if kind not in {"llm", "image"} or not value:
             raise UsageError("usage: /model llm PATH|bundled, or /model image ID|FOLDER")
@@ -284,14 +291,14 @@ class ChatSession:
             if value.startswith((".", "~", os.sep)) and not path.is_dir():
                 raise UsageError(f"model folder {value} does not exist")
             self.opts.model = str(path) if path.is_dir() else value
-            self.ui.say(f"image model: {_esc(self.opts.model)} [dim](loads on the next render)[/dim]")
+            self.ui.say(f"image model: {self.opts.model}", "loads on the next render")
             return
         from qia_cli.llm.factory import make_llm
 
         settings = self.agent.settings.model_copy(update={"llm": value})
         llm = make_llm(settings, verbose=self.agent.verbose)  # a missing or non-GGUF file fails here
         self.agent.set_llm(llm, settings)
-        self.ui.say(f"llm: {_esc(self.llm_name())} [dim](loads on the next plan)[/dim]")
+        self.ui.say(f"llm: {self.llm_name()}", "loads on the next plan")
 
     def cmd_search(self, arg: str) -> None:
         low = arg.lower()
@@ -304,7 +311,7 @@ class ChatSession:
             self.agent.set_search(backend)
         elif low:
             raise UsageError(f"/search {arg}: use on or off")
-        self.ui.say(f"search: {_esc(self.search_text())}")
+        self.ui.say(f"search: {self.search_text()}")
 
     def cmd_memory(self, arg: str) -> None:
         from qia_cli.memory.store import MemoryStore
@@ -317,17 +324,17 @@ class ChatSession:
         if action == "list":
             entries = store.list()
             if not entries:
-                self.ui.say("[dim]memory is empty; /memory add Biscuit is my dog, a corgi[/dim]")
+                self.ui.note("memory is empty; /memory add Biscuit is my dog, a corgi")
             for e in entries:
-                self.ui.say(f"[dim]{e.id}[/dim] {e.kind:<10} {_esc(e.text)}")
+                self.ui.entry("", e.id, f"{e.kind:<10} {e.text}")
         elif action == "add":
             entry = store.add(rest)
-            self.ui.say(f"remembered [dim]{entry.id}[/dim] {_esc(entry.text)}")
+            self.ui.entry("remembered", entry.id, entry.text)
         elif action == "forget":
             if not rest:
                 raise UsageError("/memory forget needs an id", hint="/memory lists the ids")
             entry = store.forget(rest)
-            self.ui.say(f"forgot [dim]{entry.id}[/dim] {_esc(entry.text)}")
+            self.ui.entry("forgot", entry.id, entry.text)
         else:
             raise UsageError(f"/memory {action}: use list, add TEXT or forget ID")
 
@@ -337,7 +344,7 @@ class ChatSession:
         path = self.last_result.outputs[-1].path
         if not open_file(path):
             raise QiaError("no image viewer found (xdg-open, open)", hint=f"open {path} yourself")
-        self.ui.say(f"[dim]opened {_esc(path)}[/dim]")
+        self.ui.note(f"opened {path}")
 
     def cmd_save(self, arg: str) -> None:
         from qia_cli.fsutil import atomic_write_bytes
@@ -357,7 +364,7 @@ class ChatSession:
                 f"cannot save the plan to {path}: {exc.strerror or exc}",
                 hint="give a file in a folder you can write to",
             ) from None
-        self.ui.say(f"saved the plan to {_esc(str(path))}")
+        self.ui.say(f"saved the plan to {path}")
 
     # -- what the toolbar and the completer show ------------------------------------------------
     def llm_name(self) -> str:
@@ -392,13 +399,6 @@ class ChatSession:
         if " " in rest:
             return []
         return [s for s in SUBCOMMANDS.get(name.lower(), []) if s.startswith(rest.lower())]
-
-
-def _esc(text: str) -> str:
-    """Untrusted text for Rich markup: no markup of its own, no control characters."""
-    from rich.markup import escape
-
-    return escape(printable(text))
 
 
 @contextlib.contextmanager

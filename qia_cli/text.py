@@ -35,19 +35,29 @@ def singular(word: str) -> str:
     return word
 
 
-def _fold(text: str) -> str:
-    text = unicodedata.normalize("NFKD", text or "")
+def fold(text: str) -> str:
+    """Case and accents folded: "Café" -> "cafe"."""
+    if not text:
+        return ""
+    if text.isascii():  # the common case, and the same result: nothing to decompose
+        return text.lower()
+    text = unicodedata.normalize("NFKD", text)
     return "".join(ch for ch in text if not unicodedata.combining(ch)).casefold()
 
 
 def word_tokens(text: str) -> list[str]:
     """Every word of `text`, function words included: case and accents folded, nothing else."""
-    return _WORD.findall(_fold(text))
+    return _WORD.findall(fold(text))
+
+
+def words(text: str) -> list[str]:
+    """Folded words with a possessive 's dropped ("Biscuit's" -> "biscuit"); plurals as written."""
+    return _WORD.findall(_POSSESSIVE.sub("", fold(text)))
 
 
 def normalise(text: str) -> list[str]:
     """Lowercase, accent-free, singular word tokens of `text`."""
-    return [singular(w) for w in _WORD.findall(_POSSESSIVE.sub("", _fold(text)))]
+    return [singular(w) for w in words(text)]
 
 
 def content_words(text: str) -> set[str]:

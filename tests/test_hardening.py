@@ -260,8 +260,23 @@ class RecordingUI:
         self.said: list[str] = []
         self.errors: list[str] = []
 
-    def say(self, markup: str) -> None:
-        self.said.append(markup)
+    def say(self, text: str, note: str = "") -> None:
+        self.said.append(text)
+
+    def note(self, text: str) -> None:
+        self.said.append(text)
+
+    def labelled(self, label: str, text: str, note: str = "", *, strong: bool = False) -> None:
+        self.said.append(f"{label} {text}")
+
+    def warning(self, text: str) -> None:
+        self.said.append(text)
+
+    def saved(self, path: str, seed: int, width: int, height: int) -> None:
+        self.said.append(path)
+
+    def entry(self, verb: str, entry_id: str, text: str) -> None:
+        self.said.append(f"{verb} {entry_id} {text}")
 
     def error(self, message: str, hint: str | None = None) -> None:
         self.errors.append(message)
@@ -339,14 +354,19 @@ def test_seed_minus_one_is_random_in_chat(chat):
     assert chat.opts.seed is None and not chat.ui.errors
 
 
-def test_chat_prints_untrusted_text_escaped(chat):
+def test_chat_prints_untrusted_text_escaped(chat, capsys):
+    from qia_cli.cli.chat import TerminalUI
+
+    chat.ui = TerminalUI()  # the session passes plain text; the terminal UI escapes it
     chat.handle("/memory add Biscuit [/x] is my dog")
     chat.agent.memory.path.write_text(
         json.dumps({"entries": [{"id": "m1", "kind": "fact", "text": "Biscuit \x1b]0;pwned\x07 [/x]"}]})
     )
     chat.handle("/memory")
-    shown = chat.ui.said[-1]
-    assert "\x1b" not in shown and "\\x1b" in shown and "\\[/x]" in shown  # escaped for Rich markup
+    captured = capsys.readouterr()
+    shown = captured.out.splitlines()[-1]
+    assert captured.err == "" and shown.startswith("m1 fact")  # not a MarkupError
+    assert "\x1b" not in shown and "\\x1b" in shown and shown.endswith("[/x]")  # printed as text
 
 
 # --- signals ----------------------------------------------------------------------------------

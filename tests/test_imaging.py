@@ -163,7 +163,7 @@ def test_render_rejects_bad_size(tiny_pipeline_dir):
 
 def test_families(tiny_pipeline_dir, tmp_path):
     turbo = defaults_for("stabilityai/sd-turbo")
-    assert (turbo.steps, turbo.guidance, turbo.width, turbo.negative_ok) == (1, 0.0, 512, False)
+    assert (turbo.steps, turbo.guidance, turbo.width) == (1, 0.0, 512)
     assert defaults_for("stabilityai/sdxl-turbo").width == 512
     assert defaults_for("stabilityai/stable-diffusion-xl-base-1.0").width == 1024
     assert defaults_for("stabilityai/stable-diffusion-2-1").width == 768

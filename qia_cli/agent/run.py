@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from qia_cli import paths
 from qia_cli.agent.planner import Planner, PlanOptions
 from qia_cli.agent.types import GenerateResult, Output, Plan, RenderSpec
 from qia_cli.config import Settings
@@ -213,7 +214,7 @@ class Agent:
         if opts.output is not None:
             check_output_file(opts.output, overwrite=opts.overwrite)
         else:
-            check_writable(opts.outdir or Path(s.outdir or Path.cwd() / "qia-out").expanduser())
+            check_writable(opts.outdir or Path(s.outdir or paths.default_outdir()).expanduser())
         device = (opts.device or s.device or "auto").strip().lower()
         if device not in {"auto", "cpu"}:
             from qia_cli.imaging.device import resolve_device
@@ -278,7 +279,7 @@ class Agent:
 
         spec = spec or self.spec_for(plan, opts)
         self.renderer.validate_size(spec.width, spec.height)
-        outdir = opts.outdir or Path(self.settings.outdir or Path.cwd() / "qia-out").expanduser()
+        outdir = opts.outdir or Path(self.settings.outdir or paths.default_outdir()).expanduser()
         if opts.output is not None:
             check_output_file(opts.output, overwrite=opts.overwrite)
         else:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from qia_cli import paths
 from qia_cli.cli import common, console
+from qia_cli.cli.progress import Bar, progress_bar
 from qia_cli.cli.root import app
 from qia_cli.errors import UsageError
 
@@ -121,15 +124,8 @@ def batch_command(
         check_address(ray)
     flags = common.PlanFlags(None, json_out, llm, search, True, [], None, False, no_memory)
     agent = common.build_agent(flags, {"ray": ray})
-    address = agent.settings.ray if agent.settings.ray not in (None, "off") else None
-    if address is None and (workers is not None or shared_outdir):
-        raise UsageError("--workers and --shared-outdir need --ray", hint="e.g. --ray local --workers 2")
-    if address is not None:
-        from qia_cli.agent.batch_ray import check_address, require_ray
-
-        check_address(address)
-        require_ray()  # not installed: fail now, with the install command
-    folder = Path(outdir or agent.settings.outdir or Path.cwd() / "qia-out").expanduser().absolute()
+    address = _ray_address(agent, workers, shared_outdir)
+    folder = Path(outdir or agent.settings.outdir or paths.default_outdir()).expanduser().absolute()
     results = Results(folder)
     agent.llm = make_llm(agent.settings, verbose=console.state.verbose)  # a bad --llm fails here, before any line
     options = BatchOptions(
@@ -156,26 +152,43 @@ def batch_command(
             "this process and plans one line at a time (rendering is always one at a time)[/dim]"
         )
 
-    with _BatchProgress(bar=not json_out) as progress:
-        run = functools.partial(
-            run_batch,
-            agent,
-            lines,
-            results,
-            options,
-            on_start=progress.start,
-            on_result=progress.advance,
-            on_other=progress.other,
-        )
+    run = functools.partial(run_batch, agent, lines, results, options)
+    summary = _run(run, address, workers, shared_outdir, bar=not json_out)
+    _print_summary(summary, json_out)
+    if summary.aborted is not None:
+        raise summary.aborted
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def _run(run, address: str | None, workers: int | None, shared_outdir: bool, *, bar: bool):
+    """`run(on_start=..., ...)` (run_batch with its lines) here or on Ray, with the progress shown."""
+    with _BatchProgress(bar=bar) as progress:
+        run = functools.partial(run, on_start=progress.start, on_result=progress.advance, on_other=progress.other)
         if address is None:
-            summary = run()
-        else:
-            from qia_cli.agent.batch_ray import Cluster, RayOptions, RayRunner
+            return run()
+        from qia_cli.agent.batch_ray import Cluster, RayOptions, RayRunner
 
-            with Cluster(address, verbose=console.state.verbose) as cluster:
-                ray_options = RayOptions(workers=workers, shared_outdir=shared_outdir, on_workers=progress.workers)
-                summary = run(runner=RayRunner(cluster, ray_options))
+        with Cluster(address, verbose=console.state.verbose) as cluster:
+            ray_options = RayOptions(workers=workers, shared_outdir=shared_outdir, on_workers=progress.workers)
+            return run(runner=RayRunner(cluster, ray_options))
 
+
+def _ray_address(agent, workers: int | None, shared_outdir: bool) -> str | None:
+    """The Ray address that --ray or QIA_RAY gives (None: run here), checked, with Ray installed."""
+    address = agent.settings.ray if agent.settings.ray not in (None, "off") else None
+    if address is None and (workers is not None or shared_outdir):
+        raise UsageError("--workers and --shared-outdir need --ray", hint="e.g. --ray local --workers 2")
+    if address is not None:
+        from qia_cli.agent.batch_ray import check_address, require_ray
+
+        check_address(address)
+        require_ray()  # not installed: fail now, with the install command
+    return address
+
+
+def _print_summary(summary, json_out: bool) -> None:
+    """One JSON document on stdout, or one line for people: ok, failed, skipped, where the results are."""
     if json_out:
         import json
         import sys
@@ -194,40 +207,39 @@ def batch_command(
             highlight=False,
             soft_wrap=True,
         )
-    if summary.aborted is not None:
-        raise summary.aborted
-    if summary.failed:
-        raise typer.Exit(1)
 
 
 class _BatchProgress:
     """A Rich bar on stderr (done, failed, left, ETA) on a terminal; one log line per request otherwise
     (with --json too: stdout stays one document). --quiet shows neither."""
 
+    STATS = (
+        "[green]{task.fields[ok]} ok[/green] · [red]{task.fields[failed]} failed[/red] · "
+        "{task.fields[left]} left{task.fields[workers]}"
+    )
+
     def __init__(self, bar: bool) -> None:
         self.enabled = not console.state.quiet
-        self.want_bar = bar and self.enabled and console.stderr_is_tty()
-        self.bar = None
-        self.task = None
-        self.ok = self.failed = self.left = 0
+        self.want_bar = bar
+        self.bar: Bar | None = None
+        self._stack = contextlib.ExitStack()
+        self.ok = self.failed = self.left = self.total = 0
         self.live: int | None = None
 
     def __enter__(self):
-        if self.want_bar:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.bar = Progress(
-                TextColumn("batch"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn(
-                    "[green]{task.fields[ok]} ok[/green] · [red]{task.fields[failed]} failed[/red] · {task.fields[left]} left{task.fields[workers]}"
-                ),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                console=console.err(),
+        self.bar = self._stack.enter_context(
+            progress_bar(
+                "batch",
+                enabled=self.want_bar,
+                stats=self.STATS,
+                eta=True,
+                transient=False,
+                ok=0,
+                failed=0,
+                left=0,
+                workers="",
             )
-            self.bar.start()
+        )
         return self
 
     def start(self, todo: int, skipped: int) -> None:
@@ -235,7 +247,7 @@ class _BatchProgress:
         if skipped and self.enabled:
             console.info(f"[dim]{skipped} line(s) already done: skipped[/dim]")
         if self.bar is not None:
-            self.task = self.bar.add_task("batch", total=todo, ok=0, failed=0, left=todo, workers="")
+            self.bar.update(total=todo, left=todo)
 
     def advance(self, record: dict) -> None:
         self.left -= 1
@@ -244,14 +256,9 @@ class _BatchProgress:
         else:
             self.failed += 1
         if self.bar is not None:
-            self.bar.update(self.task, advance=1, ok=self.ok, failed=self.failed, left=self.left)
+            self.bar.update(advance=1, ok=self.ok, failed=self.failed, left=self.left)
             if record["status"] != "ok":
-                self.bar.console.print(
-                    f"[red]line {record['line']}:[/red] {console.safe(record['error'])}",
-                    markup=True,
-                    highlight=False,
-                    soft_wrap=True,
-                )
+                self.bar.print(f"[red]line {record['line']}:[/red] {console.safe(record['error'])}")
         elif self.enabled:
             what = (
                 record["error"]
@@ -264,8 +271,8 @@ class _BatchProgress:
 
     def workers(self, live: int, total: int) -> None:
         """Ray actors that are up (the rest are starting or restarting)."""
-        if self.bar is not None and self.task is not None:
-            self.bar.update(self.task, workers=f" · {live}/{total} workers")
+        if self.bar is not None:
+            self.bar.update(workers=f" · {live}/{total} workers")
         elif self.enabled and live != self.live:
             console.err().print(f"ray: {live} of {total} worker(s) up", markup=False, highlight=False)
         self.live = live
@@ -275,7 +282,7 @@ class _BatchProgress:
         self.left -= 1
         if self.bar is not None:
             self.total -= 1
-            self.bar.update(self.task, total=self.total, left=self.left)
+            self.bar.update(total=self.total, left=self.left)
         elif self.enabled:
             console.err().print(
                 f"line {line.line}: taken by another qia batch on this folder",
@@ -285,5 +292,4 @@ class _BatchProgress:
             )
 
     def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+        self._stack.__exit__(*exc)

@@ -16,6 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from qia_cli.cli import common, console
+from qia_cli.cli.progress import Bar, progress_bar
 from qia_cli.cli.root import app
 from qia_cli.errors import UsageError
 
@@ -115,9 +116,8 @@ def run_command(
     }
 
     total = planned(loaded, limit, sample)
-    show = not console.state.quiet and console.stderr_is_tty()
-    with _progress(show, total) as advance:
-        runner = Runner(model, settings, out_dir=out, on_item=advance, baselines=not no_baselines)
+    with progress_bar("{task.description}", description="bench", total=total) as bar:
+        runner = Runner(model, settings, out_dir=out, on_item=_on_item(bar), baselines=not no_baselines)
         rows = runner.run(loaded, limit=limit, seed=sample)
     report = reporting.build(
         rows,
@@ -140,41 +140,21 @@ def run_command(
         reporting.render(report, console.out())
 
 
-class _progress:
-    """A Rich progress bar on stderr; `advance(suite, item)` moves it. A no-op when hidden."""
+def _on_item(bar: Bar | None):
+    """`on_item(suite, item)`, called as each item starts: the bar counts the items done and names the
+    one running. A no-op when no bar shows."""
+    if bar is None:
+        return lambda _suite, _item: None
+    started = False
 
-    def __init__(self, show: bool, total: int) -> None:
-        self.show, self.total, self.bar, self.task = show, total, None, None
+    def on_item(suite, item) -> None:
+        nonlocal started
+        if started:
+            bar.advance()
+        started = True
+        bar.update(description=f"{suite} {item.id}"[:40])
 
-    def __enter__(self):
-        if not self.show:
-            return lambda _suite, _item: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console.err(),
-            transient=True,
-        )
-        self.bar.start()
-        self.task = self.bar.add_task("bench", total=self.total)
-        self.started = False
-
-        def advance(suite, item):
-            if self.started:
-                self.bar.advance(self.task)
-            self.started = True
-            self.bar.update(self.task, description=f"{suite} {item.id}"[:40])
-
-        return advance
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.stop()
-        return False
+    return on_item
 
 
 @convert_app.command("wise")

@@ -6,10 +6,8 @@ output. The session logic lives in qia_cli/repl.py.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -22,19 +20,9 @@ BANNER = "qia chat: type what to picture. /help for commands, Ctrl-D to leave."
 
 @app.command("chat")
 def chat_command(
-    model: Annotated[
-        str | None,
-        typer.Option("--model", "-m", help="Diffusers model: Hugging Face id or local folder.", show_default=False),
-    ] = None,
-    size: Annotated[
-        str | None, typer.Option("--size", help="WxH, e.g. 768x512 (multiples of 8).", show_default=False)
-    ] = None,
-    steps: Annotated[
-        int | None,
-        typer.Option(
-            "--steps", min=1, max=500, help="Denoising steps (default: from the model family).", show_default=False
-        ),
-    ] = None,
+    model: common.ModelOpt = None,
+    size: common.SizeOpt = None,
+    steps: common.StepsOpt = None,
     seed: Annotated[
         int | None,
         typer.Option(
@@ -43,10 +31,8 @@ def chat_command(
             show_default=False,
         ),
     ] = None,
-    device: Annotated[str | None, typer.Option("--device", help="auto, cuda, mps or cpu.", show_default=False)] = None,
-    outdir: Annotated[
-        Path | None, typer.Option("--outdir", help="Folder for images (default: ./qia-out).", show_default=False)
-    ] = None,
+    device: common.DeviceOpt = None,
+    outdir: common.OutdirOpt = None,
     release_llm: Annotated[
         bool | None,
         typer.Option(
@@ -102,12 +88,10 @@ def run_chat(
 ) -> None:
     """Build the session from flags and run it: prompt_toolkit on a terminal, plain lines otherwise."""
     from qia_cli.agent.run import RenderOptions
-    from qia_cli.errors import UsageError
     from qia_cli.imaging.pipeline import parse_size
     from qia_cli.repl import ChatSession
 
-    if device is not None and device not in {"auto", "cuda", "mps", "cpu"}:
-        raise UsageError(f"unknown device '{device}'", hint="choose one of: auto, cuda, mps, cpu")
+    common.check_device(device)
     width, height = parse_size(size) if size else (None, None)
     seed = common.check_seed(seed)
     flags = common.PlanFlags(llm=llm, search=search, no_ask=no_ask, remember=remember, no_memory=no_memory)
@@ -150,7 +134,7 @@ def prompt_loop(session, *, history=None) -> None:
         bottom_toolbar=session.toolbar,
         prompt_continuation=lambda width, _line, _soft: "." * (width - 1) + " ",
     )
-    session.ui.say(f"[dim]{BANNER}[/dim]")
+    session.ui.note(BANNER)
     while True:
         try:
             line = prompt.prompt("qia> ")
@@ -160,7 +144,7 @@ def prompt_loop(session, *, history=None) -> None:
             break
         if not session.handle(line):
             break
-    session.ui.say("[dim]bye[/dim]")
+    session.ui.note("bye")
 
 
 def plain_loop(session, stream) -> None:
@@ -247,8 +231,32 @@ class TerminalUI:
             self._ask = PromptSession(history=InMemoryHistory())  # answers stay out of the chat history
         return self._ask
 
-    def say(self, markup: str) -> None:
+    # What the session says, by kind (qia_cli/repl.py's UI): the markup lives here, every text is escaped.
+    def _print(self, markup: str, note: str = "") -> None:
+        if note:
+            markup += f"  [dim]({console.safe(note)})[/dim]"
         console.out().print(markup, markup=True, highlight=False)
+
+    def say(self, text: str, note: str = "") -> None:
+        self._print(console.safe(text), note)
+
+    def note(self, text: str) -> None:
+        self._print(f"[dim]{console.safe(text)}[/dim]")
+
+    def labelled(self, label: str, text: str, note: str = "", *, strong: bool = False) -> None:
+        style = "bold" if strong else "dim"
+        self._print(f"[{style}]{console.safe(label)}[/{style}]" + (f" {console.safe(text)}" if text else ""), note)
+
+    def warning(self, text: str) -> None:
+        self._print(f"[yellow]warning:[/yellow] {console.safe(text)}")
+
+    def saved(self, path: str, seed: int, width: int, height: int) -> None:
+        self._print(f"[green]saved[/green] {console.safe(path)}", f"seed {seed}, {width}x{height}")
+
+    def entry(self, verb: str, entry_id: str, text: str) -> None:
+        self._print(
+            (f"{console.safe(verb)} " if verb else "") + f"[dim]{console.safe(entry_id)}[/dim] {console.safe(text)}"
+        )
 
     def error(self, message: str, hint: str | None = None) -> None:
         text = f"[bold red]error:[/bold red] {console.safe(message)}"
@@ -265,25 +273,11 @@ class TerminalUI:
     def edit(self, text: str) -> str:
         return self._prompt().prompt("edit prompt> ", default=text)
 
-    @contextlib.contextmanager
     def progress(self):
         """A step bar on stderr while rendering (on a terminal, without --quiet)."""
-        if console.state.quiet or not console.stderr_is_tty():
-            yield None
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from qia_cli.cli.progress import step_progress
 
-        bar = Progress(
-            TextColumn("rendering (Ctrl-C cancels)"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console.err(),
-            transient=True,
-        )
-        task = bar.add_task("render", total=None)
-        with bar:
-            yield lambda step, total: bar.update(task, completed=step, total=total)
+        return step_progress("rendering (Ctrl-C cancels)")
 
 
 class PlainUI(TerminalUI):

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from qia_cli.choices import DEVICES, DTYPES
 from qia_cli.cli import console
 from qia_cli.errors import UsageError
 from qia_cli.seeds import SEED_HELP, check_seed  # noqa: F401  (check_seed: used by the commands)
@@ -57,7 +58,6 @@ RememberOpt = Annotated[
 NoMemoryOpt = Annotated[bool, typer.Option("--no-memory", help="Don't read or write the memory store for this run.")]
 
 # -- the render options that `qia generate` and `qia batch` share ------------------------------------
-DEVICES = ["auto", "cuda", "mps", "cpu"]
 
 
 def complete_device(incomplete: str) -> list[str]:
@@ -96,8 +96,6 @@ DeviceOpt = Annotated[
     str | None,
     typer.Option("--device", help="auto, cuda, mps or cpu.", autocompletion=complete_device, show_default=False),
 ]
-
-DTYPES = ["auto", "fp32", "bf16", "fp16"]
 
 
 def complete_dtype(incomplete: str) -> list[str]:
@@ -324,32 +322,19 @@ def plan_options(flags: PlanFlags, agent, *, previous=None):
 
 
 def learn_from_answers(plan, flags: PlanFlags, agent) -> list[str]:
-    """Offer answers about lasting facts (people, pets, our things) for memory; returns saved ids."""
-    if agent.memory is None:
-        return []
-    mode = agent.settings.remember
-    if flags.remember is True:
-        mode = "always"
-    elif flags.remember is False:
-        mode = "never"
-    if mode == "never":
-        return []
-    saved = []
-    for q in plan.questions:
-        gap = plan.gap(q.gap_id)
-        if q.status != "answered" or gap is None or gap.kind != "personal" or not gap.span:
-            continue
-        fact = f"{gap.span}: {q.answer}"
-        if mode == "ask":
-            if not console.interactive() or flags.json:
-                continue
-            from prompt_toolkit.shortcuts import confirm
+    """Offer answers about lasting facts (people, pets, our things) for memory, as --remember and the
+    `remember` setting say (the policy is qia_cli/agent/remember.py); returns the saved ids."""
+    from qia_cli.agent.remember import learn_from_answers as learn
+    from qia_cli.agent.remember import remember_mode
 
-            if not confirm(f"Remember “{fact}” for next time?"):
-                continue
-        entry = agent.memory.add(fact, kind="entity", names=[gap.span])
-        saved.append(entry.id)
-    return saved
+    confirm = _confirm_remember if console.interactive() and not flags.json else None
+    return learn(plan, agent.memory, remember_mode(agent.settings.remember, flags.remember), confirm)
+
+
+def _confirm_remember(fact: str) -> bool:
+    from prompt_toolkit.shortcuts import confirm
+
+    return confirm(f"Remember “{fact}” for next time?")
 
 
 def progress_printer():

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from qia_cli.cli import common, console
+from qia_cli.cli.progress import step_progress
 from qia_cli.cli.root import app
-
-DEVICES = common.DEVICES
 
 
 @app.command("generate")
@@ -72,15 +71,8 @@ def generate_command(
       qia generate "a cat" --no-plan --model ./my-pipeline --steps 4 --json
     """
     from qia_cli.agent.run import RenderOptions
-    from qia_cli.errors import UsageError
-    from qia_cli.imaging.pipeline import parse_size, validate_size
 
-    if size and (width or height):
-        raise UsageError("use --size or --width/--height, not both")
-    if size:
-        width, height = parse_size(size)
-    if width or height:
-        validate_size(width or 512, height or 512)
+    width, height = _check_size(size, width, height)
     common.check_device(device)
     seed = common.check_seed(seed, count)
     negative = common.clean_text_flag(negative, "--negative")
@@ -109,30 +101,57 @@ def generate_command(
         scorer=scorer,
     )
     agent.check_render(opts)  # every render input fails here, before a plan that can take a minute
-    if no_plan:
-        from qia_cli.agent.types import ModelInfo, Plan
-
-        plan = Plan(
-            request=request,
-            prompt=request,
-            negative_prompt=negative or "",
-            checklist=[request[:80]],
-            model=ModelInfo(name="none (--no-plan)", backend="none"),
-        )
-    else:
-        plan = agent.plan(request, common.plan_options(flags, agent))
-        common.note_unused_answers(plan, flags)
-        common.learn_from_answers(plan, flags, agent)
-        if show:
-            common.print_plan(plan)
-
+    plan = _as_typed(request, negative) if no_plan else _planned(agent, request, flags, show=show)
     warned = len(plan.warnings)
-    with _step_progress(show) as on_step:
+    with step_progress(enabled=show) as on_step:
         result = agent.render(plan, opts, on_step=on_step)
     agent.record_session(result.plan, [o.path for o in result.outputs], "generate", result.render)
     if json_out:
         common.print_json(result)
-        return
+    else:
+        print_result(result, warned)
+
+
+def _check_size(size: str | None, width: int | None, height: int | None) -> tuple[int | None, int | None]:
+    """--size WxH, or --width and --height: one way, multiples of 8, within bounds."""
+    from qia_cli.errors import UsageError
+    from qia_cli.imaging.pipeline import parse_size, validate_size
+
+    if size and (width or height):
+        raise UsageError("use --size or --width/--height, not both")
+    if size:
+        width, height = parse_size(size)
+    if width or height:
+        validate_size(width or 512, height or 512)
+    return width, height
+
+
+def _as_typed(request: str, negative: str | None):
+    """--no-plan: a plan that is the request, word for word."""
+    from qia_cli.agent.types import ModelInfo, Plan
+
+    return Plan(
+        request=request,
+        prompt=request,
+        negative_prompt=negative or "",
+        checklist=[request[:80]],
+        model=ModelInfo(name="none (--no-plan)", backend="none"),
+    )
+
+
+def _planned(agent, request: str, flags: common.PlanFlags, *, show: bool):
+    """Plan as `qia plan` does: answers, memory, and the plan printed for people."""
+    plan = agent.plan(request, common.plan_options(flags, agent))
+    common.note_unused_answers(plan, flags)
+    common.learn_from_answers(plan, flags, agent)
+    if show:
+        common.print_plan(plan)
+    return plan
+
+
+def print_result(result, warned: int) -> None:
+    """After the render: its new warnings (the first `warned` were printed with the plan), the feedback
+    rounds, the files saved and where the time went."""
     for w in result.plan.warnings[warned:]:
         console.warn(w)
     out = console.out()
@@ -174,37 +193,3 @@ def print_rounds(rounds) -> None:
             "✓" if r.kept else "",
         )
     console.out().print(table)
-
-
-class _step_progress:
-    """A Rich progress bar for denoising steps on stderr; none with --json or when stderr is not a TTY."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and console.stderr_is_tty() and not console.state.quiet
-        self.progress: Any = None  # a rich Progress while rendering
-        self.task = None
-
-    def __enter__(self):
-        if not self.enabled:
-            return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(
-            TextColumn("rendering"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console.err(),
-            transient=True,
-        )
-        self.progress.start()
-        self.task = self.progress.add_task("render", total=None)
-
-        def on_step(step: int, total: int) -> None:
-            self.progress.update(self.task, completed=step, total=total)
-
-        return on_step
-
-    def __exit__(self, *exc) -> None:
-        if self.progress is not None:
-            self.progress.stop()

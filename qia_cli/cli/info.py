@@ -10,7 +10,6 @@ import os
 import platform
 import sys
 import warnings
-from importlib import metadata
 from typing import Any
 
 import typer
@@ -25,6 +24,8 @@ def _error(exc: BaseException) -> str:
 
 
 def _installed(dist: str) -> str | None:
+    from importlib import metadata
+
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:

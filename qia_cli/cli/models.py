@@ -17,8 +17,6 @@ import typer
 from qia_cli.cli import console
 from qia_cli.cli.root import app
 from qia_cli.errors import ModelError, UsageError
-from qia_cli.models.cache import hub_cache_dir  # noqa: F401  (qia info imports it from here)
-from qia_cli.models.describe import describe_image, describe_llm
 
 models_app = typer.Typer(
     help="Planner LLMs and image models: pull them from the Hugging Face Hub, list, inspect, remove, set defaults.",
@@ -158,6 +156,8 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print one JSON doc
     """
     from qia_cli.config import load_settings
     from qia_cli.models import cache
+    from qia_cli.models.cache import hub_cache_dir
+    from qia_cli.models.describe import describe_image, describe_llm
 
     loaded = load_settings()
     settings, sources = loaded.settings, loaded.sources
@@ -224,6 +224,8 @@ def info(
 ) -> None:
     """Details of one model: kind, path, size; for a GGUF its profile (size, chat template, context);
     for a pipeline its class, components and revisions."""
+    from qia_cli.models.describe import describe_image, describe_llm
+
     data = describe_llm(name) if _is_llm_name(name) else describe_image(name)
     if not data.get("available") and data.get("available") is not None:
         raise ModelError(
@@ -276,6 +278,7 @@ def rm(
     """Remove a pulled model from the Hugging Face cache to free the disk."""
     from qia_cli.config import load_settings
     from qia_cli.models import cache
+    from qia_cli.models.cache import hub_cache_dir
     from qia_cli.models.spec import parse
 
     if name == "bundled":
@@ -319,6 +322,8 @@ def _complete_kind(incomplete: str) -> list[str]:
 
 def _cached_ids() -> list[str]:
     """Repository ids in the cache, from folder names only (fast enough for TAB)."""
+    from qia_cli.models.cache import hub_cache_dir
+
     root = hub_cache_dir()
     if not root.is_dir():
         return []
@@ -349,6 +354,7 @@ def set_default(
     a pulled model is stored by its name and found in the cache offline."""
     from qia_cli import paths
     from qia_cli.config import env_var, set_file_value
+    from qia_cli.models.describe import describe_image, describe_llm
 
     if kind not in KINDS:
         raise UsageError(f"unknown model kind '{kind}'", hint="use llm or image")

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from qia_cli.choices import DEVICES, DTYPES
 from qia_cli.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-DEVICES = ("auto", "cuda", "mps", "cpu")
-DTYPES = ("auto", "fp32", "bf16", "fp16")
 _TORCH_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 # CPU features with fast bf16 matrix math: Intel AMX (Sapphire Rapids on) and AVX-512 BF16
 # (Cooper Lake, AMD Zen 4 on). Without them torch emulates bf16 and it runs slower than fp32.

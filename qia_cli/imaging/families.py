@@ -13,20 +13,19 @@ class FamilyDefaults:
     guidance: float
     width: int
     height: int
-    negative_ok: bool
     family: str = "unknown"
 
 
 # sd-turbo / sdxl-turbo: the model cards use 1 step at guidance 0.0 (adversarial distillation;
 # more steps barely help and guidance > 0 hurts). At guidance 0 there is no unconditional
-# pass, so a negative prompt has no effect: negative_ok=False.
-SD_TURBO = FamilyDefaults(1, 0.0, 512, 512, False, "sd-turbo")
-SDXL_TURBO = FamilyDefaults(1, 0.0, 512, 512, False, "sdxl-turbo")
-SD1 = FamilyDefaults(25, 7.5, 512, 512, True, "sd1")
-SD2 = FamilyDefaults(25, 7.5, 768, 768, True, "sd2")  # stable-diffusion-2 / 2-1 (768 v-prediction)
-SD2_BASE = FamilyDefaults(25, 7.5, 512, 512, True, "sd2-base")
-SDXL = FamilyDefaults(30, 5.0, 1024, 1024, True, "sdxl")
-UNKNOWN = FamilyDefaults(25, 7.0, 512, 512, True, "unknown")
+# pass, so a negative prompt has no effect.
+SD_TURBO = FamilyDefaults(1, 0.0, 512, 512, "sd-turbo")
+SDXL_TURBO = FamilyDefaults(1, 0.0, 512, 512, "sdxl-turbo")
+SD1 = FamilyDefaults(25, 7.5, 512, 512, "sd1")
+SD2 = FamilyDefaults(25, 7.5, 768, 768, "sd2")  # stable-diffusion-2 / 2-1 (768 v-prediction)
+SD2_BASE = FamilyDefaults(25, 7.5, 512, 512, "sd2-base")
+SDXL = FamilyDefaults(30, 5.0, 1024, 1024, "sdxl")
+UNKNOWN = FamilyDefaults(25, 7.0, 512, 512, "unknown")
 
 
 def _read_json(path: Path) -> dict:
@@ -68,7 +67,7 @@ def _local(folder: Path) -> FamilyDefaults:
         scale = 2 ** max(len(vae.get("block_out_channels", [0, 0, 0, 0])) - 1, 0)
         if isinstance(sample, int) and sample > 0:
             side = max(sample * scale, 64)
-            return FamilyDefaults(SD1.steps, SD1.guidance, side, side, True, "sd")
+            return FamilyDefaults(SD1.steps, SD1.guidance, side, side, "sd")
         return SD1
     return UNKNOWN
 

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from qia_cli.errors import UsageError
+from qia_cli.fsutil import atomic_write
+from qia_cli.paths import default_outdir
 
 SLUG_MAX = 40
 MAX_SUFFIX = 10000
@@ -142,20 +144,6 @@ def _claim_pair(folder: Path, stem: str) -> tuple[Path, Path]:
     raise UsageError(f"too many files named {stem}-N.png in {folder}")
 
 
-def _write_atomic(path: Path, writer) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            writer(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _pnginfo(metadata: dict[str, str]):
     from PIL.PngImagePlugin import PngInfo
 
@@ -196,7 +184,7 @@ def save_image(
                     )
                 claimed.append(path)
     else:
-        folder = Path(outdir).expanduser() if outdir is not None else Path.cwd() / "qia-out"
+        folder = Path(outdir).expanduser() if outdir is not None else default_outdir()
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -213,12 +201,12 @@ def save_image(
     written: list[Path] = []
     try:
         info = _pnginfo(metadata)
-        _write_atomic(png, lambda fh: image.save(fh, format="PNG", pnginfo=info))
+        atomic_write(png, lambda fh: image.save(fh, format="PNG", pnginfo=info))
         written.append(png)
         body = dict(sidecar)
         body.setdefault("image", png.name)
         data = (json.dumps(body, indent=2, ensure_ascii=False, default=str) + "\n").encode("utf-8")
-        _write_atomic(side, lambda fh: fh.write(data))
+        atomic_write(side, lambda fh: fh.write(data))
         written.append(side)
     except BaseException as exc:
         for path in {*claimed, *written}:
@@ -239,10 +227,10 @@ def save_bytes(folder: Path, name: str, png: bytes, sidecar: dict) -> tuple[Path
     except OSError as exc:
         raise _unwritable(folder, exc) from None
     try:
-        _write_atomic(png_path, lambda fh: fh.write(png))
+        atomic_write(png_path, lambda fh: fh.write(png))
         body = {**sidecar, "image": png_path.name}
         data = (json.dumps(body, indent=2, ensure_ascii=False, default=str) + "\n").encode("utf-8")
-        _write_atomic(side, lambda fh: fh.write(data))
+        atomic_write(side, lambda fh: fh.write(data))
     except BaseException as exc:
         png_path.unlink(missing_ok=True)
         side.unlink(missing_ok=True)

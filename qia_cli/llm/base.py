@@ -13,6 +13,10 @@ from typing import Any, Protocol, runtime_checkable
 
 from qia_cli.llm.types import ModelInfo
 
+# One line of answer, then a newline (which is also a stop string, so it never reaches the text): the GBNF
+# grammar of `complete`, for llama.cpp in process and for llama.cpp servers behind the OpenAI API.
+LINE_GRAMMAR = 'root ::= [^\\n]+ "\\n"'
+
 
 @dataclass
 class Completion:

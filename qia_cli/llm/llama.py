@@ -17,8 +17,6 @@ from qia_cli.llm.profile import read_profile
 from qia_cli.llm.types import ModelInfo
 
 GGUF_MAGIC = b"GGUF"
-# One line of answer, then a newline (which is also a stop string, so it never reaches the text).
-LINE_GRAMMAR = 'root ::= [^\\n]+ "\\n"'
 
 # One llama.cpp call at a time in this process, whichever model makes it (and one load or free).
 _lock = threading.RLock()

@@ -22,10 +22,9 @@ import time
 from typing import Any
 
 from qia_cli.errors import ModelError, QiaError, UsageError
-from qia_cli.llm.base import Completion, parse_json
+from qia_cli.llm.base import LINE_GRAMMAR, Completion, parse_json
 from qia_cli.llm.types import ModelInfo
 
-LINE_GRAMMAR = 'root ::= [^\\n]+ "\\n"'  # the same one-line grammar as the local backend
 TRIES = 3
 BACKOFF = (0.5, 1.0, 2.0)  # seconds before the 2nd, 3rd (and 4th) try
 JSON_MODES = ("json_schema", "json_object", "none")

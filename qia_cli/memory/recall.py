@@ -14,18 +14,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
+from qia_cli.text import STOPWORDS as FUNCTION_WORDS
+from qia_cli.text import words as tokens  # folded words, a possessive 's dropped: "Biscuit's" is "biscuit"
+
 if TYPE_CHECKING:  # store.py imports this module; models are only needed for types
     from qia_cli.memory.store import Entry, SessionRecord
 
-STOPWORDS = frozenset(
-    """a about above after again against all also am an and any are as at be because been before
-    being below between both but by can could did do does doing don't down during each few for from
-    further had has have having he her here hers herself him himself his how i i'm if in into is it
-    it's its itself just let me more most my myself no nor not now of off on once only or other our
-    ours ourselves out over own same she should so some such than that the their theirs them
-    themselves then there these they this those through to too under until up very was we were what
-    when where which while who whom why will with would you your yours yourself yourselves
-    please want wants like one ones get got make made use using used show shows""".split()
+# The shared function words, and the ones that say nothing about a person, a pet or a place in a
+# sentence for memory ("please", "want", "like", ...). The contractions are for `infer_names`, which
+# reads words as typed; `words()` splits them ("don't" -> "don", "t").
+STOPWORDS = FUNCTION_WORDS | frozenset(
+    """above after again against am because before below between doing don don't during further get got
+    had has have having he hers herself himself i'm if it's itself let like made make myself now once one
+    ones ours ourselves please she show shows theirs themselves through too until use used using want
+    wants while yours yourself yourselves""".split()
 )
 # Words every image request shares; they never make a fact relevant on their own.
 GENERIC = frozenset(
@@ -37,19 +39,11 @@ SKIP_NAMES = frozenset(
     monday tuesday wednesday thursday friday saturday sunday""".split()
 )
 _APOS = str.maketrans({"\u2019": "'", "\u2018": "'", "`": "'"})
-_POSS_S = re.compile(r"'s\b")
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-
-
-def tokens(text: str) -> list[str]:
-    """Lowercase words; a possessive "'s" is dropped, so "Biscuit's" is "biscuit"."""
-    text = text.lower()
-    if "\u2019" in text or "\u2018" in text or "`" in text:
-        text = text.translate(_APOS)
-    return _WORD.findall(_POSS_S.sub("", text) if "'" in text else text)
 
 
 def content_words(text: str) -> set[str]:
+    """The words recall matches on: no function words, nothing under three letters, no numbers.
+    Plurals stay as written (a name is matched as typed)."""
     return {t for t in set(tokens(text)) - STOPWORDS if len(t) > 2 and not t.isdigit()}
 
 

@@ -8,13 +8,12 @@ from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
+from qia_cli.text import STOPWORDS as FUNCTION_WORDS
+from qia_cli.text import words
 from qia_cli.textsafe import strip_escapes
 
-STOPWORDS = frozenset(
-    """a an and are as at be by for from has have how in is it its of on or that the this to was
-    were what when where which who why will with about after before into over than then there these
-    those their they them our your my me we you i do does did not no can could should would""".split()
-)
+# The shared function words, and a few more that never pick a recorded query.
+STOPWORDS = FUNCTION_WORDS | frozenset("after before has have".split())
 
 
 class SearchResult(BaseModel):
@@ -64,4 +63,5 @@ def clean_result(result: SearchResult, limit: int = 300) -> SearchResult:
 
 
 def content_words(text: str) -> set[str]:
-    return {w for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())}
+    """The words that match a query to a recorded one: folded, no function words, no single letters."""
+    return {w for w in words(text) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())}

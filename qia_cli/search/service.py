@@ -49,7 +49,7 @@ def search_many(
     use_cache: bool = True,
 ) -> tuple[dict[str, list[SearchResult]], list[str]]:
     """Results per query that finished in time, and warnings for those that did not."""
-    start = time.monotonic()
+    end = time.monotonic() + max(0.0, deadline_s)
     todo = list(dict.fromkeys(q.strip() for q in queries if q and q.strip()))
     if backend is None or not todo:
         return {}, []
@@ -65,13 +65,31 @@ def search_many(
                 todo.remove(q)
     if not todo:
         return results, warnings
+    outcomes = _run_until(backend, todo, max_results, end)
+    for q in todo:  # in the order asked
+        outcome = outcomes.get(q)
+        if outcome is None:
+            warnings.append(f"search skipped for '{_short(q)}': timed out after {deadline_s:.1f} s")
+        elif isinstance(outcome, BaseException):
+            msg = getattr(outcome, "message", None) or str(outcome) or type(outcome).__name__
+            warnings.append(f"search failed for '{_short(q)}': {msg}")
+        else:
+            results[q] = outcome
+            if cache is not None and outcome:
+                cache.put(name, q, outcome)
+    return results, warnings
 
+
+def _run_until(
+    backend: SearchBackend, todo: list[str], max_results: int, end: float
+) -> dict[str, list[SearchResult] | BaseException]:
+    """Run the queries on up to MAX_WORKERS daemon threads; what finished by `end` (monotonic time):
+    results, or the exception a query raised. Threads still running then are left behind, never joined."""
     jobs: queue.Queue[str] = queue.Queue()
     for q in todo:
         jobs.put(q)
     done: dict[str, list[SearchResult] | BaseException] = {}
-    lock = threading.Lock()
-    finished = threading.Condition(lock)
+    finished = threading.Condition(threading.Lock())
     stop = threading.Event()
 
     def worker() -> None:
@@ -90,7 +108,6 @@ def search_many(
 
     for i in range(min(MAX_WORKERS, len(todo))):
         threading.Thread(target=worker, name=f"qia-search-{i}", daemon=True).start()
-    end = start + max(0.0, deadline_s)
     with finished:
         while len(done) < len(todo):
             left = end - time.monotonic()
@@ -98,17 +115,4 @@ def search_many(
                 break
             finished.wait(left)
         stop.set()
-        snapshot = dict(done)
-
-    for q in todo:  # in the order asked
-        outcome = snapshot.get(q)
-        if outcome is None:
-            warnings.append(f"search skipped for '{_short(q)}': timed out after {deadline_s:.1f} s")
-        elif isinstance(outcome, BaseException):
-            msg = getattr(outcome, "message", None) or str(outcome) or type(outcome).__name__
-            warnings.append(f"search failed for '{_short(q)}': {msg}")
-        else:
-            results[q] = outcome
-            if cache is not None and outcome:
-                cache.put(name, q, outcome)
-    return results, warnings
+        return dict(done)
