@@ -181,7 +181,7 @@ def test_a_line_that_kills_every_worker_is_an_error_and_a_bad_line_is_not_retrie
     rows[4]["size"] = "500x500"  # fails by itself: not a multiple of 8
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out, summary, seen = library_batch(tmp_path, path, tiny_pipeline_dir, DiesAlways)
-    assert (summary.ok, summary.failed) == (3, 2)
+    assert (summary.ok, summary.failed) == (3, 2), [(r["line"], r.get("error")) for r in records(out)]
     assert sorted(r["line"] for r in seen) == [1, 2, 3, 4, 5]
     by_line = {r["line"]: r for r in records(out)}
     assert "the Ray worker died 3 times on this line" in by_line[3]["error"]

@@ -534,7 +534,7 @@ def _plans(
 
     def plan(line: Line, own_agent: bool):
         planner = agent
-        if own_agent:  # a Planner keeps per-call state: one per thread
+        if own_agent:  # a Planner counts its LLM usage: one per thread
             planner = getattr(local, "agent", None) or dataclasses.replace(agent, _planner=None)
             local.agent = planner
         return plan_line(planner, line, stored.get((line.line, line.key)), options)

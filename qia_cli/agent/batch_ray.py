@@ -379,6 +379,7 @@ class _Slot:
     dead: bool = False
     queue: deque = field(default_factory=deque)  # its jobs in flight, in the order it runs them
     ping: Any = None
+    deaths: int = 0  # deaths noticed: a job sent before the last one only waited behind the line that killed it
 
 
 @dataclass
@@ -388,6 +389,7 @@ class _Job:
     slot: _Slot | None = None
     payload: Any = None  # the saved plan (run) or the plan (finish)
     touched: list[str] = field(default_factory=list)
+    epoch: int = 0  # its slot's `deaths` when it was sent
 
 
 class RayRunner:
@@ -511,7 +513,7 @@ class _Run:
                     if line is None:
                         break
                     job = _Job(line, "run", payload=self.stored.get((line.line, line.key)))
-                job.slot = slot
+                job.slot, job.epoch = slot, slot.deaths
                 slot.queue.append(job)
                 method = slot.handle.run if job.kind == "run" else slot.handle.finish
                 self.inflight[method.remote(job.line, job.payload)] = job
@@ -550,7 +552,9 @@ class _Run:
         job = self.inflight.pop(ref)
         slot, running = job.slot, False
         if slot is not None:
-            running = bool(slot.queue) and slot.queue[0] is job  # the others only waited behind it
+            # The first job in the queue runs; the others wait behind it. One that waited behind a line that
+            # killed the worker is first by the time its own error arrives, but it never ran.
+            running = bool(slot.queue) and slot.queue[0] is job and job.epoch == slot.deaths
             slot.queue.remove(job)
         try:
             value = self.ray.get(ref)
@@ -577,6 +581,8 @@ class _Run:
         if slot is not None and slot.ready:
             slot.ready = False  # back when Ray has restarted it
             slot.ping = slot.handle.info.remote()
+        if running and slot is not None:
+            slot.deaths += 1
         sends = self.attempts.get(job.line.line, 1)
         if job.kind == "plan":  # Ray already retried the task MAX_ATTEMPTS times
             yield self._error(job, f"the Ray planning task failed ({_first_line(exc)})")

@@ -93,7 +93,6 @@ class Planner:
         self.search_ttl = search_ttl
         self.progress = progress or (lambda _msg: None)
         self.usage = Usage()
-        self.recalled: list[str] = []
 
     @property
     def llm(self) -> LLM | None:
@@ -136,7 +135,7 @@ class Planner:
         if self.memory is not None:
             self.progress("recalling memory")
             with _timed(timings, "memory"):
-                found, self.recalled = ground_memory(self.memory, request, gaps)
+                found, _ids = ground_memory(self.memory, request, gaps)
                 evidence += found
                 session = _recall_session(self.memory, request)
                 if session is not None:
@@ -344,7 +343,6 @@ class Planner:
         """'make it night' edits the previous plan instead of starting over."""
         prev = options.previous
         assert prev is not None
-        self.recalled = []
         with _timed(timings, "refine"):
             edit, removed = _edit_of(request)
             edit_analysis = rules.analyze(edit) if edit else None
@@ -378,7 +376,7 @@ class Planner:
                     Evidence(gap_id=gap.id, source="user", content=edit, detail="refinement of: " + prev.prompt[:120]),
                 )
                 if self.memory is not None:  # "same but with Biscuit": who Biscuit is comes from memory
-                    found, self.recalled = ground_memory(self.memory, edit, [])
+                    found, _ids = ground_memory(self.memory, edit, [])
                     known = {e.detail for e in evidence if e.source == "memory"}
                     evidence[1:1] = [e for e in found if e.detail not in known]
             negative = ", ".join(dict.fromkeys(filter(None, [options.negative, *_removed_before(prev, edit), removed])))

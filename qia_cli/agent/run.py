@@ -137,7 +137,7 @@ class Agent:
         note = cut_note(plan)
         if note:
             plan.warnings.append(note)
-        memory, recalled = self.memory, self.planner.recalled
+        memory, recalled = self.memory, plan.recalled
         if memory is not None and recalled:
             self._remember(plan, lambda: memory.touch(recalled))
         return plan

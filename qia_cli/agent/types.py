@@ -95,6 +95,11 @@ class Plan(BaseModel):
     def assumptions(self) -> list[Evidence]:
         return [e for e in self.evidence if e.source == "assumption"]
 
+    @property
+    def recalled(self) -> list[str]:
+        """The ids of the memory entries this plan used (each memory evidence names its entry)."""
+        return list(dict.fromkeys(e.detail for e in self.evidence if e.source == "memory" and e.detail))
+
     def gap(self, gap_id: str) -> Gap | None:
         return next((g for g in self.gaps if g.id == gap_id), None)
 
