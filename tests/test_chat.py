@@ -282,6 +282,13 @@ def test_removing_goes_to_the_negative_prompt():
     assert "hat" in back.prompt and "hat" not in back.negative_prompt
 
 
+def test_a_refinement_keeps_a_first_request_that_has_a_bar_in_it_and_records_the_turns():
+    first, night, wide = refine('a shop sign that says "open | closed"', "make it night", "now as a wide shot")
+    assert wide.prompt.startswith('a shop sign that says "open | closed"')
+    assert wide.turns == ['a shop sign that says "open | closed"', "make it night", "now as a wide shot"]
+    assert [e.role for e in wide.evidence if e.source == "user"][:2] == ["edit", "edit"]
+
+
 def test_same_but_with_a_remembered_name():
     store = MemoryStore()
     store.add("Biscuit is my dog, a three-legged corgi")

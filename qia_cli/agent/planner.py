@@ -135,17 +135,8 @@ class Planner:
         if self.memory is not None:
             self.progress("recalling memory")
             with _timed(timings, "memory"):
-                found, _ids = ground_memory(self.memory, request, gaps)
+                found, session = self._recall(request, gaps)
                 evidence += found
-                session = _recall_session(self.memory, request)
-                if session is not None:
-                    evidence.append(
-                        Evidence(
-                            source="session",
-                            content=session.request,
-                            detail=f"session {session.id} of {session.time}: {session.prompt}"[:300],
-                        )
-                    )
         for gap in gaps:  # what memory did not know, only the user can say
             if gap.kind == "personal" and not gap.filled:
                 gap.action = "ask"
@@ -154,50 +145,18 @@ class Planner:
 
         questions = clarify.build_questions(gaps, request)
         with _timed(timings, "clarify"):
-            answers = dict(options.answers)
-            for q, value in zip(questions, options.answer_list):
-                answers.setdefault(q.id, value)
-            unanswered = [q for q in questions if q.id not in answers and q.gap_id not in answers]
-            if unanswered and options.asker is not None:
-                answers.update({k: v for k, v in options.asker(unanswered).items() if v is not None})
-            evidence += clarify.apply_answers(questions, gaps, answers)
+            evidence += self._answers(questions, gaps, options)
 
         if self.search is not None and any(g.action == "search" for g in gaps):
             self.progress("searching")
             with _timed(timings, "search"):
-                context = " ".join(e.content for e in evidence if e.source == "user")[:80]
-                found, warned = ground_search(
-                    self.search,
-                    self.llm,
-                    gaps,
-                    deadline_s=self.search_deadline,
-                    ttl=self.search_ttl,
-                    usage=self.usage,
-                    context=context,
-                )
+                found, warned = self._search(gaps, evidence)
                 evidence += found
                 warnings += warned
         elif any(g.action == "search" for g in gaps) and not analysis.past:
             warnings.append("search is off: time-sensitive facts were assumed, not checked")
 
-        if analysis.past:  # a dated past fact: what search found answers it; else the model may know it
-            searched = any(g.filled for g in gaps if g.kind == "time")
-            for gap in gaps:
-                if gap.kind == "knowledge" and searched:
-                    gap.filled = True
-        if self.llm is not None and _unflagged(analysis):
-            self.progress("reasoning")
-            with _timed(timings, "identify"):
-                evidence += self._identify(request, analysis)
-        if self.llm is not None and any(g.action == "reason" and not g.filled for g in gaps):
-            self.progress("reasoning")
-            with _timed(timings, "reason"):
-                evidence += self._reason(request, gaps)
-            if analysis.past and any(g.kind == "knowledge" and g.filled for g in gaps):
-                for gap in gaps:
-                    if gap.kind == "time" and not gap.filled:
-                        gap.filled, gap.action = True, "reason"
-
+        evidence += self._ground_knowledge(request, analysis, timings)
         evidence += clarify.assume_rest(gaps, questions, request, purpose)
         with _timed(timings, "compose"):
             prompt, negative, checklist = composer.compose(analysis, gaps, evidence, options.negative)
@@ -217,6 +176,63 @@ class Planner:
         )
 
     # -- stages -----------------------------------------------------------------------------------
+    def _ground_knowledge(self, request: str, analysis: rules.Analysis, timings: dict[str, float]) -> list[Evidence]:
+        """Reasoning for what the request describes. A dated past fact that search answered needs none; one
+        the model answered needs no search."""
+        gaps = analysis.gaps
+        if analysis.past and any(g.filled for g in gaps if g.kind == "time"):
+            for gap in gaps:
+                if gap.kind == "knowledge":
+                    gap.filled = True
+        if self.llm is None or not any(g.action == "reason" and not g.filled for g in gaps):
+            return []
+        self.progress("reasoning")
+        with _timed(timings, "reason"):
+            evidence = self._reason(request, gaps)
+        if analysis.past and any(g.kind == "knowledge" and g.filled for g in gaps):
+            for gap in gaps:
+                if gap.kind == "time" and not gap.filled:
+                    gap.filled, gap.action = True, "reason"
+        return evidence
+
+    def _recall(self, request: str, gaps: list[Gap]) -> tuple[list[Evidence], SessionRef | None]:
+        """Memory's facts, preferences and people for the request, and a recorded session it points back to."""
+        assert self.memory is not None
+        evidence, _ids = ground_memory(self.memory, request, gaps)
+        session = _recall_session(self.memory, request)
+        if session is not None:
+            evidence.append(
+                Evidence(
+                    source="session",
+                    content=session.request,
+                    detail=f"session {session.id} of {session.time}: {session.prompt}"[:300],
+                )
+            )
+        return evidence, session
+
+    @staticmethod
+    def _answers(questions: list, gaps: list[Gap], options: PlanOptions) -> list[Evidence]:
+        """Answers by id, then in order, then from the asker for what is still open."""
+        answers = dict(options.answers)
+        for q, value in zip(questions, options.answer_list):
+            answers.setdefault(q.id, value)
+        unanswered = [q for q in questions if q.id not in answers and q.gap_id not in answers]
+        if unanswered and options.asker is not None:
+            answers.update({k: v for k, v in options.asker(unanswered).items() if v is not None})
+        return clarify.apply_answers(questions, gaps, answers)
+
+    def _search(self, gaps: list[Gap], evidence: list[Evidence]) -> tuple[list[Evidence], list[str]]:
+        context = " ".join(e.content for e in evidence if e.source == "user")[:80]
+        return ground_search(
+            self.search,
+            self.llm,
+            gaps,
+            deadline_s=self.search_deadline,
+            ttl=self.search_ttl,
+            usage=self.usage,
+            context=context,
+        )
+
     def _reason(self, request: str, gaps: list[Gap]) -> list[Evidence]:
         """Name what the request describes. Only a confident answer reaches the prompt; a guess is kept in
         the plan (used=False) so that the user sees what the model thought."""
@@ -245,35 +261,6 @@ class Planner:
             gap.filled = True
             evidence += self._look(knowledge, gap, name.text)
         return evidence
-
-    def _identify(self, request: str, analysis: rules.Analysis) -> list[Evidence]:
-        """A request the grammar found no description in may still describe one particular thing in words it
-        does not know: the model's own, sure, twice-given answer decides (a knowledge gap of origin "llm")."""
-        knowledge = self.knowledge_llm
-        assert knowledge is not None
-        name = reasoning.identify(knowledge, request, self.usage)
-        if not name.confident or not name.text:
-            return []
-        gap = analysis.add(
-            kind="knowledge",
-            description="the model recognises a description of one particular thing",
-            action="reason",
-            span=analysis.core.strip() or None,
-            query=f"What is shown in: {request.strip().rstrip('?.!')}?",
-        )
-        gap.origin, gap.filled = "llm", True
-        found = [
-            Evidence(
-                gap_id=gap.id,
-                source="reasoning",
-                content=name.text,
-                detail=gap.query,
-                role="name",
-                confidence=_round(name.logprob),
-                used=True,
-            )
-        ]
-        return found + self._look(knowledge, gap, name.text)
 
     def _look(self, knowledge: LLM, gap: Gap, name: str) -> list[Evidence]:
         look = reasoning.describe(knowledge, name, self.usage)
@@ -353,7 +340,8 @@ class Planner:
                 drop_kinds.add("setting")
             if edit_analysis and edit_analysis.has_composition:
                 drop_kinds.add("composition")
-            root = _drop_segments(prev.request.split(" | ")[0], drop_kinds)
+            turns = prev.turns or [prev.request]
+            root = _drop_segments(turns[0], drop_kinds)
             analysis = rules.analyze(root)
             gaps = [g.model_copy() for g in prev.gaps]
             drop_ids = {g.id for g in gaps if g.kind in drop_kinds}
@@ -373,7 +361,13 @@ class Planner:
                 gaps.append(gap)
                 evidence.insert(
                     0,
-                    Evidence(gap_id=gap.id, source="user", content=edit, detail="refinement of: " + prev.prompt[:120]),
+                    Evidence(
+                        gap_id=gap.id,
+                        source="user",
+                        content=edit,
+                        detail="refinement of: " + prev.prompt[:120],
+                        role="edit",
+                    ),
                 )
                 if self.memory is not None:  # "same but with Biscuit": who Biscuit is comes from memory
                     found, _ids = ground_memory(self.memory, edit, [])
@@ -384,6 +378,7 @@ class Planner:
         timings["total"] = round(sum(timings.values()), 4)
         return Plan(
             request=f"{prev.request} | {request}",
+            turns=[*turns, request],
             gaps=gaps,
             questions=[],
             evidence=evidence,
@@ -432,7 +427,7 @@ def _removed_before(prev: Plan, edit: str) -> list[str]:
 
 def _mentions(evidence: Evidence, removed: str) -> bool:
     """Earlier refinements that brought in what is now removed ("with a hat" when removing "hat")."""
-    if not removed or evidence.source != "user" or not (evidence.detail or "").startswith("refinement of:"):
+    if not removed or evidence.source != "user" or evidence.role != "edit":
         return False
     return bool(set(rules.content_words(removed)) & set(rules.content_words(evidence.content)))
 
@@ -442,13 +437,6 @@ def _purpose(request: str) -> str | None:
     if not m:
         m = re.search(r"\b(logo)\b", request, re.I)
     return m.group(1).lower() if m else None
-
-
-def _unflagged(analysis: rules.Analysis) -> bool:
-    """A short request with no gap the rules route elsewhere: nothing described, nothing time-sensitive or
-    personal, no subject to ask for, no text to draw. Detailed requests already say what they want."""
-    routed = {"knowledge", "time", "personal", "subject", "text"}
-    return not analysis.detailed and not analysis.quoted_text and not any(g.kind in routed for g in analysis.gaps)
 
 
 def _recall_session(memory, request: str) -> SessionRef | None:

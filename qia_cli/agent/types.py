@@ -54,8 +54,10 @@ class Evidence(BaseModel):
     source: EvidenceSource
     content: str = Field(description="What the mechanism contributed, as it enters the prompt")
     detail: str | None = Field(default=None, description="Where it came from: a URL, a memory id, the question asked")
-    role: Literal["name", "look", "fact"] | None = Field(
-        default=None, description="For reasoning: the name of the described thing, or what it looks like"
+    role: Literal["name", "look", "fact", "edit"] | None = Field(
+        default=None,
+        description="For reasoning: the name of the described thing, or what it looks like; "
+        "for the user: 'edit' is a refinement of the previous plan",
     )
     confidence: float | None = Field(
         default=None, description="The model's mean token log-probability for this answer, where known"
@@ -87,6 +89,10 @@ class Plan(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)
     model: ModelInfo | None = None
     previous_prompt: str | None = Field(default=None, description="The prompt this plan refines, in a session")
+    turns: list[str] = Field(
+        default_factory=list,
+        description="A refined plan's requests, the first one first ('request' joins them with ' | ')",
+    )
     session: SessionRef | None = Field(
         default=None, description="The recorded session the request refers to; its seed and model are reused"
     )

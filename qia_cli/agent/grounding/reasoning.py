@@ -39,27 +39,6 @@ LOOK_POOL = [
     ("What does a zebra look like?", "a horse-like animal with black and white stripes"),
 ]
 
-# For requests the grammar does not flag: "What is shown in: <request>?", with examples of both kinds, so
-# that the model repeats the subject of a request that names it ("a cat sleeping on a windowsill" -> "a cat")
-# and names the subject of one that describes it. An answer with words the request lacks is the model's
-# judgement that the request describes something; only a sure one that a second asking repeats counts.
-SHOWN_PLAIN = [
-    ("a cat sleeping on a windowsill", "a cat"),
-    ("two children flying a kite on a beach at sunset", "children with a kite"),
-    ("a watercolor of a lighthouse on a cliff", "a lighthouse"),
-    ("a bowl of ramen with a soft-boiled egg", "ramen"),
-    ("an old man reading a newspaper on a park bench", "an old man"),
-    ("a red vintage car parked in front of a bakery", "a car"),
-]
-SHOWN_NAMED = [
-    ("the tool used to drive nails into wood", "a hammer"),
-    ("the frozen dessert usually served in a crisp cone", "ice cream"),
-    ("the planet known for its red dust", "Mars"),
-    ("the fictional detective who lived at 221B Baker Street", "Sherlock Holmes"),
-    ("the yellow vehicle that takes American children to class", "a school bus"),
-    ("the board game played with kings, queens and pawns", "chess"),
-]
-
 HEADER_NAME = "Answer each question with a short name.\n\n"
 HEADER_LOOK = "Describe what each thing looks like in a few words.\n\n"
 
@@ -78,9 +57,6 @@ SURE_LOGPROB = -0.8
 MIN_LOGPROB = -2.0
 # An answer that two other askings both repeat is knowledge even when the model rates its words lower.
 AGREED_LOGPROB = -3.0
-# What the model names in a request the grammar did not flag must be surer still: on the dev splits this
-# threshold (with a second asking that agrees) let 1 of 80 ordinary prompts gain a word.
-SHOWN_LOGPROB = -0.7
 BAD_ANSWER = re.compile(r"\b(i don'?t know|unknown|not sure|none|n/a|sorry|cannot|can't)\b", re.I)
 
 
@@ -192,41 +168,6 @@ def name_it(llm: LLM, question: str, request: str, usage: Usage | None = None) -
     if votes == 2 or (votes and (lp is None or lp >= MIN_LOGPROB)):
         return Answer(answer, lp, True)
     return Answer(answer, lp, False, f"a guess: asked again, the model said '{check or whole or ''}'")
-
-
-def _shown_prompt(request: str, context: int) -> str:
-    """Two plain and two described examples (the two contexts use disjoint ones), alternating."""
-    plain = _examples(SHOWN_PLAIN, request, n=2, skip=2 * context)
-    named = _examples(SHOWN_NAMED, request, n=2, skip=2 * context)
-    pairs = [named[0], plain[0], named[1], plain[1]] if context == 0 else [plain[0], named[0], plain[1], named[1]]
-    lines = [HEADER_NAME]
-    for q, a in pairs:
-        lines.append(f"Q: What is shown in: {q}?\nA: {a}\n\n")
-    lines.append(f"Q: What is shown in: {request.strip().rstrip('?.!')}?\nA:")
-    return "".join(lines)
-
-
-def identify(llm: LLM, request: str, usage: Usage | None = None) -> Answer:
-    """For a request the grammar found no description in: does the model name something the request does
-    not say? Confident only with token log-probabilities (a backend without them is never asked twice)."""
-    completion = llm.complete(_shown_prompt(request, 0), max_tokens=16, stop=["\n"])
-    if usage:
-        usage.add(completion)
-    answer = _clean(completion.text, MAX_ANSWER_WORDS)
-    new = _new_words(answer, request) if answer else []
-    if not answer or len(new) * 2 <= len(content_words(answer)):
-        # Nothing new, or mostly the request again with a word swapped ("a croissant and a cup of coffee"
-        # for "... a cup of espresso"): a paraphrase, not the name of what the request describes.
-        return Answer(None, completion.logprob, why="the model names nothing the request does not say")
-    if completion.logprob is None or completion.logprob < SHOWN_LOGPROB:
-        return Answer(answer, completion.logprob, False, "a guess: not sure enough to ask again")
-    second = llm.complete(_shown_prompt(request, 1), max_tokens=16, stop=["\n"])
-    if usage:
-        usage.add(second)
-    check = _clean(second.text, MAX_ANSWER_WORDS)
-    if _agree(answer, check, request, 1):
-        return Answer(answer, completion.logprob, True)
-    return Answer(answer, completion.logprob, False, f"a guess: asked again, the model said '{check or ''}'")
 
 
 def describe(llm: LLM, thing: str, usage: Usage | None = None) -> Answer:
