@@ -388,12 +388,19 @@ def test_a_termination_signal_while_saving_leaves_no_partial_files(tmp_path, sig
         f"save_image(SlowImage(), outdir={str(tmp_path / 'out')!r}, output=None, metadata={{'qia:request': 'a cat'}},"
         " sidecar={}, name='cat')\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)})
+    sig = getattr(signal, signame)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        # A run under nohup (or a background CI job) inherits the signal ignored, and qia rightly keeps it so;
+        # a terminal's process has the default.
+        preexec_fn=lambda: signal.signal(sig, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not list((tmp_path / "out").glob(".cat.png.*.tmp")):
         time.sleep(0.05)  # the image is being written: its claimed name and a temp file exist
-    proc.send_signal(getattr(signal, signame))
-    assert proc.wait(timeout=30) == 128 + getattr(signal, signame)
+    proc.send_signal(sig)
+    assert proc.wait(timeout=30) == 128 + sig
     assert list((tmp_path / "out").iterdir()) == []
 
 
