@@ -257,6 +257,30 @@ def test_chat_command_reads_lines_without_a_terminal(tiny_pipeline_dir, tmp_path
     assert len(list((tmp_path / "out").glob("*.png"))) == 2
 
 
+def test_chat_checks_the_render_inputs_at_start_and_only_warns_about_a_missing_model(tiny_pipeline_dir, tmp_path):  # noqa: F811
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    proc = run_qia(
+        "chat", "--llm", "fake", "--model", str(tiny_pipeline_dir), "--outdir", str(blocker), input="a cat\n"
+    )
+    assert proc.returncode == 2 and "saved " not in proc.stdout, proc.stderr
+    proc = run_qia("chat", "--llm", "fake", "--size", "500x500", input="a cat\n")
+    assert proc.returncode == 2 and "multiple" in proc.stderr
+    proc = run_qia(
+        "chat",
+        "--llm",
+        "fake",
+        "--model",
+        "nobody/not-downloaded",
+        input="/plan a red bicycle\n/quit\n",
+        env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")},
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "nobody/not-downloaded" in proc.stderr and "/plan works" in proc.stderr
+    assert "a red bicycle" in proc.stdout
+
+
 # -- refinements (Planner._refine) as a session uses them ---------------------------------------------
 def refine(*lines: str, memory=None) -> list[Plan]:
     from qia_cli.agent.planner import Planner, PlanOptions

@@ -197,17 +197,19 @@ class Agent:
             self._planner.search = backend
 
     # -- rendering ------------------------------------------------------------------------------
-    def check_render(self, opts: RenderOptions) -> None:
+    def check_render(self, opts: RenderOptions, *, model_too: bool = True) -> None:
         """Every render input that can be checked without loading anything, so that a command fails at
-        once and not after planning: the model (on paper), size, seed, output place, device and, when
-        feedback rounds are asked for, the scorer. Raises a QiaError; imports no torch for device auto/cpu."""
+        once and not after planning: the model (on paper, unless `model_too` is False), size, seed, output
+        place, device and, when feedback rounds are asked for, the scorer. Raises a QiaError; imports no
+        torch for device auto/cpu."""
         from qia_cli.imaging.families import defaults_for
         from qia_cli.imaging.output import check_output_file, check_writable
         from qia_cli.seeds import check_seed
 
         s = self.settings
         model = opts.model or s.image_model
-        self.renderer.check_model(model)
+        if model_too:
+            self.renderer.check_model(model)
         fam = defaults_for(model)
         self.renderer.validate_size(opts.width or s.width or fam.width, opts.height or s.height or fam.height)
         check_seed(opts.seed, opts.count)

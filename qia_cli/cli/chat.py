@@ -88,6 +88,7 @@ def run_chat(
 ) -> None:
     """Build the session from flags and run it: prompt_toolkit on a terminal, plain lines otherwise."""
     from qia_cli.agent.run import RenderOptions
+    from qia_cli.errors import ModelError
     from qia_cli.imaging.pipeline import parse_size
     from qia_cli.repl import ChatSession
 
@@ -106,6 +107,13 @@ def run_chat(
         outdir=outdir,
         release_llm=release_llm,
     )
+    # A bad size, seed, folder or device stops here, before the first request. A model that is not there
+    # yet is only a warning: planning works without it, and /gen says the same when it is tried.
+    agent.check_render(opts, model_too=False)
+    try:
+        agent.renderer.check_model(opts.model or agent.settings.image_model)
+    except ModelError as exc:
+        console.warn(f"{exc.message}: /plan works, /gen needs the model" + (f" ({exc.hint})" if exc.hint else ""))
     interactive = console.interactive()
     session = ChatSession(
         agent,
