@@ -402,6 +402,13 @@ def test_like_the_one_i_made_yesterday_recalls_that_session_with_its_seed_and_mo
     plain = agent.plan("a red lighthouse on a cliff at night", PlanOptions())
     assert plain.session is None
 
+    # A shared reference is a question only the user can answer, unless a recorded session answers it.
+    shared = agent.plan("the picture we made yesterday, but in snow", PlanOptions())
+    assert shared.session is not None and shared.questions == []
+    alone = Planner(FakeLLM()).plan("the thing we talked about yesterday", PlanOptions(llm_gaps=False))
+    assert [q.text for q in alone.questions] == ["What do you mean by “the thing we talked about yesterday”?"]
+    assert not [e for e in alone.evidence if e.source == "reasoning"]  # the model cannot know it
+
 
 def test_an_answer_made_of_the_request_own_words_adds_nothing():
     llm = FakeLLM({"boat that has a red sail": "a sailboat"})

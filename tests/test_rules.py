@@ -101,6 +101,19 @@ def test_a_phrase_without_an_article_is_read_like_an_indefinite_one():
         assert "knowledge" not in kinds(scene), scene
 
 
+def test_a_description_with_we_or_you_in_it_is_asked_not_reasoned():
+    found = kinds("the thing we talked about yesterday")
+    assert found["subject"] == "ask" and "knowledge" not in found
+    assert kinds("the song you sang at the wedding")["subject"] == "ask"
+    assert kinds("the civil rights leader giving the I Have a Dream speech in 1963")["knowledge"] == "reason"
+
+
+def test_an_indefinite_pronoun_at_the_head_is_a_vague_subject_whatever_follows():
+    assert kinds("something for the wall")["subject"] == "ask"
+    assert kinds("anything nice for my mum")["subject"] == "ask"
+    assert "subject" not in kinds("a red bicycle")
+
+
 def test_plain_concrete_request_needs_no_reasoning():
     assert "knowledge" not in kinds("a red bicycle")
     assert "knowledge" not in kinds('a sign that says "Open late"')

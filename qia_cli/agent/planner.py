@@ -137,6 +137,9 @@ class Planner:
             with _timed(timings, "memory"):
                 found, session = self._recall(request, gaps)
                 evidence += found
+            for gap in gaps:  # "the one we made yesterday": the recorded session says what it is
+                if session is not None and gap.kind == "subject" and not gap.filled:
+                    gap.filled, gap.action = True, "recall"
         for gap in gaps:  # what memory did not know, only the user can say
             if gap.kind == "personal" and not gap.filled:
                 gap.action = "ask"

@@ -101,7 +101,10 @@ SETTING = re.compile(
     re.IGNORECASE,
 )
 VAGUE_SUBJECT = re.compile(
-    r"^(?:something|anything|it|this|that|stuff|a\s+thing|things|an?\s+(?:image|picture|photo))\W*$", re.I
+    r"^(?:something|anything|it|this|that|stuff|a\s+thing|things|an?\s+(?:image|picture|photo))\W*$"
+    # an indefinite pronoun at the head, whatever follows: "something for the wall", "anything nice"
+    r"|^(?:something|anything|stuff)\b",
+    re.I,
 )
 
 # Grammar, not vocabulary: a request that *describes* one particular thing ("the flower that is the national
@@ -461,7 +464,10 @@ def _subject(a: Analysis) -> None:
         return
     plain = QUOTED.sub("", SAYS.sub("", core)).strip()
     span = description_span(plain)
-    if span:
+    if span and SHARED.intersection(TOKEN.findall(span)):
+        # "the thing we talked about yesterday", "the song you sang": only the user knows what it is
+        a.add(kind="subject", description="it refers to something only you know", action="ask", span=span)
+    elif span:
         a.add(
             kind="knowledge",
             description="the request describes its subject instead of naming it",
@@ -469,6 +475,10 @@ def _subject(a: Analysis) -> None:
             span=span,
             query=knowledge_question(span),
         )
+
+
+# First and second person pronouns, as written (a capital "I" may be a title or a numeral: "World War I").
+SHARED = frozenset({"we", "us", "you", "me"})
 
 
 def knowledge_question(span: str) -> str:

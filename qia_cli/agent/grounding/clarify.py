@@ -6,6 +6,7 @@ defaults, and how answers and assumptions become evidence.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 
 from qia_cli.agent.types import Evidence, Gap, Question
@@ -27,6 +28,10 @@ def question_for(gap: Gap, request: str) -> tuple[str, str | None]:
         noun = _noun(gap)
         return f"What does your {noun} look like (name, kind, colours)?", None
     if gap.kind == "subject":
+        if gap.span and re.match(r"(?:something|anything|stuff)\s+\S", gap.span, re.I):
+            return f"What should the image show (you said “{gap.span}”)?", None
+        if gap.span and len(gap.span.split()) > 3:  # "the thing we talked about yesterday"
+            return f"What do you mean by “{gap.span}”?", None
         if gap.span and gap.span.lower() not in {"something", "anything", "it", "this", "that"}:
             return f"Which or whose {gap.span.removeprefix('the ').strip()} do you mean?", None
         return "What should the image show?", None
@@ -43,7 +48,9 @@ def assumption_for(gap: Gap, request: str, purpose: str | None) -> str:
     if gap.kind == "personal":
         return f"a typical, friendly-looking {_noun(gap)}"
     if gap.kind == "subject":
-        return f"a generic {gap.span.removeprefix('the ').strip()}" if gap.span else "a simple, pleasant scene"
+        if gap.span and len(gap.span.split()) <= 3:
+            return f"a generic {gap.span.removeprefix('the ').strip()}"
+        return "a simple, pleasant scene"
     if gap.kind == "purpose":
         return "a generic celebration"
     if gap.kind == "text":
