@@ -376,21 +376,26 @@ def test_a_line_done_by_another_run_after_this_one_started_is_not_redone(tmp_pat
     assert [r["line"] for r in records(out)] == REQUEST_LINES
 
 
-def test_a_claim_dies_with_its_process(tmp_path):
-    from qia_cli.agent.claims import Claims
-
-    holder = subprocess.Popen(
+def hold_line_3(outdir: Path) -> subprocess.Popen:
+    """Another process that claims line 3 in `outdir` and holds it until it is killed."""
+    return subprocess.Popen(
         [
             sys.executable,
             "-c",
             "import sys, time; from qia_cli.agent.claims import Claims; "
             "assert Claims(sys.argv[1]).take(3); print('held', flush=True); time.sleep(600)",
-            str(tmp_path),
+            str(outdir),
         ],
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
         stdout=subprocess.PIPE,
         text=True,
     )
+
+
+def test_a_claim_dies_with_its_process(tmp_path):
+    from qia_cli.agent.claims import Claims
+
+    holder = hold_line_3(tmp_path)
     try:
         assert holder.stdout.readline().strip() == "held"
         mine = Claims(tmp_path)
@@ -409,18 +414,7 @@ def test_the_end_of_a_run_removes_claim_files_nobody_holds_and_keeps_the_held_on
     file behind; the next run to finish removes it, but never a claim another live run holds."""
     from qia_cli.agent.claims import Claims
 
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, time; from qia_cli.agent.claims import Claims; "
-            "assert Claims(sys.argv[1]).take(3); print('held', flush=True); time.sleep(600)",
-            str(tmp_path),
-        ],
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    holder = hold_line_3(tmp_path)
     try:
         assert holder.stdout.readline().strip() == "held"
         folder = tmp_path / ".qia-claims"
