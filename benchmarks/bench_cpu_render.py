@@ -47,17 +47,11 @@ SIZE = 512
 def build_pipeline(seed: int = 0):
     """sd-turbo's architecture (stabilityai/sd-turbo's configs) with random weights, fp32, in memory."""
     import torch
-    from diffusers import (
-        AutoencoderKL,
-        AutoencoderTiny,
-        EulerDiscreteScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
+    from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     from qia_cli.imaging.pipeline import set_verbose
-    from qia_cli.imaging.tiny import _write_tokenizer_files
+    from qia_cli.imaging.tiny import _write_tokenizer_files, assemble_pipeline
 
     set_verbose(False)
     torch.manual_seed(seed)
@@ -101,19 +95,7 @@ def build_pipeline(seed: int = 0):
     with tempfile.TemporaryDirectory(prefix="qia-bench-tok-") as tmp:  # a small BPE; token ids fit the vocab
         vocab_file, merges_file, _ = _write_tokenizer_files(Path(tmp))
         tokenizer = CLIPTokenizer(str(vocab_file), str(merges_file), model_max_length=77)
-    scheduler = EulerDiscreteScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", timestep_spacing="trailing", steps_offset=1
-    )
-    pipe = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    pipe = assemble_pipeline(vae, text_encoder, tokenizer, unet)
     pipe.set_progress_bar_config(disable=True)
     tiny = AutoencoderTiny()  # the TAESD design (diffusers' defaults)
     for module in (unet, vae, text_encoder, tiny):

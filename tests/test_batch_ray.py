@@ -25,6 +25,7 @@ from qia_cli.config import Settings
 from qia_cli.llm.fake import FakeLLM
 from tests.imaging_fixtures import tiny_pipeline_dir  # noqa: F401
 from tests.test_batch import qia, records
+from tests.test_batch import run_batch as cli_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 EIGHT = [f"a red bicycle number {i}" for i in range(1, 9)]
@@ -61,28 +62,6 @@ def eight(tmp_path) -> Path:
     path = tmp_path / "prompts.txt"
     path.write_text("\n".join(EIGHT) + "\n")
     return path
-
-
-def cli_batch(capsys, monkeypatch, file: Path, outdir: Path, pipeline: Path, *extra: str):
-    code, out, err = qia(
-        capsys,
-        monkeypatch,
-        "batch",
-        str(file),
-        "--llm",
-        "fake",
-        "--search",
-        "off",
-        "--model",
-        str(pipeline),
-        "--steps",
-        "1",
-        "--outdir",
-        str(outdir),
-        "--json",
-        *extra,
-    )
-    return code, json.loads(out), err
 
 
 def referenced(found: list[dict]) -> list[Path]:

@@ -43,7 +43,7 @@ def build_tiny_pipeline(folder: Path, *, seed: int = 0, verbose: bool = False) -
     from qia_cli.imaging.pipeline import set_verbose
 
     set_verbose(verbose)
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     folder = Path(folder)
@@ -88,10 +88,19 @@ def build_tiny_pipeline(folder: Path, *, seed: int = 0, verbose: bool = False) -
             pad_token_id=eos,
         )
     )
+    pipe = assemble_pipeline(vae, text_encoder, tokenizer, unet)
+    pipe.save_pretrained(folder)  # type: ignore[attr-defined]  # diffusers' stubs miss the mixin's method
+    return folder
+
+
+def assemble_pipeline(vae, text_encoder, tokenizer, unet):
+    """A StableDiffusionPipeline from its parts, with sd-turbo's scheduler settings and no safety checker."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+
     scheduler = EulerDiscreteScheduler(
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", timestep_spacing="trailing", steps_offset=1
     )
-    pipe = StableDiffusionPipeline(
+    return StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
@@ -101,8 +110,6 @@ def build_tiny_pipeline(folder: Path, *, seed: int = 0, verbose: bool = False) -
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    pipe.save_pretrained(folder)  # type: ignore[attr-defined]  # diffusers' stubs miss the mixin's method
-    return folder
 
 
 def build_tiny_clip(folder: Path, *, seed: int = 0, verbose: bool = False) -> Path:
