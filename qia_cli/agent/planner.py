@@ -17,6 +17,7 @@ from qia_cli.agent.grounding.memory import ground_memory
 from qia_cli.agent.grounding.search import ground_search
 from qia_cli.agent.types import Evidence, Gap, GapKind, ModelInfo, Plan, SessionRef
 from qia_cli.errors import UsageError
+from qia_cli.llm import calls
 from qia_cli.llm.base import LLM, Usage, parse_json
 from qia_cli.textsafe import clean_input, visible
 
@@ -226,15 +227,16 @@ class Planner:
 
     def _search(self, gaps: list[Gap], evidence: list[Evidence]) -> tuple[list[Evidence], list[str]]:
         context = " ".join(e.content for e in evidence if e.source == "user")[:80]
-        return ground_search(
-            self.search,
-            self.llm,
-            gaps,
-            deadline_s=self.search_deadline,
-            ttl=self.search_ttl,
-            usage=self.usage,
-            context=context,
-        )
+        with calls.stage(calls.SEARCH):
+            return ground_search(
+                self.search,
+                self.llm,
+                gaps,
+                deadline_s=self.search_deadline,
+                ttl=self.search_ttl,
+                usage=self.usage,
+                context=context,
+            )
 
     def _reason(self, request: str, gaps: list[Gap]) -> list[Evidence]:
         """Name what the request describes. Only a confident answer reaches the prompt; a guess is kept in
@@ -245,7 +247,8 @@ class Planner:
                 continue
             knowledge = self.knowledge_llm
             assert knowledge is not None  # plan() reasons only when the planner has an LLM
-            name = reasoning.name_it(knowledge, gap.query, request, self.usage)
+            with calls.stage(calls.KNOWLEDGE, gap.id):
+                name = reasoning.name_it(knowledge, gap.query, request, self.usage)
             if not name.text:
                 continue
             evidence.append(
@@ -257,6 +260,7 @@ class Planner:
                     role="name",
                     confidence=_round(name.logprob),
                     used=name.confident,
+                    why=None if name.confident else name.why or None,
                 )
             )
             if not name.confident:
@@ -266,7 +270,8 @@ class Planner:
         return evidence
 
     def _look(self, knowledge: LLM, gap: Gap, name: str) -> list[Evidence]:
-        look = reasoning.describe(knowledge, name, self.usage)
+        with calls.stage(calls.LOOK, gap.id):
+            look = reasoning.describe(knowledge, name, self.usage)
         if not look.text:
             return []
         return [
@@ -278,6 +283,7 @@ class Planner:
                 role="look",
                 confidence=_round(look.logprob),
                 used=look.confident,
+                why=None if look.confident else look.why or None,
             )
         ]
 
@@ -298,7 +304,8 @@ class Planner:
         assert llm is not None  # plan() asks for LLM gaps only when the planner has an LLM
         data = None
         for _attempt in range(2):  # one retry, then the rules stand alone
-            completion = self.usage.add(llm.json(messages, GAP_SCHEMA, max_tokens=200))
+            with calls.stage(calls.GAPS):
+                completion = self.usage.add(llm.json(messages, GAP_SCHEMA, max_tokens=200))
             data = parse_json(completion)
             if isinstance(data, dict) and isinstance(data.get("missing"), list):
                 break

@@ -63,6 +63,7 @@ class Evidence(BaseModel):
         default=None, description="The model's mean token log-probability for this answer, where known"
     )
     used: bool = Field(default=True, description="False: recorded for the trace, kept out of the prompt (a guess)")
+    why: str | None = Field(default=None, description="Why it was kept out of the prompt, when it was")
 
 
 class SessionRef(BaseModel):
