@@ -414,3 +414,15 @@ def test_an_answer_made_of_the_request_own_words_adds_nothing():
     llm = FakeLLM({"boat that has a red sail": "a sailboat"})
     plan = Planner(llm).plan("a boat that has a red sail, on a calm sea", PlanOptions(llm_gaps=False))
     assert "sailboat" not in plan.prompt
+
+
+def test_assumptions_about_what_only_the_user_knows_stay_out_of_the_prompt():
+    # Nobody answers: the gaps get recorded assumptions, but notes and placeholders are not image content.
+    plan = planner().plan("a poster for my dog's birthday", PlanOptions(llm_gaps=False))
+    assumed = {e.content for e in plan.assumptions}
+    assert any("friendly-looking dog" in a for a in assumed) and any("Happy Birthday" in a for a in assumed)
+    assert "friendly-looking" not in plan.prompt and "headline" not in plan.prompt
+    plan = planner().plan("the new headquarters", PlanOptions(llm_gaps=False))
+    assert any("not checked" in e.content for e in plan.assumptions)
+    assert "generic" not in plan.prompt and "not checked" not in plan.prompt
+    assert plan.prompt.startswith("the new headquarters")

@@ -52,13 +52,21 @@ TIME_NOUNS = re.compile(
 )
 
 QUOTED = re.compile(r"[\"“”]([^\"“”]{1,120})[\"“”]|(?<![a-z])'([^']{2,120})'(?![a-z])", re.IGNORECASE)
-SAYS = re.compile(
-    r"\b(?:that\s+says|saying|which\s+says|reading|that\s+reads|with\s+the\s+(?:text|words?)|titled|labeled|labelled)\s+:?\s*(.+)$",
-    re.I,
-)
 TEXT_CARRIERS = re.compile(
-    r"\b(poster|sign|banner|flyer|card|invitation|invite|label|t-?shirt|mug|logo|cover|billboard|placard|menu|ticket|sticker|cake)\b",
+    r"\b(poster|sign|signs|signboard|banner|flyer|card|invitation|invite|label|t-?shirt|shirt|mug|logo|cover|"
+    r"billboard|placard|menu|ticket|sticker|cake|book|magazine|newspaper|headline|note|letter|plaque|tag|"
+    r"chalkboard|blackboard|whiteboard|screen|storefront|sticky\s+note|postcard|envelope|tattoo)\b",
     re.IGNORECASE,
+)
+# Words that introduce text to render. "with the words ..." always does; "reading", "saying", "titled" only
+# right after a thing that carries writing ("a sign reading OPEN"): "an old man reading a newspaper" and "a
+# parrot saying hello" describe what someone does, not text to paint.
+_INTRO = r"(?:that\s+says|which\s+says|saying|that\s+reads|which\s+reads|reading|titled|labeled|labelled|that\s+spells)"
+SAYS = re.compile(
+    r"\b(?:with\s+the\s+(?:text|words?|caption|slogan|headline)(?:\s*:\s*|\s+)(.+)$"
+    r"|(?:" + TEXT_CARRIERS.pattern[3:-3] + r")(?:\s+(?!(?:and|or|but|while|it|he|she|they|who|is|was)\b)[\w'-]+)?"
+    r"\s+" + _INTRO + r"(?:\s*:\s*|\s+)(.+)$)",
+    re.I,
 )
 PURPOSE = re.compile(r"\b(poster|flyer|invitation|invite|card|banner|thumbnail|cover|ad|advert|advertisement)\b", re.I)
 EVENT_VAGUE = re.compile(
@@ -435,7 +443,7 @@ def _text(a: Analysis) -> None:
     if not a.quoted_text:
         said = SAYS.search(a.request)
         if said:
-            a.quoted_text.append(said.group(1).strip(" .\"'"))
+            a.quoted_text.append((said.group(1) or said.group(2)).strip(" .\"'"))
     carrier = TEXT_CARRIERS.search(a.request)
     if (
         carrier
@@ -516,4 +524,6 @@ def analyze(request: str) -> Analysis:
     _purpose(a)
     _text(a)
     _look(a)
+    for number, gap in enumerate(a.gaps, 1):  # ids in order, none repeated, after the knowledge gap a time gap drops
+        gap.id = f"g{number}"
     return a
