@@ -24,9 +24,16 @@ LEAD = re.compile(
     re.IGNORECASE,
 )
 
+_MODS = r"(?:(?:new|old|little|big|best|favou?rite|late|first|own|younger|older|baby)\s+)?"
 PERSONAL = re.compile(
-    r"\b(my|our)\s+((?:(?:new|old|little|big|best|favou?rite|late|first|own)\s+)?[a-z][a-z-]*)(?:'s|’s)?\b",
+    rf"\b(my|our)\s+({_MODS}[a-z][a-z-]*)(?:(?:'s|’s)(?:\s+({_MODS}[a-z][a-z-]*))?)?\b",
     re.IGNORECASE,
+)
+# What a possessive may own that is an occasion, not a thing with a look: "my dog's birthday" asks about the
+# dog, "my sister's cat" about the cat.
+OCCASIONS = frozenset(
+    "birthday birthdays wedding anniversary party graduation retirement funeral christening baptism "
+    "farewell homecoming name day".split()
 )
 # Words after "my/our" that are not things one can picture.
 PERSONAL_SKIP = {"own", "favorite", "favourite", "style", "taste", "idea", "way", "mind", "choice", "request", "prompt"}
@@ -349,6 +356,10 @@ def _personal(a: Analysis) -> None:
     seen: set[str] = set()
     for m in PERSONAL.finditer(a.request):
         noun = m.group(2).lower()
+        owned = (m.group(3) or "").lower()
+        occasion = owned and (owned.split()[-1] in OCCASIONS or owned.split()[0] in ORDINALS)  # "first snow"
+        if owned and not occasion and owned.split()[-1] not in PERSONAL_SKIP:
+            noun = f"{noun}'s {owned}"  # "my sister's cat": the cat
         if noun in PERSONAL_SKIP:
             continue
         span = f"{m.group(1).lower()} {noun}"
