@@ -429,3 +429,15 @@ def test_control_characters_never_reach_the_memory(store):
         store.add("\x1b[2J\u200b\x07")
     with pytest.raises(UsageError, match="UTF-8"):
         store.add("caf\udce9")  # argv bytes that were not UTF-8
+
+
+def test_find_session_matches_the_thing_referred_to_not_the_change(store):
+    now = datetime(2025, 6, 10, 15, 0, tzinfo=timezone.utc).astimezone()
+    store.add_session(SessionRecord(time=now - timedelta(hours=3), request="a poster for the jazz night", prompt="p"))
+    store.add_session(SessionRecord(time=now - timedelta(hours=2), request="a gig poster with a trumpet", prompt="p"))
+    store.add_session(
+        SessionRecord(time=now - timedelta(hours=1), request="apples in a blue bowl", prompt="apples, blue bowl")
+    )
+    found = store.find_session("like the poster I made earlier today, but blue", now=now)
+    assert found is not None and "poster" in found.request
+    assert store.find_session("the one from earlier today, but in blue", now=now).request == "apples in a blue bowl"

@@ -336,6 +336,18 @@ def refers_to_session(request: str) -> bool:
     return bool(SESSION_REFERENCE.search(request))
 
 
+# Words of a session reference that do not say which session: "the image I made yesterday".
+_SESSION_WORDS = frozenset("image images picture pictures photo photos yesterday earlier today time last again".split())
+_EDIT = re.compile(r",?\s*\b(?:but|except|only|this\s+time|instead)\b", re.I)
+
+
+def _reference_part(request: str) -> str:
+    """The words that say which session is meant, without the change asked for: "like the poster I made
+    earlier today, but blue" -> "like the poster I made earlier today"."""
+    head = _EDIT.split(request, maxsplit=1)[0]
+    return head if SESSION_REFERENCE.search(head) else request
+
+
 def find_session(records: Iterable[SessionRecord], request: str, now: datetime | None = None) -> SessionRecord | None:
     """The record a request points back to: yesterday's, today's, or simply the latest.
 
@@ -352,7 +364,7 @@ def find_session(records: Iterable[SessionRecord], request: str, now: datetime |
         items = [r for r in items if r.time.astimezone().date() == today]
     if not items:
         return None
-    words = content_words(request) - GENERIC
+    words = content_words(_reference_part(request)) - _SESSION_WORDS
     if not words:
         return items[0]
     best = max(items, key=lambda r: len(words & content_words(f"{r.request} {r.prompt}")))
