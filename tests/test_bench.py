@@ -446,7 +446,8 @@ def test_bench_json_is_one_document_with_scores_and_provenance(tmp_path):
         "raw": {"score": 0.0, "passed": 0, "scored": 1, "skipped": 0},
     }
     assert report["systems"] == ["agent", "enhance", "single", "raw"] and report["split"] is None
-    assert report["seed"] is None and report["harm"] is None and report["summary"] == {}
+    assert report["seed"] is None and report["harm"] is None
+    assert report["summary"] == {"memory": {"items": 1, "leaks": 0, "expect": 1, "recalled": 1}}
     assert report["plan_detection"]["agent"] == {"precision": 1.0, "recall": 1.0}
     assert {"median", "p90"} <= set(report["latency"]["total"]) and {"enhance", "single"} <= set(report["latency"])
     assert report["machine"]["cpus"] >= 1 and report["qia_version"] and report["model"]["name"] == "fake"
@@ -490,6 +491,9 @@ def test_bench_summary_puts_ordinary_harm_next_to_reason_recall(tmp_path):
         "items": 1,
         "dropped": 0,
         "new_subject": 0,
+        "memory": 0,
+        "phantom_text": 0,
+        "notes": 0,
         "head": 0,
         "errors": 0,
     }
@@ -497,7 +501,7 @@ def test_bench_summary_puts_ordinary_harm_next_to_reason_recall(tmp_path):
     assert table.returncode == 0, table.stderr
     assert re.search(
         r"reason recall [0-9.]+ \(single-call 0\.00\) · ordinary harm [0-9.]+% \(\d/1: "
-        r"dropped \d, new subject \d, head \d\)",
+        r"dropped \d, new subject \d, memory \d, text \d, notes \d, head \d\)",
         table.stdout,
     ), table.stdout
     assert "ordinary" in table.stdout and "single" in table.stdout
