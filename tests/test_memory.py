@@ -441,3 +441,17 @@ def test_find_session_matches_the_thing_referred_to_not_the_change(store):
     found = store.find_session("like the poster I made earlier today, but blue", now=now)
     assert found is not None and "poster" in found.request
     assert store.find_session("the one from earlier today, but in blue", now=now).request == "apples in a blue bowl"
+
+
+@pytest.mark.parametrize(
+    ("text", "request_"),
+    [
+        ("We live in a red-brick terraced house with a yellow front door", "our house in the snow"),
+        ("I have a dog called Max", "Max catching a frisbee"),
+        ("Our dog is a black labrador named Pepper", "Pepper asleep by the fire"),
+        ("We have two cats, both grey", "my cats on the windowsill"),
+    ],
+)
+def test_first_person_entries_are_found_by_their_reference(store, text, request_):
+    store.add(text)
+    assert texts(store.recall(request_).all()) == [text]

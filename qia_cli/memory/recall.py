@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 from qia_cli.text import STOPWORDS as FUNCTION_WORDS
-from qia_cli.text import fold
+from qia_cli.text import fold, singular
 from qia_cli.text import words as tokens  # folded words, a possessive 's dropped: "Biscuit's" is "biscuit"
 
 if TYPE_CHECKING:  # store.py imports this module; models are only needed for types
@@ -135,8 +135,15 @@ _OWNERS = ("my", "our")
 _MAX_NP = 3
 
 
-def _participle(word: str) -> bool:
-    return len(word) > 4 and word.endswith(("ing", "ed"))
+_CALLED = re.compile(r"\b(?:called|named)\s+([A-Z][\w'-]*(?:\s+[A-Z][\w'-]*)*)")
+_WE_HAVE = re.compile(
+    r"^\s*(?:i|we)\s+(?:live\s+in|have|own|drive|ride|keep)\s+(?:a|an|the|two|three)?\s*(.+)$", re.IGNORECASE
+)
+
+
+def _gerund(word: str) -> bool:
+    """'sleeping' in "my dog sleeping": the phrase ends there ("my beloved dog", "our terraced house" go on)."""
+    return len(word) > 4 and word.endswith("ing")
 
 
 def _noun_phrase(toks: list[str], start: int) -> tuple[list[str], int, bool]:
@@ -147,7 +154,7 @@ def _noun_phrase(toks: list[str], start: int) -> tuple[list[str], int, bool]:
         raw = toks[i]
         bare = re.sub(r"['\u2019]s$", "", raw)
         low = bare.lower()
-        if not bare[:1].isalnum() or low in _NP_STOP or (words and (bare[:1].isupper() or _participle(low))):
+        if not bare[:1].isalnum() or low in _NP_STOP or (words and (bare[:1].isupper() or _gerund(low))):
             break
         words.append(low)
         i += 1
@@ -174,7 +181,7 @@ def possessive_references(text: str) -> list[list[tuple[str, ...]]]:
             if not (words and possessor):
                 break
             chain.append(words[-1])
-        keys = [(*chain, w) for w in reversed(words) if w not in _DETERMINERS]
+        keys = [(*chain, singular(w)) for w in reversed(words) if w not in _DETERMINERS]
         if len(chain) > 1:
             keys.append(tuple(chain))
         if keys:
@@ -217,6 +224,13 @@ def entry_references(text: str, names: Sequence[str]) -> set[tuple[str, ...]]:
             i += 1  # "Biscuit is my dog": the possessive names the subject too
             continue
         break
+    m = _WE_HAVE.match(clean)  # "We live in a red-brick house", "I have a dog called Max": our house, my dog
+    if m:
+        words, _end, _possessor = _noun_phrase(_TOKEN.findall(m.group(1)), 0)
+        if words:
+            refs.add(("my", singular(words[-1])))
+    for called in _CALLED.finditer(clean):  # "a dog called Max", "a black labrador named Pepper"
+        refs.add(name_key(called.group(1)))
     low = fold(clean)
     for name in names:  # names given by hand, not found in the text, are references too
         key = name_key(name)
