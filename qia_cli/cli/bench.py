@@ -51,7 +51,11 @@ def run_command(
     suites: Annotated[
         list[str],
         typer.Argument(
-            help="Built-in suites (plan, reason, search, memory, ordinary, all) or JSONL files.", show_default=False
+            help=(
+                "Built-in suites (plan, reason, search, memory, ordinary, knowledge, everyday, memory_harm, all) "
+                "or JSONL files."
+            ),
+            show_default=False,
         ),
     ],
     json_out: common.JsonOpt = False,
