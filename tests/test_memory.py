@@ -455,3 +455,8 @@ def test_find_session_matches_the_thing_referred_to_not_the_change(store):
 def test_first_person_entries_are_found_by_their_reference(store, text, request_):
     store.add(text)
     assert texts(store.recall(request_).all()) == [text]
+
+
+def test_an_instruction_about_all_pictures_is_a_style_preference():
+    assert infer_kind("Make my pictures look like linocut prints") == "preference"
+    assert infer_kind("Draw all my images in soft pastel") == "preference"

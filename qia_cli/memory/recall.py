@@ -65,6 +65,7 @@ _PREF = re.compile(
     r"^\s*(?:(?:i|we)\s+(?:really\s+|usually\s+|always\s+|generally\s+|mostly\s+)?"
     r"(?:prefer|like|love|enjoy|want|hate|dislike|don't\s+like|do\s+not\s+like|never\s+want)\b"
     r"|(?:always|never|prefer|avoid|use|keep)\b"
+    r"|(?:please\s+)?(?:make|draw|render|paint|do|show)\s+(?:my|all|every|our)\s+(?:\w+\s+)?(?:pictures|images|drawings|paintings|illustrations|photos|renders|art)\b"
     r"|(?:my|our)\s+(?:preferred|favou?rite)\s+(?:style|colou?rs?|palette|medium|look|aesthetic)\b)",
     re.I,
 )
