@@ -204,15 +204,10 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print one JSON doc
 def _is_llm_name(name: str) -> bool:
     from qia_cli.models.spec import parse
 
-    spec = parse(name)
-    path = Path(name).expanduser()
-    return (
-        name in {"bundled", "fake"}
-        or name.startswith("openai:")
-        or path.is_file()
-        or name.endswith(".gguf")
-        or (spec is not None and spec.kind == "gguf")
-    )
+    if name in {"bundled", "fake"} or name.startswith("openai:") or Path(name).expanduser().is_file():
+        return True
+    spec = parse(name)  # a name that leads out of the cache ('..', empty parts): UsageError
+    return name.endswith(".gguf") or (spec is not None and spec.kind == "gguf")
 
 
 @models_app.command("info")

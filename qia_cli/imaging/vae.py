@@ -7,7 +7,6 @@ the full VAE's time on a CPU, at the cost of fine detail: textures, small text a
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,6 @@ TINY_BY_FAMILY = {
     "sdxl-turbo": "madebyollin/taesdxl",
 }
 _CLASSES = ("AutoencoderTiny", "AutoencoderKL")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 
 
 def check_vae(vae: str | None) -> str:
@@ -33,7 +31,9 @@ def check_vae(vae: str | None) -> str:
     text = (vae or "full").strip()
     if text.lower() in CHOICES:
         return text.lower()
-    if Path(text).expanduser().exists() or _HUB_ID.match(text):
+    from qia_cli.models.spec import is_repo_id
+
+    if Path(text).expanduser().exists() or is_repo_id(text):
         return text
     raise UsageError(
         f"unknown VAE '{vae}'", hint="use full, tiny, a folder with an AutoencoderTiny, or a Hugging Face id"

@@ -66,7 +66,7 @@ def describe_llm(name: str) -> dict[str, Any]:
             "error": None,
             "profile": None,
         }
-    spec = parse(name)
+    spec = None if Path(name).expanduser().exists() else parse(name)  # a local file wins over a name
     try:
         hit = resolve_llm(name)
     except ModelError as exc:
@@ -143,7 +143,7 @@ def describe_image(name: str, cached: list[cache.CachedPipeline] | None = None) 
             "error": None if ok else "not a diffusers pipeline folder (no model_index.json)",
             "hint": None,
         }
-    spec = parse(name)
+    spec = parse(name)  # a name with '..' or empty parts: UsageError
     if spec is not None and spec.kind == "pipeline":
         cached = cache.scan()[1] if cached is None else cached
         hit = next((m for m in cached if m.id == name), None)
