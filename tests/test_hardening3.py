@@ -5,6 +5,7 @@ and the help text."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from qia_cli.cli.app import main
 from qia_cli.errors import UsageError
+from tests.imaging_fixtures import tiny_pipeline_dir  # noqa: F401
 
 
 @pytest.fixture
@@ -106,3 +108,45 @@ def test_models_rm_still_removes_a_pulled_file_and_its_blob(qia, hub_cache):
     rc, _, err = qia("models", "rm", "a/b/m.gguf")
     assert rc == 0 and "5 B freed" in err, err
     assert not folder.exists() and (hub_cache.parent / "x.gguf").exists()
+
+
+# -- 2. images carry no home folder ----------------------------------------------------------------------
+@pytest.mark.skipif(sys.platform == "win32", reason="symlinks")
+def test_images_write_paths_under_home_as_tilde(qia, tiny_pipeline_dir, tmp_path, monkeypatch):
+    import shutil
+
+    from qia_cli.imaging.output import read_metadata
+    from qia_cli.llm.bundled import bundled_path
+
+    home = tmp_path / "home" / "alice"
+    shutil.copytree(tiny_pipeline_dir, home / "models" / "sd")
+    planner = bundled_path()
+    llm = ["--llm", "fake"]
+    if planner is not None:
+        (home / "planner.gguf").symlink_to(planner)
+        llm = ["--llm", str(home / "planner.gguf")]
+    monkeypatch.setenv("HOME", str(home))
+    out = tmp_path / "out"
+    rc, _, err = qia(
+        "generate", "a red bicycle", "--model", str(home / "models" / "sd"), *llm, "--steps", "1", "--outdir", str(out)
+    )
+    assert rc == 0, err
+    (png,) = out.glob("*.png")
+    meta = read_metadata(png)
+    sidecar = png.with_suffix(".json").read_text(encoding="utf-8")
+    for text in [*meta.values(), sidecar]:
+        assert str(home) not in text and "alice" not in text
+    assert meta["qia:model"] == "~/models/sd" and "Model: ~/models/sd" in meta["parameters"]
+    assert json.loads(sidecar)["render"]["model"] == "~/models/sd"
+    if planner is not None:
+        assert json.loads(meta["qia:plan"])["model"]["path"] == "~/planner.gguf"
+
+
+def test_home_relative_keeps_hub_ids_and_other_folders(monkeypatch):
+    from qia_cli.paths import home_relative
+
+    monkeypatch.setenv("HOME", "/home/bob")
+    text = '"/home/bob/m" stabilityai/sd-turbo /home/bobby/x /srv/home/bob/y /home/bob'
+    assert home_relative(text) == '"~/m" stabilityai/sd-turbo /home/bobby/x /srv/home/bob/y ~'
+    monkeypatch.setenv("HOME", "/")
+    assert home_relative("/etc/x") == "/etc/x"
