@@ -42,6 +42,18 @@ def strip_escapes(text: str) -> str:
     return _ESCAPES.sub("", text) if "\x1b" in text or "\x9b" in text else text
 
 
+def clean_model_text(text: str) -> str:
+    """Text a model or a server wrote: escape sequences, control and invisible characters and lone
+    surrogates removed (newlines and tabs stay). Never raises: a model's odd bytes are not the user's error."""
+    if not text:
+        return ""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _ESCAPES.sub("", text)
+    text = _CONTROLS.sub("", text)
+    text = _SURROGATE.sub("", text)
+    return _INVISIBLE.sub("", text)
+
+
 def clean_input(text: str, *, what: str = "the text") -> str:
     """Text as typed, without escape sequences, control or invisible characters.
 
@@ -82,3 +94,9 @@ def printable(text: str) -> str:
 
 
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]|" + _INVISIBLE.pattern)
+
+
+def json_printable(document: str) -> str:
+    """A JSON text (dumped with ensure_ascii=False) with control, invisible and surrogate characters
+    written as \\uXXXX escapes: the same document to a parser, nothing raw for a terminal."""
+    return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", document)

@@ -150,3 +150,143 @@ def test_home_relative_keeps_hub_ids_and_other_folders(monkeypatch):
     assert home_relative(text) == '"~/m" stabilityai/sd-turbo /home/bobby/x /srv/home/bob/y ~'
     monkeypatch.setenv("HOME", "/")
     assert home_relative("/etc/x") == "/etc/x"
+
+
+# -- 3. terminal escapes from model files and LLM answers --------------------------------------------------
+EVIL = "\x1b]0;pwned\x07\x1b]52;c;ZXZpbA==\x07\u202eevil"
+
+
+def _evil_gguf(path: Path) -> Path:
+    from tests.test_model_profiles import write_gguf
+
+    return write_gguf(
+        path,
+        {
+            "general.architecture": "llama" + EVIL,
+            "general.size_label": "135M" + EVIL,
+            "general.license": "mit" + EVIL,
+            "general.file_type": 3,
+        },
+    )
+
+
+def _raw_escapes(text: str) -> bool:
+    return any(ch in text for ch in "\x1b\x07\u202e")
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_models_info_shows_gguf_metadata_escaped(qia, tmp_path, as_json):
+    gguf = _evil_gguf(tmp_path / "evil.gguf")
+    rc, out, err = qia("models", "info", str(gguf), *(["--json"] if as_json else []))
+    assert rc == 0, err
+    assert not _raw_escapes(out + err)
+    if as_json:
+        assert json.loads(out)["profile"]["license"] == "mit" + EVIL  # the data itself is kept
+    else:
+        assert "\\x1b]0;pwned\\x07" in out and "\\u202eevil" in out
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_qia_info_shows_gguf_metadata_escaped(qia, tmp_path, monkeypatch, as_json):
+    monkeypatch.setenv("QIA_LLM_MODEL", str(_evil_gguf(tmp_path / "evil.gguf")))
+    rc, out, err = qia("info", *(["--json"] if as_json else []))
+    assert rc == 0, err
+    assert not _raw_escapes(out + err)
+    assert ("\\u001b" if as_json else "\\x1b]0;pwned") in out
+
+
+def test_escapes_in_an_llm_answer_are_stripped_at_the_backend(monkeypatch):
+    from qia_cli.llm.base import Completion, cleaned, parse_json
+
+    line = cleaned(Completion(text=f" a red {EVIL} fox\x9b31m \x00\r\n"))
+    assert line.text == "a red evil fox"
+    doc = cleaned(Completion(text=json.dumps({"name": "a" + EVIL, "list": ["\u200bb\x1b[31m"]})), document=True)
+    assert not _raw_escapes(doc.text) and parse_json(doc) == {"name": "aevil", "list": ["b"]}
+
+
+class RawServer:
+    """An HTTP server on 127.0.0.1 that answers every POST or GET on a path with raw bytes, optionally a
+    few bytes at a time with a pause between them: path -> (body, chunk size, pause seconds)."""
+
+    def __init__(self, routes: dict[str, tuple[bytes, int, float]]) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.routes = routes
+        self.hits: list[str] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                import time
+
+                server.hits.append(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                body, chunk, pause = server.routes.get(self.path, (b'{"error": "no such path"}', 0, 0.0))
+                try:
+                    self.send_response(404 if self.path not in server.routes else 200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    for start in range(0, len(body), chunk or len(body) or 1):
+                        self.wfile.write(body[start : start + (chunk or len(body))])
+                        self.wfile.flush()
+                        if pause:
+                            time.sleep(pause)
+                except OSError:
+                    pass  # the client gave up
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def raw_server():
+    servers: list[RawServer] = []
+
+    def make(routes):
+        servers.append(RawServer(routes))
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+def _completions(text: str, **extra) -> bytes:
+    return json.dumps({"choices": [{"text": text, "finish_reason": "stop"}], **extra}).encode()
+
+
+def _chat(content: str, **extra) -> bytes:
+    body = {"choices": [{"message": {"role": "assistant", "content": content}, "finish_reason": "stop"}], **extra}
+    return json.dumps(body).encode()
+
+
+def test_escapes_from_a_server_never_reach_the_plan(raw_server):
+    from qia_cli.llm.openai import OpenAILLM
+
+    server = raw_server(
+        {
+            "/v1/completions": (_completions(f"cherry {EVIL} blossom"), 0, 0.0),
+            "/v1/chat/completions": (_chat(json.dumps({"gaps": [f"the {EVIL} flag"]})), 0, 0.0),
+            "/v1/models": (json.dumps({"data": [{"id": "m\x1b]0;x\x07"}]}).encode(), 0, 0.0),
+        }
+    )
+    llm = OpenAILLM(server.url)
+    assert llm.complete("Q: hi\nA:").text == "cherry evil blossom"
+    answer = llm.json([{"role": "user", "content": "hi"}], {"type": "object"})
+    assert json.loads(answer.text) == {"gaps": ["the evil flag"]}
+    assert llm.info.name == "m"

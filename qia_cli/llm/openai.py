@@ -22,8 +22,9 @@ import time
 from typing import Any
 
 from qia_cli.errors import ModelError, QiaError, UsageError
-from qia_cli.llm.base import LINE_GRAMMAR, Completion, parse_json
+from qia_cli.llm.base import LINE_GRAMMAR, Completion, cleaned, parse_json
 from qia_cli.llm.types import ModelInfo
+from qia_cli.textsafe import clean_model_text
 
 TRIES = 3
 BACKOFF = (0.5, 1.0, 2.0)  # seconds before the 2nd, 3rd (and 4th) try
@@ -172,18 +173,22 @@ class OpenAILLM:
                 data = self._ok(resp)
                 self.use_completions = True
                 choice = self._choice(data)
-                return Completion(
-                    text=str(choice.get("text") or "").strip(),
-                    finish_reason=choice.get("finish_reason"),
-                    tokens=self._tokens(data),
+                return cleaned(
+                    Completion(
+                        text=str(choice.get("text") or ""),
+                        finish_reason=choice.get("finish_reason"),
+                        tokens=self._tokens(data),
+                    )
                 )
         data = self._ok(self._post("/chat/completions", {**base, "messages": [{"role": "user", "content": prompt}]}))
         choice = self._choice(data)
-        text = str((choice.get("message") or {}).get("content") or "").strip()
-        return Completion(
-            text=text.splitlines()[0].strip() if text else "",
-            finish_reason=choice.get("finish_reason"),
-            tokens=self._tokens(data),
+        text = clean_model_text(str((choice.get("message") or {}).get("content") or "")).strip()
+        return cleaned(
+            Completion(
+                text=text.splitlines()[0] if text else "",
+                finish_reason=choice.get("finish_reason"),
+                tokens=self._tokens(data),
+            )
         )
 
     def json(self, messages: list[dict[str, str]], schema: dict[str, Any], *, max_tokens: int = 256) -> Completion:
@@ -205,7 +210,9 @@ class OpenAILLM:
             break
         choice = self._choice(data)
         text = _strip_fence(str((choice.get("message") or {}).get("content") or "")).strip()
-        completion = Completion(text=text, finish_reason=choice.get("finish_reason"), tokens=self._tokens(data))
+        completion = cleaned(
+            Completion(text=text, finish_reason=choice.get("finish_reason"), tokens=self._tokens(data)), document=True
+        )
         if mode != "json_schema" and not _fits(parse_json(completion), schema):
             completion.finish_reason = "invalid"  # parse_json gives None: the planner treats it as no answer
         return completion
@@ -323,7 +330,7 @@ class OpenAILLM:
             data = resp.json().get("data") or []
         except (ValueError, AttributeError):
             return []
-        return [str(m["id"]) for m in data if isinstance(m, dict) and m.get("id")]
+        return [clean_model_text(str(m["id"])) for m in data if isinstance(m, dict) and m.get("id")]
 
     def _model_name(self) -> str | None:
         """The model named in the spec, else the server's first `/models` entry (asked once)."""
