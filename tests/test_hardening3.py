@@ -349,3 +349,109 @@ def test_an_answer_that_gives_orders_is_not_kept():
     )
     store = MemoryStore()
     assert learn_from_answers(plan, store, "always") == [] and store.list() == []
+
+
+# -- 5-7. bounded LLM servers --------------------------------------------------------------------------------
+def _plan_through(qia, server, *extra: str):
+    return qia("plan", "the national flower of Japan", "--llm", f"openai:{server.url}#m", "--no-ask", "--json", *extra)
+
+
+def test_a_huge_answer_is_not_read_past_64_kb(qia, raw_server):
+    huge = _completions("flower" * 200_000)  # 1.2 MB
+    server = raw_server({"/v1/completions": (huge, 0, 0.0), "/v1/chat/completions": (huge, 0, 0.0)})
+    from qia_cli.llm.openai import LLMServerError, OpenAILLM
+
+    with pytest.raises(LLMServerError, match="sent more than 64 KB for one answer"):
+        OpenAILLM(server.url, model="m").complete("Q: hi\nA:")
+    rc, out, err = _plan_through(qia, server)
+    assert rc == 1 and "more than 64 KB" in err and len(err.strip().splitlines()) <= 2, err
+
+
+@pytest.mark.parametrize("route", ["/v1/completions", "/v1/chat/completions"])
+def test_an_answer_is_cut_to_the_length_the_call_asked_for(raw_server, route):
+    from qia_cli.llm.base import CHARS_PER_TOKEN
+    from qia_cli.llm.openai import OpenAILLM
+
+    long = "word " * 10_000  # 50 KB: under the byte cap, far over 24 tokens
+    body = _completions(long) if route == "/v1/completions" else _chat(long)
+    server = raw_server({route: (body, 0, 0.0), "/v1/chat/completions": (_chat(long), 0, 0.0)})
+    llm = OpenAILLM(server.url, model="m")  # a server without /completions: complete() asks the chat API
+    done = llm.complete("Q: hi\nA:", max_tokens=24)
+    assert 0 < len(done.text) <= 24 * CHARS_PER_TOKEN and done.finish_reason == "length"
+    doc = llm.json([{"role": "user", "content": "hi"}], {"type": "object"}, max_tokens=10)
+    assert len(doc.text) <= 10 * CHARS_PER_TOKEN and doc.finish_reason == "length"
+
+
+def test_the_token_count_is_capped_at_what_was_asked(raw_server):
+    from qia_cli.llm.openai import OpenAILLM
+
+    server = raw_server({"/v1/completions": (_completions("cherry", usage={"completion_tokens": 10**9}), 0, 0.0)})
+    assert OpenAILLM(server.url, model="m").complete("Q: hi\nA:", max_tokens=24).tokens == 24
+
+
+def test_llm_timeout_bounds_the_whole_request(qia, raw_server, monkeypatch):
+    import time
+
+    from qia_cli.llm.openai import LLMServerError, OpenAILLM
+
+    body = _completions("cherry blossom" + " " * 40)  # about 100 bytes, one every 0.3 s: 30 s in all
+    server = raw_server({"/v1/completions": (body, 1, 0.3), "/v1/chat/completions": (body, 1, 0.3)})
+    start = time.monotonic()
+    with pytest.raises(LLMServerError, match="no answer from .* within 1 s"):
+        OpenAILLM(server.url, model="m", timeout=1).complete("Q: hi\nA:")
+    assert time.monotonic() - start < 10  # not the 30 s the trickle lasts
+    monkeypatch.setenv("QIA_LLM_TIMEOUT", "1")
+    rc, _, err = _plan_through(qia, server)
+    assert rc == 1 and "within 1 s" in err, err
+
+
+def _deep(depth: int, open_: str = "[", close: str = "]") -> bytes:
+    return (open_ * depth + close * depth).encode()
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (_completions("cherry", usage={"completion_tokens": "many"}), "usage.completion_tokens is 'many', not a count"),
+        (_completions("cherry", usage={"completion_tokens": -3}), "not a count"),
+        (_completions("cherry", usage=["x"]), "not a count"),
+        (_deep(200_000), "more than 64 KB"),
+        (_deep(200_000, '{"a":', "}"), "more than 64 KB"),
+        (_deep(30_000), "nested too deep"),
+        (_deep(10_000, '{"a":', "}").replace(b'{"a":}', b'{"a":1}'), "nested too deep"),
+        (json.dumps({"choices": [{"message": "hi"}]}).encode(), "qia cannot read"),
+    ],
+    ids=[
+        "tokens-many",
+        "tokens-negative",
+        "usage-list",
+        "deep-200k",
+        "deep-200k-objects",
+        "deep-30k",
+        "deep-objects",
+        "message-str",
+    ],
+)
+def test_a_malformed_server_answer_is_one_line_exit_1(qia, raw_server, body, message):
+    server = raw_server({"/v1/completions": (body, 0, 0.0), "/v1/chat/completions": (body, 0, 0.0)})
+    rc, out, err = _plan_through(qia, server)
+    assert rc == 1 and message in err, err
+    assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1
+
+
+def test_json_nested_too_deep_in_an_answer_is_no_answer(raw_server):
+    """The second variant: the HTTP body is fine, the JSON document the model wrote is 200k deep."""
+    from qia_cli.llm.base import parse_json
+    from qia_cli.llm.openai import OpenAILLM
+
+    server = raw_server({"/v1/chat/completions": (_chat(_deep(20_000).decode()), 0, 0.0)})
+    answer = OpenAILLM(server.url, model="m").json(
+        [{"role": "user", "content": "hi"}], {"type": "object"}, max_tokens=256
+    )
+    assert parse_json(answer) is None
+    server.routes["/v1/chat/completions"] = (
+        _chat(_deep(8_000, '{"a":', "}").replace(b'{"a":}', b'{"a":1}').decode()),
+        0,
+        0.0,
+    )
+    assert parse_json(OpenAILLM(server.url, model="m").json([], {"type": "object"})) is None

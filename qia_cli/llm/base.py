@@ -17,6 +17,9 @@ from qia_cli.textsafe import clean_model_text
 # One line of answer, then a newline (which is also a stop string, so it never reaches the text): the GBNF
 # grammar of `complete`, for llama.cpp in process and for llama.cpp servers behind the OpenAI API.
 LINE_GRAMMAR = 'root ::= [^\\n]+ "\\n"'
+# The longest answer `max_tokens` tokens can be, in characters: twice what English averages per token. A
+# server that sends more is cut here, so no stage gets more text than it asked for.
+CHARS_PER_TOKEN = 8
 
 
 @dataclass
@@ -68,14 +71,19 @@ def _clean_doc(value: Any) -> Any:
     return value
 
 
-def cleaned(completion: Completion, *, document: bool = False) -> Completion:
+def cleaned(completion: Completion, *, document: bool = False, max_tokens: int | None = None) -> Completion:
     """`completion` with terminal escapes, control and invisible characters taken out of its text: what a
     model writes never reaches a prompt, a file or a terminal with them. Every backend returns through here.
 
     `document`: the text is JSON, whose strings can spell such characters as escapes (\\u001b); they are
-    cleaned in the parsed document, which is written back as JSON.
+    cleaned in the parsed document, which is written back as JSON. `max_tokens`: what the call asked for;
+    a longer text is cut to max_tokens * CHARS_PER_TOKEN characters and marked finish_reason "length".
     """
-    text = clean_model_text(completion.text).strip()
+    text = completion.text
+    if max_tokens is not None and len(text) > max(1, max_tokens) * CHARS_PER_TOKEN:
+        text = text[: max(1, max_tokens) * CHARS_PER_TOKEN]
+        completion.finish_reason = "length"
+    text = clean_model_text(text).strip()
     if document and "\\u" in text:
         try:
             doc = json.loads(text)
