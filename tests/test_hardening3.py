@@ -455,3 +455,45 @@ def test_json_nested_too_deep_in_an_answer_is_no_answer(raw_server):
         0.0,
     )
     assert parse_json(OpenAILLM(server.url, model="m").json([], {"type": "object"})) is None
+
+
+# -- 12. config meaning checks -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("knowledge_llm", "/etc/passwd", "not a GGUF model file"),
+        ("knowledge_llm", "/no/such/model.gguf", "model file not found"),
+        ("knowledge_llm", "openai:http://127.0.0.1:9/v1", "not a server model"),
+        ("knowledge_llm", "a/b/../../x.gguf", "is not a model name"),
+        ("vae", "/etc", "not a diffusers VAE folder"),
+        ("vae", "/etc/passwd", "is a file, not a diffusers VAE folder"),
+        ("vae", "nope", "unknown VAE"),
+    ],
+)
+def test_config_set_checks_what_a_model_setting_names(qia, key, value, message):
+    rc, _, err = qia("config", "set", key, value)
+    assert rc == 2 and message in err, err
+    rc, out, _ = qia("config", "show", "--json")
+    assert rc == 0 and json.loads(out)["settings"][key]["source"] == "default"
+
+
+def test_config_set_stores_good_model_settings_absolute(qia, tmp_path, monkeypatch):
+    import tomllib
+
+    from qia_cli import paths
+    from tests.test_model_profiles import write_gguf
+
+    write_gguf(tmp_path / "k.gguf", {"general.architecture": "gemma3"})
+    (tmp_path / "taesd").mkdir()
+    (tmp_path / "taesd" / "config.json").write_text('{"_class_name": "AutoencoderTiny"}')
+    monkeypatch.chdir(tmp_path)
+    for key, value in [("knowledge_llm", "k.gguf"), ("vae", "taesd"), ("vae", "tiny"), ("knowledge_llm", "planner")]:
+        rc, _, err = qia("config", "set", key, value)
+        assert rc == 0, err
+        stored = tomllib.loads(paths.config_file().read_text())[key]
+        assert stored == (str(tmp_path / value) if "." in value or value == "taesd" else value)
+
+
+def test_vae_flag_refuses_a_folder_that_is_no_vae_before_planning(qia, tmp_path):
+    rc, out, err = qia("generate", "a red bicycle", "--llm", "fake", "--vae", str(tmp_path), "--outdir", str(tmp_path))
+    assert rc == 2 and "not a diffusers VAE folder" in err and out == "", err

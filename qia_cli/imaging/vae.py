@@ -27,13 +27,20 @@ _CLASSES = ("AutoencoderTiny", "AutoencoderKL")
 
 
 def check_vae(vae: str | None) -> str:
-    """'full', 'tiny', an existing folder or something shaped like a hub id; else UsageError (no torch)."""
+    """'full', 'tiny', a diffusers VAE folder (config.json naming a VAE class) or something shaped like a
+    hub id; else UsageError or ModelError (no torch)."""
     text = (vae or "full").strip()
     if text.lower() in CHOICES:
         return text.lower()
     from qia_cli.models.spec import is_repo_id
 
-    if Path(text).expanduser().exists() or is_repo_id(text):
+    folder = Path(text).expanduser()
+    if folder.exists():
+        if not folder.is_dir():
+            raise ModelError(f"VAE {text} is a file, not a diffusers VAE folder")
+        _class_name(folder, text)
+        return text
+    if is_repo_id(text):
         return text
     raise UsageError(
         f"unknown VAE '{vae}'", hint="use full, tiny, a folder with an AutoencoderTiny, or a Hugging Face id"
