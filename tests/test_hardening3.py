@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import pytest
 from qia_cli.cli.app import main
 from qia_cli.errors import UsageError
 from tests.imaging_fixtures import tiny_pipeline_dir  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -497,3 +500,118 @@ def test_config_set_stores_good_model_settings_absolute(qia, tmp_path, monkeypat
 def test_vae_flag_refuses_a_folder_that_is_no_vae_before_planning(qia, tmp_path):
     rc, out, err = qia("generate", "a red bicycle", "--llm", "fake", "--vae", str(tmp_path), "--outdir", str(tmp_path))
     assert rc == 2 and "not a diffusers VAE folder" in err and out == "", err
+
+
+# -- what a new user tripped on: hints, help text ----------------------------------------------------------
+def _command_tree():
+    """(path, click command) for qia and every command under it, from a fresh, untouched build."""
+    import typer.main
+
+    from qia_cli.cli.app import app
+
+    out = []
+
+    def walk(command, path):
+        out.append((path, command))
+        for name, sub in (getattr(command, "commands", None) or {}).items():
+            walk(sub, [*path, name])
+
+    walk(typer.main.get_command(app), [])
+    return out
+
+
+def _all_flags() -> set[str]:
+    return {opt for _, command in _command_tree() for p in command.params for opt in (*p.opts, *p.secondary_opts)}
+
+
+# Commands of other tools that hints quote (their flags are theirs): `ray start --head`, `pip install --x`.
+_OTHER_TOOLS = re.compile(r"(?:\bray start|\bpip install|\bpython -m \S+|\bhf download)[^,;`]*")
+
+
+def _hint_texts() -> list[tuple[str, str]]:
+    """(where, text) of every hint= given to an error, and every 'pass --x' / 'use --x' in a message."""
+    import ast
+
+    found = []
+    for path in sorted((ROOT / "qia_cli").rglob("*.py")):
+        source = path.read_text(encoding="utf-8")
+        for node in ast.walk(ast.parse(source)):
+            parts: list[str] = []
+            if isinstance(node, ast.keyword) and node.arg == "hint":
+                parts = [
+                    c.value for c in ast.walk(node.value) if isinstance(c, ast.Constant) and isinstance(c.value, str)
+                ]
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                if re.search(r"\b(?:pass|use|with|add|try|rerun)\s+--[a-z]", node.value):
+                    parts = [node.value]
+            if parts:
+                found.append((f"{path.relative_to(ROOT)}:{node.lineno}", " ".join(parts)))
+    return found
+
+
+def test_every_flag_a_hint_names_exists():
+    flags = _all_flags()
+    hints = _hint_texts()
+    assert len(hints) > 20  # the scan sees them
+    missing = []
+    for where, text in hints:
+        for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", _OTHER_TOOLS.sub("", text)):
+            if flag not in flags:
+                missing.append(f"{where}: {flag} ({text[:80]})")
+    assert not missing, missing
+
+
+def test_generate_overwrite_replaces_the_output_file(qia, tiny_pipeline_dir, tmp_path):
+    target = tmp_path / "out" / "x.png"
+    args = [
+        "generate",
+        "a red bicycle",
+        "--no-plan",
+        "--model",
+        str(tiny_pipeline_dir),
+        "--steps",
+        "1",
+        "-o",
+        str(target),
+    ]
+    assert qia(*args)[0] == 0
+    first = target.read_bytes()
+    rc, _, err = qia(*args, "--seed", "7")
+    assert rc == 2 and "already exists" in err and "--overwrite" in err and target.read_bytes() == first
+    rc, _, err = qia(*args, "--seed", "7", "--overwrite")
+    assert rc == 0, err
+    assert target.read_bytes() != first and json.loads(target.with_suffix(".json").read_text())["render"]["seed"] == 7
+    assert sorted(p.name for p in target.parent.iterdir()) == ["x.json", "x.png"]
+
+
+def _help(qia, monkeypatch, path: list[str]) -> str:
+    import typer.rich_utils
+
+    monkeypatch.setattr(typer.rich_utils, "MAX_WIDTH", 400)  # no wrapping inside a word
+    rc, out, err = qia(*path, "--help")
+    assert rc == 0, err
+    return out
+
+
+def test_help_shows_every_bracket_its_source_has(qia, monkeypatch):
+    checked = 0
+    for path, command in _command_tree():
+        texts = [command.help or ""] + [p.help or "" for p in command.params]
+        brackets = {b for text in texts for b in re.findall(r"\[[^\]\s]+\]", text)}
+        if not brackets:
+            continue
+        shown = _help(qia, monkeypatch, path)
+        for bracket in brackets:
+            assert bracket in shown, f"qia {' '.join(path)} --help lost {bracket}"
+            checked += 1
+    assert checked >= 3  # qia-cli[ray] (batch, info), openai:BASE_URL[#MODEL] (plan, generate, ...)
+
+
+def test_help_labels_only_values_that_say_something(qia, monkeypatch):
+    for path, _ in _command_tree():
+        shown = _help(qia, monkeypatch, path)
+        assert not re.search(r"<(?:bool|str|int|float|path|list)", shown), f"qia {' '.join(path)} --help"
+    shown = _help(qia, monkeypatch, ["batch"])
+    assert re.search(r"--size\s+WxH", shown) and re.search(r"--shard\s+I/N", shown)
+    assert re.search(r"--steps\s+N", shown) and re.search(r"--outdir\s+PATH", shown)
+    assert re.search(r"--plan-only\s+Plan every line", shown)  # a flag: no label
