@@ -615,3 +615,11 @@ def test_help_labels_only_values_that_say_something(qia, monkeypatch):
     assert re.search(r"--size\s+WxH", shown) and re.search(r"--shard\s+I/N", shown)
     assert re.search(r"--steps\s+N", shown) and re.search(r"--outdir\s+PATH", shown)
     assert re.search(r"--plan-only\s+Plan every line", shown)  # a flag: no label
+
+
+def test_info_and_models_list_describe_a_bad_name_in_the_settings(qia, monkeypatch):
+    monkeypatch.setenv("QIA_LLM_MODEL", "x/y/../z.gguf")
+    monkeypatch.setenv("QIA_IMAGE_MODEL", "a//b")
+    for command in (["info"], ["models", "list"]):
+        rc, out, err = qia(*command)
+        assert rc == 0 and "x/y/../z.gguf" in out and "a//b" in out, err
