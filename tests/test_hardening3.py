@@ -99,6 +99,14 @@ def test_a_snapshot_link_that_points_outside_loses_only_the_link(hub_cache):
         cache.remove_file("a/b", "sub/x.gguf")  # a linked folder leading out
     assert victim.exists()
     (snapshot / "sub").unlink()
+    outside = hub_cache.parent / "elsewhere"
+    outside.mkdir()
+    (outside / "x.gguf").write_bytes(b"kept")
+    (snapshot.parent / "def").symlink_to(outside, target_is_directory=True)  # a snapshot that is a link
+    with pytest.raises(UsageError):
+        cache.remove_file("a/b", "x.gguf")
+    assert (outside / "x.gguf").read_bytes() == b"kept"
+    (snapshot.parent / "def").unlink()
     assert cache.remove_file("a/b", "m.gguf") == 0
     assert victim.read_bytes() == b"precious" and not (snapshot / "m.gguf").exists()
 

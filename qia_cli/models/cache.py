@@ -212,7 +212,7 @@ def remove_file(repo: str, file: str) -> int | None:
         target = snap / file
         if not (target.is_file() or target.is_symlink()):
             continue
-        if not _real(target.parent).is_relative_to(_real(snap)):  # a linked folder leading out
+        if not _real(target.parent).is_relative_to(_real(snapshots)):  # a linked folder (or snapshot) leading out
             raise UsageError(f"{printable(repo)}/{printable(file)} leads outside the cache; nothing was removed")
         targets.append(target)
     if not targets:
