@@ -425,7 +425,7 @@ def _deep(depth: int, open_: str = "[", close: str = "]") -> bytes:
     [
         (_completions("cherry", usage={"completion_tokens": "many"}), "usage.completion_tokens is 'many', not a count"),
         (_completions("cherry", usage={"completion_tokens": -3}), "not a count"),
-        (_completions("cherry", usage=["x"]), "not a count"),
+        (_completions("cherry", usage=["x"]), "usage is not an object"),
         (_deep(200_000), "more than 64 KB"),
         (_deep(200_000, '{"a":', "}"), "more than 64 KB"),
         (_deep(30_000), "nested too deep"),

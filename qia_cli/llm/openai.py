@@ -278,7 +278,9 @@ class OpenAILLM:
         usage = data.get("usage")
         if usage is None:
             return 0
-        count = usage.get("completion_tokens") if isinstance(usage, dict) else "?"
+        if not isinstance(usage, dict):
+            raise self._unreadable("usage is not an object")
+        count = usage.get("completion_tokens")
         if count is None:
             return 0
         if isinstance(count, bool) or not isinstance(count, (int, float)) or count != count or count < 0:
