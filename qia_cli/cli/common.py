@@ -74,7 +74,10 @@ StepsOpt = Annotated[
         "--steps", min=1, max=500, help="Denoising steps (default: from the model family).", show_default=False
     ),
 ]
-SizeOpt = Annotated[str | None, typer.Option("--size", help="WxH, e.g. 768x512 (multiples of 8).", show_default=False)]
+SizeOpt = Annotated[
+    str | None,
+    typer.Option("--size", metavar="WxH", help="Width x height, e.g. 768x512 (multiples of 8).", show_default=False),
+]
 GuidanceOpt = Annotated[
     float | None,
     typer.Option(

@@ -25,8 +25,14 @@ def generate_command(
     negative: common.NegativeOpt = None,
     count: common.CountOpt = 1,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="PNG file to write (no overwrite).", show_default=False)
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="PNG file to write (an existing one only with --overwrite).", show_default=False
+        ),
     ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace the -o file (and its NAME.json sidecar) if it exists.")
+    ] = False,
     outdir: common.OutdirOpt = None,
     device: common.DeviceOpt = None,
     dtype: common.DtypeOpt = None,
@@ -96,6 +102,7 @@ def generate_command(
         vae=vae,
         outdir=outdir,
         output=output,
+        overwrite=overwrite,
         rounds=rounds,
         keep_all=keep_all,
         scorer=scorer,

@@ -16,6 +16,7 @@ import typer
 
 from qia_cli import __version__
 from qia_cli.cli.root import app
+from qia_cli.textsafe import json_printable, printable
 
 
 def _error(exc: BaseException) -> str:
@@ -244,8 +245,8 @@ def _print_text(data: dict[str, Any]) -> None:
                 rows.append(("llm profile", f"{p['summary']}; n_ctx {p['n_ctx']}, llm gaps {gaps}"))
         rows += [("device", active["device"]), ("search", active["search"]), ("hf hub cache", active["hub_cache"])]
     width = max(len(key) for key, _ in rows)
-    for key, value in rows:
-        typer.echo(f"{key + ':':<{width + 2}}{value}")
+    for key, value in rows:  # GGUF metadata, paths, settings: escapes in them show, as in web text
+        typer.echo(printable(f"{key + ':':<{width + 2}}{value}"))
 
 
 def _ray_line(ray: dict[str, Any]) -> str:
@@ -278,6 +279,6 @@ def info_command(
     """
     data = collect(ray)
     if as_json:
-        typer.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+        typer.echo(json_printable(json.dumps(data, ensure_ascii=False, indent=2, default=str)))
         return
     _print_text(data)

@@ -33,8 +33,18 @@ def _human(size: int | None) -> str:
     return "-" if size is None else human(size)
 
 
+def _line(text: str) -> None:
+    """One line of text output. Names, paths and GGUF metadata come from files and servers: control and
+    invisible characters in them show as visible escapes (\\x1b, \\u202e), as web text does."""
+    from qia_cli.textsafe import printable
+
+    typer.echo(printable(text))
+
+
 def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+    from qia_cli.textsafe import json_printable
+
+    typer.echo(json_printable(json.dumps(data, ensure_ascii=False, indent=2)))
 
 
 def _status(info: dict[str, Any]) -> str:
@@ -178,41 +188,34 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print one JSON doc
             }
         )
         return
-    typer.echo("Planner LLMs")
+    _line("Planner LLMs")
     star = "*" if settings.llm == "bundled" else " "
-    typer.echo(
-        f" {star} bundled  {_human(bundled['size']):>8}  {bundled['label']}  {bundled['path'] or '(not installed)'}"
-    )
+    _line(f" {star} bundled  {_human(bundled['size']):>8}  {bundled['label']}  {bundled['path'] or '(not installed)'}")
     for g in pulled:
         label = f"{g['name']}  ({g['spec']})" if g["name"] else g["spec"]
-        typer.echo(f" {'*' if g['default'] else ' '} {label}  {_human(g['size'])}")
-    typer.echo(f"   configured: {settings.llm}  ({llm['source']})  {_status(llm)}")
-    typer.echo(f"Image models in the Hugging Face cache ({hub_cache_dir()})")
+        _line(f" {'*' if g['default'] else ' '} {label}  {_human(g['size'])}")
+    _line(f"   configured: {settings.llm}  ({llm['source']})  {_status(llm)}")
+    _line(f"Image models in the Hugging Face cache ({hub_cache_dir()})")
     if not pipes:
-        typer.echo("   (none)")
+        _line("   (none)")
     width = max((len(m.id) for m in pipes), default=0)
     for m in pipes:
         state = "" if m.complete else f"  incomplete: {', '.join(m.missing[:3])}; `qia models pull {m.id}` finishes it"
-        typer.echo(
+        _line(
             f" {'*' if m.id == settings.image_model else ' '} {m.id:<{width}}  {_human(m.size):>8}  "
             f"{m.pipeline or '?'}{' ' + m.variant if m.variant else ''}{state}"
         )
-    typer.echo(f"   configured: {settings.image_model}  ({image['source']})  {_status(image)}")
-    typer.echo("Pull more: qia models pull --list")
+    _line(f"   configured: {settings.image_model}  ({image['source']})  {_status(image)}")
+    _line("Pull more: qia models pull --list")
 
 
 def _is_llm_name(name: str) -> bool:
     from qia_cli.models.spec import parse
 
-    spec = parse(name)
-    path = Path(name).expanduser()
-    return (
-        name in {"bundled", "fake"}
-        or name.startswith("openai:")
-        or path.is_file()
-        or name.endswith(".gguf")
-        or (spec is not None and spec.kind == "gguf")
-    )
+    if name in {"bundled", "fake"} or name.startswith("openai:") or Path(name).expanduser().is_file():
+        return True
+    spec = parse(name)  # a name that leads out of the cache ('..', empty parts): UsageError
+    return name.endswith(".gguf") or (spec is not None and spec.kind == "gguf")
 
 
 @models_app.command("info")
@@ -255,18 +258,18 @@ def info(
             value = f"{_human(value)} ({value} bytes)"
         elif isinstance(value, list):
             value = ", ".join(value)
-        typer.echo(f"{key + ':':<12}{value}")
+        _line(f"{key + ':':<12}{value}")
     profile = data.get("profile")
     if profile:
-        typer.echo(f"{'profile:':<12}{profile['summary']}")
+        _line(f"{'profile:':<12}{profile['summary']}")
         params = f"{profile['parameters']:,}" if profile.get("parameters") else "?"
-        typer.echo(
+        _line(
             f"{'':<12}parameters {params}, tier {profile.get('tier') or '?'}, licence {profile.get('license') or '?'}"
         )
         gaps = "on" if profile["llm_gaps"] else "off"
-        typer.echo(f"{'':<12}qia opens {profile['auto_ctx']} tokens of context (llm_ctx unset); llm_gaps auto: {gaps}")
+        _line(f"{'':<12}qia opens {profile['auto_ctx']} tokens of context (llm_ctx unset); llm_gaps auto: {gaps}")
     elif data.get("profile_error"):
-        typer.echo(f"{'profile:':<12}unreadable: {data['profile_error']}")
+        _line(f"{'profile:':<12}unreadable: {data['profile_error']}")
 
 
 # -- rm --------------------------------------------------------------------------------------------------

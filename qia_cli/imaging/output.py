@@ -13,7 +13,7 @@ from typing import Any
 
 from qia_cli.errors import UsageError
 from qia_cli.fsutil import atomic_write
-from qia_cli.paths import default_outdir
+from qia_cli.paths import default_outdir, home_relative
 
 SLUG_MAX = 40
 MAX_SUFFIX = 10000
@@ -149,7 +149,7 @@ def _pnginfo(metadata: dict[str, str]):
 
     info = PngInfo()
     for key, value in metadata.items():
-        value = "" if value is None else str(value)
+        value = "" if value is None else home_relative(str(value))  # no user name in a shared image
         info.add_text(str(key), value, zip=len(value) > 1024)
     return info
 
@@ -205,7 +205,7 @@ def save_image(
         written.append(png)
         body = dict(sidecar)
         body.setdefault("image", png.name)
-        data = (json.dumps(body, indent=2, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+        data = (home_relative(json.dumps(body, indent=2, ensure_ascii=False, default=str)) + "\n").encode("utf-8")
         atomic_write(side, lambda fh: fh.write(data))
         written.append(side)
     except BaseException as exc:
@@ -229,7 +229,7 @@ def save_bytes(folder: Path, name: str, png: bytes, sidecar: dict) -> tuple[Path
     try:
         atomic_write(png_path, lambda fh: fh.write(png))
         body = {**sidecar, "image": png_path.name}
-        data = (json.dumps(body, indent=2, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+        data = (home_relative(json.dumps(body, indent=2, ensure_ascii=False, default=str)) + "\n").encode("utf-8")
         atomic_write(side, lambda fh: fh.write(data))
     except BaseException as exc:
         png_path.unlink(missing_ok=True)

@@ -24,7 +24,6 @@ MAX_SIDE = 4096
 # 8.4 MP (e.g. 4096x2048): SD-class models are trained at 0.26-1 MP; far beyond that the output
 # degrades into repeats while UNet attention memory grows with the square of the latent area.
 MAX_AREA = MAX_SIDE * MAX_SIDE // 2
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 
 
 class RenderCancelled(KeyboardInterrupt):
@@ -102,7 +101,9 @@ def _local_folder(model: str) -> Path | None:
         if not (path / "model_index.json").is_file():
             raise ModelError(f"model {model} is not a diffusers pipeline folder (no model_index.json)")
         return path.resolve()
-    if not _HUB_ID.match(model) or model.startswith((".", "~")) or model.count("/") > 1:
+    from qia_cli.models.spec import is_repo_id
+
+    if not is_repo_id(model, owner_optional=True):
         raise ModelError(
             f"model folder {model} does not exist",
             hint="pass an existing folder or a Hugging Face id like stabilityai/sd-turbo",

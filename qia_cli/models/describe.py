@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from qia_cli.errors import ModelError
+from qia_cli.errors import ModelError, UsageError
 from qia_cli.models import cache, pipeline
 from qia_cli.models.spec import parse, resolve_llm
 
@@ -66,10 +66,11 @@ def describe_llm(name: str) -> dict[str, Any]:
             "error": None,
             "profile": None,
         }
-    spec = parse(name)
+    spec = None
     try:
+        spec = None if Path(name).expanduser().exists() else parse(name)  # a local file wins over a name
         hit = resolve_llm(name)
-    except ModelError as exc:
+    except UsageError as exc:  # a name that is not pulled (ModelError), or no name at all ('..', '//')
         return {
             "name": name,
             "kind": "pulled",
@@ -79,7 +80,7 @@ def describe_llm(name: str) -> dict[str, Any]:
             "size": None,
             "available": False,
             "error": exc.message,
-            "hint": exc.hint,
+            "hint": exc.hint if isinstance(exc, ModelError) else None,  # a command that gets it
             "profile": None,
         }
     if hit is not None:
@@ -143,7 +144,18 @@ def describe_image(name: str, cached: list[cache.CachedPipeline] | None = None) 
             "error": None if ok else "not a diffusers pipeline folder (no model_index.json)",
             "hint": None,
         }
-    spec = parse(name)
+    try:
+        spec = parse(name)
+    except UsageError as exc:  # a name with '..' or empty parts
+        return {
+            "name": name,
+            "kind": "hub",
+            "path": None,
+            "available": False,
+            "size": None,
+            "error": exc.message,
+            "hint": None,
+        }
     if spec is not None and spec.kind == "pipeline":
         cached = cache.scan()[1] if cached is None else cached
         hit = next((m for m in cached if m.id == name), None)
