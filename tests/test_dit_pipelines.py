@@ -121,11 +121,12 @@ def test_flux_schnell_shaped_renders_in_1_to_4_steps_at_guidance_0_and_clip_read
 ):
     code, out, err = qia(
         monkeypatch, capsys, "generate", LONG, "--model", str(tiny_flux_dir), "--no-plan", "--json",
-        "--outdir", str(tmp_path), "--size", "64x64", "--device", "cpu",
+        "--outdir", str(tmp_path), "--device", "cpu",
     )  # fmt: skip
     assert code == 0, err
     render = json.loads(out)["render"]
     assert 1 <= render["steps"] <= 4 and render["guidance"] == 0.0 and render["prompt"] == LONG
+    assert (render["width"], render["height"]) == (64, 64)  # the size its VAE was made for
     assert "castle bridge" in _read(seen, "text_encoder_2", "tokenizer_2")  # T5
     clip_ids = seen["ids"]["text_encoder"][0]
     assert clip_ids.shape[-1] == 77  # CLIP reads its 77 tokens: the head of the prompt

@@ -79,6 +79,16 @@ def test_a_folder_with_no_telling_name_gets_its_family_from_model_index_and_the_
     assert defaults_for(str(_folder(tmp_path, "FLUX.1-dev", flux))).family == "flux.1-dev"
 
 
+def test_a_pipeline_whose_vae_was_made_for_small_images_renders_at_that_size(tmp_path):
+    folder = _folder(tmp_path, "small", {"_class_name": "FluxPipeline"}, {"guidance_embeds": False})
+    (folder / "vae").mkdir()
+    (folder / "vae" / "config.json").write_text(json.dumps({"sample_size": 72}))
+    row = defaults_for(str(folder))
+    assert (row.family, row.steps, row.width, row.height) == ("flux.1-schnell", 4, 64, 64)
+    (folder / "vae" / "config.json").write_text(json.dumps({"sample_size": 1024}))  # as the released VAEs
+    assert defaults_for(str(folder)).width == 1024
+
+
 # -- what the pipeline call gets ------------------------------------------------------------------------------
 class Spec:
     def __init__(self, prompt="a red cat", negative="blurry", steps=4, guidance=0.0, true_cfg=None):

@@ -276,13 +276,23 @@ def _by_class(cls: str, folder: Path, named: FamilyDefaults | None, index: dict)
     return None
 
 
+def _native_size(folder: Path, row: FamilyDefaults) -> FamilyDefaults:
+    """`row` at the size the pipeline's VAE was made for, when its config says one smaller than the family's
+    (a small or test pipeline; the released VAEs say 1024 or nothing)."""
+    side = _read_json(folder / "vae" / "config.json").get("sample_size")
+    if isinstance(side, int) and 16 <= side < min(row.width, row.height):
+        side -= side % 16  # the transformer families pack 2x2 latents of an 8x VAE
+        return replace(row, width=side, height=side)
+    return row
+
+
 def _local(folder: Path, name: str | None = None) -> FamilyDefaults:
     index = _read_json(folder / "model_index.json")
     cls = str(index.get("_class_name", ""))
     named = _by_name(name or folder.name)
     found = _by_class(cls, folder, named, index)
     if found is not None:
-        return found
+        return _native_size(folder, found)
     if named is not None:
         return named
     if "XL" in cls:
