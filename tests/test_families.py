@@ -354,3 +354,45 @@ def test_a_t5_family_gets_its_larger_budget(monkeypatch, capsys, tmp_path):
     words = " ".join(f"word{i}" for i in range(200))
     (note,) = [w for w in _plan(monkeypatch, capsys, words)["warnings"] if "200 words" in w]
     assert "190-word cap for flux.1-schnell's T5 text encoder (256 tokens)" in note
+
+
+def test_pull_selects_what_a_flux_repository_needs_and_with_a_gguf_no_transformer_weights():
+    from qia_cli.models.pipeline import select
+
+    index = {
+        "_class_name": "FluxPipeline",
+        **{c: ["x", "y"] for c in ("scheduler", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")},
+        "transformer": ["diffusers", "FluxTransformer2DModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+    }
+    tree = [
+        "model_index.json",
+        "flux1-schnell.safetensors",  # the original single-file checkpoint
+        "ae.safetensors",
+        "README.md",
+        "scheduler/scheduler_config.json",
+        "text_encoder/config.json",
+        "text_encoder/model.safetensors",
+        "text_encoder_2/config.json",
+        "text_encoder_2/model-00001-of-00002.safetensors",
+        "text_encoder_2/model-00002-of-00002.safetensors",
+        "text_encoder_2/model.safetensors.index.json",
+        "tokenizer/vocab.json",
+        "tokenizer_2/spiece.model",
+        "transformer/config.json",
+        "transformer/diffusion_pytorch_model-00001-of-00003.safetensors",
+        "transformer/diffusion_pytorch_model.safetensors.index.json",
+        "vae/config.json",
+        "vae/diffusion_pytorch_model.safetensors",
+    ]
+    full = set(select(tree, index).files)
+    assert {"text_encoder_2/model-00002-of-00002.safetensors", "tokenizer_2/spiece.model"} <= full
+    assert "transformer/diffusion_pytorch_model-00001-of-00003.safetensors" in full
+    assert not {"flux1-schnell.safetensors", "ae.safetensors", "README.md"} & full
+    quant = set(select(tree, index, skip_weights=("transformer",)).files)
+    assert "transformer/config.json" in quant
+    assert not [f for f in quant if f.startswith("transformer/diffusion_pytorch_model")]
+    assert full - quant == {
+        "transformer/diffusion_pytorch_model-00001-of-00003.safetensors",
+        "transformer/diffusion_pytorch_model.safetensors.index.json",
+    }
