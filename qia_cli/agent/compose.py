@@ -37,8 +37,15 @@ def _by_kind(gaps: list[Gap], evidence: list[Evidence], kind: str) -> list[Evide
     return [e for e in evidence if e.gap_id in ids]
 
 
-def compose(analysis: Analysis, gaps: list[Gap], evidence: list[Evidence], user_negative: str | None = None):
-    """Returns (prompt, negative_prompt, checklist).
+def compose(
+    analysis: Analysis,
+    gaps: list[Gap],
+    evidence: list[Evidence],
+    user_negative: str | None = None,
+    max_words: int = MAX_PROMPT_WORDS,
+):
+    """Returns (prompt, negative_prompt, checklist). `max_words`: the prompt's word budget, sized for the image
+    model's text encoder (MAX_PROMPT_WORDS for CLIP's 77 tokens; more for T5 or Qwen, imaging/families.py).
 
     Only image content reaches the prompt. An assumption about what only the user knows (who "my dog" is,
     what the poster says, which headquarters) is a note for the user: it stays in the plan's evidence,
@@ -86,7 +93,7 @@ def compose(analysis: Analysis, gaps: list[Gap], evidence: list[Evidence], user_
     parts = _dedupe(head + details + look)
     # The request is never cut; what the plan adds fills the room left in the word budget.
     prompt = parts[0]
-    room = MAX_PROMPT_WORDS - len(prompt.split())
+    room = max_words - len(prompt.split())
     for part in parts[1:]:
         size = len(part.split())
         if size > room:

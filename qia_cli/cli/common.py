@@ -66,7 +66,12 @@ def complete_device(incomplete: str) -> list[str]:
 
 ModelOpt = Annotated[
     str | None,
-    typer.Option("--model", "-m", help="Diffusers model: Hugging Face id or local folder.", show_default=False),
+    typer.Option(
+        "--model",
+        "-m",
+        help="Diffusers model: Hugging Face id or local folder; BASE+TRANSFORMER.gguf for a GGUF-quantized transformer.",
+        show_default=False,
+    ),
 ]
 StepsOpt = Annotated[
     int | None,

@@ -108,7 +108,7 @@ def generate_command(
         scorer=scorer,
     )
     agent.check_render(opts)  # every render input fails here, before a plan that can take a minute
-    plan = _as_typed(request, negative) if no_plan else _planned(agent, request, flags, show=show)
+    plan = _as_typed(request, negative) if no_plan else _planned(agent, request, flags, show=show, model=model)
     warned = len(plan.warnings)
     with step_progress(enabled=show) as on_step:
         result = agent.render(plan, opts, on_step=on_step)
@@ -146,9 +146,9 @@ def _as_typed(request: str, negative: str | None):
     )
 
 
-def _planned(agent, request: str, flags: common.PlanFlags, *, show: bool):
-    """Plan as `qia plan` does: answers, memory, and the plan printed for people."""
-    plan = agent.plan(request, common.plan_options(flags, agent))
+def _planned(agent, request: str, flags: common.PlanFlags, *, show: bool, model: str | None = None):
+    """Plan as `qia plan` does (answers, memory, the plan printed for people), the prompt sized for `model`."""
+    plan = agent.plan(request, common.plan_options(flags, agent), model=model)
     common.note_unused_answers(plan, flags)
     common.learn_from_answers(plan, flags, agent)
     if show:

@@ -65,7 +65,8 @@ def models_root(ctx: typer.Context) -> None:
 
 # -- pull -------------------------------------------------------------------------------------------------
 def _catalog_rows() -> dict[str, Any]:
-    from qia_cli.models import catalog
+    from qia_cli.imaging.families import by_family
+    from qia_cli.models import catalog, image_catalog
 
     ram = catalog.total_ram()
     best = catalog.recommend(ram)
@@ -73,7 +74,30 @@ def _catalog_rows() -> dict[str, Any]:
         {**e.as_dict(), "fits": catalog.fits(e, ram), "recommended": best is not None and e.name == best.name}
         for e in catalog.CATALOG
     ]
-    return {"ram": ram, "cpus": os.cpu_count(), "recommended": best.name if best else None, "models": rows}
+    gpu = image_catalog.gpu_total()
+    pick = image_catalog.recommend(gpu)
+    images = []
+    for entry in image_catalog.IMAGE_CATALOG:
+        family = by_family(entry.family)
+        place = image_catalog.placement(entry, gpu, ram)
+        images.append(
+            {
+                **entry.as_dict(),
+                "placement": place,
+                "fits": None if place is None else place in ("gpu", "cpu"),
+                "recommended": entry.name == pick.name,
+                "defaults": family.as_dict() if family else None,
+            }
+        )
+    return {
+        "ram": ram,
+        "cpus": os.cpu_count(),
+        "recommended": best.name if best else None,
+        "models": rows,
+        "gpu_memory": gpu,
+        "recommended_image": pick.name,
+        "image_models": images,
+    }
 
 
 def _print_catalog(data: dict[str, Any]) -> None:
@@ -91,18 +115,50 @@ def _print_catalog(data: dict[str, Any]) -> None:
     if data["recommended"]:
         typer.echo(f"* recommended here: qia models pull {data['recommended']}")
     typer.echo("Any GGUF on the Hub works too: qia models pull ORG/REPO/FILE.gguf")
+    _print_images(data)
+
+
+_PLACES = {
+    "gpu": "fits the GPU",
+    "cpu": "runs on the CPU",
+    "offload": "GPU too small: CPU offload",
+    "no": "too big",
+    "needs-gpu": "needs a GPU",
+    None: "?",
+}
+
+
+def _print_images(data: dict[str, Any]) -> None:
+    gpu = data["gpu_memory"]
+    where = "no GPU" if gpu == 0 else ("GPU memory unknown" if gpu is None else f"{gpu / 1e9:.0f} GB of GPU memory")
+    typer.echo(f"Image models to pull (diffusers pipelines; this machine: {where})")
+    width = max(len(r["name"]) for r in data["image_models"])
+    fam = max(len(r["family"]) for r in data["image_models"])
+    for r in data["image_models"]:
+        mark = "*" if r["recommended"] else ("!" if r["placement"] == "no" else "")
+        licence = r["license"] + ("" if r["commercial"] else " [non-commercial]")
+        typer.echo(
+            f" {mark:1} {r['name']:<{width}}  {r['family']:<{fam}}  {_human(r['disk']):>7} on disk, "
+            f"{_human(r['gpu']):>7} GPU ({_PLACES[r['placement']]})  {licence}"
+        )
+        typer.echo(f"   {'':<{width}}  {r['spec']}  ({r['note']})")
+    typer.echo(f"* recommended here: qia models pull {data['recommended_image']}  (the default is sd-turbo)")
+    typer.echo("Any diffusers pipeline works: qia models pull ORG/REPO; a GGUF transformer: BASE+ORG/REPO/FILE.gguf")
 
 
 @models_app.command("pull")
 def pull_command(
     spec: str | None = typer.Argument(
         None,
-        help="A catalog name (see --list), ORG/REPO/FILE.gguf for a planner GGUF, or ORG/REPO for a "
-        "diffusers pipeline.",
+        help="A catalog name (see --list), ORG/REPO/FILE.gguf for a planner GGUF, ORG/REPO for a "
+        "diffusers pipeline, or BASE+ORG/REPO/FILE.gguf for a pipeline with a GGUF transformer.",
         show_default=False,
     ),
     list_catalog: bool = typer.Option(
-        False, "--list", help="Print the catalog, mark what fits this machine's RAM and recommend one."
+        False,
+        "--list",
+        help="Print the catalogs of planner and image models, mark what fits this machine's RAM and GPU, "
+        "and recommend one of each.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
@@ -120,6 +176,8 @@ def pull_command(
       qia models pull Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf
 
       qia models pull stabilityai/sd-turbo
+
+      qia models pull black-forest-labs/FLUX.1-schnell+city96/FLUX.1-schnell-gguf/flux1-schnell-Q4_K_S.gguf
     """
     if list_catalog:
         data = _catalog_rows()
@@ -137,7 +195,9 @@ def pull_command(
     if as_json:
         _print_json(result.as_dict())
         return
-    what = result.name or (f"{result.repo}/{result.file}" if result.file else result.repo)
+    what = result.name or (
+        result.spec if result.kind == "quant" else f"{result.repo}/{result.file}" if result.file else result.repo
+    )
     if result.cached:
         console.info(f"{what} is already pulled ({_human(result.size)}): {result.path}")
     else:
@@ -147,7 +207,8 @@ def pull_command(
     if result.kind == "gguf":
         console.info(f'use it: qia plan "..." --llm {spec}   or always: qia models set-default llm {spec}')
     else:
-        console.info(f'use it: qia generate "..." --model {spec}   or always: qia models set-default image {spec}')
+        model = result.spec
+        console.info(f'use it: qia generate "..." --model {model}   or always: qia models set-default image {model}')
 
 
 # -- list, info ------------------------------------------------------------------------------------------
@@ -210,10 +271,16 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print one JSON doc
 
 
 def _is_llm_name(name: str) -> bool:
+    from qia_cli.imaging import quant
     from qia_cli.models.spec import parse
 
     if name in {"bundled", "fake"} or name.startswith("openai:") or Path(name).expanduser().is_file():
         return True
+    try:
+        if quant.split(name) is not None:
+            return False  # BASE+TRANSFORMER.gguf: an image model
+    except UsageError:
+        return False
     spec = parse(name)  # a name that leads out of the cache ('..', empty parts): UsageError
     return name.endswith(".gguf") or (spec is not None and spec.kind == "gguf")
 
@@ -246,6 +313,9 @@ def info(
         "path",
         "size",
         "pipeline",
+        "family",
+        "base",
+        "transformer",
         "components",
         "revisions",
         "variant",

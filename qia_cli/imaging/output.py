@@ -42,9 +42,12 @@ def parameters_line(spec: Any, seed: int) -> str:
     if spec.negative_prompt:
         lines.append(f"Negative prompt: {spec.negative_prompt}")
     vae = getattr(spec, "vae", "full")
+    family = getattr(spec, "family", "unknown")
     lines.append(
         f"Steps: {spec.steps}, CFG scale: {spec.guidance}, Seed: {seed}, "
-        f"Size: {spec.width}x{spec.height}, Model: {spec.model}" + (f", VAE: {vae}" if vae != "full" else "")
+        f"Size: {spec.width}x{spec.height}, Model: {spec.model}"
+        + (f", Family: {family}" if family != "unknown" else "")
+        + (f", VAE: {vae}" if vae != "full" else "")
     )
     return "\n".join(lines)
 
@@ -62,8 +65,12 @@ def build_metadata(request: str, spec: Any, seed: int, plan_json: str | None = N
         "qia:size": f"{spec.width}x{spec.height}",
         "qia:dtype": str(getattr(spec, "dtype", "auto")),
         "qia:vae": str(getattr(spec, "vae", "full")),
+        "qia:family": str(getattr(spec, "family", "unknown")),
         "parameters": parameters_line(spec, seed),
     }
+    true_cfg = getattr(spec, "true_cfg_scale", None)
+    if true_cfg is not None:
+        meta["qia:true_cfg_scale"] = str(true_cfg)
     if plan_json is not None:
         meta["qia:plan"] = plan_json
     return meta

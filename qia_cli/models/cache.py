@@ -86,9 +86,10 @@ class CachedPipeline:
     variant: str | None = None
 
 
-def pipeline_missing(repo: str, snapshot: Path) -> list[str]:
-    """What loading the cached pipeline lacks (empty when it loads offline)."""
-    return pipeline.missing(snapshot, repo_tree(repo, snapshot.name))
+def pipeline_missing(repo: str, snapshot: Path, skip_weights: tuple[str, ...] = ()) -> list[str]:
+    """What loading the cached pipeline lacks (empty when it loads offline); `skip_weights`: components
+    whose weights come from elsewhere (a GGUF transformer)."""
+    return pipeline.missing(snapshot, repo_tree(repo, snapshot.name), skip_weights)
 
 
 def _repos():
