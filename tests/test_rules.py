@@ -165,6 +165,7 @@ def test_reading_or_saying_after_a_person_is_not_text_to_render():
         "a child holding a book and reading it in bed",
         "a parrot saying hello to a cat",
         "a teacher reading a story to children",
+        "a movie poster titled in bold red letters on a cinema wall",
     ):
         assert analyze(request).quoted_text == [], request
 

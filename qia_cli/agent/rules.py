@@ -453,8 +453,10 @@ def _text(a: Analysis) -> None:
         a.quoted_text.append((m.group(1) or m.group(2)).strip())
     if not a.quoted_text:
         said = SAYS.search(a.request)
-        if said:
-            a.quoted_text.append((said.group(1) or said.group(2)).strip(" .\"'"))
+        text = (said.group(1) or said.group(2)).strip(" .\"'") if said else ""
+        first = text.split()[0] if text else ""
+        if text and not (first.islower() and first in PREPOSITIONS):  # "titled in bold red letters": no title
+            a.quoted_text.append(text)
     carrier = TEXT_CARRIERS.search(a.request)
     if (
         carrier
