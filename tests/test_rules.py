@@ -174,3 +174,17 @@ def test_text_after_a_thing_that_carries_writing_is_kept():
     assert analyze("a sign reading OPEN LATE").quoted_text == ["OPEN LATE"]
     assert analyze("a card that says: happy birthday Ana").quoted_text == ["happy birthday Ana"]
     assert analyze("a mug with the words best dad ever").quoted_text == ["best dad ever"]
+
+
+def test_questions_and_more_commands_lead_to_the_thing_itself():
+    assert strip_lead("What does the heavy old laundry tool, heated on a stove, look like?") == (
+        "the heavy old laundry tool, heated on a stove"
+    )
+    assert strip_lead("What does the massive African baobab look like at dusk?") == "the massive African baobab at dusk"
+    assert strip_lead("What is the tallest mountain on Earth?") == "the tallest mountain on Earth"
+    assert strip_lead("Draw me the national flower of Japan") == "the national flower of Japan"
+    assert strip_lead("Picture the onion-domed cathedral on Red Square") == "the onion-domed cathedral on Red Square"
+    knowledge = analyze("What does the instrument with spinning cups that measures wind speed look like?").gaps
+    assert [g.query for g in knowledge if g.kind == "knowledge"] == [
+        "What is the instrument with spinning cups that measures wind speed?"
+    ]

@@ -17,7 +17,8 @@ WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 # Leading commands that say "make an image" and nothing about the content.
 LEAD = re.compile(
     r"^\s*(?:please\s+)?(?:(?:can|could|would)\s+you\s+)?"
-    r"(?:(?:make|create|generate|draw|paint|render|design|produce|give\s+me|show(?:\s+me)?|depict|illustrate|imagine|sketch)\s+)?"
+    r"(?:(?:make|create|generate|draw|paint|render|design|produce|give|show|depict|illustrate|imagine|sketch|picture|"
+    r"visuali[sz]e|envision)\s+(?:(?:me|us)\s+)?)?"
     r"(?:(?:(?:an?|the|me\s+an?)\s+)?"
     r"(?:image|picture|photo(?:graph)?|illustration|drawing|painting|render(?:ing)?|depiction|visual(?:isation|ization)?|scene)\s+"
     r"(?:of|showing|that\s+shows|depicting|with)\s+)?",
@@ -325,8 +326,21 @@ def content_words(text: str) -> list[str]:
     return [w for w in words(text) if w not in STOP and len(w) > 1]
 
 
+# A question about what something is or looks like asks for the thing itself: "What does the X look like?"
+QUESTION = re.compile(
+    r"^\s*(?:what|who|which)\s+(?:(?:does|do|did)\s+(?P<looks>.+?)\s+look\s+like|(?:is|are|was|were)\s+(?P<is>.+?))"
+    r"(?P<rest>\s+(?:at|in|on|during|from|under|with)\s+.+?)?\s*\?*\s*$",
+    re.IGNORECASE,
+)
+
+
 def strip_lead(request: str) -> str:
-    """'Make an image of the new headquarters' -> 'the new headquarters'."""
+    """'Make an image of the new headquarters' -> 'the new headquarters'; 'What does the X look like at dusk?'
+    -> 'the X at dusk'."""
+    asked = QUESTION.match(request)
+    if asked:
+        thing = asked.group("looks") or asked.group("is") or ""
+        return (thing.rstrip(" ,;") + (asked.group("rest") or "")).strip() or request.strip()
     core = LEAD.sub("", request, count=1).strip()
     return core or request.strip()
 
@@ -503,7 +517,7 @@ SHARED = frozenset({"we", "us", "you", "me"})
 
 
 def knowledge_question(span: str) -> str:
-    phrase = span.rstrip(" .!?")
+    phrase = span.rstrip(" .!?,;")
     first, _, rest = phrase.partition(" ")
     if first in ("The", "A", "An"):
         phrase = first.lower() + (" " + rest if rest else "")
