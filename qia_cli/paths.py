@@ -49,6 +49,11 @@ def memory_file() -> Path:
     return data_dir() / "memory.json"
 
 
+def calibration_file() -> Path:
+    """Per-model thresholds measured by `qia bench calibrate`."""
+    return data_dir() / "calibration.json"
+
+
 def history_file() -> Path:
     return data_dir() / "chat_history"
 

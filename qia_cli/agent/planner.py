@@ -17,7 +17,10 @@ from qia_cli.agent.grounding.memory import ground_memory
 from qia_cli.agent.grounding.search import ground_search
 from qia_cli.agent.types import Evidence, Gap, GapKind, ModelInfo, Plan, SessionRef
 from qia_cli.errors import UsageError
+from qia_cli import paths
 from qia_cli.llm import calls
+from qia_cli.llm.calibration import Calibration
+from qia_cli.llm.calibration import load as load_calibration
 from qia_cli.llm.base import LLM, Usage, parse_json
 from qia_cli.textsafe import clean_input, visible
 
@@ -86,6 +89,7 @@ class Planner:
         search_ttl: float = 86400.0,
         progress: Progress | None = None,
         knowledge: LLM | Callable[[], LLM] | None = None,
+        calibration: Calibration | None = None,
     ) -> None:
         self._llm = llm
         self._knowledge = knowledge
@@ -95,6 +99,7 @@ class Planner:
         self.search_ttl = search_ttl
         self.progress = progress or (lambda _msg: None)
         self.usage = Usage()
+        self._calibration = calibration  # None: loaded for the knowledge model when first needed
 
     @property
     def llm(self) -> LLM | None:
@@ -162,6 +167,7 @@ class Planner:
             warnings.append("search is off: time-sensitive facts were assumed, not checked")
 
         evidence += self._ground_knowledge(request, analysis, timings)
+        evidence += self._whole(request, analysis, timings)
         evidence += clarify.assume_rest(gaps, questions, request, purpose)
         with _timed(timings, "compose"):
             prompt, negative, checklist = composer.compose(
@@ -241,40 +247,74 @@ class Planner:
                 context=context,
             )
 
+    @property
+    def calibration(self) -> Calibration:
+        """How far the knowledge model's answers are trusted: measured for it, else cautious defaults."""
+        if self._calibration is None:
+            knowledge = self.knowledge_llm
+            info = knowledge.info if knowledge is not None else ModelInfo(name="none", backend="none")
+            self._calibration = load_calibration(info, paths.calibration_file())
+        return self._calibration
+
     def _reason(self, request: str, gaps: list[Gap]) -> list[Evidence]:
-        """Name what the request describes. Only a confident answer reaches the prompt; a guess is kept in
-        the plan (used=False) so that the user sees what the model thought."""
+        """Name what the request describes. Only an answer the model's calibration trusts reaches the prompt;
+        a guess is kept in the plan (used=False, with why) so that the user sees what the model thought."""
         evidence = []
         for gap in gaps:
             if gap.action != "reason" or not gap.query or gap.filled:
                 continue
-            knowledge = self.knowledge_llm
-            assert knowledge is not None  # plan() reasons only when the planner has an LLM
-            with calls.stage(calls.KNOWLEDGE, gap.id):
-                name = reasoning.name_it(knowledge, gap.query, request, self.usage)
-            if not name.text:
-                continue
-            evidence.append(
-                Evidence(
-                    gap_id=gap.id,
-                    source="reasoning",
-                    content=name.text,
-                    detail=gap.query,
-                    role="name",
-                    confidence=_round(name.logprob),
-                    used=name.confident,
-                    why=None if name.confident else name.why or None,
-                )
-            )
-            if not name.confident:
-                continue
-            gap.filled = True
-            evidence += self._look(knowledge, gap, name.text)
+            evidence += self._name(request, gap, gap.query)
         return evidence
 
-    def _look(self, knowledge: LLM, gap: Gap, name: str) -> list[Evidence]:
+    def _name(self, request: str, gap: Gap, question: str | None) -> list[Evidence]:
+        knowledge = self.knowledge_llm
+        assert knowledge is not None  # plan() reasons only when the planner has an LLM
+        with calls.stage(calls.KNOWLEDGE, gap.id):
+            name = reasoning.name_it(knowledge, question, request, self.calibration, self.usage)
+        if not name.text:
+            return []
+        evidence = [
+            Evidence(
+                gap_id=gap.id,
+                source="reasoning",
+                content=name.text,
+                detail=question or reasoning.whole_question(request),
+                role="name",
+                confidence=_round(name.logprob),
+                used=name.confident,
+                why=None if name.confident else name.why or None,
+            )
+        ]
+        if name.confident:
+            gap.filled = True
+            evidence += self._look(knowledge, gap, name.text, request)
+        return evidence
+
+    def _whole(self, request: str, analysis: rules.Analysis, timings: dict[str, float]) -> list[Evidence]:
+        """A model calibrated to judge requests ("a tall pink bird resting on one leg in a salt lagoon")
+        is asked what a request the grammar did not flag shows; the grammar's own finds come first."""
+        kinds = {g.kind for g in analysis.gaps}
+        if self.llm is None or kinds & {"knowledge", "personal", "time", "subject"} or analysis.quoted_text:
+            return []
+        if not self.calibration.whole:
+            return []
+        gap = Gap(
+            id=f"g{len(analysis.gaps) + 1}",
+            kind="knowledge",
+            description="the model judged that the request may describe something it can name",
+            action="reason",
+            origin="llm",
+        )
+        self.progress("reasoning")
+        with _timed(timings, "reason"):
+            evidence = self._name(request, gap, None)
+        if evidence:  # the model named something: the gap and its answer (used or a guess) go in the plan
+            analysis.gaps.append(gap)
+        return evidence
+
+    def _look(self, knowledge: LLM, gap: Gap, name: str, request: str) -> list[Evidence]:
         with calls.stage(calls.LOOK, gap.id):
-            look = reasoning.describe(knowledge, name, self.usage)
+            look = reasoning.describe(knowledge, name, self.usage, request)
         if not look.text:
             return []
         return [

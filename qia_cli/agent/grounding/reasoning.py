@@ -1,79 +1,75 @@
 """Reasoning: turn implicit knowledge into explicit visual content with focused LLM questions.
 
-Small models answer one completion-style question, with four unrelated Q/A pairs before it, far more often
-than they answer a chat-style "rewrite this prompt". The pairs are picked per request from a pool so that
-they never share words with it: small models copy examples verbatim.
+Small models answer one completion-style question after a few example Q/A pairs far more often than they
+answer a chat-style "rewrite this prompt". Every question of a plan goes after the same fixed block of
+examples (a header and six pairs: names asked about a described thing, names asked about a whole request,
+and what things look like), so that the model reads the block once and each further question costs only its
+own words: llama.cpp keeps the evaluated prefix. A second block, with other examples, asks again. The
+block that shares fewer words with the request goes first: small models copy examples verbatim.
+
+How far an answer is trusted is measured per model (`Calibration`, qia_cli/llm/calibration.py): a model
+that is sure of a first answer may need no second asking; the same answer from two or three askings
+(about the described phrase and about the whole request, after one block and after the other) is
+knowledge when its log-probability clears the model's own thresholds; anything else stays in the plan as
+a guess. `decide` is that rule; `qia bench calibrate` replays it over a model's answers to dev items.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from qia_cli.agent.rules import content_words, words
 from qia_cli.llm.base import LLM, Usage
+from qia_cli.llm.calibration import Calibration
 from qia_cli.text import content_words as stems
+from qia_cli.text import singular
 
-NAME_POOL = [
-    ("What is the tool used to drive nails into wood?", "a hammer"),
-    ("What is the frozen dessert usually served in a crisp cone?", "ice cream"),
-    ("Who is the fictional detective who lived at 221B Baker Street?", "Sherlock Holmes"),
-    ("What is the metal that is liquid at room temperature?", "mercury"),
-    ("What is the yellow vehicle that takes American children to class?", "a school bus"),
-    ("What is the planet known for its red dust?", "Mars"),
-    ("What is the board game played with kings, queens and pawns?", "chess"),
-    ("What is the machine that washes plates after dinner?", "a dishwasher"),
-]
-
-# The same pairs, asked about a whole request ("What is shown in: ...?").
-WHOLE_POOL = [(q.replace("What is ", "What is shown in: ", 1), a) for q, a in NAME_POOL if q.startswith("What is ")]
-
-LOOK_POOL = [
-    ("What does a hammer look like?", "a steel head on a wooden handle"),
-    ("What does a school bus look like?", "a long bright yellow bus with black stripes and many windows"),
-    ("What does a chessboard look like?", "a square board of 64 black and white squares"),
-    ("What does an ice cream cone look like?", "round scoops of ice cream on a crisp waffle cone"),
-    ("What does a dishwasher look like?", "a white box with a front door and racks for plates"),
-    ("What does a fire hydrant look like?", "a short red metal post with round caps on its sides"),
-    ("What does a violin look like?", "a curved wooden body with four strings and a long neck"),
-    ("What does a zebra look like?", "a horse-like animal with black and white stripes"),
-]
-
-HEADER_NAME = "Answer each question with a short name.\n\n"
-HEADER_LOOK = "Describe what each thing looks like in a few words.\n\n"
+HEADER = "Answer each question in a few words: a short name, or what something looks like.\n\n"
+# Two blocks with nothing in common. "What is shown in: ..." pairs teach the whole-request question, the
+# others the focused one and the look.
+BLOCKS: tuple[tuple[tuple[str, str], ...], ...] = (
+    (
+        ("What is the tool used to drive nails into wood?", "a hammer"),
+        ("What is shown in: the frozen dessert usually served in a crisp cone?", "ice cream"),
+        ("What does a school bus look like?", "a long bright yellow bus with black stripes and many windows"),
+        ("Who is the fictional detective who lived at 221B Baker Street?", "Sherlock Holmes"),
+        ("What is shown in: the board game played with kings, queens and pawns?", "chess"),
+        ("What does a violin look like?", "a curved wooden body with four strings and a long neck"),
+    ),
+    (
+        ("What is the metal that is liquid at room temperature?", "mercury"),
+        ("What is shown in: the planet known for its red dust?", "Mars"),
+        ("What does a fire hydrant look like?", "a short red metal post with round caps on its sides"),
+        ("What is the machine that washes plates after dinner?", "a dishwasher"),
+        ("What is shown in: the yellow vehicle that takes American children to class?", "a school bus"),
+        ("What does a zebra look like?", "a horse-like animal with black and white stripes"),
+    ),
+)
 
 MAX_ANSWER_WORDS = 8
 MAX_LOOK_WORDS = 18
-# Confidence comes from the model itself: the same question is asked again, after a disjoint set of example
-# pairs, and about the whole request. A fact the model knows survives the change of context; a guess usually
-# does not ("Venice" and "Venice", but "a slice of pepperoni" and "a plate"). Only answers that agree reach
-# the prompt; the others stay in the plan as guesses. The mean token log-probability is recorded with each
-# answer: an answer the model is sure of (at least SURE_LOGPROB) needs no second asking; one below
-# MIN_LOGPROB needs both other askings to repeat it, and one below AGREED_LOGPROB is a guess. Tuned on the
-# `dev` splits (reason recall against harm on ordinary prompts, with Gemma-3-270m); a backend that reports no
-# log-probabilities (some servers) is judged by agreement alone.
-EXAMPLES = 4
-SURE_LOGPROB = -0.8
-MIN_LOGPROB = -2.0
-# An answer that two other askings both repeat is knowledge even when the model rates its words lower.
-AGREED_LOGPROB = -3.0
+MAX_ANSWER_CHARS = 200  # what a stage reads of an answer, whatever a backend sends
+NAME_TOKENS, LOOK_TOKENS = 16, 28
 BAD_ANSWER = re.compile(r"\b(i don'?t know|unknown|not sure|none|n/a|sorry|cannot|can't)\b", re.I)
 
 
-def _examples(pool: list[tuple[str, str]], text: str, n: int = EXAMPLES, skip: int = 0) -> list[tuple[str, str]]:
-    """The n pairs that share the fewest words with the request (ties keep pool order), after `skip`."""
-    mine = set(content_words(text))
-    scored = sorted(pool, key=lambda qa: len(mine & set(content_words(qa[0] + " " + qa[1]))))
-    return scored[skip : skip + n]
+def block_order(request: str) -> tuple[int, int]:
+    """The block that shares fewer words with the request first (ties: the first block)."""
+    mine = set(content_words(request))
+    overlap = [len(mine & set(content_words(" ".join(q + " " + a for q, a in b)))) for b in BLOCKS]
+    first = min(range(len(BLOCKS)), key=lambda i: overlap[i])
+    return first, 1 - first
 
 
-def _prompt(header: str, pool: list[tuple[str, str]], question: str, context: int = 0) -> str:
-    """The few-shot prompt; `context` 0 and 1 use disjoint example pairs."""
-    lines = [header]
-    for q, a in _examples(pool, question, skip=context * EXAMPLES):
-        lines.append(f"Q: {q}\nA: {a}\n\n")
-    lines.append(f"Q: {question}\nA:")
-    return "".join(lines)
+def prompt(block: int, question: str) -> str:
+    shots = "".join(f"Q: {q}\nA: {a}\n\n" for q, a in BLOCKS[block])
+    return f"{HEADER}{shots}Q: {question}\nA:"
+
+
+def whole_question(request: str) -> str:
+    return f"What is shown in: {request.strip().rstrip('?.!')}?"
 
 
 def _unloop(text: str) -> str:
@@ -90,7 +86,7 @@ def _unloop(text: str) -> str:
 
 
 def _clean(text: str, max_words: int) -> str | None:
-    text = text.strip().strip("\"'`").strip()
+    text = (text or "")[:MAX_ANSWER_CHARS].strip().strip("\"'`").strip()
     text = re.split(r"(?:\bQ:|\n)", text)[0]
     text = re.sub(r"^(?:A:|answer:)\s*", "", text, flags=re.I)
     text = _unloop(text).rstrip(" .;,:!")
@@ -112,77 +108,114 @@ class Answer:
     logprob: float | None = None
     confident: bool = False
     why: str = ""
+    asked: list[Candidate] = field(default_factory=list)  # every asking, in order
 
 
-def _ask(llm: LLM, header: str, pool, question: str, context: int, max_tokens: int, usage: Usage | None):
-    completion = llm.complete(_prompt(header, pool, question, context), max_tokens=max_tokens, stop=["\n"])
+@dataclass
+class Candidate:
+    """One asking: which question, after which block, and what came back."""
+
+    question: str
+    block: int
+    text: str | None
+    logprob: float | None
+
+
+def ask(llm: LLM, block: int, question: str, *, max_tokens: int, max_words: int, usage: Usage | None) -> Candidate:
+    completion = llm.complete(prompt(block, question), max_tokens=max_tokens, stop=["\n"])
     if usage:
         usage.add(completion)
-    return completion
+    return Candidate(question, block, _clean(completion.text, max_words), completion.logprob)
 
 
-def _agree(first: str, second: str | None, known: str, need: int) -> bool:
-    """Both answers add at least `need` of the same words to what was known."""
-    if not second:
-        return False
-    base = set(stems(known))
-    return len((set(stems(first)) - base) & (set(stems(second)) - base)) >= need
-
-
-def _new_words(answer: str, request: str) -> list[str]:
+def new_words(answer: str, request: str) -> list[str]:
     """The answer's words that the request does not already say, in any form: "boat" and "sail" make
     "sailboat" (and "sailboats") nothing new."""
     said = set(stems(request)) | set(words(request))
 
     def known(word: str) -> bool:
         word = word.rstrip("s") if word not in said else word
-        return word in said or any(word[:i] in said and word[i:] in said for i in range(3, len(word) - 2))
+        # a compound of two words the request says ("sail" + "boat"); only words of a sane length are split
+        return word in said or (len(word) <= 40 and any(word[:i] in said and word[i:] in said for i in range(3, len(word) - 2)))
 
     return [w for w in content_words(answer) if not known(w)]
 
 
-def name_it(llm: LLM, question: str, request: str, usage: Usage | None = None) -> Answer:
-    """Ask the one question the gap poses ('What is the national flower of Japan?'), twice."""
-    completion = _ask(llm, HEADER_NAME, NAME_POOL, question, 0, 16, usage)
-    answer = _clean(completion.text, MAX_ANSWER_WORDS)
-    if not answer:
-        return Answer(None, completion.logprob, why="no usable answer")
-    new = _new_words(answer, request)
-    if not new:  # it only repeated the request: no knowledge was added
-        return Answer(None, completion.logprob, why=f"'{answer}' only repeats the request")
-    lp = completion.logprob
-    if lp is not None and lp >= SURE_LOGPROB:
-        return Answer(answer, lp, True)
-    if lp is not None and lp < AGREED_LOGPROB:
-        return Answer(answer, lp, False, f"a guess: mean log-probability {lp:.2f}")
-    check = _clean(_ask(llm, HEADER_NAME, NAME_POOL, question, 1, 16, usage).text, MAX_ANSWER_WORDS)
-    agreed = _agree(answer, check, request, 1)
-    if agreed and (lp is None or lp >= MIN_LOGPROB):
-        return Answer(answer, lp, True)
-    # Asked about the whole request instead of the described phrase: a second, differently worded check.
-    whole = _clean(
-        _ask(llm, HEADER_NAME, WHOLE_POOL, f"What is shown in: {request.strip().rstrip('?.!')}?", 0, 16, usage).text,
-        MAX_ANSWER_WORDS,
-    )
-    votes = agreed + _agree(answer, whole, request, 1)
-    if votes == 2 or (votes and (lp is None or lp >= MIN_LOGPROB)):
-        return Answer(answer, lp, True)
-    return Answer(answer, lp, False, f"a guess: asked again, the model said '{check or whole or ''}'")
+def _adds(candidate: Candidate, request: str) -> set[str]:
+    return {singular(w) for w in new_words(candidate.text, request)} if candidate.text else set()
 
 
-def describe(llm: LLM, thing: str, usage: Usage | None = None) -> Answer:
+def decide(candidates: Sequence[Candidate], request: str, cal: Calibration) -> tuple[Candidate | None, int]:
+    """The answer the askings so far support, and how many of them agree on it (0: none yet).
+
+    - the first asking alone, when it adds a word and the model is at least `cal.sure` sure of it;
+    - else the answer whose added words the most askings share: two of them when the surest of those is
+      at least `cal.agree`, three when at least `cal.agree3`. The focused asking's text is preferred."""
+    first = candidates[0] if candidates else None
+    if first is not None and len(candidates) == 1 and cal.sure is not None and _adds(first, request):
+        if first.logprob is not None and first.logprob >= cal.sure:
+            return first, 1
+    best: tuple[Candidate, int, float] | None = None
+    adds = [_adds(c, request) for c in candidates]
+    for i, c in enumerate(candidates):
+        if not adds[i]:
+            continue
+        members = [candidates[j] for j in range(len(candidates)) if adds[j] & adds[i]]
+        top = max((m.logprob if m.logprob is not None else 0.0) for m in members)
+        votes = len(members)
+        if (votes >= 2 and top >= cal.agree) or (votes >= 3 and top >= cal.agree3):
+            if best is None or votes > best[1] or (votes == best[1] and top > best[2]):
+                best = (c, votes, top)
+    return (best[0], best[1]) if best else (None, 0)
+
+
+def _guess(candidates: Sequence[Candidate], request: str) -> Candidate | None:
+    """The answer to show as a guess: the first that adds a word."""
+    return next((c for c in candidates if _adds(c, request)), None)
+
+
+def name_it(
+    llm: LLM, question: str | None, request: str, cal: Calibration | None = None, usage: Usage | None = None
+) -> Answer:
+    """Name what `question` ("What is the national flower of Japan?") asks about, or, with no question,
+    what the whole request describes. Asked again only while the answers do not settle it."""
+    cal = cal or Calibration()
+    a, b = block_order(request)
+    whole = whole_question(request)
+    plan = [(a, question), (a, whole), (b, question), (b, whole)] if question else [(a, whole), (b, whole)]
+    candidates: list[Candidate] = []
+    for block, text in plan:
+        if text is None:
+            continue
+        candidates.append(ask(llm, block, text, max_tokens=NAME_TOKENS, max_words=MAX_ANSWER_WORDS, usage=usage))
+        if len(candidates) == 1 and not candidates[0].text:
+            return Answer(None, candidates[0].logprob, why="no usable answer", asked=candidates)
+        chosen, _votes = decide(candidates, request, cal)
+        if chosen is not None:
+            return Answer(chosen.text, chosen.logprob, True, asked=candidates)
+    guess = _guess(candidates, request)
+    if guess is None:
+        said = candidates[0].text if candidates else None
+        return Answer(None, None, why=f"'{said}' only repeats the request" if said else "no usable answer", asked=candidates)
+    others = [c.text for c in candidates if c is not guess and c.text]
+    why = "a guess: asked again, the model said " + "; ".join(f"'{t}'" for t in others[:3]) if others else "a guess"
+    return Answer(guess.text, guess.logprob, False, why, asked=candidates)
+
+
+def describe(llm: LLM, thing: str, usage: Usage | None = None, request: str = "") -> Answer:
     """A few visual words for `thing` ('cherry blossoms' -> 'pale pink five-petal flowers on dark branches'),
-    kept only when a second asking agrees on at least two of the words it adds."""
+    kept only when a second asking (after the other block) agrees on at least two of the words it adds."""
     thing = thing.strip().rstrip(".")
     question = f"What does {thing} look like?"
-    completion = _ask(llm, HEADER_LOOK, LOOK_POOL, question, 0, 28, usage)
-    text = _clean(completion.text, MAX_LOOK_WORDS)
-    if not text:
-        return Answer(None, completion.logprob, why="no usable description")
-    new = set(content_words(text)) - set(content_words(thing))
+    a, b = block_order(request or thing)
+    first = ask(llm, a, question, max_tokens=LOOK_TOKENS, max_words=MAX_LOOK_WORDS, usage=usage)
+    if not first.text:
+        return Answer(None, first.logprob, why="no usable description", asked=[first])
+    new = set(content_words(first.text)) - set(content_words(thing))
     if len(new) < 2:  # it only repeated the thing, or looped on one word: no look was added
-        return Answer(None, completion.logprob, why="the description adds nothing")
-    check = _clean(_ask(llm, HEADER_LOOK, LOOK_POOL, question, 1, 28, usage).text, MAX_LOOK_WORDS)
-    if _agree(text, check, thing, 2) and (completion.logprob is None or completion.logprob >= MIN_LOGPROB):
-        return Answer(text, completion.logprob, True)
-    return Answer(text, completion.logprob, False, "a guess: a second description disagreed")
+        return Answer(None, first.logprob, why="the description adds nothing", asked=[first])
+    check = ask(llm, b, question, max_tokens=LOOK_TOKENS, max_words=MAX_LOOK_WORDS, usage=usage)
+    shared = (set(stems(first.text)) - set(stems(thing))) & (set(stems(check.text or "")) - set(stems(thing)))
+    if len(shared) >= 2:
+        return Answer(first.text, first.logprob, True, asked=[first, check])
+    return Answer(first.text, first.logprob, False, "a guess: a second description disagreed", asked=[first, check])
