@@ -466,3 +466,38 @@ def test_two_batches_on_one_folder_render_each_line_once(tmp_path, tiny_pipeline
     found = records(out)
     assert [r["line"] for r in found] == [1, 2, 3, 4, 5, 6] and all(r["status"] == "ok" for r in found)
     assert sorted(out.glob("*.png")) == sorted(Path(o["path"]) for r in found for o in r["outputs"])
+
+
+# -- render inputs are checked before any line is planned ---------------------------------------------
+@pytest.mark.parametrize(
+    "content, flags, message",
+    [
+        ("a red bicycle\na lighthouse\n", ["--model", "./nope"], "model folder ./nope does not exist"),
+        ("a red bicycle\n", ["--model", "nobody/not-cached"], "model nobody/not-cached is not in the Hugging Face"),
+        ("a red bicycle\n", [], "is not in the Hugging Face cache"),  # the default model, not pulled (offline)
+        ('{"request": "a cat", "model": "./gone"}\n', ["--model", "./nope"], "requests.jsonl:1: model folder ./gone"),
+        ("a red bicycle\n", ["--size", "500x500"], "multiples of 8"),
+    ],
+)
+def test_bad_render_inputs_exit_2_before_any_line_is_planned(
+    tmp_path, capsys, monkeypatch, tiny_pipeline_dir, content, flags, message
+):
+    from qia_cli.agent.run import Agent
+
+    path = tmp_path / "requests.jsonl"
+    path.write_text(content)
+    planned = []
+    monkeypatch.setattr(Agent, "plan", lambda self, request, options=None: planned.append(request))
+    out = tmp_path / "out"
+    code, stdout, err = qia(capsys, monkeypatch, "batch", str(path), "--llm", "fake", "--outdir", str(out), *flags)
+    assert code == 2 and message in err and stdout == ""
+    assert planned == [] and not out.exists()  # nothing planned, no results.jsonl, not even the folder
+
+
+def test_lines_with_their_own_model_do_not_need_the_default_one(tmp_path, tiny_pipeline_dir, capsys, monkeypatch):
+    path = tmp_path / "requests.jsonl"
+    path.write_text(json.dumps({"request": "a cat", "model": str(tiny_pipeline_dir)}) + "\n")
+    out = tmp_path / "out"
+    code, _, err = qia(capsys, monkeypatch, "batch", str(path), "--llm", "fake", "--steps", "1", "--outdir", str(out))
+    assert code == 0, err  # the default model (not pulled here) is never used, so never checked
+    assert [r["status"] for r in records(out)] == ["ok"]

@@ -126,26 +126,24 @@ def batch_command(
     agent = common.build_agent(flags, {"ray": ray})
     address = _ray_address(agent, workers, shared_outdir)
     folder = Path(outdir or agent.settings.outdir or paths.default_outdir()).expanduser().absolute()
+    render = RenderOptions(
+        model=model,
+        steps=steps,
+        guidance=guidance,
+        width=width,
+        height=height,
+        count=count,
+        negative=negative,
+        device=device,
+        dtype=dtype,
+        vae=vae,
+        outdir=folder,
+    )
+    if not plan_only:  # every render input fails here, before any line is planned (as in generate)
+        _check_render(agent, render, lines, file, here=address is None or address == "local")
     results = Results(folder)
     agent.llm = make_llm(agent.settings, verbose=console.state.verbose)  # a bad --llm fails here, before any line
-    options = BatchOptions(
-        render=RenderOptions(
-            model=model,
-            steps=steps,
-            guidance=guidance,
-            width=width,
-            height=height,
-            count=count,
-            negative=negative,
-            device=device,
-            dtype=dtype,
-            vae=vae,
-            outdir=folder,
-        ),
-        plan_only=plan_only,
-        jobs=jobs,
-        seed=seed,
-    )
+    options = BatchOptions(render=render, plan_only=plan_only, jobs=jobs, seed=seed)
     if jobs > 1 and llm_backend(agent) != "openai" and address is None:
         console.info(
             f"[dim]note: --jobs {jobs} applies to LLM servers; the planner {agent.llm.info.name} runs in "
@@ -172,6 +170,29 @@ def _run(run, address: str | None, workers: int | None, shared_outdir: bool, *, 
         with Cluster(address, verbose=console.state.verbose) as cluster:
             ray_options = RayOptions(workers=workers, shared_outdir=shared_outdir, on_workers=progress.workers)
             return run(runner=RayRunner(cluster, ray_options))
+
+
+def _check_render(agent, render, lines, file: Path, *, here: bool) -> None:
+    """What `generate` checks before it plans, for the lines' render options: the default model (when a
+    line uses it) and each model a line names, the size, the seed, OUTDIR and the device. On a Ray
+    cluster (not `local`) the models and the device are the workers', so only the rest is checked here."""
+    import dataclasses
+
+    from qia_cli.errors import ModelError
+
+    if not here:
+        render = dataclasses.replace(render, device="auto")
+    named: dict[str, int] = {}  # each model a line names, with the first line that names it
+    for line in lines:
+        if line.model is not None:
+            named.setdefault(line.model, line.line)
+    agent.check_render(render, model_too=here and any(line.model is None for line in lines))
+    if here:
+        for model, number in named.items():
+            try:
+                agent.renderer.check_model(model)
+            except ModelError as exc:
+                raise ModelError(f"{file}:{number}: {exc.message}", hint=exc.hint) from None
 
 
 def _ray_address(agent, workers: int | None, shared_outdir: bool) -> str | None:
