@@ -501,3 +501,43 @@ def test_lines_with_their_own_model_do_not_need_the_default_one(tmp_path, tiny_p
     code, _, err = qia(capsys, monkeypatch, "batch", str(path), "--llm", "fake", "--steps", "1", "--outdir", str(out))
     assert code == 0, err  # the default model (not pulled here) is never used, so never checked
     assert [r["status"] for r in records(out)] == ["ok"]
+
+
+# -- memory stays flat in the number of lines -------------------------------------------------------------
+def _resume_peak(tmp_path: Path, n: int) -> int:
+    """Peak traced memory of a rerun over N lines that are all done, each record with a 20 KB plan: the file
+    is read, every record read back, the results compacted. Nothing is planned."""
+    import tracemalloc
+
+    from qia_cli.agent.batch import BatchFile, BatchOptions
+    from qia_cli.agent.batch import run_batch as run
+    from qia_cli.agent.run import Agent, RenderOptions
+    from qia_cli.config import Settings
+    from qia_cli.llm.fake import FakeLLM
+
+    path = tmp_path / f"requests-{n}.txt"
+    path.write_text("".join(f"a red bicycle number {i} leaning on a wall\n" for i in range(1, n + 1)))
+    folder = tmp_path / f"out-{n}"
+    folder.mkdir()
+    with open(folder / "results.jsonl", "w") as fh:
+        for line in BatchFile(path):
+            plan = {"request": line.request, "prompt": "x" * 20_000}
+            fh.write(json.dumps({"line": line.line, "hash": line.key, "status": "ok", "plan": plan}) + "\n")
+    before = (folder / "results.jsonl").read_bytes()
+    agent = Agent(settings=Settings(llm="fake", search="off"), llm=FakeLLM())
+    options = BatchOptions(render=RenderOptions(outdir=folder), plan_only=True)
+    tracemalloc.start()
+    try:
+        summary = run(agent, BatchFile(path), Results(folder), options)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (summary.total, summary.skipped, summary.ok) == (n, n, 0)
+    assert (folder / "results.jsonl").read_bytes() == before  # compacted: one record per line, all kept
+    return peak
+
+
+def test_a_rerun_streams_the_file_and_the_records(tmp_path):
+    small, large = _resume_peak(tmp_path, 100), _resume_peak(tmp_path, 1500)
+    # 1,400 more lines hold 28 MB more of records; a streamed run holds a few bytes a line of them
+    assert large - small < 1_000_000, (small, large)

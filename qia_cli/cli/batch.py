@@ -105,7 +105,7 @@ def batch_command(
 
       qia batch requests.jsonl --ray auto --outdir out/
     """
-    from qia_cli.agent.batch import BatchOptions, Results, llm_backend, read_lines, run_batch, select_shard
+    from qia_cli.agent.batch import BatchFile, BatchOptions, Results, llm_backend, run_batch
     from qia_cli.agent.run import RenderOptions
     from qia_cli.imaging.pipeline import parse_size
     from qia_cli.llm.factory import make_llm
@@ -116,7 +116,7 @@ def batch_command(
     common.check_device(device)
     seed = common.check_seed(seed)
     common.check_render_choices(dtype, vae)
-    lines = select_shard(read_lines(file), shard)
+    lines = BatchFile(file, shard)  # every line checked now; read again, a line at a time, as the batch goes
 
     if ray not in (None, "off"):
         from qia_cli.agent.batch_ray import check_address
@@ -182,11 +182,14 @@ def _check_render(agent, render, lines, file: Path, *, here: bool) -> None:
 
     if not here:
         render = dataclasses.replace(render, device="auto")
-    named: dict[str, int] = {}  # each model a line names, with the first line that names it
+    named: dict[str, int] = {}  # each model a line names (the first 64), with the first line that names it
+    default = False  # a line uses the default model
     for line in lines:
-        if line.model is not None:
+        if line.model is None:
+            default = True
+        elif len(named) < 64:
             named.setdefault(line.model, line.line)
-    agent.check_render(render, model_too=here and any(line.model is None for line in lines))
+    agent.check_render(render, model_too=here and default)
     if here:
         for model, number in named.items():
             try:
