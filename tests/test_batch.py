@@ -541,3 +541,85 @@ def test_a_rerun_streams_the_file_and_the_records(tmp_path):
     small, large = _resume_peak(tmp_path, 100), _resume_peak(tmp_path, 1500)
     # 1,400 more lines hold 28 MB more of records; a streamed run holds a few bytes a line of them
     assert large - small < 1_000_000, (small, large)
+
+
+# -- a kill between saving a line's images and recording it ------------------------------------------------
+KILLED_RUN = """
+import os, signal, sys
+from qia_cli.agent import batch
+from qia_cli.imaging import output
+
+if sys.argv[1] == "before-record":  # line 5's image is saved, its record not yet written
+    append = batch.Results.append
+    def killing_append(self, record):
+        if record["line"] == 5:
+            os.kill(os.getpid(), signal.SIGKILL)
+        append(self, record)
+    batch.Results.append = killing_append
+else:  # "mid-line": line 6 asks for two images; the kill comes before the second is saved
+    save, calls = output.save_image, []
+    def killing_save(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return save(*args, **kwargs)
+    output.save_image = killing_save
+from qia_cli.cli.app import main
+sys.argv = ["qia", "--quiet", "batch", *sys.argv[2:]]
+main()
+"""
+
+
+def _killed_run(when: str, file: Path, out: Path, pipeline: Path) -> None:
+    args = [str(file), "--llm", "fake", "--model", str(pipeline), "--steps", "1", "--outdir", str(out)]
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_RUN, when, *args],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+
+
+def referenced(found: list[dict]) -> list[Path]:
+    return sorted(Path(o["path"]) for r in found for o in r["outputs"])
+
+
+def test_images_a_killed_run_saved_without_a_record_are_adopted(
+    tmp_path, batch_file, tiny_pipeline_dir, capsys, monkeypatch
+):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.png").write_bytes(b"not qia's")  # a file of the user's, and a sidecar without a batch tag
+    (out / "mine.json").write_text('{"image": "mine.png", "line": 5}')
+    _killed_run("before-record", batch_file, out, tiny_pipeline_dir)
+    assert [r["line"] for r in records(out)] == [1, 4]
+    (left,) = set(out.glob("*.png")) - set(referenced(records(out))) - {out / "mine.png"}  # line 5's image
+    stamp = left.stat().st_mtime_ns
+
+    code, summary, _ = run_batch(capsys, monkeypatch, batch_file, out, tiny_pipeline_dir)
+    assert code == 0 and (summary["ok"], summary["skipped"]) == (3, 2)
+    found = records(out)
+    assert [r["line"] for r in found] == REQUEST_LINES and all(r["status"] == "ok" for r in found)
+    line_5 = found[2]
+    assert [o["path"] for o in line_5["outputs"]] == [str(left)] and left.stat().st_mtime_ns == stamp  # not redone
+    assert line_5["plan"]["request"] == "a blue house at dusk" and line_5["render"]["steps"] == 1
+    assert sorted(out.glob("*.png")) == sorted([*referenced(found), out / "mine.png"])  # no image without a record
+    assert (out / "mine.json").exists()
+
+
+def test_a_line_killed_between_its_images_renders_again_and_leaves_no_orphan(
+    tmp_path, batch_file, tiny_pipeline_dir, capsys, monkeypatch
+):
+    out = tmp_path / "out"
+    _killed_run("mid-line", batch_file, out, tiny_pipeline_dir)
+    assert [r["line"] for r in records(out)] == [1, 4, 5]
+    assert len(list(out.glob("*.png"))) == 4  # line 6 got one of its two images
+
+    code, summary, _ = run_batch(capsys, monkeypatch, batch_file, out, tiny_pipeline_dir)
+    assert code == 0 and (summary["ok"], summary["skipped"]) == (2, 3)
+    found = records(out)
+    assert [len(r["outputs"]) for r in found] == [1, 1, 1, 2, 1]
+    assert sorted(out.glob("*.png")) == referenced(found)
+    assert sorted(out.glob("*.json")) == sorted(Path(o["sidecar"]) for r in found for o in r["outputs"])

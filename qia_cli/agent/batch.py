@@ -18,6 +18,7 @@ is planned, so a second `qia batch` on the same folder takes the lines the first
 from __future__ import annotations
 
 import bisect
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -515,8 +516,19 @@ def run_batch(
         summary.skipped = index.done.count(LineIndex.DONE_BEFORE)
         on_start(len(index) - summary.skipped, summary.skipped)
         claims = Claims(results.path.parent)
-        feeder = _Feeder(lines, index, results, claims, options.plan_only, summary, on_other)
         outdir = Path(options.render.outdir) if options.render.outdir is not None else results.path.parent
+
+        def record_line(record: dict[str, Any]) -> None:
+            results.append(record)
+            claims.release(record["line"])
+            if record["status"] == "ok":
+                summary.ok += 1
+            else:
+                summary.failed += 1
+            on_result(record)
+
+        left = None if options.plan_only or summary.skipped == len(index) else Leftovers(outdir, index)
+        feeder = _Feeder(lines, index, results, claims, options, summary, on_other, left, record_line)
         outcomes = (runner or run_local)(agent, feeder, SavedPlans(index, source), options, summary)
         try:
             for outcome in outcomes:
@@ -528,13 +540,7 @@ def run_batch(
                         agent.memory.touch(outcome.touched)
                     except (OSError, QiaError):
                         pass  # recency bookkeeping only; the plan is done
-                results.append(record)
-                claims.release(record["line"])
-                if record["status"] == "ok":
-                    summary.ok += 1
-                else:
-                    summary.failed += 1
-                on_result(record)
+                record_line(record)
                 if outcome.stop is not None:
                     summary.aborted = outcome.stop
                     break
@@ -563,12 +569,15 @@ class _Feeder:
         index: LineIndex,
         results: Results,
         claims: Claims,
-        plan_only: bool,
+        options: BatchOptions,
         summary: Summary,
         on_other: Callable[[Line], None],
+        left: Leftovers | None,
+        on_adopted: Callable[[dict[str, Any]], None],
     ) -> None:
         self.lines, self.index, self.results, self.claims = lines, index, results, claims
-        self.plan_only, self.summary, self.on_other = plan_only, summary, on_other
+        self.options, self.plan_only, self.summary, self.on_other = options, options.plan_only, summary, on_other
+        self.left, self.on_adopted = left, on_adopted
 
     def __iter__(self) -> Iterator[Line]:
         done = self.index.done
@@ -586,7 +595,128 @@ class _Feeder:
                 self.summary.elsewhere += 1
                 self.on_other(line)
                 continue
+            if self.left is not None:  # images a killed run saved for this line: its record, or gone
+                record = self.left.adopt(line, pos, self.options)
+                if record is not None:
+                    self.on_adopted(record)
+                    continue
             yield line
+
+
+class Leftovers:
+    """Images saved for a line that has no record: a run killed (or stopped) between saving a line's images
+    and appending its record leaves them. They are found, when a run starts, by the `batch` tag of their
+    sidecars ({"line", "hash", "image", "kept"}). When this run claims the line, a whole set (every image
+    the line asks for) is adopted: its record is made from the sidecars and nothing renders again. Any other
+    set (some images missing) is removed, with its sidecars, and the line renders again."""
+
+    MAX_SIDECAR = 16 << 20
+
+    def __init__(self, outdir: Path, index: LineIndex) -> None:
+        self.outdir = Path(outdir)
+        self.found: dict[int, list[Path]] = {}  # line position -> the sidecars tagged for it
+        try:
+            sidecars = list(os.scandir(self.outdir))
+        except OSError:
+            return
+        for entry in sidecars:
+            if not entry.name.endswith(".json") or not entry.is_file(follow_symlinks=False):
+                continue
+            tag = _tag(_read_sidecar(Path(entry.path), quick=True))
+            if tag is None:
+                continue
+            pos = index.find(tag["line"], tag["hash"])
+            if pos is not None and not index.done[pos]:
+                self.found.setdefault(pos, []).append(Path(entry.path))
+
+    def adopt(self, line: Line, pos: int, options: BatchOptions) -> dict[str, Any] | None:
+        """The record of the line's images when they are whole (None when there were none, or they were not
+        whole and are now removed)."""
+        sidecars = self.found.pop(pos, None)
+        if not sidecars:
+            return None
+        kept: dict[int, tuple[Path, Path, dict[str, Any]]] = {}
+        whole = True
+        for side in sidecars:
+            body = _read_sidecar(side)
+            tag, png = _tag(body), _image_of(side, body)
+            if body is None or tag is None or png is None or not png.is_file():
+                whole = False
+            elif tag["kept"]:
+                kept[tag["image"]] = (png, side, body)
+        try:
+            wanted = _render_options(line, options).count
+        except QiaError:
+            wanted = -1
+        if whole and sorted(kept) == list(range(wanted)):
+            return _adopted(line, [kept[i] for i in range(wanted)])
+        for side in sidecars:
+            png = _image_of(side, _read_sidecar(side))
+            for path in (png, side):
+                if path is not None:
+                    with contextlib.suppress(OSError):
+                        path.unlink(missing_ok=True)
+        return None
+
+
+def _read_sidecar(path: Path, *, quick: bool = False) -> dict[str, Any] | None:
+    """A sidecar's JSON (None when it is not one); `quick`: None at once for one without a batch tag."""
+    from qia_cli.fsutil import read_bounded
+
+    try:
+        data = read_bounded(path, Leftovers.MAX_SIDECAR)
+        if quick and b'"batch"' not in data:
+            return None
+        body = json.loads(data)
+    except (OSError, ValueError, RecursionError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _tag(body: dict[str, Any] | None) -> dict[str, Any] | None:
+    tag = body.get("batch") if body is not None else None
+    if not isinstance(tag, dict):
+        return None
+    kinds = {"line": int, "hash": str, "image": int, "kept": bool}
+    return tag if all(isinstance(tag.get(k), t) for k, t in kinds.items()) else None
+
+
+def _image_of(side: Path, body: dict[str, Any] | None) -> Path | None:
+    """The PNG a sidecar names, in the sidecar's own folder (never a path elsewhere)."""
+    name = body.get("image") if body is not None else None
+    if not isinstance(name, str) or Path(name).name != name or not name.endswith(".png"):
+        return None
+    return side.with_name(name)
+
+
+def _adopted(line: Line, images: list[tuple[Path, Path, dict[str, Any]]]) -> dict[str, Any]:
+    """The record a line would have got from the render that saved `images` (png, sidecar, its JSON)."""
+    first = images[0][2]
+    record = _new_record(line)
+    outputs = []
+    for png, side, body in images:
+        spec = body.get("render") or {}
+        outputs.append(
+            {
+                "path": str(png),
+                "sidecar": str(side),
+                "seed": spec.get("seed"),
+                "width": spec.get("width"),
+                "height": spec.get("height"),
+            }
+        )
+    timings = first.get("timings")
+    if not isinstance(timings, dict):
+        timings = {}
+    record.update(
+        status="ok",
+        rendered=True,
+        outputs=outputs,
+        plan=first.get("plan"),
+        render=first.get("render"),
+        seconds=round(float(timings.get("total", 0.0)), 3),
+    )
+    return record
 
 
 def _place(outcome: Outcome, outdir: Path) -> None:
@@ -639,18 +769,7 @@ def finish_line(
 ) -> Outcome:
     """Render a planned line (into `outdir` instead of the batch's folder, when given) and make its record."""
     start = time.perf_counter()
-    record: dict[str, Any] = {
-        "line": line.line,
-        "id": line.id,
-        "request": line.request,
-        "hash": line.key,
-        "status": "error",
-        "rendered": False,
-        "outputs": [],
-        "plan": None,
-        "render": None,
-        "error": None,
-    }
+    record = _new_record(line)
     if isinstance(planned, BaseException):
         record["error"] = _message(planned)
     else:
@@ -676,6 +795,21 @@ def finish_line(
     record["seconds"] = round(time.perf_counter() - start + getattr(planned, "timings", {}).get("total", 0.0), 3)
     stop = planned if isinstance(planned, QiaError) and _stops_batch(planned) else None
     return Outcome(record=record, stop=stop)
+
+
+def _new_record(line: Line) -> dict[str, Any]:
+    return {
+        "line": line.line,
+        "id": line.id,
+        "request": line.request,
+        "hash": line.key,
+        "status": "error",
+        "rendered": False,
+        "outputs": [],
+        "plan": None,
+        "render": None,
+        "error": None,
+    }
 
 
 def run_line(
@@ -758,7 +892,13 @@ def _render_options(line: Line, options: BatchOptions) -> RenderOptions:
     if seed is None and options.seed is not None:
         seed = (options.seed + line.line - 1) % (MAX_SEED + 1)
     return dataclasses.replace(
-        base, model=line.model or base.model, width=width, height=height, seed=seed, count=line.count or base.count
+        base,
+        model=line.model or base.model,
+        width=width,
+        height=height,
+        seed=seed,
+        count=line.count or base.count,
+        batch={"line": line.line, "hash": line.key},
     )
 
 

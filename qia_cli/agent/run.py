@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from qia_cli import paths
 from qia_cli.agent.planner import Planner, PlanOptions
@@ -47,6 +47,9 @@ class RenderOptions:
     rounds: int | None = None
     keep_all: bool = False
     scorer: str | None = None
+    # A batch line's {"line", "hash"}: written, with the image's number, into each image's sidecar ("batch")
+    # and PNG metadata ("qia:batch"), so that a rerun finds the images of a line that has no record yet.
+    batch: dict[str, Any] | None = None
     # Free the planner LLM before the pipeline loads: True (one-shot commands), False (keep it warm),
     # None = auto: only when the LLM sits on a GPU (llm_gpu_layers != 0) and images render on one too.
     release_llm: bool | None = True
@@ -448,12 +451,16 @@ class Agent:
                     metadata["qia:round"] = str(shot.round.index)
                     metadata["qia:rounds"] = json.dumps([r.model_dump() for r in rounds], ensure_ascii=False)
                 record = result.model_copy(update={"outputs": [], "rounds": rounds, "render": shot.spec})
+                sidecar = json.loads(record.model_dump_json())
+                if opts.batch is not None:
+                    sidecar["batch"] = {**opts.batch, "image": index, "kept": shot is kept}
+                    metadata["qia:batch"] = json.dumps(sidecar["batch"])
                 png, side = save_image(
                     shot.image,
                     outdir=outdir,
                     output=output,
                     metadata=metadata,
-                    sidecar=json.loads(record.model_dump_json()),
+                    sidecar=sidecar,
                     name=name,
                     overwrite=opts.overwrite,
                 )
