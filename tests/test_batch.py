@@ -623,3 +623,26 @@ def test_a_line_killed_between_its_images_renders_again_and_leaves_no_orphan(
     assert [len(r["outputs"]) for r in found] == [1, 1, 1, 2, 1]
     assert sorted(out.glob("*.png")) == referenced(found)
     assert sorted(out.glob("*.json")) == sorted(Path(o["sidecar"]) for r in found for o in r["outputs"])
+
+
+def test_ctrl_c_says_how_far_the_batch_got_and_that_a_rerun_resumes(tmp_path, batch_file, capsys, monkeypatch):
+    from qia_cli.cli import console
+
+    out = tmp_path / "out"
+    append, calls = Results.append, []
+
+    def interrupted_at_the_third_record(self, record):
+        calls.append(record["line"])
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        append(self, record)
+
+    monkeypatch.setattr(Results, "append", interrupted_at_the_third_record)
+    monkeypatch.setattr(console.state, "quiet", False)  # --quiet sets it for the process: put it back after
+    code, stdout, err = qia(
+        capsys, monkeypatch, "--quiet", "batch", str(batch_file), "--llm", "fake", "--plan-only", "--outdir", str(out)
+    )
+    assert code == 130 and stdout == ""
+    assert f"interrupted: 2 of 5 lines done (2 in this run); records in {out / 'results.jsonl'}" in err
+    assert "run the same command again to resume" in err
+    assert [r["line"] for r in records(out)] == [1, 4]

@@ -13,7 +13,7 @@ from qia_cli import paths
 from qia_cli.cli import common, console
 from qia_cli.cli.progress import Bar, progress_bar
 from qia_cli.cli.root import app
-from qia_cli.errors import UsageError
+from qia_cli.errors import EXIT_INTERRUPT, UsageError
 
 
 @app.command("batch")
@@ -151,7 +151,12 @@ def batch_command(
         )
 
     run = functools.partial(run_batch, agent, lines, results, options)
-    summary = _run(run, address, workers, shared_outdir, bar=not json_out)
+    progress = _BatchProgress(bar=not json_out)
+    try:
+        summary = _run(run, address, workers, shared_outdir, progress)
+    except KeyboardInterrupt:
+        progress.interrupted(results.path)
+        raise typer.Exit(EXIT_INTERRUPT) from None
     _print_summary(summary, json_out)
     if summary.aborted is not None:
         raise summary.aborted
@@ -159,9 +164,9 @@ def batch_command(
         raise typer.Exit(1)
 
 
-def _run(run, address: str | None, workers: int | None, shared_outdir: bool, *, bar: bool):
+def _run(run, address: str | None, workers: int | None, shared_outdir: bool, progress: _BatchProgress):
     """`run(on_start=..., ...)` (run_batch with its lines) here or on Ray, with the progress shown."""
-    with _BatchProgress(bar=bar) as progress:
+    with progress:
         run = functools.partial(run, on_start=progress.start, on_result=progress.advance, on_other=progress.other)
         if address is None:
             return run()
@@ -247,7 +252,7 @@ class _BatchProgress:
         self.want_bar = bar
         self.bar: Bar | None = None
         self._stack = contextlib.ExitStack()
-        self.ok = self.failed = self.left = self.total = 0
+        self.ok = self.failed = self.left = self.total = self.skipped = self.lines = 0
         self.live: int | None = None
 
     def __enter__(self):
@@ -268,6 +273,7 @@ class _BatchProgress:
 
     def start(self, todo: int, skipped: int) -> None:
         self.left = self.total = todo
+        self.skipped, self.lines = skipped, todo + skipped
         if skipped and self.enabled:
             console.info(f"[dim]{skipped} line(s) already done: skipped[/dim]")
         if self.bar is not None:
@@ -317,3 +323,22 @@ class _BatchProgress:
 
     def __exit__(self, *exc) -> None:
         self._stack.__exit__(*exc)
+
+    def interrupted(self, results: Path) -> None:
+        """After Ctrl-C (even with --quiet, like any interruption): what is done, and how to go on."""
+        done, total = self.skipped + self.ok + self.failed, self.lines
+        failed = f", {self.failed} failed" if self.failed else ""
+        err = console.err()
+        err.print(
+            f"interrupted: {done} of {total} lines done ({self.ok + self.failed} in this run{failed}); "
+            f"records in {results}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        err.print(
+            "run the same command again to resume: it skips the lines done and retries the failed ones",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
