@@ -297,6 +297,17 @@ class ChatSession:
 
         settings = self.agent.settings.model_copy(update={"llm": value})
         llm = make_llm(settings, verbose=self.agent.verbose)  # a missing or non-GGUF file fails here
+        try:  # a server is asked for its models now: one that is down (or refuses the key) fails here
+            check = getattr(llm, "check", None)
+            if check is not None:
+                check()
+            _ = llm.info.name
+        except QiaError as exc:
+            if hasattr(llm, "close"):
+                llm.close()
+            still = f"the planner is still {self.llm_name()}"  # nothing was swapped
+            exc.hint = f"{exc.hint}; {still}" if exc.hint else still
+            raise
         self.agent.set_llm(llm, settings)
         self.ui.say(f"llm: {self.llm_name()}", "loads on the next plan")
 

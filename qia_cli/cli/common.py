@@ -272,8 +272,17 @@ def can_ask(flags: PlanFlags, settings) -> bool:
     return not flags.no_ask and not flags.json and settings.ask and console.interactive()
 
 
+def question_label(text: str, default: str | None) -> str:
+    """A question as the terminal shows it, with the suggestion that a bare Enter accepts."""
+    from qia_cli.textsafe import printable
+
+    return f"{printable(text)} [Enter: {printable(default)}] " if default else f"{printable(text)} "
+
+
 def terminal_asker(questions):
-    """Ask on the terminal with prompt_toolkit: Enter accepts the default, 'skip' leaves the gap open."""
+    """Ask on the terminal with prompt_toolkit: Enter accepts the default, 'skip' leaves the gap open.
+    The line starts empty (the suggestion is in the question): what is typed replaces the suggestion,
+    never adds to it."""
     from prompt_toolkit import prompt as ask
 
     answers: dict[str, str | None] = {}
@@ -282,10 +291,10 @@ def terminal_asker(questions):
     )
     for q in questions:
         try:
-            value = ask(f"{q.text} ", default=q.default or "")
+            value = ask(question_label(q.text, q.default)).strip()
         except EOFError:
             break
-        answers[q.id] = value.strip() or None
+        answers[q.id] = "skip" if value.lower() == "skip" else (value or q.default or None)
     return answers
 
 

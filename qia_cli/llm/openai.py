@@ -315,6 +315,11 @@ class OpenAILLM:
         usage = data.get("usage")
         return int(usage.get("completion_tokens") or 0) if isinstance(usage, dict) else 0
 
+    def check(self) -> None:
+        """Ask the server for its models: one that is down, or refuses the key, fails here (a session's
+        `/model llm` checks before it swaps)."""
+        self._model_ids()
+
     def _model_ids(self) -> list[str]:
         resp = self._send("GET", "/models")
         if resp.status_code >= 400:
