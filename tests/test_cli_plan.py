@@ -59,6 +59,16 @@ def test_json_is_one_document_from_piped_stdin_without_blocking():
     assert any(e["source"] == "assumption" for e in plan["evidence"])
 
 
+@pytest.mark.parametrize("where", ["after", "before"])
+def test_quiet_prints_the_final_prompt_alone(where):
+    args = ["plan", "a lighthouse on a cliff", "--llm", "fake", "--no-ask"]
+    result = run_qia(*(args + ["-q"] if where == "after" else ["-q", *args]))
+    assert result.returncode == 0, result.stderr
+    planned = json.loads(run_qia(*args, "--json").stdout)
+    assert result.stdout == planned["prompt"] + "\n"  # one line: no table, no panel, no footer
+    assert result.stderr == ""
+
+
 def test_dash_reads_the_prompt_from_stdin():
     result = run_qia("plan", "-", "--json", "--llm", "fake", input="a red kite")
     assert json.loads(result.stdout)["request"] == "a red kite"
