@@ -175,6 +175,7 @@ class Planner:
             warnings=warnings,
             timings=timings,
             model=self.model_info(),
+            knowledge_model=getattr(self._knowledge, "info", None) or self.model_info(),
             session=session,
         )
 

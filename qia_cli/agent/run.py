@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from qia_cli.agent.parts import Memory, Renderer, ScorerLoader
     from qia_cli.imaging.scoring import Scorer
     from qia_cli.llm.base import LLM
+    from qia_cli.llm.types import ModelInfo
     from qia_cli.search.base import SearchBackend
 
 
@@ -61,6 +62,25 @@ class Callbacks:
     cancel) are arguments of `Agent.render`."""
 
     progress: Callable[[str], None] = lambda _msg: None
+
+
+class _LazyKnowledge:
+    """The agent's knowledge LLM, built when a plan first asks it a question (the planner calls this);
+    `info` names the model it is, or would be, without building or loading it."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+
+    def __call__(self) -> LLM:
+        return self.agent._make_knowledge()
+
+    @property
+    def info(self) -> ModelInfo:
+        if self.agent.knowledge is not None:
+            return self.agent.knowledge.info
+        from qia_cli.llm.factory import knowledge_info
+
+        return knowledge_info(self.agent.settings, lambda: self.agent.planner.model_info())
 
 
 def _diffusers_renderer() -> Renderer:
@@ -102,7 +122,7 @@ class Agent:
                 search_deadline=self.settings.search_timeout,
                 search_ttl=self.settings.search_ttl,
                 progress=self.callbacks.progress,
-                knowledge=self.knowledge if self.knowledge is not None else self._make_knowledge,
+                knowledge=self.knowledge if self.knowledge is not None else _LazyKnowledge(self),
             )
         return self._planner
 
@@ -137,6 +157,8 @@ class Agent:
         gaps = mode == "on" or (mode == "auto" and self._llm_gaps_auto())
         options = dataclasses.replace(options or PlanOptions(), llm_gaps=gaps)
         plan = self.planner.plan(request, options)
+        if plan.knowledge_model is None and options.previous is not None:  # a refinement asks no new question
+            plan.knowledge_model = options.previous.knowledge_model
         note = cut_note(plan)
         if note:
             plan.warnings.append(note)

@@ -390,10 +390,18 @@ def print_plan(plan) -> None:
         console.warn(w)
     out.print(Panel(safe(plan.prompt), title="Prompt", title_align="left", border_style="green"))
     out.print(f"[dim]negative:[/dim] {safe(plan.negative_prompt)}", markup=True, highlight=False)
-    model = plan.model.name if plan.model else "?"
     out.print(
-        f"[dim]planned by {safe(model)} in {plan.timings.get('total', 0):.2f} s[/dim]", markup=True, highlight=False
+        f"[dim]planned by {safe(models_text(plan))} in {plan.timings.get('total', 0):.2f} s[/dim]",
+        markup=True,
+        highlight=False,
     )
+
+
+def models_text(plan) -> str:
+    """The planner's model, and the knowledge model when it is another one."""
+    model = plan.model.name if plan.model else "?"
+    knowledge = plan.knowledge_model.name if plan.knowledge_model else None
+    return f"{model} (knowledge questions: {knowledge})" if knowledge and knowledge != model else model
 
 
 def print_json(model) -> None:
