@@ -45,7 +45,7 @@ Ctrl-C cancels a render or clears the line; Ctrl-D or /quit leaves.
   /model llm PATH     the planner: a GGUF file, a pulled name, bundled, or openai:URL
   /model image ID     the image model: a Hugging Face id or a local folder
   /search on|off      web search for time-sensitive facts
-  /memory             list memory; /memory add TEXT, /memory forget ID
+  /memory             list memory; /memory add TEXT, /memory search TEXT, /memory rm ID
   /open               open the last image with the system viewer
   /save [FILE]        save the current plan as JSON (default ./qia-plan-TIME.json)
   /help, /quit"""
@@ -56,7 +56,7 @@ SUBCOMMANDS = {
     "/seed": ["random"],
     "/size": ["default", "512x512", "768x512", "512x768"],
     "/steps": ["default"],
-    "/memory": ["list", "add", "forget"],
+    "/memory": ["list", "add", "search", "rm", "forget"],
 }
 
 
@@ -341,13 +341,19 @@ class ChatSession:
         elif action == "add":
             entry = store.add(rest)
             self.ui.entry("remembered", entry.id, entry.text)
-        elif action == "forget":
+        elif action == "search":
+            found = store.search(rest)
+            if not found:
+                self.ui.note(f"no entry has '{rest}'")
+            for e in found:
+                self.ui.entry("", e.id, f"{e.kind:<10} {e.text}")
+        elif action in ("forget", "rm"):
             if not rest:
-                raise UsageError("/memory forget needs an id", hint="/memory lists the ids")
+                raise UsageError(f"/memory {action} needs an id", hint="/memory lists the ids")
             entry = store.forget(rest)
             self.ui.entry("forgot", entry.id, entry.text)
         else:
-            raise UsageError(f"/memory {action}: use list, add TEXT or forget ID")
+            raise UsageError(f"/memory {action}: use list, add TEXT, search TEXT or rm ID")
 
     def cmd_open(self, _arg: str) -> None:
         if self.last_result is None or not self.last_result.outputs:

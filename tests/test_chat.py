@@ -427,3 +427,13 @@ def test_chat_questions_show_the_suggestion_that_enter_accepts(planning, monkeyp
         ("skipped", None),
     ]
     assert shown[1].endswith("[Enter: Happy Birthday] ")
+
+
+def test_chat_memory_has_search_and_rm(planning, capsys):
+    planning.agent.memory = store = MemoryStore()
+    entry = store.add("Biscuit is my dog, a three-legged corgi")
+    planning.handle("/memory search dogs")
+    assert entry.id in capsys.readouterr().out
+    planning.handle(f"/memory rm {entry.id}")
+    assert f"forgot {entry.id}" in capsys.readouterr().out and store.list() == []
+    assert planning.completions("/memory s") == ["search"] and "rm" in planning.completions("/memory r")
