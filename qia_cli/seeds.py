@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 from qia_cli.errors import UsageError
 
@@ -31,9 +32,9 @@ def parse_seed(text: str, *, what: str = "seed") -> int | None:
     text = text.strip()
     if text.lower() in {"", "random", "none", str(RANDOM_SEED)}:
         return None
-    if not text.isascii() or not text.lstrip("+").isdigit():
+    if not re.fullmatch(r"[+-]?[0-9]+", text):  # ASCII digits only: no '²', no '1e3'
         raise UsageError(f"{what} '{text}' is not a number", hint=f"use 0 to {MAX_SEED}, or random")
-    return check_seed(int(text), what=what)
+    return check_seed(int(text), what=what)  # a number out of range ('-5') says so
 
 
 def random_seed(count: int = 1) -> int:

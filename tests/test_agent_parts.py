@@ -117,3 +117,33 @@ def test_copies_of_an_agent_share_its_renderer_scorers_and_knowledge_model(monke
 def test_each_agent_has_its_own_renderer_and_scorers():
     one, two = Agent(Settings()), Agent(Settings())
     assert one.renderer is not two.renderer and one.scorers is not two.scorers
+
+
+def test_a_plan_names_the_knowledge_model_without_building_it(monkeypatch):
+    from qia_cli.llm import bundled, factory
+
+    def never(*_a, **_k):
+        raise AssertionError("the knowledge model was built (or unpacked) only to be named")
+
+    monkeypatch.setattr(factory, "make_knowledge_llm", never)
+    monkeypatch.setattr(bundled, "knowledge_path", never)
+    monkeypatch.setattr(bundled, "knowledge_installed", lambda: True)
+    request = "a lighthouse on a cliff"  # no knowledge question: nothing asks the knowledge model
+    bundled_planner = Agent(Settings(llm="bundled", search="off"), llm=FakeLLM())  # the bundled planner's settings
+    plan = bundled_planner.plan(request)
+    assert (plan.model.name, plan.knowledge_model.name) == ("fake", bundled.KNOWLEDGE_NAME)
+    assert bundled_planner.knowledge is None
+    plan = Agent(Settings(llm="fake", search="off"), llm=FakeLLM()).plan(request)  # a planner the user chose
+    assert plan.knowledge_model.name == "fake"
+    named = Agent(Settings(llm="fake", search="off", knowledge_llm="/models/gemma-2b.gguf"), llm=FakeLLM())
+    assert named.plan(request).knowledge_model.name == "gemma-2b.gguf"
+    refined = named.plan("make it night", PlanOptions(previous=named.plan(request)))
+    assert refined.previous_prompt and refined.knowledge_model.name == "gemma-2b.gguf"
+
+
+def test_a_plan_names_the_knowledge_model_that_answered():
+    gemma = FakeLLM()
+    gemma.info = gemma.info.model_copy(update={"name": "gemma"})
+    agent = Agent(Settings(llm="fake", search="off"), llm=FakeLLM(), knowledge=gemma)
+    plan = agent.plan("a lighthouse on a cliff")
+    assert (plan.model.name, plan.knowledge_model.name) == ("fake", "gemma")

@@ -466,3 +466,183 @@ def test_two_batches_on_one_folder_render_each_line_once(tmp_path, tiny_pipeline
     found = records(out)
     assert [r["line"] for r in found] == [1, 2, 3, 4, 5, 6] and all(r["status"] == "ok" for r in found)
     assert sorted(out.glob("*.png")) == sorted(Path(o["path"]) for r in found for o in r["outputs"])
+
+
+# -- render inputs are checked before any line is planned ---------------------------------------------
+@pytest.mark.parametrize(
+    "content, flags, message",
+    [
+        ("a red bicycle\na lighthouse\n", ["--model", "./nope"], "model folder ./nope does not exist"),
+        ("a red bicycle\n", ["--model", "nobody/not-cached"], "model nobody/not-cached is not in the Hugging Face"),
+        ("a red bicycle\n", [], "is not in the Hugging Face cache"),  # the default model, not pulled (offline)
+        ('{"request": "a cat", "model": "./gone"}\n', ["--model", "./nope"], "requests.jsonl:1: model folder ./gone"),
+        ("a red bicycle\n", ["--size", "500x500"], "multiples of 8"),
+    ],
+)
+def test_bad_render_inputs_exit_2_before_any_line_is_planned(
+    tmp_path, capsys, monkeypatch, tiny_pipeline_dir, content, flags, message
+):
+    from qia_cli.agent.run import Agent
+
+    path = tmp_path / "requests.jsonl"
+    path.write_text(content)
+    planned = []
+    monkeypatch.setattr(Agent, "plan", lambda self, request, options=None: planned.append(request))
+    out = tmp_path / "out"
+    code, stdout, err = qia(capsys, monkeypatch, "batch", str(path), "--llm", "fake", "--outdir", str(out), *flags)
+    assert code == 2 and message in err and stdout == ""
+    assert planned == [] and not out.exists()  # nothing planned, no results.jsonl, not even the folder
+
+
+def test_lines_with_their_own_model_do_not_need_the_default_one(tmp_path, tiny_pipeline_dir, capsys, monkeypatch):
+    path = tmp_path / "requests.jsonl"
+    path.write_text(json.dumps({"request": "a cat", "model": str(tiny_pipeline_dir)}) + "\n")
+    out = tmp_path / "out"
+    code, _, err = qia(capsys, monkeypatch, "batch", str(path), "--llm", "fake", "--steps", "1", "--outdir", str(out))
+    assert code == 0, err  # the default model (not pulled here) is never used, so never checked
+    assert [r["status"] for r in records(out)] == ["ok"]
+
+
+# -- memory stays flat in the number of lines -------------------------------------------------------------
+def _resume_peak(tmp_path: Path, n: int) -> int:
+    """Peak traced memory of a rerun over N lines that are all done, each record with a 20 KB plan: the file
+    is read, every record read back, the results compacted. Nothing is planned."""
+    import tracemalloc
+
+    from qia_cli.agent.batch import BatchFile, BatchOptions
+    from qia_cli.agent.batch import run_batch as run
+    from qia_cli.agent.run import Agent, RenderOptions
+    from qia_cli.config import Settings
+    from qia_cli.llm.fake import FakeLLM
+
+    path = tmp_path / f"requests-{n}.txt"
+    path.write_text("".join(f"a red bicycle number {i} leaning on a wall\n" for i in range(1, n + 1)))
+    folder = tmp_path / f"out-{n}"
+    folder.mkdir()
+    with open(folder / "results.jsonl", "w") as fh:
+        for line in BatchFile(path):
+            plan = {"request": line.request, "prompt": "x" * 20_000}
+            fh.write(json.dumps({"line": line.line, "hash": line.key, "status": "ok", "plan": plan}) + "\n")
+    before = (folder / "results.jsonl").read_bytes()
+    agent = Agent(settings=Settings(llm="fake", search="off"), llm=FakeLLM())
+    options = BatchOptions(render=RenderOptions(outdir=folder), plan_only=True)
+    tracemalloc.start()
+    try:
+        summary = run(agent, BatchFile(path), Results(folder), options)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (summary.total, summary.skipped, summary.ok) == (n, n, 0)
+    assert (folder / "results.jsonl").read_bytes() == before  # compacted: one record per line, all kept
+    return peak
+
+
+def test_a_rerun_streams_the_file_and_the_records(tmp_path):
+    small, large = _resume_peak(tmp_path, 100), _resume_peak(tmp_path, 1500)
+    # 1,400 more lines hold 28 MB more of records; a streamed run holds a few bytes a line of them
+    assert large - small < 1_000_000, (small, large)
+
+
+# -- a kill between saving a line's images and recording it ------------------------------------------------
+KILLED_RUN = """
+import os, signal, sys
+from qia_cli.agent import batch
+from qia_cli.imaging import output
+
+if sys.argv[1] == "before-record":  # line 5's image is saved, its record not yet written
+    append = batch.Results.append
+    def killing_append(self, record):
+        if record["line"] == 5:
+            os.kill(os.getpid(), signal.SIGKILL)
+        append(self, record)
+    batch.Results.append = killing_append
+else:  # "mid-line": line 6 asks for two images; the kill comes before the second is saved
+    save, calls = output.save_image, []
+    def killing_save(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return save(*args, **kwargs)
+    output.save_image = killing_save
+from qia_cli.cli.app import main
+sys.argv = ["qia", "--quiet", "batch", *sys.argv[2:]]
+main()
+"""
+
+
+def _killed_run(when: str, file: Path, out: Path, pipeline: Path) -> None:
+    args = [str(file), "--llm", "fake", "--model", str(pipeline), "--steps", "1", "--outdir", str(out)]
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_RUN, when, *args],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+
+
+def referenced(found: list[dict]) -> list[Path]:
+    return sorted(Path(o["path"]) for r in found for o in r["outputs"])
+
+
+def test_images_a_killed_run_saved_without_a_record_are_adopted(
+    tmp_path, batch_file, tiny_pipeline_dir, capsys, monkeypatch
+):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.png").write_bytes(b"not qia's")  # a file of the user's, and a sidecar without a batch tag
+    (out / "mine.json").write_text('{"image": "mine.png", "line": 5}')
+    _killed_run("before-record", batch_file, out, tiny_pipeline_dir)
+    assert [r["line"] for r in records(out)] == [1, 4]
+    (left,) = set(out.glob("*.png")) - set(referenced(records(out))) - {out / "mine.png"}  # line 5's image
+    stamp = left.stat().st_mtime_ns
+
+    code, summary, _ = run_batch(capsys, monkeypatch, batch_file, out, tiny_pipeline_dir)
+    assert code == 0 and (summary["ok"], summary["skipped"]) == (3, 2)
+    found = records(out)
+    assert [r["line"] for r in found] == REQUEST_LINES and all(r["status"] == "ok" for r in found)
+    line_5 = found[2]
+    assert [o["path"] for o in line_5["outputs"]] == [str(left)] and left.stat().st_mtime_ns == stamp  # not redone
+    assert line_5["plan"]["request"] == "a blue house at dusk" and line_5["render"]["steps"] == 1
+    assert sorted(out.glob("*.png")) == sorted([*referenced(found), out / "mine.png"])  # no image without a record
+    assert (out / "mine.json").exists()
+
+
+def test_a_line_killed_between_its_images_renders_again_and_leaves_no_orphan(
+    tmp_path, batch_file, tiny_pipeline_dir, capsys, monkeypatch
+):
+    out = tmp_path / "out"
+    _killed_run("mid-line", batch_file, out, tiny_pipeline_dir)
+    assert [r["line"] for r in records(out)] == [1, 4, 5]
+    assert len(list(out.glob("*.png"))) == 4  # line 6 got one of its two images
+
+    code, summary, _ = run_batch(capsys, monkeypatch, batch_file, out, tiny_pipeline_dir)
+    assert code == 0 and (summary["ok"], summary["skipped"]) == (2, 3)
+    found = records(out)
+    assert [len(r["outputs"]) for r in found] == [1, 1, 1, 2, 1]
+    assert sorted(out.glob("*.png")) == referenced(found)
+    assert sorted(out.glob("*.json")) == sorted(Path(o["sidecar"]) for r in found for o in r["outputs"])
+
+
+def test_ctrl_c_says_how_far_the_batch_got_and_that_a_rerun_resumes(tmp_path, batch_file, capsys, monkeypatch):
+    from qia_cli.cli import console
+
+    out = tmp_path / "out"
+    append, calls = Results.append, []
+
+    def interrupted_at_the_third_record(self, record):
+        calls.append(record["line"])
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        append(self, record)
+
+    monkeypatch.setattr(Results, "append", interrupted_at_the_third_record)
+    monkeypatch.setattr(console.state, "quiet", False)  # --quiet sets it for the process: put it back after
+    code, stdout, err = qia(
+        capsys, monkeypatch, "--quiet", "batch", str(batch_file), "--llm", "fake", "--plan-only", "--outdir", str(out)
+    )
+    assert code == 130 and stdout == ""
+    assert f"interrupted: 2 of 5 lines done (2 in this run); records in {out / 'results.jsonl'}" in err
+    assert "run the same command again to resume" in err
+    assert [r["line"] for r in records(out)] == [1, 4]

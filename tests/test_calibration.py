@@ -8,7 +8,9 @@ from qia_cli.llm.types import ModelInfo, ModelProfile
 def info(tmp_path, arch="qwen2", size="1.5B", name="m.gguf"):
     path = tmp_path / name
     path.write_bytes(b"GGUF" + b"\0" * 10)
-    return ModelInfo(name=name, backend="llama.cpp", path=str(path), profile=ModelProfile(architecture=arch, size_label=size))
+    return ModelInfo(
+        name=name, backend="llama.cpp", path=str(path), profile=ModelProfile(architecture=arch, size_label=size)
+    )
 
 
 def test_an_unmeasured_model_gets_the_cautious_default(tmp_path):

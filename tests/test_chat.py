@@ -342,3 +342,100 @@ def test_the_bundled_llm_loads_once_per_session(tiny_pipeline_dir, tmp_path, mon
     models = {id(m): m for m in (agent.llm, agent.knowledge) if m is not None}.values()
     assert sum(m.loads for m in models) == 1
     agent.release_llm()
+
+
+# -- the planner, the seed and questions: what a new user tripped on -------------------------------------
+@pytest.fixture
+def planning(tmp_path, monkeypatch):
+    """A session that only plans (no pipeline), with the FakeLLM."""
+    monkeypatch.chdir(tmp_path)
+    agent = Agent(settings=load_settings({"llm": "fake"}).settings, memory=None, search=None, llm=FakeLLM())
+    return ChatSession(agent, TerminalUI(), RenderOptions(outdir=tmp_path / "out"))
+
+
+def dead_server() -> str:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}/v1"  # closed once the block ends
+
+
+@pytest.mark.parametrize("model", ["", "#qwen2.5-7b"])  # the server asked for its models, or one named
+def test_model_llm_at_a_dead_server_keeps_the_planner_it_had(planning, capsys, model):
+    url = dead_server()
+    fake = planning.agent.llm
+    assert planning.handle(f"/model llm openai:{url}{model}")
+    err = capsys.readouterr().err
+    assert f"cannot reach the LLM server at {url}" in err and "the planner is still fake" in err
+    assert planning.agent.llm is fake and planning.agent.settings.llm == "fake" and planning.llm_name() == "fake"
+    assert "llm: fake" in planning.toolbar()
+    planning.handle("/plan a red bicycle")  # and it still plans
+    assert planning.plan is not None and planning.plan.model.name == "fake"
+
+
+def test_a_seed_out_of_range_says_so(planning, capsys):
+    for line, message in [
+        ("/seed -5", "seed -5 is out of range"),
+        ("/seed 4294967296", "seed 4294967296 is out of range"),
+        ("/seed seven", "seed 'seven' is not a number"),
+    ]:
+        planning.handle(line)
+        assert message in capsys.readouterr().err
+    planning.handle("/seed +7")
+    assert planning.opts.seed == 7
+
+
+def test_questions_show_the_suggestion_and_skip_replaces_it(monkeypatch):
+    """`qia plan` and `qia generate` on a terminal: the suggestion is in the question, the line starts empty,
+    so 'skip' is 'skip' (it was typed after the pre-filled suggestion: "Happy Birthdayskip")."""
+    import prompt_toolkit
+
+    from qia_cli.agent.types import Question
+    from qia_cli.cli import common
+
+    shown, real = [], prompt_toolkit.prompt
+    monkeypatch.setattr(prompt_toolkit, "prompt", lambda message, **kw: shown.append(message) or real(message, **kw))
+    questions = [
+        Question(id="q1", gap_id="g1", text="What should the poster say?", default="Happy Birthday"),
+        Question(id="q2", gap_id="g2", text="Which style?", default="watercolor"),
+        Question(id="q3", gap_id="g3", text="Who is it for?"),
+        Question(id="q4", gap_id="g4", text="Where?", default="a park"),
+    ]
+    with create_pipe_input() as inp, create_app_session(input=inp, output=DummyOutput()):
+        inp.send_text("skip\r\rmy sister\rSKIP\r")
+        answers = common.terminal_asker(questions)
+    assert answers == {"q1": "skip", "q2": "watercolor", "q3": "my sister", "q4": "skip"}
+    assert shown[:3] == [
+        "What should the poster say? [Enter: Happy Birthday] ",
+        "Which style? [Enter: watercolor] ",
+        "Who is it for? ",
+    ]
+
+
+def test_chat_questions_show_the_suggestion_that_enter_accepts(planning, monkeypatch):
+    from prompt_toolkit import PromptSession
+
+    shown, real = [], PromptSession.prompt
+    monkeypatch.setattr(
+        PromptSession, "prompt", lambda self, message, **kw: shown.append(message) or real(self, message, **kw)
+    )
+    planning.ask = True
+    with create_pipe_input() as inp, create_app_session(input=inp, output=DummyOutput()):
+        inp.send_text("a corgi named Biscuit\rskip\r")
+        planning.handle("/plan a poster for my dog's birthday")
+    assert [(q.status, q.answer) for q in planning.plan.questions] == [
+        ("answered", "a corgi named Biscuit"),
+        ("skipped", None),
+    ]
+    assert shown[1].endswith("[Enter: Happy Birthday] ")
+
+
+def test_chat_memory_has_search_and_rm(planning, capsys):
+    planning.agent.memory = store = MemoryStore()
+    entry = store.add("Biscuit is my dog, a three-legged corgi")
+    planning.handle("/memory search dogs")
+    assert entry.id in capsys.readouterr().out
+    planning.handle(f"/memory rm {entry.id}")
+    assert f"forgot {entry.id}" in capsys.readouterr().out and store.list() == []
+    assert planning.completions("/memory s") == ["search"] and "rm" in planning.completions("/memory r")

@@ -59,6 +59,30 @@ def test_json_is_one_document_from_piped_stdin_without_blocking():
     assert any(e["source"] == "assumption" for e in plan["evidence"])
 
 
+@pytest.mark.parametrize("where", ["after", "before"])
+def test_quiet_prints_the_final_prompt_alone(where):
+    args = ["plan", "a lighthouse on a cliff", "--llm", "fake", "--no-ask"]
+    result = run_qia(*(args + ["-q"] if where == "after" else ["-q", *args]))
+    assert result.returncode == 0, result.stderr
+    planned = json.loads(run_qia(*args, "--json").stdout)
+    assert result.stdout == planned["prompt"] + "\n"  # one line: no table, no panel, no footer
+    assert result.stderr == ""
+
+
+def test_the_footer_and_the_json_name_the_knowledge_model_too():
+    from qia_cli.llm.bundled import bundled_path
+
+    gguf = bundled_path()  # a real GGUF, named here; no knowledge question loads it
+    env = {"QIA_KNOWLEDGE_LLM": str(gguf)}
+    result = run_qia("plan", "a lighthouse on a cliff", "--llm", "fake", "--no-ask", env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"planned by fake (knowledge questions: {gguf.name}) in" in " ".join(result.stdout.split())
+    plan = json.loads(run_qia("plan", "a lighthouse on a cliff", "--llm", "fake", "--json", env=env).stdout)
+    assert plan["model"]["name"] == "fake" and plan["knowledge_model"]["name"] == gguf.name
+    result = run_qia("plan", "a lighthouse on a cliff", "--llm", "fake", "--no-ask")  # the planner answers
+    assert "planned by fake in" in result.stdout and "knowledge questions" not in result.stdout
+
+
 def test_dash_reads_the_prompt_from_stdin():
     result = run_qia("plan", "-", "--json", "--llm", "fake", input="a red kite")
     assert json.loads(result.stdout)["request"] == "a red kite"

@@ -98,10 +98,21 @@ def test_info_json(qia, isolated_home, monkeypatch):
     assert data["cpu"]["bf16_renders"] is bool({"amx_bf16", "amx_tile", "avx512_bf16"} & cpu.flags())
     assert data["cpu"]["llm_repack"] == {"setting": "auto", "effective": "off" if cpu.has_amx() else "on"}
 
+    from qia_cli.llm.bundled import KNOWLEDGE_NAME, knowledge_installed
+
+    gemma = knowledge_installed()  # the [knowledge] extra answers knowledge questions for the bundled planner
+    knowledge = data["settings"]["knowledge_llm"]
+    assert knowledge["value"] == "auto" and knowledge["source"] == "default" and knowledge["planner"] is not gemma
+    assert knowledge["model"] == (KNOWLEDGE_NAME if gemma else "SmolLM2-135M-Instruct Q4_1 (bundled)")
+
     monkeypatch.setenv("QIA_LLM_REPACK", "off")
     rc, out, _ = qia("info")
     assert rc == 0 and "torch:" in out and "llama-cpp-python:" in out and str(isolated_home) in out
     assert "llm repack off (setting off)" in out
+    assert f"knowledge llm:    auto (default; {KNOWLEDGE_NAME if gemma else 'the planner answers'})" in out
+    monkeypatch.setenv("QIA_LLM_MODEL", "fake")
+    rc, out, _ = qia("info")
+    assert "knowledge llm:    auto (default; the planner answers)" in out  # a planner the user chose answers
 
 
 def test_info_survives_a_broken_torch(tmp_path):

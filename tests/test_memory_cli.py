@@ -184,3 +184,30 @@ def test_memory_sessions_lists_recorded_plans_as_json(isolated_home):
     assert [r["request"] for r in records] == ["a red kite over a beach"] and records[0]["kind"] == "plan"
     text = run_qia("memory", "sessions")
     assert "a red kite over a beach" in text.stdout
+
+
+def test_search_and_rm_beside_forget():
+    biscuit = qia("add", "Biscuit is my dog, a three-legged corgi").stdout.strip()
+    office = qia("add", "Our office is in Leeds", "--name", "HQ").stdout.strip()
+    qia("add", "I like watercolor illustrations", "--kind", "preference")
+    for text, ids in [
+        ("dogs", [biscuit]),  # plurals, case and accents folded
+        ("CORGI", [biscuit]),
+        ("three-legged corgi", [biscuit]),
+        ("hq", [office]),  # names count too
+        ("office leeds", [office]),  # every word, in any order
+        ("cat", []),
+    ]:
+        result = qia("search", text, "--json")
+        assert result.exit_code == 0, result.output
+        assert [e["id"] for e in json.loads(result.stdout)] == ids, text
+    table = qia("search", "corgi")
+    assert table.exit_code == 0 and biscuit in table.stdout and office not in table.stdout
+    assert "no entry has 'cat'" in qia("search", "cat").output
+    assert isinstance(qia("search", "  ").exception, UsageError)
+
+    result = qia("rm", biscuit[:5])
+    assert result.exit_code == 0 and f"forgot {biscuit}" in result.stdout
+    assert [e["id"] for e in json.loads(qia("list", "--json").stdout)][0] == office
+    assert isinstance(qia("rm", "mnope00").exception, UsageError)
+    assert "rm" in qia("--help").stdout and "search" in qia("--help").stdout

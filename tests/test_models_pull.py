@@ -196,6 +196,14 @@ def test_hub_errors_are_one_line(hub, env):
     assert rc == 1 and "cannot reach the Hugging Face Hub" in err
 
 
+def test_a_hub_whose_name_does_not_resolve_is_offline_not_worth_a_retry(hub, env):
+    rc, out, err = qia("models", "pull", SPEC, env=env, HF_ENDPOINT="http://qia-hub.invalid")
+    assert rc == 1 and out == ""
+    assert "cannot reach the Hugging Face Hub at http://qia-hub.invalid: qia-hub.invalid does not resolve" in err
+    assert "(offline?)" in err and "run the same command again" not in err
+    assert len(err.strip().splitlines()) == 2  # one error line and its hint
+
+
 def test_offline_pull_of_an_uncached_model_fails_at_once(hub, env):
     rc, out, err = qia("models", "pull", SPEC, env=env, HF_HUB_OFFLINE="1")
     assert rc == 2 and out == "" and "HF_HUB_OFFLINE" in err

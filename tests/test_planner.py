@@ -55,7 +55,9 @@ def test_an_answer_that_changes_when_asked_again_is_a_guess_kept_out_of_the_prom
     guess = next(e for e in plan.evidence if e.source == "reasoning")
     assert guess.content == "a slice of pepperoni" and guess.used is False and "a plate" in guess.why
     # Asked four ways (the phrase and the whole request, after each of two example blocks); no look for a guess.
-    assert len(llm.prompts) == 4 and llm.prompts[1].endswith("Q: What is shown in: the last slice of pizza on a plate?\nA:")
+    assert len(llm.prompts) == 4 and llm.prompts[1].endswith(
+        "Q: What is shown in: the last slice of pizza on a plate?\nA:"
+    )
     assert llm.prompts[0].rsplit("Q:", 1)[0] == llm.prompts[1].rsplit("Q:", 1)[0]  # one block: read once
 
 

@@ -174,6 +174,37 @@ def test_errors_become_warnings():
     assert warnings == ["search failed for 'boom': rate limited by the search engines"]
 
 
+def test_offline_is_one_warning_for_every_search_it_stopped(monkeypatch):
+    """No network: ddgs says DNSError for each query. One line says so, instead of one raw line per search."""
+    ddgs = pytest.importorskip("ddgs")
+    from ddgs.exceptions import DDGSException
+
+    class Offline:
+        def __init__(self, timeout=None):
+            pass
+
+        def text(self, query, max_results=5):
+            raise DDGSException(
+                "DNSError: DNSError('error sending request for url (https://search.yahoo.com/search?p=x) > "
+                "error resolving DNS > DNS error: no records found')"
+            )
+
+    monkeypatch.setattr(ddgs, "DDGS", Offline)
+    with pytest.raises(SearchError) as info:
+        DdgsBackend(timeout=1).search("anything", 3)
+    assert info.value.offline
+    results, warnings = search_many(DdgsBackend(timeout=1), ["a", "b", "c"], deadline_s=5, use_cache=False)
+    assert results == {}
+    assert warnings == ["web search unavailable (offline?): 3 time-sensitive facts were assumed, not checked"]
+    assert not any("DDGSException" in w or "DNSError" in w for w in warnings)
+    offline = SearchError("no DNS")
+    offline.offline = True
+    backend = FakeBackend(fail=offline)
+    assert search_many(backend, ["a"], deadline_s=2, use_cache=False)[1] == [
+        "web search unavailable (offline?): 1 time-sensitive fact was assumed, not checked"
+    ]
+
+
 def test_off_and_empty():
     assert search_many(None, ["a"], deadline_s=1) == ({}, [])
     assert search_many(FakeBackend(), ["", "  "], deadline_s=1) == ({}, [])

@@ -17,19 +17,24 @@ is planned, so a second `qia batch` on the same folder takes the lines the first
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import dataclasses
+import functools
 import hashlib
+import heapq
 import json
 import os
 import threading
 import time
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Protocol
 
 from qia_cli.agent.claims import Claims
 from qia_cli.agent.planner import PlanOptions
@@ -61,7 +66,7 @@ class Line:
     model: str | None = None
     count: int | None = None
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         """A hash of what the line asks for: an edited line is a new request."""
         fields = {k: v for k, v in dataclasses.asdict(self).items() if k != "line" and v is not None}
@@ -69,49 +74,106 @@ class Line:
 
 
 # -- reading the file -----------------------------------------------------------------------------
-def read_lines(path: Path) -> list[Line]:
-    """Every request of the file, or UsageError naming the first line that is not one.
+class BatchFile:
+    """The requests of a batch file (those of one `--shard I/N`), read as a stream: memory stays the same
+    whatever the length of the file.
 
+    Making one reads the whole file once and checks every line, so a bad file fails (UsageError naming
+    the first bad line) before any work; each iteration reads it again and yields its `Line`s in order.
     A line that starts with `{` is a JSON record when it parses as one. When it does not, it is an error
     in a JSONL file (by its suffix, or because another line is a JSON record) or when it starts like JSON
     (`{"`); in a plain-text file it is a request like any other (`{red} balloons`). A UTF-8 BOM is skipped.
     """
-    path = Path(path)
+
+    def __init__(self, path: Path, shard: str | None = None) -> None:
+        self.path = Path(path)
+        self.every, self.start = _parse_shard(shard)
+        self.jsonl = self.path.suffix.lower() in JSONL_SUFFIXES
+        requests = 0
+        maybe_bad: UsageError | None = None  # the first broken `{` line: an error if the file is JSONL
+        bad: UsageError | None = None  # the first broken `{"` line after it (the error if the file is text)
+        for number, stripped in self._raw():
+            data = _json_or_error(stripped)
+            if isinstance(data, dict):
+                self.jsonl = True
+                if maybe_bad is not None:
+                    raise maybe_bad
+                _parse_record(self.path, number, data)  # checked now, parsed again when the line is read
+            elif isinstance(data, ValueError):
+                error = _not_json(self.path, number, data)
+                if self.jsonl or stripped.startswith('{"'):
+                    if maybe_bad is None:
+                        raise error
+                    bad = bad or error
+                maybe_bad = maybe_bad or error
+            requests += 1
+        if self.jsonl and maybe_bad is not None:
+            raise maybe_bad
+        if bad is not None:
+            raise bad
+        if not requests:
+            raise UsageError(f"batch file {self.path} has no requests", hint="one request per line, as text or JSON")
+        self.size = len(range(self.start, requests, self.every))  # the requests of this shard
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[Line]:
+        index = -1
+        for number, stripped in self._raw():
+            index += 1
+            if index % self.every != self.start:
+                continue
+            data = _json_or_error(stripped)
+            if isinstance(data, dict):
+                yield _parse_record(self.path, number, data)
+            elif isinstance(data, ValueError) and (self.jsonl or stripped.startswith('{"')):
+                raise _not_json(self.path, number, data)  # the file changed since it was checked
+            else:
+                yield Line(line=number, request=stripped)
+
+    def _raw(self) -> Iterator[tuple[int, str]]:
+        """(line number, text) of each line that is not blank or a comment; numbered as str.splitlines()
+        numbers them, so results of earlier runs keep matching."""
+        try:
+            with open(self.path, encoding="utf-8-sig") as fh:
+                number = 0
+                for chunk in fh:
+                    for raw in chunk.splitlines() or [""]:
+                        number += 1
+                        stripped = raw.strip().lstrip("\ufeff").strip()
+                        if stripped and not stripped.startswith("#"):
+                            yield number, stripped
+        except FileNotFoundError:
+            raise UsageError(f"batch file not found: {self.path}") from None
+        except IsADirectoryError:
+            raise UsageError(f"batch file is a folder: {self.path}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"batch file {self.path} cannot be read: {exc}") from None
+
+
+def read_lines(path: Path) -> list[Line]:
+    """Every request of the file as a list (see BatchFile, which streams them)."""
+    return list(BatchFile(path))
+
+
+def _json_or_error(stripped: str) -> Any:
+    """The JSON value of a line that starts with `{`, the ValueError of one that does not parse, or None."""
+    if not stripped.startswith("{"):
+        return None
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise UsageError(f"batch file not found: {path}") from None
-    except IsADirectoryError:
-        raise UsageError(f"batch file is a folder: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"batch file {path} cannot be read: {exc}") from None
-    found: list[tuple[int, str, Any]] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        stripped = raw.strip().lstrip("\ufeff").strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        data: Any = None
-        if stripped.startswith("{"):
-            try:
-                data = json.loads(stripped)
-            except ValueError as exc:
-                data = exc
-        found.append((number, stripped, data))
-    if not found:
-        raise UsageError(f"batch file {path} has no requests", hint="one request per line, as text or JSON")
-    jsonl = path.suffix.lower() in JSONL_SUFFIXES or any(isinstance(d, dict) for _n, _t, d in found)
-    lines = []
-    for number, stripped, data in found:
-        if isinstance(data, ValueError) and (jsonl or stripped.startswith('{"')):
-            raise UsageError(
-                f"{path}:{number} is not valid JSON: {data}",
-                hint="a text request that starts with '{' belongs in a plain-text file (not .jsonl)",
-            )
-        if isinstance(data, dict):
-            lines.append(_parse_record(path, number, data))
-        else:
-            lines.append(Line(line=number, request=stripped))
-    return lines
+        return json.loads(stripped)
+    except ValueError as exc:
+        return exc
+    except RecursionError:
+        return ValueError("nested too deeply")
+
+
+def _not_json(path: Path, number: int, exc: ValueError) -> UsageError:
+    return UsageError(
+        f"{path}:{number} is not valid JSON: {exc}",
+        hint="a text request that starts with '{' belongs in a plain-text file (not .jsonl)",
+    )
 
 
 def _parse_record(path: Path, number: int, data: dict[str, Any]) -> Line:
@@ -136,22 +198,23 @@ def _parse_record(path: Path, number: int, data: dict[str, Any]) -> Line:
     return Line(line=number, **data)
 
 
-def select_shard(lines: list[Line], shard: str | None) -> list[Line]:
-    """`i/n` (1 <= i <= n): every n-th request, starting with the i-th. Line numbers stay the file's."""
+def _parse_shard(shard: str | None) -> tuple[int, int]:
+    """`i/n` (1 <= i <= n): every n-th request, starting with the i-th, as (n, i - 1); (1, 0) for all."""
     if not shard:
-        return lines
+        return 1, 0
     try:
         i, n = (int(part) for part in shard.split("/"))
     except ValueError:
         i = n = 0
     if not (n >= 1 and 1 <= i <= n):
         raise UsageError(f"invalid shard '{shard}'", hint="use I/N with 1 <= I <= N, e.g. --shard 2/4")
-    return [line for index, line in enumerate(lines) if index % n == i - 1]
+    return n, i - 1
 
 
 # -- the results file -------------------------------------------------------------------------------
 class Results:
-    """`results.jsonl`: whole-line appends under a file lock, read back for resume, compacted at the end."""
+    """`results.jsonl`: whole-line appends under a file lock, read back for resume, compacted at the end.
+    Every read streams the file a line at a time: no method holds all the records."""
 
     def __init__(self, outdir: Path) -> None:
         from filelock import FileLock
@@ -164,33 +227,44 @@ class Results:
         if not os.access(self.path.parent, os.W_OK):
             raise UsageError(f"the output folder {self.path.parent} is not writable")
         self.lock = FileLock(str(self.path.parent / f".{RESULTS}.lock"), timeout=120)
+        self._seen: tuple[int | None, int] = (None, 0)  # (inode, offset) that fresh() has read up to
 
-    def records(self) -> list[dict[str, Any]]:
-        """Every complete record; a torn last line (a crash mid-write) is ignored."""
+    def open(self) -> BinaryIO | None:
+        """The file as it is now, for reading (None when there is none yet). Its offsets stay valid while it is
+        open, even after a compaction replaces the file: appends only add, and compaction writes a new file."""
         try:
-            text = self.path.read_text(encoding="utf-8", errors="replace")
+            return open(self.path, "rb")
         except FileNotFoundError:
-            return []
-        return _parse_records(text)
+            return None
 
-    def fresh(self) -> list[dict[str, Any]]:
-        """The records appended since the last call: all of them the first time, and again after the file
-        was replaced (another run compacted it). Only whole lines are read."""
-        seen_inode, offset = getattr(self, "_seen", (None, 0))
+    def fresh(self, fh: BinaryIO | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+        """(offset, record) for each whole record appended since the last call: all of them the first time,
+        and again after the file was replaced (another run compacted it). `fh`: the file, opened already
+        (and left open); else it is opened here. A torn last line (a crash mid-write) is not read."""
+        own = fh is None
+        if fh is None:
+            fh = self.open()
+            if fh is None:
+                self._seen = (None, 0)
+                return
         try:
-            fh = open(self.path, "rb")
-        except FileNotFoundError:
-            self._seen: tuple[int | None, int] = (None, 0)
-            return []
-        with fh:
+            seen_inode, offset = self._seen
             st = os.fstat(fh.fileno())
             if st.st_ino != seen_inode or st.st_size < offset:
                 offset = 0
+            self._seen = (st.st_ino, offset)
             fh.seek(offset)
-            data = fh.read()
-        end = data.rfind(b"\n") + 1
-        self._seen = (st.st_ino, offset + end)
-        return _parse_records(data[:end].decode("utf-8", errors="replace"))
+            for raw in fh:
+                if not raw.endswith(b"\n"):
+                    break
+                at, offset = offset, offset + len(raw)
+                self._seen = (st.st_ino, offset)
+                record = _record(raw)
+                if record is not None:
+                    yield at, record
+        finally:
+            if own:
+                fh.close()
 
     def append(self, record: dict[str, Any]) -> None:
         data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
@@ -207,42 +281,141 @@ class Results:
             finally:
                 os.close(fd)
 
-    def compact(self, current: dict[int, str]) -> None:
-        """One record per (line, hash): the best of them; records of edited lines in `current` go."""
-        from qia_cli.fsutil import atomic_write_bytes
+    def compact(self, lines: LineIndex) -> None:
+        """One record per (line, hash): the best of them; records of a line of `lines` with another hash (an
+        edited line) go. Two passes over the file: the first keeps where each best record is, the second
+        copies them, in (line, hash) order, into the new file."""
+        from qia_cli.fsutil import atomic_write
 
         with self.lock:
-            best: dict[tuple[int, str], dict[str, Any]] = {}
-            for record in self.records():
-                key = (record["line"], record["hash"])
-                if record["line"] in current and current[record["line"]] != record["hash"]:
-                    continue
-                if _rank(record) >= _rank(best.get(key)):
-                    best[key] = record
-            if not best and not self.path.exists():
+            src = self.open()
+            if src is None:
                 return
-            body = "".join(
-                json.dumps(r, ensure_ascii=False) + "\n" for _k, r in sorted(best.items(), key=lambda kv: kv[0])
-            )
-            atomic_write_bytes(self.path, body.encode("utf-8"))
+            with src:
+                rank = bytearray(len(lines))  # per line of `lines`: the best record's rank + 1 (0: none yet)
+                where = array("q", bytes(8 * len(lines)))  # ... and its offset
+                others: dict[tuple[int, str], tuple[int, int]] = {}  # records of other lines: (rank + 1, offset)
+                offset = 0
+                for raw in src:
+                    at, offset = offset, offset + len(raw)
+                    record = _record(raw)
+                    if record is None:
+                        continue
+                    score = _rank(record) + 1
+                    pos = lines.position(record["line"])
+                    if pos is None:
+                        key = (record["line"], record["hash"])
+                        if score >= others.get(key, (0, 0))[0]:
+                            others[key] = (score, at)
+                    elif lines.hash_of(pos) == record["hash"] and score >= rank[pos]:
+                        rank[pos], where[pos] = score, at
+
+                def write(out: BinaryIO) -> None:
+                    mine = ((lines.numbers[p], lines.hash_of(p), where[p]) for p in range(len(lines)) if rank[p])
+                    theirs = ((k[0], k[1], at) for k, (_score, at) in sorted(others.items()))
+                    for _line, _hash, at in heapq.merge(mine, theirs):
+                        src.seek(at)
+                        raw = src.readline()
+                        out.write(raw if raw.endswith(b"\n") else raw + b"\n")
+
+                atomic_write(self.path, write)
 
 
-def _parse_records(text: str) -> list[dict[str, Any]]:
-    found = []
-    for raw in text.splitlines():
-        try:
-            record = json.loads(raw)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and isinstance(record.get("line"), int) and record.get("hash"):
-            found.append(record)
-    return found
+def _record(raw: bytes) -> dict[str, Any] | None:
+    """One line of results.jsonl as a record, or None for a line that is not one (torn, foreign)."""
+    try:
+        record = json.loads(raw.decode("utf-8", errors="replace"))
+    except (ValueError, RecursionError):
+        return None
+    if isinstance(record, dict) and isinstance(record.get("line"), int) and isinstance(record.get("hash"), str):
+        return record if record["hash"] else None
+    return None
+
+
+def _read_line_at(fd: int, offset: int) -> bytes:
+    """The line of the file `fd` that starts at `offset` (thread-safe: no seek)."""
+    parts = []
+    while True:
+        chunk = os.pread(fd, 1 << 16, offset)
+        if not chunk:
+            break
+        end = chunk.find(b"\n")
+        if end >= 0:
+            parts.append(chunk[: end + 1])
+            break
+        parts.append(chunk)
+        offset += len(chunk)
+    return b"".join(parts)
 
 
 def _rank(record: dict[str, Any] | None) -> int:
     if record is None:
         return -1
     return 0 if record.get("status") != "ok" else (2 if record.get("rendered") else 1)
+
+
+class LineIndex:
+    """The lines of a run by number: each one's hash, whether it is done, and where in results.jsonl an
+    earlier --plan-only run saved its plan. About 25 bytes a line, whatever the records hold."""
+
+    DONE_BEFORE, DONE_SINCE = 1, 2  # done when the run started / by another run since
+
+    def __init__(self, lines: Iterable[Line]) -> None:
+        self.numbers, self.hashes = array("q"), array("Q")
+        for line in lines:
+            self.numbers.append(line.line)
+            self.hashes.append(int(line.key, 16))
+        if any(a >= b for a, b in zip(self.numbers, self.numbers[1:])):  # not in file order: sort them
+            order = sorted(range(len(self.numbers)), key=self.numbers.__getitem__)
+            self.numbers = array("q", (self.numbers[i] for i in order))
+            self.hashes = array("Q", (self.hashes[i] for i in order))
+        self.done = bytearray(len(self.numbers))
+        self.saved = array("q", [-1]) * len(self.numbers)
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    def position(self, number: int) -> int | None:
+        pos = bisect.bisect_left(self.numbers, number)
+        return pos if pos < len(self.numbers) and self.numbers[pos] == number else None
+
+    def find(self, number: int, key: str) -> int | None:
+        """The position of line `number` when its hash is `key` (the line as it is now), else None."""
+        pos = self.position(number)
+        return pos if pos is not None and self.hash_of(pos) == key else None
+
+    def hash_of(self, pos: int) -> str:
+        return format(self.hashes[pos], "016x")
+
+    def mark(self, records: Iterable[tuple[int, dict[str, Any]]], plan_only: bool, how: int, *, saved=False) -> None:
+        """Lines done by these records (ok, and rendered unless this is a --plan-only run) are marked `how`;
+        with `saved`, the offsets of plans that a --plan-only run saved are kept."""
+        for at, record in records:
+            if record.get("status") != "ok":
+                continue
+            pos = self.find(record["line"], record["hash"])
+            if pos is None:
+                continue
+            if record.get("rendered") or plan_only:
+                self.done[pos] = self.done[pos] or how
+            elif saved and isinstance(record.get("plan"), dict):
+                self.saved[pos] = at
+
+
+class SavedPlans:
+    """The plans an earlier --plan-only run saved, read from results.jsonl (as it was when the run started)
+    when a line needs its plan: `get((line, hash))`."""
+
+    def __init__(self, lines: LineIndex, fh: BinaryIO | None) -> None:
+        self.lines, self.fh = lines, fh
+
+    def get(self, key: tuple[int, str]) -> dict[str, Any] | None:
+        pos = self.lines.find(*key)
+        if pos is None or self.fh is None or self.lines.saved[pos] < 0:
+            return None
+        record = _record(_read_line_at(self.fh.fileno(), self.lines.saved[pos]))
+        plan = record.get("plan") if record is not None else None
+        return plan if isinstance(plan, dict) else None
 
 
 # -- running ----------------------------------------------------------------------------------------
@@ -293,8 +466,14 @@ class Outcome:
     touched: list[str] = dataclasses.field(default_factory=list)  # memory entries a worker's plan used
 
 
-# A runner turns the claimed lines into outcomes, in any order: (agent, lines, stored plans, options, summary).
-Runner = Callable[[Agent, Iterable[Line], dict, BatchOptions, Summary], Iterator[Outcome]]
+class Saved(Protocol):
+    """Plans saved by an earlier --plan-only run, by (line, hash): SavedPlans, or a dict."""
+
+    def get(self, key: tuple[int, str], /) -> dict[str, Any] | None: ...
+
+
+# A runner turns the claimed lines into outcomes, in any order: (agent, lines, saved plans, options, summary).
+Runner = Callable[[Agent, Iterable[Line], Saved, BatchOptions, Summary], Iterator[Outcome]]
 
 
 def planning_jobs(agent: Agent, jobs: int) -> int:
@@ -312,7 +491,7 @@ def llm_backend(agent: Agent) -> str | None:
 
 def run_batch(
     agent: Agent,
-    lines: list[Line],
+    lines: Iterable[Line],
     results: Results,
     options: BatchOptions,
     *,
@@ -323,29 +502,23 @@ def run_batch(
 ) -> Summary:
     """Plan (and render) every line not done yet; one record per line appended to `results`.
 
-    `runner` does the lines (default: in this process); this driver alone appends the records, writes
-    the files a runner brings back as bytes, and applies memory use. `on_other` hears of a line that was
-    skipped after the start: another run on the folder holds it or has just done it.
+    `lines` is read more than once (a BatchFile streams the file each time, a list works too); neither the
+    lines nor the records are held, so memory stays flat in the number of lines. `runner` does the lines
+    (default: in this process); this driver alone appends the records, writes the files a runner brings
+    back as bytes, and applies memory use. `on_other` hears of a line that was skipped after the start:
+    another run on the folder holds it or has just done it.
     """
-    summary = Summary(results=results.path, total=len(lines), jobs=planning_jobs(agent, options.jobs))
-    done, stored = _previous(results.fresh(), options.plan_only)
-    todo = [line for line in lines if (line.line, line.key) not in done]
-    summary.skipped = len(lines) - len(todo)
-    on_start(len(todo), summary.skipped)
-    claims = Claims(results.path.parent)
-    feeder = _Feeder(todo, results, claims, options.plan_only, summary, on_other)
-    outdir = Path(options.render.outdir) if options.render.outdir is not None else results.path.parent
-    outcomes = (runner or run_local)(agent, feeder, stored, options, summary)
+    index = LineIndex(lines)
+    summary = Summary(results=results.path, total=len(index), jobs=planning_jobs(agent, options.jobs))
+    source = results.open()  # kept open: the plans saved by a --plan-only run are read from it
     try:
-        for outcome in outcomes:
-            record = outcome.record
-            if outcome.files:
-                _place(outcome, outdir)
-            if outcome.touched and agent.memory is not None:
-                try:
-                    agent.memory.touch(outcome.touched)
-                except (OSError, QiaError):
-                    pass  # recency bookkeeping only; the plan is done
+        index.mark(results.fresh(source), options.plan_only, LineIndex.DONE_BEFORE, saved=not options.plan_only)
+        summary.skipped = index.done.count(LineIndex.DONE_BEFORE)
+        on_start(len(index) - summary.skipped, summary.skipped)
+        claims = Claims(results.path.parent)
+        outdir = Path(options.render.outdir) if options.render.outdir is not None else results.path.parent
+
+        def record_line(record: dict[str, Any]) -> None:
             results.append(record)
             claims.release(record["line"])
             if record["status"] == "ok":
@@ -353,33 +526,37 @@ def run_batch(
             else:
                 summary.failed += 1
             on_result(record)
-            if outcome.stop is not None:
-                summary.aborted = outcome.stop
-                break
-    finally:
-        close = getattr(outcomes, "close", None)
-        if close is not None:
-            close()  # a runner stops its work (threads, Ray tasks) before the claims go
-        claims.release_all()
+
+        left = None if options.plan_only or summary.skipped == len(index) else Leftovers(outdir, index)
+        feeder = _Feeder(lines, index, results, claims, options, summary, on_other, left, record_line)
+        outcomes = (runner or run_local)(agent, feeder, SavedPlans(index, source), options, summary)
         try:
-            results.compact({line.line: line.key for line in lines})
-        except (OSError, QiaError):
-            pass  # the appended records are safe; the next run compacts
+            for outcome in outcomes:
+                record = outcome.record
+                if outcome.files:
+                    _place(outcome, outdir)
+                if outcome.touched and agent.memory is not None:
+                    try:
+                        agent.memory.touch(outcome.touched)
+                    except (OSError, QiaError):
+                        pass  # recency bookkeeping only; the plan is done
+                record_line(record)
+                if outcome.stop is not None:
+                    summary.aborted = outcome.stop
+                    break
+        finally:
+            close = getattr(outcomes, "close", None)
+            if close is not None:
+                close()  # a runner stops its work (threads, Ray tasks) before the claims go
+            claims.release_all()
+            try:
+                results.compact(index)
+            except (OSError, QiaError):
+                pass  # the appended records are safe; the next run compacts
+    finally:
+        if source is not None:
+            source.close()
     return summary
-
-
-def _previous(records: list[dict[str, Any]], plan_only: bool) -> tuple[set, dict]:
-    """(line, hash) pairs that are done for this run, and plans saved by an earlier --plan-only run."""
-    done, stored = set(), {}
-    for record in records:
-        if record.get("status") != "ok":
-            continue
-        key = (record["line"], record["hash"])
-        if record.get("rendered") or plan_only:
-            done.add(key)
-        elif isinstance(record.get("plan"), dict):
-            stored[key] = record["plan"]
-    return done, stored
 
 
 class _Feeder:
@@ -388,30 +565,158 @@ class _Feeder:
 
     def __init__(
         self,
-        todo: list[Line],
+        lines: Iterable[Line],
+        index: LineIndex,
         results: Results,
         claims: Claims,
-        plan_only: bool,
+        options: BatchOptions,
         summary: Summary,
         on_other: Callable[[Line], None],
+        left: Leftovers | None,
+        on_adopted: Callable[[dict[str, Any]], None],
     ) -> None:
-        self.todo, self.results, self.claims = todo, results, claims
-        self.plan_only, self.summary, self.on_other = plan_only, summary, on_other
-        self.done: set = set()
+        self.lines, self.index, self.results, self.claims = lines, index, results, claims
+        self.options, self.plan_only, self.summary, self.on_other = options, options.plan_only, summary, on_other
+        self.left, self.on_adopted = left, on_adopted
 
     def __iter__(self) -> Iterator[Line]:
-        for line in self.todo:
+        done = self.index.done
+        for line in self.lines:
+            pos = self.index.find(line.line, line.key)
+            if pos is None or done[pos] == LineIndex.DONE_BEFORE:
+                continue
             if not self.claims.take(line.line):
                 self.summary.elsewhere += 1
                 self.on_other(line)
                 continue
-            self.done |= _previous(self.results.fresh(), self.plan_only)[0]
-            if (line.line, line.key) in self.done:  # another run finished it before we claimed it
+            self.index.mark(self.results.fresh(), self.plan_only, LineIndex.DONE_SINCE)
+            if done[pos]:  # another run finished it before we claimed it
                 self.claims.release(line.line)
                 self.summary.elsewhere += 1
                 self.on_other(line)
                 continue
+            if self.left is not None:  # images a killed run saved for this line: its record, or gone
+                record = self.left.adopt(line, pos, self.options)
+                if record is not None:
+                    self.on_adopted(record)
+                    continue
             yield line
+
+
+class Leftovers:
+    """Images saved for a line that has no record: a run killed (or stopped) between saving a line's images
+    and appending its record leaves them. They are found, when a run starts, by the `batch` tag of their
+    sidecars ({"line", "hash", "image", "kept"}). When this run claims the line, a whole set (every image
+    the line asks for) is adopted: its record is made from the sidecars and nothing renders again. Any other
+    set (some images missing) is removed, with its sidecars, and the line renders again."""
+
+    MAX_SIDECAR = 16 << 20
+
+    def __init__(self, outdir: Path, index: LineIndex) -> None:
+        self.outdir = Path(outdir)
+        self.found: dict[int, list[Path]] = {}  # line position -> the sidecars tagged for it
+        try:
+            sidecars = list(os.scandir(self.outdir))
+        except OSError:
+            return
+        for entry in sidecars:
+            if not entry.name.endswith(".json") or not entry.is_file(follow_symlinks=False):
+                continue
+            tag = _tag(_read_sidecar(Path(entry.path), quick=True))
+            if tag is None:
+                continue
+            pos = index.find(tag["line"], tag["hash"])
+            if pos is not None and not index.done[pos]:
+                self.found.setdefault(pos, []).append(Path(entry.path))
+
+    def adopt(self, line: Line, pos: int, options: BatchOptions) -> dict[str, Any] | None:
+        """The record of the line's images when they are whole (None when there were none, or they were not
+        whole and are now removed)."""
+        sidecars = self.found.pop(pos, None)
+        if not sidecars:
+            return None
+        kept: dict[int, tuple[Path, Path, dict[str, Any]]] = {}
+        whole = True
+        for side in sidecars:
+            body = _read_sidecar(side)
+            tag, png = _tag(body), _image_of(side, body)
+            if body is None or tag is None or png is None or not png.is_file():
+                whole = False
+            elif tag["kept"]:
+                kept[tag["image"]] = (png, side, body)
+        try:
+            wanted = _render_options(line, options).count
+        except QiaError:
+            wanted = -1
+        if whole and sorted(kept) == list(range(wanted)):
+            return _adopted(line, [kept[i] for i in range(wanted)])
+        for side in sidecars:
+            png = _image_of(side, _read_sidecar(side))
+            for path in (png, side):
+                if path is not None:
+                    with contextlib.suppress(OSError):
+                        path.unlink(missing_ok=True)
+        return None
+
+
+def _read_sidecar(path: Path, *, quick: bool = False) -> dict[str, Any] | None:
+    """A sidecar's JSON (None when it is not one); `quick`: None at once for one without a batch tag."""
+    from qia_cli.fsutil import read_bounded
+
+    try:
+        data = read_bounded(path, Leftovers.MAX_SIDECAR)
+        if quick and b'"batch"' not in data:
+            return None
+        body = json.loads(data)
+    except (OSError, ValueError, RecursionError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _tag(body: dict[str, Any] | None) -> dict[str, Any] | None:
+    tag = body.get("batch") if body is not None else None
+    if not isinstance(tag, dict):
+        return None
+    kinds = {"line": int, "hash": str, "image": int, "kept": bool}
+    return tag if all(isinstance(tag.get(k), t) for k, t in kinds.items()) else None
+
+
+def _image_of(side: Path, body: dict[str, Any] | None) -> Path | None:
+    """The PNG a sidecar names, in the sidecar's own folder (never a path elsewhere)."""
+    name = body.get("image") if body is not None else None
+    if not isinstance(name, str) or Path(name).name != name or not name.endswith(".png"):
+        return None
+    return side.with_name(name)
+
+
+def _adopted(line: Line, images: list[tuple[Path, Path, dict[str, Any]]]) -> dict[str, Any]:
+    """The record a line would have got from the render that saved `images` (png, sidecar, its JSON)."""
+    first = images[0][2]
+    record = _new_record(line)
+    outputs = []
+    for png, side, body in images:
+        spec = body.get("render") or {}
+        outputs.append(
+            {
+                "path": str(png),
+                "sidecar": str(side),
+                "seed": spec.get("seed"),
+                "width": spec.get("width"),
+                "height": spec.get("height"),
+            }
+        )
+    timings = first.get("timings")
+    if not isinstance(timings, dict):
+        timings = {}
+    record.update(
+        status="ok",
+        rendered=True,
+        outputs=outputs,
+        plan=first.get("plan"),
+        render=first.get("render"),
+        seconds=round(float(timings.get("total", 0.0)), 3),
+    )
+    return record
 
 
 def _place(outcome: Outcome, outdir: Path) -> None:
@@ -464,18 +769,7 @@ def finish_line(
 ) -> Outcome:
     """Render a planned line (into `outdir` instead of the batch's folder, when given) and make its record."""
     start = time.perf_counter()
-    record: dict[str, Any] = {
-        "line": line.line,
-        "id": line.id,
-        "request": line.request,
-        "hash": line.key,
-        "status": "error",
-        "rendered": False,
-        "outputs": [],
-        "plan": None,
-        "render": None,
-        "error": None,
-    }
+    record = _new_record(line)
     if isinstance(planned, BaseException):
         record["error"] = _message(planned)
     else:
@@ -503,6 +797,21 @@ def finish_line(
     return Outcome(record=record, stop=stop)
 
 
+def _new_record(line: Line) -> dict[str, Any]:
+    return {
+        "line": line.line,
+        "id": line.id,
+        "request": line.request,
+        "hash": line.key,
+        "status": "error",
+        "rendered": False,
+        "outputs": [],
+        "plan": None,
+        "render": None,
+        "error": None,
+    }
+
+
 def run_line(
     agent: Agent, renderer: Agent, line: Line, saved: dict | None, options: BatchOptions, outdir: Path | None = None
 ) -> Outcome:
@@ -517,7 +826,7 @@ def renderer_of(agent: Agent) -> Agent:
 
 # -- the local runner -----------------------------------------------------------------------------
 def run_local(
-    agent: Agent, lines: Iterable[Line], stored: dict, options: BatchOptions, summary: Summary
+    agent: Agent, lines: Iterable[Line], stored: Saved, options: BatchOptions, summary: Summary
 ) -> Iterator[Outcome]:
     """Plan (in threads with an LLM server) and render (one at a time, the pipeline kept loaded) here."""
     renderer = renderer_of(agent)
@@ -526,7 +835,7 @@ def run_local(
 
 
 def _plans(
-    agent: Agent, lines: Iterable[Line], stored: dict, options: BatchOptions, jobs: int
+    agent: Agent, lines: Iterable[Line], stored: Saved, options: BatchOptions, jobs: int
 ) -> Iterator[tuple[Line, Any]]:
     """(line, Plan or the exception planning raised), in file order."""
     local = threading.local()
@@ -583,7 +892,13 @@ def _render_options(line: Line, options: BatchOptions) -> RenderOptions:
     if seed is None and options.seed is not None:
         seed = (options.seed + line.line - 1) % (MAX_SEED + 1)
     return dataclasses.replace(
-        base, model=line.model or base.model, width=width, height=height, seed=seed, count=line.count or base.count
+        base,
+        model=line.model or base.model,
+        width=width,
+        height=height,
+        seed=seed,
+        count=line.count or base.count,
+        batch={"line": line.line, "hash": line.key},
     )
 
 

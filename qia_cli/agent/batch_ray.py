@@ -37,6 +37,7 @@ from qia_cli.agent.batch import (
     BatchOptions,
     Line,
     Outcome,
+    Saved,
     Summary,
     finish_line,
     llm_backend,
@@ -400,7 +401,7 @@ class RayRunner:
         self.options = options or RayOptions()
 
     def __call__(
-        self, agent, lines: Iterable[Line], stored: dict, options: BatchOptions, summary: Summary
+        self, agent, lines: Iterable[Line], stored: Saved, options: BatchOptions, summary: Summary
     ) -> Iterator[Outcome]:
         pending = iter(lines)
         first = next(pending, None)
@@ -417,7 +418,7 @@ class _Run:
     """One batch on the cluster: the actors, the planning tasks and the lines in flight."""
 
     def __init__(
-        self, runner: RayRunner, agent, pending: Iterator[Line], stored: dict, options: BatchOptions, summary: Summary
+        self, runner: RayRunner, agent, pending: Iterator[Line], stored: Saved, options: BatchOptions, summary: Summary
     ) -> None:
         ray = self.ray = runner.cluster.ray
         assert ray is not None  # the Cluster is connected (inside its `with` block)

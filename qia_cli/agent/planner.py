@@ -10,6 +10,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from qia_cli import paths
 from qia_cli.agent import compose as composer
 from qia_cli.agent import rules
 from qia_cli.agent.grounding import clarify, reasoning
@@ -17,11 +18,10 @@ from qia_cli.agent.grounding.memory import ground_memory
 from qia_cli.agent.grounding.search import ground_search
 from qia_cli.agent.types import Evidence, Gap, GapKind, ModelInfo, Plan, SessionRef
 from qia_cli.errors import UsageError
-from qia_cli import paths
 from qia_cli.llm import calls
+from qia_cli.llm.base import LLM, Usage, parse_json
 from qia_cli.llm.calibration import Calibration
 from qia_cli.llm.calibration import load as load_calibration
-from qia_cli.llm.base import LLM, Usage, parse_json
 from qia_cli.textsafe import clean_input, visible
 
 MAX_REQUEST_CHARS = 4000
@@ -185,6 +185,7 @@ class Planner:
             warnings=warnings,
             timings=timings,
             model=self.model_info(),
+            knowledge_model=getattr(self._knowledge, "info", None) or self.model_info(),
             session=session,
         )
 

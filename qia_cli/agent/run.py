@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from qia_cli.imaging.families import FamilyDefaults
     from qia_cli.imaging.scoring import Scorer
     from qia_cli.llm.base import LLM
+    from qia_cli.llm.types import ModelInfo
     from qia_cli.search.base import SearchBackend
 
 
@@ -48,6 +49,9 @@ class RenderOptions:
     rounds: int | None = None
     keep_all: bool = False
     scorer: str | None = None
+    # A batch line's {"line", "hash"}: written, with the image's number, into each image's sidecar ("batch")
+    # and PNG metadata ("qia:batch"), so that a rerun finds the images of a line that has no record yet.
+    batch: dict[str, Any] | None = None
     # Free the planner LLM before the pipeline loads: True (one-shot commands), False (keep it warm),
     # None = auto: only when the LLM sits on a GPU (llm_gpu_layers != 0) and images render on one too.
     release_llm: bool | None = True
@@ -59,6 +63,25 @@ class Callbacks:
     cancel) are arguments of `Agent.render`."""
 
     progress: Callable[[str], None] = lambda _msg: None
+
+
+class _LazyKnowledge:
+    """The agent's knowledge LLM, built when a plan first asks it a question (the planner calls this);
+    `info` names the model it is, or would be, without building or loading it."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+
+    def __call__(self) -> LLM:
+        return self.agent._make_knowledge()
+
+    @property
+    def info(self) -> ModelInfo:
+        if self.agent.knowledge is not None:
+            return self.agent.knowledge.info
+        from qia_cli.llm.factory import knowledge_info
+
+        return knowledge_info(self.agent.settings, lambda: self.agent.planner.model_info())
 
 
 def _diffusers_renderer() -> Renderer:
@@ -100,7 +123,7 @@ class Agent:
                 search_deadline=self.settings.search_timeout,
                 search_ttl=self.settings.search_ttl,
                 progress=self.callbacks.progress,
-                knowledge=self.knowledge if self.knowledge is not None else self._make_knowledge,
+                knowledge=self.knowledge if self.knowledge is not None else _LazyKnowledge(self),
             )
         return self._planner
 
@@ -139,6 +162,8 @@ class Agent:
         family = defaults_for(model or self.settings.image_model)
         options = dataclasses.replace(options or PlanOptions(), llm_gaps=gaps, prompt_words=family.prompt_words)
         plan = self.planner.plan(request, options)
+        if plan.knowledge_model is None and options.previous is not None:  # a refinement asks no new question
+            plan.knowledge_model = options.previous.knowledge_model
         for note in (long_request_note(plan, family), cut_note(plan, family.prompt_words)):
             if note:
                 plan.warnings.append(note)
@@ -467,12 +492,16 @@ class Agent:
                     metadata["qia:round"] = str(shot.round.index)
                     metadata["qia:rounds"] = json.dumps([r.model_dump() for r in rounds], ensure_ascii=False)
                 record = result.model_copy(update={"outputs": [], "rounds": rounds, "render": shot.spec})
+                sidecar = json.loads(record.model_dump_json())
+                if opts.batch is not None:
+                    sidecar["batch"] = {**opts.batch, "image": index, "kept": shot is kept}
+                    metadata["qia:batch"] = json.dumps(sidecar["batch"])
                 png, side = save_image(
                     shot.image,
                     outdir=outdir,
                     output=output,
                     metadata=metadata,
-                    sidecar=json.loads(record.model_dump_json()),
+                    sidecar=sidecar,
                     name=name,
                     overwrite=opts.overwrite,
                 )

@@ -89,6 +89,11 @@ class Plan(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     timings: dict[str, float] = Field(default_factory=dict)
     model: ModelInfo | None = None
+    knowledge_model: ModelInfo | None = Field(
+        default=None,
+        description="The model that answers knowledge questions (the planner's own model, or Gemma with the "
+        "knowledge extra); named from the settings when no question loaded it",
+    )
     previous_prompt: str | None = Field(default=None, description="The prompt this plan refines, in a session")
     turns: list[str] = Field(
         default_factory=list,

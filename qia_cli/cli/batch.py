@@ -13,7 +13,7 @@ from qia_cli import paths
 from qia_cli.cli import common, console
 from qia_cli.cli.progress import Bar, progress_bar
 from qia_cli.cli.root import app
-from qia_cli.errors import UsageError
+from qia_cli.errors import EXIT_INTERRUPT, UsageError
 
 
 @app.command("batch")
@@ -106,7 +106,7 @@ def batch_command(
 
       qia batch requests.jsonl --ray auto --outdir out/
     """
-    from qia_cli.agent.batch import BatchOptions, Results, llm_backend, read_lines, run_batch, select_shard
+    from qia_cli.agent.batch import BatchFile, BatchOptions, Results, llm_backend, run_batch
     from qia_cli.agent.run import RenderOptions
     from qia_cli.imaging.pipeline import parse_size
     from qia_cli.llm.factory import make_llm
@@ -117,7 +117,7 @@ def batch_command(
     common.check_device(device)
     seed = common.check_seed(seed)
     common.check_render_choices(dtype, vae)
-    lines = select_shard(read_lines(file), shard)
+    lines = BatchFile(file, shard)  # every line checked now; read again, a line at a time, as the batch goes
 
     if ray not in (None, "off"):
         from qia_cli.agent.batch_ray import check_address
@@ -127,26 +127,24 @@ def batch_command(
     agent = common.build_agent(flags, {"ray": ray})
     address = _ray_address(agent, workers, shared_outdir)
     folder = Path(outdir or agent.settings.outdir or paths.default_outdir()).expanduser().absolute()
+    render = RenderOptions(
+        model=model,
+        steps=steps,
+        guidance=guidance,
+        width=width,
+        height=height,
+        count=count,
+        negative=negative,
+        device=device,
+        dtype=dtype,
+        vae=vae,
+        outdir=folder,
+    )
+    if not plan_only:  # every render input fails here, before any line is planned (as in generate)
+        _check_render(agent, render, lines, file, here=address is None or address == "local")
     results = Results(folder)
     agent.llm = make_llm(agent.settings, verbose=console.state.verbose)  # a bad --llm fails here, before any line
-    options = BatchOptions(
-        render=RenderOptions(
-            model=model,
-            steps=steps,
-            guidance=guidance,
-            width=width,
-            height=height,
-            count=count,
-            negative=negative,
-            device=device,
-            dtype=dtype,
-            vae=vae,
-            outdir=folder,
-        ),
-        plan_only=plan_only,
-        jobs=jobs,
-        seed=seed,
-    )
+    options = BatchOptions(render=render, plan_only=plan_only, jobs=jobs, seed=seed)
     if jobs > 1 and llm_backend(agent) != "openai" and address is None:
         console.info(
             f"[dim]note: --jobs {jobs} applies to LLM servers; the planner {agent.llm.info.name} runs in "
@@ -154,7 +152,12 @@ def batch_command(
         )
 
     run = functools.partial(run_batch, agent, lines, results, options)
-    summary = _run(run, address, workers, shared_outdir, bar=not json_out)
+    progress = _BatchProgress(bar=not json_out)
+    try:
+        summary = _run(run, address, workers, shared_outdir, progress)
+    except KeyboardInterrupt:
+        progress.interrupted(results.path)
+        raise typer.Exit(EXIT_INTERRUPT) from None
     _print_summary(summary, json_out)
     if summary.aborted is not None:
         raise summary.aborted
@@ -162,9 +165,9 @@ def batch_command(
         raise typer.Exit(1)
 
 
-def _run(run, address: str | None, workers: int | None, shared_outdir: bool, *, bar: bool):
+def _run(run, address: str | None, workers: int | None, shared_outdir: bool, progress: _BatchProgress):
     """`run(on_start=..., ...)` (run_batch with its lines) here or on Ray, with the progress shown."""
-    with _BatchProgress(bar=bar) as progress:
+    with progress:
         run = functools.partial(run, on_start=progress.start, on_result=progress.advance, on_other=progress.other)
         if address is None:
             return run()
@@ -173,6 +176,32 @@ def _run(run, address: str | None, workers: int | None, shared_outdir: bool, *, 
         with Cluster(address, verbose=console.state.verbose) as cluster:
             ray_options = RayOptions(workers=workers, shared_outdir=shared_outdir, on_workers=progress.workers)
             return run(runner=RayRunner(cluster, ray_options))
+
+
+def _check_render(agent, render, lines, file: Path, *, here: bool) -> None:
+    """What `generate` checks before it plans, for the lines' render options: the default model (when a
+    line uses it) and each model a line names, the size, the seed, OUTDIR and the device. On a Ray
+    cluster (not `local`) the models and the device are the workers', so only the rest is checked here."""
+    import dataclasses
+
+    from qia_cli.errors import ModelError
+
+    if not here:
+        render = dataclasses.replace(render, device="auto")
+    named: dict[str, int] = {}  # each model a line names (the first 64), with the first line that names it
+    default = False  # a line uses the default model
+    for line in lines:
+        if line.model is None:
+            default = True
+        elif len(named) < 64:
+            named.setdefault(line.model, line.line)
+    agent.check_render(render, model_too=here and default)
+    if here:
+        for model, number in named.items():
+            try:
+                agent.renderer.check_model(model)
+            except ModelError as exc:
+                raise ModelError(f"{file}:{number}: {exc.message}", hint=exc.hint) from None
 
 
 def _ray_address(agent, workers: int | None, shared_outdir: bool) -> str | None:
@@ -224,7 +253,7 @@ class _BatchProgress:
         self.want_bar = bar
         self.bar: Bar | None = None
         self._stack = contextlib.ExitStack()
-        self.ok = self.failed = self.left = self.total = 0
+        self.ok = self.failed = self.left = self.total = self.skipped = self.lines = 0
         self.live: int | None = None
 
     def __enter__(self):
@@ -245,6 +274,7 @@ class _BatchProgress:
 
     def start(self, todo: int, skipped: int) -> None:
         self.left = self.total = todo
+        self.skipped, self.lines = skipped, todo + skipped
         if skipped and self.enabled:
             console.info(f"[dim]{skipped} line(s) already done: skipped[/dim]")
         if self.bar is not None:
@@ -294,3 +324,22 @@ class _BatchProgress:
 
     def __exit__(self, *exc) -> None:
         self._stack.__exit__(*exc)
+
+    def interrupted(self, results: Path) -> None:
+        """After Ctrl-C (even with --quiet, like any interruption): what is done, and how to go on."""
+        done, total = self.skipped + self.ok + self.failed, self.lines
+        failed = f", {self.failed} failed" if self.failed else ""
+        err = console.err()
+        err.print(
+            f"interrupted: {done} of {total} lines done ({self.ok + self.failed} in this run{failed}); "
+            f"records in {results}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        err.print(
+            "run the same command again to resume: it skips the lines done and retries the failed ones",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )

@@ -276,7 +276,7 @@ class TerminalUI:
         common.print_plan(plan)
 
     def ask(self, text: str, default: str | None) -> str:
-        return self._prompt().prompt(f"{text} ", placeholder=f"[{default}]" if default else "", default="")
+        return self._prompt().prompt(common.question_label(text, default), default="")
 
     def edit(self, text: str) -> str:
         return self._prompt().prompt("edit prompt> ", default=text)

@@ -280,8 +280,17 @@ def can_ask(flags: PlanFlags, settings) -> bool:
     return not flags.no_ask and not flags.json and settings.ask and console.interactive()
 
 
+def question_label(text: str, default: str | None) -> str:
+    """A question as the terminal shows it, with the suggestion that a bare Enter accepts."""
+    from qia_cli.textsafe import printable
+
+    return f"{printable(text)} [Enter: {printable(default)}] " if default else f"{printable(text)} "
+
+
 def terminal_asker(questions):
-    """Ask on the terminal with prompt_toolkit: Enter accepts the default, 'skip' leaves the gap open."""
+    """Ask on the terminal with prompt_toolkit: Enter accepts the default, 'skip' leaves the gap open.
+    The line starts empty (the suggestion is in the question): what is typed replaces the suggestion,
+    never adds to it."""
     from prompt_toolkit import prompt as ask
 
     answers: dict[str, str | None] = {}
@@ -290,10 +299,10 @@ def terminal_asker(questions):
     )
     for q in questions:
         try:
-            value = ask(f"{q.text} ", default=q.default or "")
+            value = ask(question_label(q.text, q.default)).strip()
         except EOFError:
             break
-        answers[q.id] = value.strip() or None
+        answers[q.id] = "skip" if value.lower() == "skip" else (value or q.default or None)
     return answers
 
 
@@ -389,10 +398,18 @@ def print_plan(plan) -> None:
         console.warn(w)
     out.print(Panel(safe(plan.prompt), title="Prompt", title_align="left", border_style="green"))
     out.print(f"[dim]negative:[/dim] {safe(plan.negative_prompt)}", markup=True, highlight=False)
-    model = plan.model.name if plan.model else "?"
     out.print(
-        f"[dim]planned by {safe(model)} in {plan.timings.get('total', 0):.2f} s[/dim]", markup=True, highlight=False
+        f"[dim]planned by {safe(models_text(plan))} in {plan.timings.get('total', 0):.2f} s[/dim]",
+        markup=True,
+        highlight=False,
     )
+
+
+def models_text(plan) -> str:
+    """The planner's model, and the knowledge model when it is another one."""
+    model = plan.model.name if plan.model else "?"
+    knowledge = plan.knowledge_model.name if plan.knowledge_model else None
+    return f"{model} (knowledge questions: {knowledge})" if knowledge and knowledge != model else model
 
 
 def print_json(model) -> None:

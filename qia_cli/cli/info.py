@@ -114,6 +114,8 @@ def _cpu() -> dict[str, Any]:
 def _active() -> dict[str, Any]:
     from qia_cli.config import load_settings
     from qia_cli.errors import QiaError
+    from qia_cli.llm.factory import knowledge_info
+    from qia_cli.llm.types import ModelInfo
     from qia_cli.models.cache import hub_cache_dir
     from qia_cli.models.describe import describe_image, describe_llm
 
@@ -124,6 +126,8 @@ def _active() -> dict[str, Any]:
     s = loaded.settings
     llm = describe_llm(s.llm)
     image = describe_image(s.image_model)
+    planner = ModelInfo(name=llm.get("label") or s.llm, backend=llm.get("kind") or "")
+    knowledge = knowledge_info(s, lambda: planner)  # named from the settings: nothing is loaded or unpacked
     return {
         "config_error": None,
         "llm": {
@@ -133,6 +137,12 @@ def _active() -> dict[str, Any]:
             "available": llm.get("available"),
             "error": llm.get("error"),
             "profile": _in_use(llm.get("profile"), s),
+        },
+        "knowledge_llm": {
+            "value": s.knowledge_llm,
+            "source": loaded.sources.get("knowledge_llm", "default"),
+            "model": knowledge.name,
+            "planner": knowledge is planner,  # the planner answers knowledge questions itself
         },
         "image_model": {
             "value": s.image_model,
@@ -249,6 +259,10 @@ def _print_text(data: dict[str, Any]) -> None:
                 p = entry["profile"]
                 gaps = "on" if p["llm_gaps_in_use"] else "off"
                 rows.append(("llm profile", f"{p['summary']}; n_ctx {p['n_ctx']}, llm gaps {gaps}"))
+            if key == "llm":
+                k = active["knowledge_llm"]
+                who = "the planner answers" if k["planner"] else k["model"]
+                rows.append(("knowledge llm", f"{k['value']} ({k['source']}; {who})"))
         rows += [("device", active["device"]), ("search", active["search"]), ("hf hub cache", active["hub_cache"])]
     width = max(len(key) for key, _ in rows)
     for key, value in rows:  # GGUF metadata, paths, settings: escapes in them show, as in web text

@@ -78,6 +78,26 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print the entries 
     if not entries:
         console.info('memory is empty; add something with: qia memory add "Biscuit is my dog"')
         return
+    _print_table(entries)
+
+
+@memory_app.command("search")
+def search(
+    text: str = typer.Argument(..., help="Words to find in the entries' text and names."),
+    as_json: bool = typer.Option(False, "--json", help="Print the entries found as JSON."),
+) -> None:
+    """Find entries by their words (case, accents and plurals do not matter): qia memory search dog."""
+    entries = _store().search(text)
+    if as_json:
+        _print_json([e.model_dump(mode="json") for e in entries])
+        return
+    if not entries:
+        console.info(f"no entry has '{console.safe(text.strip())}'; qia memory list shows them all")
+        return
+    _print_table(entries)
+
+
+def _print_table(entries) -> None:
     from rich.table import Table
 
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
@@ -148,9 +168,12 @@ def show(
 
 @memory_app.command("forget")
 def forget(entry_id: str = typer.Argument(..., metavar="ID", help="An id or a unique prefix of one.")) -> None:
-    """Forget one entry."""
+    """Forget one entry (rm does the same)."""
     entry = _store().forget(entry_id)
     typer.echo(f"forgot {entry.id}: {printable(entry.text)}")
+
+
+memory_app.command("rm", help="Forget one entry (like forget, and like qia models rm).")(forget)
 
 
 @memory_app.command("clear")

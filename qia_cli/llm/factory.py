@@ -3,8 +3,12 @@ ORG/REPO/FILE.gguf, found in the Hugging Face cache offline), or openai:BASE_URL
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 from qia_cli.config import Settings
 from qia_cli.llm.base import LLM
+from qia_cli.llm.types import ModelInfo
 
 
 def make_llm(settings: Settings, *, verbose: bool = False) -> LLM:
@@ -79,3 +83,26 @@ def make_knowledge_llm(settings: Settings, planner: LLM, *, verbose: bool = Fals
         verbose=verbose,
         name=pulled[1] if pulled else None,
     )
+
+
+def knowledge_info(settings: Settings, planner: Callable[[], ModelInfo]) -> ModelInfo:
+    """The model make_knowledge_llm would build for `settings`, named without building, loading or unpacking
+    it; `planner()` names the planner, for the settings where the planner answers knowledge questions."""
+    spec = (settings.knowledge_llm or "auto").strip()
+    if spec == "planner" or (spec == "auto" and (settings.llm or "bundled").strip() != "bundled"):
+        return planner()
+    if spec == "auto":
+        from qia_cli.llm.bundled import KNOWLEDGE_NAME, knowledge_installed
+
+        return ModelInfo(name=KNOWLEDGE_NAME, backend="llama.cpp") if knowledge_installed() else planner()
+    from qia_cli.errors import QiaError
+    from qia_cli.models.spec import resolve_llm
+
+    try:
+        pulled = resolve_llm(spec)
+    except QiaError:  # not pulled yet: building it fails, and says so; here it is only named
+        pulled = None
+    if pulled is not None:
+        return ModelInfo(name=pulled[1], backend="llama.cpp", path=str(pulled[0]))
+    path = Path(spec).expanduser()
+    return ModelInfo(name=path.name or spec, backend="llama.cpp", path=str(path))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +22,7 @@ class FakeLLM:
         self.answers = answers or {}
         self.json_answers = json_answers or {}
         self.default = default
-        self.prompts: list[str] = []
+        self.prompts: deque[str] = deque(maxlen=1000)  # the latest prompts, for tests (bounded: batches)
         self.on_call = on_call
         self.closed = False
         self.info = ModelInfo(name="fake", backend="fake")

@@ -434,6 +434,11 @@ class OpenAILLM:
             raise LLMServerError(f"the LLM server at {self.url} sent an answer without choices")
         return choices[0]
 
+    def check(self) -> None:
+        """Ask the server for its models: one that is down, or refuses the key, fails here (a session's
+        `/model llm` checks before it swaps)."""
+        self._model_ids()
+
     def _model_ids(self) -> list[str]:
         resp = self._send("GET", "/models")
         if resp.status_code >= 400 or resp.truncated:

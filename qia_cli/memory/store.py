@@ -403,6 +403,24 @@ class MemoryStore:
             )
         return found[0]
 
+    def search(self, text: str) -> builtins.list[Entry]:
+        """The entries whose text or names hold every word of `text` (case, accents and plurals folded: "dogs"
+        finds "my dog"), or the whole of it; in the order they were added. Nothing is recorded as a use."""
+        from qia_cli.text import STOPWORDS, fold, normalise
+
+        wanted = normalise(text)
+        wanted = [w for w in wanted if w not in STOPWORDS] or wanted
+        whole = " ".join(fold(text).split())
+        if not whole:
+            raise UsageError("the search text is empty", hint="qia memory search dog")
+        found = []
+        for entry in self._read().entries:
+            hay = " ".join([entry.text, *entry.names])
+            words = set(normalise(hay))
+            if (wanted and all(w in words for w in wanted)) or whole in " ".join(fold(hay).split()):
+                found.append(entry)
+        return found
+
     def forget(self, entry_id: str) -> Entry:
         target = self.get(entry_id).id
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from urllib.parse import urlparse
 
 from qia_cli.errors import ModelError, QiaError, UsageError
 from qia_cli.models import cache, pipeline
@@ -291,6 +293,8 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 def _network(err: BaseException) -> bool:
     names = {c.__name__ for c in type(err).__mro__}
+    if isinstance(err, socket.gaierror):  # a name that does not resolve: no network, or no DNS
+        return True
     return bool(names & {"TransportError", "TimeoutException", "ConnectionError"}) and "HTTPError" not in names
 
 
@@ -328,6 +332,13 @@ def explain(exc: BaseException, spec: Spec) -> QiaError:
             return ModelError(
                 f"{spec.label} is not in the Hugging Face cache, and HF_HUB_OFFLINE is set",
                 hint="unset HF_HUB_OFFLINE where the Hub can be reached",
+            )
+        if isinstance(err, socket.gaierror):  # a retry cannot fix this: say so, not "run it again"
+            host = urlparse(ep).hostname or ep
+            return QiaError(
+                f"cannot reach the Hugging Face Hub at {ep}: {host} does not resolve (offline?)",
+                hint="connect to the network (HF_ENDPOINT for a mirror), or pull on a connected machine "
+                "and copy its cache folder (HF_HOME)",
             )
         if _network(err):
             return QiaError(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import socket
+
 from qia_cli.errors import SearchError
 from qia_cli.search.base import SearchResult, clean
 
@@ -31,7 +34,9 @@ class DdgsBackend:
                 reason = f"timed out ({exc})"
             else:
                 reason = f"{kind}: {exc}" if str(exc) else kind
-            raise SearchError(reason) from exc
+            error = SearchError(reason)
+            error.offline = _offline(exc)
+            raise error from exc
         results = []
         for row in rows or []:
             if not isinstance(row, dict):
@@ -44,3 +49,16 @@ class DdgsBackend:
                 )
             )
         return results[:max_results]
+
+
+# What ddgs (or the socket under it) says when there is no network: names that do not resolve, no route.
+_OFFLINE = re.compile(
+    r"DNSError|error resolving DNS|name resolution|Name or service not known|nodename nor servname|getaddrinfo"
+    r"|Network is unreachable|No route to host",
+    re.IGNORECASE,
+)
+
+
+def _offline(exc: BaseException) -> bool:
+    """The search failed because this machine cannot reach any engine, not because of the query."""
+    return isinstance(exc, socket.gaierror) or bool(_OFFLINE.search(str(exc)))

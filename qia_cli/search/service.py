@@ -66,10 +66,13 @@ def search_many(
     if not todo:
         return results, warnings
     outcomes = _run_until(backend, todo, max_results, end)
+    offline = 0  # queries that failed because no engine can be reached: one warning for them all
     for q in todo:  # in the order asked
         outcome = outcomes.get(q)
         if outcome is None:
             warnings.append(f"search skipped for '{_short(q)}': timed out after {deadline_s:.1f} s")
+        elif getattr(outcome, "offline", False) is True:
+            offline += 1
         elif isinstance(outcome, BaseException):
             msg = getattr(outcome, "message", None) or str(outcome) or type(outcome).__name__
             warnings.append(f"search failed for '{_short(q)}': {msg}")
@@ -77,6 +80,9 @@ def search_many(
             results[q] = outcome
             if cache is not None and outcome:
                 cache.put(name, q, outcome)
+    if offline:
+        facts = "fact was" if offline == 1 else "facts were"
+        warnings.insert(0, f"web search unavailable (offline?): {offline} time-sensitive {facts} assumed, not checked")
     return results, warnings
 
 

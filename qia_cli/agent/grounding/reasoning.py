@@ -136,7 +136,9 @@ def new_words(answer: str, request: str) -> list[str]:
     def known(word: str) -> bool:
         word = word.rstrip("s") if word not in said else word
         # a compound of two words the request says ("sail" + "boat"); only words of a sane length are split
-        return word in said or (len(word) <= 40 and any(word[:i] in said and word[i:] in said for i in range(3, len(word) - 2)))
+        return word in said or (
+            len(word) <= 40 and any(word[:i] in said and word[i:] in said for i in range(3, len(word) - 2))
+        )
 
     return [w for w in content_words(answer) if not known(w)]
 
@@ -196,7 +198,9 @@ def name_it(
     guess = _guess(candidates, request)
     if guess is None:
         said = candidates[0].text if candidates else None
-        return Answer(None, None, why=f"'{said}' only repeats the request" if said else "no usable answer", asked=candidates)
+        return Answer(
+            None, None, why=f"'{said}' only repeats the request" if said else "no usable answer", asked=candidates
+        )
     others = [c.text for c in candidates if c is not guess and c.text]
     why = "a guess: asked again, the model said " + "; ".join(f"'{t}'" for t in others[:3]) if others else "a guess"
     return Answer(guess.text, guess.logprob, False, why, asked=candidates)
