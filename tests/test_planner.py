@@ -450,4 +450,4 @@ def test_a_model_calibrated_to_judge_is_asked_about_requests_the_grammar_does_no
     assert plan.prompt.startswith(request) and "heron" not in plan.prompt
     llm = Rated(["a flamingo", "flamingos"], -0.4)
     plan = Planner(llm).plan(request, PlanOptions(llm_gaps=False))
-    assert llm.prompts == [] and not [g for g in plan.gaps if g.kind == "knowledge"]
+    assert not llm.prompts and not [g for g in plan.gaps if g.kind == "knowledge"]

@@ -188,3 +188,18 @@ def test_questions_and_more_commands_lead_to_the_thing_itself():
     assert [g.query for g in knowledge if g.kind == "knowledge"] == [
         "What is the instrument with spinning cups that measures wind speed?"
     ]
+
+
+def test_more_of_the_scene_after_a_comma_is_not_an_appositive():
+    for scene in (
+        "a father reading a bedtime story to his daughter, a night light glowing beside the bed",
+        "a narrow bookshop with shelves up to the ceiling, a rolling ladder, a sleeping cat on the counter",
+        "an elderly couple slow dancing on a rainy evening, the furniture pushed against the walls",
+        'a doormat that says "Go Away" in front of a red door',
+    ):
+        assert not analyze(scene).gaps_of("knowledge"), scene
+    for description in (
+        "an elegant marble mausoleum, a symbol of love",
+        "A flightless bird native to New Zealand, a national symbol",
+    ):
+        assert analyze(description).gaps_of("knowledge"), description

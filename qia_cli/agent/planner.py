@@ -252,10 +252,17 @@ class Planner:
     def calibration(self) -> Calibration:
         """How far the knowledge model's answers are trusted: measured for it, else cautious defaults."""
         if self._calibration is None:
+            self._calibration = load_calibration(self._knowledge_info(), paths.calibration_file())
+        return self._calibration
+
+    def _knowledge_info(self) -> ModelInfo:
+        """The knowledge model's name and profile, without building it where it can be named (the agent's
+        lazy knowledge model can)."""
+        info = getattr(self._knowledge, "info", None) if self._knowledge is not None else None
+        if info is None:
             knowledge = self.knowledge_llm
             info = knowledge.info if knowledge is not None else ModelInfo(name="none", backend="none")
-            self._calibration = load_calibration(info, paths.calibration_file())
-        return self._calibration
+        return info
 
     def _reason(self, request: str, gaps: list[Gap]) -> list[Evidence]:
         """Name what the request describes. Only an answer the model's calibration trusts reaches the prompt;

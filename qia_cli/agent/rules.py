@@ -290,18 +290,44 @@ def _generic_property(tokens: list[str]) -> bool:
     return False
 
 
+TEXT_VERBS = frozenset("says said reads read spells".split())
+
+
+def _appositive(after: list[str]) -> bool:
+    """A phrase after a comma that says what the thing *is* ("a symbol of love", "a national symbol"), not
+    more of the scene: a list of things ("..., a rolling ladder, a sleeping cat") or a thing doing something
+    ("a night light glowing by the bed", "the furniture pushed against the walls")."""
+    if len(after) < 3 or after[0].lower() not in ("a", "an", "the") or after[1].lower() in ("photo", "photograph"):
+        return False
+    parts = " ".join(after).split(" , ")
+    if sum(1 for p in parts if p.split()[0].lower() in ("a", "an", "the")) >= 2:
+        return False  # a list of things in the scene
+    first = parts[0].split()
+    for i in range(2, len(first)):
+        before = first[i - 1]
+        if (
+            _participle(first[i])
+            and before[:1].islower()
+            and before.lower() not in BARE_SKIP | PREPOSITIONS | {"and", "or"}
+        ):
+            return False  # "a night light glowing ...": a thing doing something
+    return True
+
+
 def _indefinite(tokens: list[str], rest: list[str], comma: int, stop: int, span: str) -> str | None:
     if len(rest) > 2 and rest[0].lower() == "of" and rest[1].lower() == "the":
         # "a poster of the national flower of Japan": what the picture is *of* may be a description
         return description_span(" ".join(tokens[tokens.index(rest[1], 1) : stop]))
     rel = next((j for j, t in enumerate(rest) if t.lower() in RELATIVE), None)
+    if rel is not None and len(rest) > rel + 1 and rest[rel + 1].lower() in TEXT_VERBS:
+        return None  # "a doormat that says ...": text to paint, not a description
     if rel is not None and len(rest) > rel + 2:
         progressive = rest[rel + 1].lower() in AUXILIARIES and _participle(rest[rel + 2])
         return None if progressive else span
     if rest and _participle(rest[0]) and rest[0].endswith("ed") and any(_proper(t) for t in rest[1:]):
         return span  # "a dish eaten during Chinese New Year"
     after = tokens[comma + 1 : stop]
-    if len(after) >= 3 and after[0].lower() in ("a", "an", "the") and after[1].lower() not in ("photo", "photograph"):
+    if _appositive(after):
         return _join(tokens[:stop])  # an appositive: "an elegant marble mausoleum, a symbol of love"
     adverb = after and (after[0].lower().endswith("ly") or after[0].lower() in ("often", "once", "still", "long"))
     if adverb and len(after) >= 3 and _participle(after[1]) and after[2].lower() in PREPOSITIONS:

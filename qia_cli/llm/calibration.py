@@ -43,6 +43,20 @@ class Calibration:
 MEASURED: dict[tuple[str, str], Calibration] = {}
 
 
+# The bundled models by the names qia gives them (named before they are built or unpacked).
+MEASURED_BY_NAME: dict[str, Calibration] = {}
+
+
+def _profile(path: str):
+    from qia_cli.llm.gguf_meta import GGUFError
+    from qia_cli.llm.profile import read_profile
+
+    try:
+        return read_profile(path)
+    except (GGUFError, OSError):
+        return None
+
+
 def key_of(info: ModelInfo) -> str:
     """The key a saved calibration is found by: the model file's name and size (cheap, unlike a hash of a
     GB file), or the backend and model name for a server."""
@@ -70,7 +84,12 @@ def load(info: ModelInfo, saved_file: Path | None = None) -> Calibration:
         entry = _saved(saved_file).get(key_of(info))
         if isinstance(entry, dict) and _valid(entry):
             return Calibration(**{k: v for k, v in entry.items() if k in Calibration.__dataclass_fields__})
+    row = MEASURED_BY_NAME.get(info.name)
+    if row is not None:
+        return row
     profile = info.profile
+    if profile is None and info.path:  # named but not built: the GGUF header says what it is (no weights read)
+        profile = _profile(info.path)
     if profile is not None and profile.architecture and profile.size_label:
         row = MEASURED.get((profile.architecture, profile.size_label))
         if row is not None:
