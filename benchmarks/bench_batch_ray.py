@@ -23,9 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a 
 
 def timed_batch(lines, folder: Path, model: Path, *, plan_only: bool, workers: int | None) -> dict:
     """One batch into `folder`: total seconds, seconds to the first record, steady lines/s."""
-    from qia_cli.agent.batch import BatchOptions, Results, run_batch
-    from qia_cli.agent.batch_ray import Cluster, RayOptions, RayRunner
     from qia_cli.agent.run import Agent, RenderOptions
+    from qia_cli.batch.ray_runner import Cluster, RayOptions, RayRunner
+    from qia_cli.batch.results import LineRecord, Results
+    from qia_cli.batch.runner import BatchOptions, run_batch
     from qia_cli.config import Settings
     from qia_cli.llm.fake import FakeLLM
 
@@ -34,9 +35,9 @@ def timed_batch(lines, folder: Path, model: Path, *, plan_only: bool, workers: i
     stamps: list[float] = []
     seconds: list[float] = []
 
-    def on_result(record: dict) -> None:
+    def on_result(record: LineRecord) -> None:
         stamps.append(time.perf_counter())
-        seconds.append(record["seconds"])
+        seconds.append(record.seconds)
 
     start = time.perf_counter()
     if workers is None:
@@ -60,7 +61,7 @@ def main(n: int = 32) -> None:
     import ray
     import torch
 
-    from qia_cli.agent.batch import Line
+    from qia_cli.batch.lines import Line
     from qia_cli.imaging.tiny import build_tiny_pipeline
 
     torch.set_num_threads(1)

@@ -1,13 +1,15 @@
 """Errors that the CLI turns into one clear line and an exit code.
 
 Exit codes (documented in the README):
-0 success, 1 runtime failure, 2 bad usage or input, 130 interrupt.
+0 success, 1 runtime failure (for `qia batch`: some lines failed), 2 bad usage or input,
+3 a batch that stopped before its end, 130 interrupt.
 """
 
 from __future__ import annotations
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_STOPPED = 3
 EXIT_INTERRUPT = 130
 
 
@@ -36,6 +38,13 @@ class MemoryCorruptError(QiaError):
     """The memory file exists but cannot be read; its bytes are kept untouched."""
 
 
+class BatchStopped(QiaError):
+    """A batch that stopped before its end (the planner cannot work, the Ray workers are gone, a crash): not
+    the same as lines that failed (exit 1). The records so far are kept; a rerun resumes."""
+
+    exit_code = EXIT_STOPPED
+
+
 class SearchError(QiaError):
     """A search backend failed; planning goes on with a warning."""
 
@@ -51,7 +60,8 @@ def home_error(exc: BaseException) -> UsageError | None:
     return None
 
 
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (library errors run to pages), or its class name."""
+def first_line(exc: BaseException, *, limit: int | None = None) -> str:
+    """The first line of an exception's message (library errors run to pages), at most `limit` characters;
+    its class name when the message is empty. The one summary of a foreign exception."""
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    return text[0][:limit] if text else type(exc).__name__

@@ -1,4 +1,5 @@
-"""Per-user folders. platformdirs by default; QIA_HOME overrides every one of them."""
+"""Per-user folders. platformdirs by default; QIA_HOME overrides every one of them, and a `root` passed in
+(a benchmark's empty home per item) overrides both, without touching the environment."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ def home() -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-def _dir(kind: str) -> Path:
-    root = home()
+def _dir(kind: str, root: Path | None = None) -> Path:
+    root = root if root is not None else home()
     if root is not None:
         return root / kind
     import platformdirs
@@ -33,8 +34,8 @@ def config_dir() -> Path:
     return _dir("config")
 
 
-def data_dir() -> Path:
-    return _dir("data")
+def data_dir(root: Path | None = None) -> Path:
+    return _dir("data", root)
 
 
 def cache_dir() -> Path:
@@ -45,13 +46,13 @@ def config_file() -> Path:
     return config_dir() / "config.toml"
 
 
-def memory_file() -> Path:
-    return data_dir() / "memory.json"
+def memory_file(root: Path | None = None) -> Path:
+    return data_dir(root) / "memory.json"
 
 
-def calibration_file() -> Path:
+def calibration_file(root: Path | None = None) -> Path:
     """Per-model thresholds measured by `qia bench calibrate`."""
-    return data_dir() / "calibration.json"
+    return data_dir(root) / "calibration.json"
 
 
 def history_file() -> Path:

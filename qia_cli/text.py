@@ -1,8 +1,11 @@
-"""Words, one way for the planner and for the benchmark that scores it.
+"""Words, one way for the planner, memory, search and the benchmark that scores them.
 
 Case folded, accents and punctuation dropped, a possessive 's removed and simple plurals stripped
 ("berries" -> "berry", "boxes" -> "box"), so that "Cherry Blossoms!" and "a cherry blossom" share their
-content words.
+content words. The function words (STOPWORDS) are English grammar; memory and search add a few words of
+their own to them (memory/recall.py, search/base.py), and say how short a content word may be.
+
+(qia_cli/agent/rules.py has its own `words` and `content_words`, with other rules: the planner's.)
 """
 
 from __future__ import annotations
@@ -60,5 +63,16 @@ def normalise(text: str) -> list[str]:
     return [singular(w) for w in words(text)]
 
 
-def content_words(text: str) -> set[str]:
-    return {w for w in normalise(text) if w not in STOPWORDS}
+def content_words(
+    text: str,
+    *,
+    stop: frozenset[str] = STOPWORDS,
+    min_length: int = 1,
+    numbers: bool = True,
+    plurals: bool = False,
+) -> set[str]:
+    """The words of `text` that say something: folded, without the words of `stop`, without words shorter
+    than `min_length` letters, and without numbers unless `numbers` (a number of any length is kept then).
+    Plurals are made singular ("berries" -> "berry") unless `plurals` (then they stay as written)."""
+    found = words(text) if plurals else normalise(text)
+    return {w for w in found if w not in stop and (numbers if w.isdigit() else len(w) >= min_length)}

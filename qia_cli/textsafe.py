@@ -25,8 +25,9 @@ _ESCAPES = re.compile(
 )
 # C0 and C1 controls except tab and newline (a carriage return is handled before this).
 _CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-# Zero-width and bidirectional format characters: invisible, and able to disguise text.
-_INVISIBLE = re.compile(r"[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+# Zero-width and bidirectional format characters: invisible, and able to disguise text (search/base.py
+# removes them from web text with this too).
+INVISIBLE = re.compile(r"[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 # Characters that render as blank space although Unicode does not call them whitespace.
 _BLANKS = frozenset("\u115f\u1160\u2800\u3164\uffa0")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
@@ -72,7 +73,7 @@ def clean_model_text(text: str) -> str:
     text = _ESCAPES.sub("", text)
     text = _CONTROLS.sub("", text)
     text = _SURROGATE.sub("", text)
-    return _INVISIBLE.sub("", text)
+    return INVISIBLE.sub("", text)
 
 
 def clean_input(text: str, *, what: str = "the text") -> str:
@@ -88,7 +89,7 @@ def clean_input(text: str, *, what: str = "the text") -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = _ESCAPES.sub("", text)
     text = _CONTROLS.sub("", text)
-    return _INVISIBLE.sub("", text)
+    return INVISIBLE.sub("", text)
 
 
 def visible(text: str) -> bool:
@@ -114,7 +115,7 @@ def printable(text: str) -> str:
     return _UNPRINTABLE.sub(show, text)
 
 
-_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]|" + _INVISIBLE.pattern)
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]|" + INVISIBLE.pattern)
 
 
 def json_printable(document: str) -> str:

@@ -1,4 +1,4 @@
-"""Shared imaging fixtures; import them into a test module (pytest only auto-loads conftest.py)."""
+"""Shared imaging fixtures, for every test module (conftest.py loads this file as a plugin)."""
 
 from __future__ import annotations
 

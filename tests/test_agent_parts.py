@@ -8,11 +8,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from qia_cli.agent.batch import renderer_of
-from qia_cli.agent.batch_ray import MemoryView
 from qia_cli.agent.planner import PlanOptions
 from qia_cli.agent.run import Agent, RenderOptions
 from qia_cli.agent.types import Plan
+from qia_cli.batch.ray_runner import MemoryView
+from qia_cli.batch.runner import renderer_of
 from qia_cli.config import Settings
 from qia_cli.imaging.families import defaults_for
 from qia_cli.imaging.pipeline import LoadedPipeline

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from qia_cli.agent.batch import Results, read_lines
-from qia_cli.cli.app import main
+from qia_cli.batch.lines import read_lines
+from qia_cli.batch.results import Results
 from qia_cli.errors import UsageError
-from tests.imaging_fixtures import tiny_pipeline_dir  # noqa: F401
+from tests.conftest import start_qia
 
 LINES = [
     "a red bicycle",
@@ -30,15 +30,6 @@ LINES = [
 REQUEST_LINES = [1, 4, 5, 6, 7]
 
 
-def qia(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
-    """Run the real entry point in this process: its exit code, stdout and stderr."""
-    monkeypatch.setattr(sys, "argv", ["qia", *args])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    out, err = capsys.readouterr()
-    return exc.value.code or 0, out, err
-
-
 @pytest.fixture
 def batch_file(tmp_path) -> Path:
     path = tmp_path / "requests.jsonl"
@@ -46,10 +37,8 @@ def batch_file(tmp_path) -> Path:
     return path
 
 
-def run_batch(capsys, monkeypatch, file: Path, outdir: Path, pipeline: Path, *extra: str):
+def run_batch(qia, file: Path, outdir: Path, pipeline: Path, *extra: str):
     code, out, err = qia(
-        capsys,
-        monkeypatch,
         "batch",
         str(file),
         "--llm",
@@ -72,9 +61,9 @@ def records(outdir: Path) -> list[dict]:
     return [json.loads(line) for line in (outdir / "results.jsonl").read_text().splitlines()]
 
 
-def test_all_lines_rendered_then_a_rerun_skips_them(tmp_path, batch_file, tiny_pipeline_dir, capsys, monkeypatch):
+def test_all_lines_rendered_then_a_rerun_skips_them(tmp_path, batch_file, tiny_pipeline_dir, qia):
     out = tmp_path / "out"
-    code, summary, _ = run_batch(capsys, monkeypatch, batch_file, out, tiny_pipeline_dir, "--seed", "100")
+    code, summary, _ = run_batch(qia, batch_file, out, tiny_pipeline_dir, "--seed", "100")
     assert code == 0
     assert (summary["total"], summary["ok"], summary["failed"], summary["skipped"]) == (5, 5, 0, 0)
     found = records(out)
@@ -91,19 +80,19 @@ def test_all_lines_rendered_then_a_rerun_skips_them(tmp_path, batch_file, tiny_p
     assert len(pngs) == 6
     assert all(Path(o["path"]).is_file() for r in found for o in r["outputs"])
 
-    code, summary, _ = run_batch(capsys, monkeypatch, batch_file, out, tiny_pipeline_dir, "--seed", "100")
+    code, summary, _ = run_batch(qia, batch_file, out, tiny_pipeline_dir, "--seed", "100")
     assert code == 0
     assert (summary["ok"], summary["skipped"]) == (0, 5)
     assert sorted(out.glob("*.png")) == pngs
     assert records(out) == found
 
 
-def test_a_failing_line_does_not_stop_the_others(tmp_path, batch_file, tiny_pipeline_dir, capsys, monkeypatch):
+def test_a_failing_line_does_not_stop_the_others(tmp_path, batch_file, tiny_pipeline_dir, qia):
     lines = list(LINES)
     lines[4] = '{"request": "a blue house", "size": "500x500"}'
     batch_file.write_text("\n".join(lines) + "\n")
     out = tmp_path / "out"
-    code, summary, err = run_batch(capsys, monkeypatch, batch_file, out, tiny_pipeline_dir)
+    code, summary, err = run_batch(qia, batch_file, out, tiny_pipeline_dir)
     assert code == 1
     assert (summary["ok"], summary["failed"]) == (4, 1)
     failed = [r for r in records(out) if r["status"] == "error"]
@@ -113,21 +102,21 @@ def test_a_failing_line_does_not_stop_the_others(tmp_path, batch_file, tiny_pipe
     assert "line 5: error" in err
 
     # a rerun retries only the failure, and the file keeps one record per line
-    code, summary, _ = run_batch(capsys, monkeypatch, batch_file, out, tiny_pipeline_dir)
+    code, summary, _ = run_batch(qia, batch_file, out, tiny_pipeline_dir)
     assert code == 1
     assert (summary["ok"], summary["failed"], summary["skipped"]) == (0, 1, 4)
     assert [r["line"] for r in records(out)] == REQUEST_LINES
 
 
-def test_resume_after_a_crash_mid_file(tmp_path, batch_file, tiny_pipeline_dir, capsys, monkeypatch):
+def test_resume_after_a_crash_mid_file(tmp_path, batch_file, tiny_pipeline_dir, qia):
     out = tmp_path / "out"
-    assert run_batch(capsys, monkeypatch, batch_file, out, tiny_pipeline_dir)[0] == 0
+    assert run_batch(qia, batch_file, out, tiny_pipeline_dir)[0] == 0
     full = (out / "results.jsonl").read_text().splitlines(keepends=True)
     # the state a crash leaves: two complete records and half of the third, then no newline
     (out / "results.jsonl").write_text(full[0] + full[1] + full[2][: len(full[2]) // 2])
     kept = [json.loads(full[0]), json.loads(full[1])]
 
-    code, summary, _ = run_batch(capsys, monkeypatch, batch_file, out, tiny_pipeline_dir)
+    code, summary, _ = run_batch(qia, batch_file, out, tiny_pipeline_dir)
     assert code == 0
     assert (summary["ok"], summary["skipped"], summary["failed"]) == (3, 2, 0)
     found = records(out)
@@ -136,13 +125,9 @@ def test_resume_after_a_crash_mid_file(tmp_path, batch_file, tiny_pipeline_dir, 
     assert all(r["status"] == "ok" for r in found)
 
 
-def test_killed_process_resumes(tmp_path, batch_file, tiny_pipeline_dir, capsys, monkeypatch):
+def test_killed_process_resumes(tmp_path, batch_file, tiny_pipeline_dir, qia):
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    cmd = [
-        sys.executable,
-        "-m",
-        "qia_cli",
+    args = [
         "--quiet",
         "batch",
         str(batch_file),
@@ -155,7 +140,7 @@ def test_killed_process_resumes(tmp_path, batch_file, tiny_pipeline_dir, capsys,
         "--outdir",
         str(out),
     ]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = start_qia(*args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     results = out / "results.jsonl"
     try:
         deadline = time.monotonic() + 240
@@ -172,7 +157,7 @@ def test_killed_process_resumes(tmp_path, batch_file, tiny_pipeline_dir, capsys,
     before = [json.loads(line) for line in results.read_text().splitlines()]  # every record is whole
     assert len(before) >= 2
 
-    code, summary, _ = run_batch(capsys, monkeypatch, batch_file, out, tiny_pipeline_dir)
+    code, summary, _ = run_batch(qia, batch_file, out, tiny_pipeline_dir)
     assert code == 0
     found = records(out)
     assert [r["line"] for r in found] == REQUEST_LINES
@@ -180,9 +165,9 @@ def test_killed_process_resumes(tmp_path, batch_file, tiny_pipeline_dir, capsys,
     assert found[: len(before)] == before
 
 
-def test_plan_only_then_render_uses_the_saved_plans(tmp_path, batch_file, tiny_pipeline_dir, capsys, monkeypatch):
+def test_plan_only_then_render_uses_the_saved_plans(tmp_path, batch_file, tiny_pipeline_dir, qia):
     out = tmp_path / "out"
-    code, summary, _ = run_batch(capsys, monkeypatch, batch_file, out, tiny_pipeline_dir, "--plan-only")
+    code, summary, _ = run_batch(qia, batch_file, out, tiny_pipeline_dir, "--plan-only")
     assert code == 0 and summary["ok"] == 5
     planned = records(out)
     assert all(
@@ -190,7 +175,7 @@ def test_plan_only_then_render_uses_the_saved_plans(tmp_path, batch_file, tiny_p
     )
     assert not list(out.glob("*.png"))
 
-    code, summary, _ = run_batch(capsys, monkeypatch, batch_file, out, tiny_pipeline_dir)
+    code, summary, _ = run_batch(qia, batch_file, out, tiny_pipeline_dir)
     assert code == 0 and (summary["ok"], summary["skipped"]) == (5, 0)
     rendered = records(out)
     assert [r["line"] for r in rendered] == REQUEST_LINES
@@ -198,11 +183,9 @@ def test_plan_only_then_render_uses_the_saved_plans(tmp_path, batch_file, tiny_p
     assert [r["plan"] for r in rendered] == [r["plan"] for r in planned]
 
 
-def test_shard_keeps_file_line_numbers(tmp_path, batch_file, capsys, monkeypatch):
+def test_shard_keeps_file_line_numbers(tmp_path, batch_file, qia):
     out = tmp_path / "out"
     code, out_text, _ = qia(
-        capsys,
-        monkeypatch,
         "batch",
         str(batch_file),
         "--llm",
@@ -216,7 +199,7 @@ def test_shard_keeps_file_line_numbers(tmp_path, batch_file, capsys, monkeypatch
     )
     assert code == 0 and json.loads(out_text)["total"] == 2
     assert [r["line"] for r in records(out)] == [4, 6]
-    code, _, err = qia(capsys, monkeypatch, "batch", str(batch_file), "--llm", "fake", "--shard", "3/2")
+    code, _, err = qia("batch", str(batch_file), "--llm", "fake", "--shard", "3/2")
     assert code == 2 and "invalid shard" in err
 
 
@@ -230,17 +213,17 @@ def test_shard_keeps_file_line_numbers(tmp_path, batch_file, capsys, monkeypatch
         ("\n# only a comment\n", "has no requests"),
     ],
 )
-def test_bad_file_exits_2_before_any_work(tmp_path, capsys, monkeypatch, content, message):
+def test_bad_file_exits_2_before_any_work(tmp_path, content, message, qia):
     path = tmp_path / "requests.jsonl"
     path.write_text(content)
-    code, out, err = qia(capsys, monkeypatch, "batch", str(path), "--llm", "fake", "--outdir", str(tmp_path / "out"))
+    code, out, err = qia("batch", str(path), "--llm", "fake", "--outdir", str(tmp_path / "out"))
     assert code == 2
     assert message in err and out == ""
     assert not (tmp_path / "out" / "results.jsonl").exists()
 
 
-def test_missing_file(tmp_path, capsys, monkeypatch):
-    code, _, err = qia(capsys, monkeypatch, "batch", str(tmp_path / "nope.txt"), "--llm", "fake")
+def test_missing_file(tmp_path, qia):
+    code, _, err = qia("batch", str(tmp_path / "nope.txt"), "--llm", "fake")
     assert code == 2 and "batch file not found" in err
 
 
@@ -273,17 +256,15 @@ def test_appends_from_two_processes_never_interleave(tmp_path):
     assert all(json.loads(line)["pad"] in ("1" * 9000, "2" * 9000) for line in lines)
 
 
-def test_a_server_that_is_down_stops_the_batch(tmp_path, batch_file, capsys, monkeypatch):
+def test_a_server_that_is_down_stops_the_batch(tmp_path, batch_file, qia):
     import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"  # closed once the block ends
     out = tmp_path / "out"
-    code, _, err = qia(
-        capsys, monkeypatch, "batch", str(batch_file), "--llm", f"openai:{url}", "--plan-only", "--outdir", str(out)
-    )
-    assert code == 1
+    code, _, err = qia("batch", str(batch_file), "--llm", f"openai:{url}", "--plan-only", "--outdir", str(out))
+    assert code == 3  # the batch stopped: not the 1 of lines that failed
     assert f"cannot reach the LLM server at {url}: connection refused" in err
     found = records(out)
     assert [(r["line"], r["status"]) for r in found] == [(1, "error")]  # the rest were not tried
@@ -300,7 +281,7 @@ def test_a_bom_does_not_turn_the_first_json_line_into_text(tmp_path):
     assert [x.request for x in read_lines(text)] == ["a red bicycle"]
 
 
-def test_a_text_line_that_starts_with_a_brace_is_a_request(tmp_path, capsys, monkeypatch):
+def test_a_text_line_that_starts_with_a_brace_is_a_request(tmp_path, qia):
     path = tmp_path / "prompts.txt"
     path.write_text("{red} balloons over a city\na lighthouse\n{ a stylised logo }\n")
     assert [x.request for x in read_lines(path)] == [
@@ -309,9 +290,7 @@ def test_a_text_line_that_starts_with_a_brace_is_a_request(tmp_path, capsys, mon
         "{ a stylised logo }",
     ]
     out = tmp_path / "out"
-    code, out_text, _ = qia(
-        capsys, monkeypatch, "batch", str(path), "--llm", "fake", "--plan-only", "--outdir", str(out), "--json"
-    )
+    code, out_text, _ = qia("batch", str(path), "--llm", "fake", "--plan-only", "--outdir", str(out), "--json")
     assert code == 0 and json.loads(out_text)["ok"] == 3
     assert records(out)[0]["request"] == "{red} balloons over a city"
 
@@ -332,19 +311,19 @@ def test_a_broken_json_line_is_still_refused_where_json_is_meant(tmp_path, name,
 
 
 # -- two runs on one output folder -----------------------------------------------------------------
-def test_lines_claimed_by_another_run_are_left_to_it(tmp_path, batch_file, tiny_pipeline_dir, capsys, monkeypatch):
-    from qia_cli.agent.claims import Claims
+def test_lines_claimed_by_another_run_are_left_to_it(tmp_path, batch_file, tiny_pipeline_dir, qia):
+    from qia_cli.batch.claims import Claims
 
     out = tmp_path / "out"
     other = Claims(out)  # another run (here: another Claims, as a second process would hold) is on lines 1 and 5
     assert other.take(1) and other.take(5)
-    code, summary, err = run_batch(capsys, monkeypatch, batch_file, out, tiny_pipeline_dir)
+    code, summary, err = run_batch(qia, batch_file, out, tiny_pipeline_dir)
     assert code == 0
     assert (summary["ok"], summary["elsewhere"]) == (3, 2)
     assert [r["line"] for r in records(out)] == [4, 6, 7]
     assert "line 1: taken by another qia batch" in err
     other.release_all()
-    code, summary, _ = run_batch(capsys, monkeypatch, batch_file, out, tiny_pipeline_dir)
+    code, summary, _ = run_batch(qia, batch_file, out, tiny_pipeline_dir)
     assert (code, summary["ok"], summary["skipped"], summary["elsewhere"]) == (0, 2, 3, 0)
     found = records(out)
     assert [r["line"] for r in found] == REQUEST_LINES
@@ -352,24 +331,23 @@ def test_lines_claimed_by_another_run_are_left_to_it(tmp_path, batch_file, tiny_
     assert not (out / ".qia-claims").exists()  # nothing left behind
 
 
-def test_a_line_done_by_another_run_after_this_one_started_is_not_redone(tmp_path, batch_file, capsys, monkeypatch):
-    from qia_cli.agent.batch import Results
+def test_a_line_done_by_another_run_after_this_one_started_is_not_redone(tmp_path, batch_file, monkeypatch, qia):
+    from qia_cli.batch.results import Results
 
     out = tmp_path / "out"
     seen = []
 
     def finish_line_4_elsewhere(record):  # when line 1 is recorded, another run records line 4
-        seen.append(record["line"])
-        if record["line"] == 1:
-            Results(out).append({**record, "line": 4, "hash": read_lines(batch_file)[1].key, "request": "x"})
+        seen.append(record.line)
+        if record.line == 1:
+            other = record.model_copy(update={"line": 4, "hash": read_lines(batch_file)[1].key, "request": "x"})
+            Results(out).append(other)
 
-    from qia_cli.agent import batch as batch_mod
+    from qia_cli.batch import runner as batch_mod
 
     real = batch_mod.run_batch
     monkeypatch.setattr(batch_mod, "run_batch", lambda *a, **k: real(*a, **{**k, "on_result": finish_line_4_elsewhere}))
-    code, out_text, _ = qia(
-        capsys, monkeypatch, "batch", str(batch_file), "--llm", "fake", "--plan-only", "--outdir", str(out), "--json"
-    )
+    code, out_text, _ = qia("batch", str(batch_file), "--llm", "fake", "--plan-only", "--outdir", str(out), "--json")
     summary = json.loads(out_text)
     assert code == 0 and (summary["ok"], summary["elsewhere"]) == (4, 1)
     assert seen == [1, 5, 6, 7]
@@ -382,7 +360,7 @@ def hold_line_3(outdir: Path) -> subprocess.Popen:
         [
             sys.executable,
             "-c",
-            "import sys, time; from qia_cli.agent.claims import Claims; "
+            "import sys, time; from qia_cli.batch.claims import Claims; "
             "assert Claims(sys.argv[1]).take(3); print('held', flush=True); time.sleep(600)",
             str(outdir),
         ],
@@ -393,7 +371,7 @@ def hold_line_3(outdir: Path) -> subprocess.Popen:
 
 
 def test_a_claim_dies_with_its_process(tmp_path):
-    from qia_cli.agent.claims import Claims
+    from qia_cli.batch.claims import Claims
 
     holder = hold_line_3(tmp_path)
     try:
@@ -412,7 +390,7 @@ def test_a_claim_dies_with_its_process(tmp_path):
 def test_the_end_of_a_run_removes_claim_files_nobody_holds_and_keeps_the_held_ones(tmp_path):
     """A run killed with -9 (or interrupted between creating a claim file and locking it) leaves an empty
     file behind; the next run to finish removes it, but never a claim another live run holds."""
-    from qia_cli.agent.claims import Claims
+    from qia_cli.batch.claims import Claims
 
     holder = hold_line_3(tmp_path)
     try:
@@ -436,11 +414,7 @@ def test_two_batches_on_one_folder_render_each_line_once(tmp_path, tiny_pipeline
     path = tmp_path / "prompts.txt"
     path.write_text("".join(f"a red bicycle number {i}\n" for i in range(1, 7)))
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    cmd = [
-        sys.executable,
-        "-m",
-        "qia_cli",
+    args = [
         "--quiet",
         "batch",
         str(path),
@@ -454,9 +428,7 @@ def test_two_batches_on_one_folder_render_each_line_once(tmp_path, tiny_pipeline
         str(out),
         "--json",
     ]
-    procs = [
-        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
-    ]
+    procs = [start_qia(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     summaries = []
     for proc in procs:
         stdout, stderr = proc.communicate(timeout=600)
@@ -480,7 +452,7 @@ def test_two_batches_on_one_folder_render_each_line_once(tmp_path, tiny_pipeline
     ],
 )
 def test_bad_render_inputs_exit_2_before_any_line_is_planned(
-    tmp_path, capsys, monkeypatch, tiny_pipeline_dir, content, flags, message
+    tmp_path, monkeypatch, tiny_pipeline_dir, content, flags, message, qia
 ):
     from qia_cli.agent.run import Agent
 
@@ -489,16 +461,16 @@ def test_bad_render_inputs_exit_2_before_any_line_is_planned(
     planned = []
     monkeypatch.setattr(Agent, "plan", lambda self, request, options=None: planned.append(request))
     out = tmp_path / "out"
-    code, stdout, err = qia(capsys, monkeypatch, "batch", str(path), "--llm", "fake", "--outdir", str(out), *flags)
+    code, stdout, err = qia("batch", str(path), "--llm", "fake", "--outdir", str(out), *flags)
     assert code == 2 and message in err and stdout == ""
     assert planned == [] and not out.exists()  # nothing planned, no results.jsonl, not even the folder
 
 
-def test_lines_with_their_own_model_do_not_need_the_default_one(tmp_path, tiny_pipeline_dir, capsys, monkeypatch):
+def test_lines_with_their_own_model_do_not_need_the_default_one(tmp_path, tiny_pipeline_dir, qia):
     path = tmp_path / "requests.jsonl"
     path.write_text(json.dumps({"request": "a cat", "model": str(tiny_pipeline_dir)}) + "\n")
     out = tmp_path / "out"
-    code, _, err = qia(capsys, monkeypatch, "batch", str(path), "--llm", "fake", "--steps", "1", "--outdir", str(out))
+    code, _, err = qia("batch", str(path), "--llm", "fake", "--steps", "1", "--outdir", str(out))
     assert code == 0, err  # the default model (not pulled here) is never used, so never checked
     assert [r["status"] for r in records(out)] == ["ok"]
 
@@ -509,9 +481,10 @@ def _resume_peak(tmp_path: Path, n: int) -> int:
     is read, every record read back, the results compacted. Nothing is planned."""
     import tracemalloc
 
-    from qia_cli.agent.batch import BatchFile, BatchOptions
-    from qia_cli.agent.batch import run_batch as run
     from qia_cli.agent.run import Agent, RenderOptions
+    from qia_cli.batch.lines import BatchFile
+    from qia_cli.batch.runner import BatchOptions
+    from qia_cli.batch.runner import run_batch as run
     from qia_cli.config import Settings
     from qia_cli.llm.fake import FakeLLM
 
@@ -546,16 +519,16 @@ def test_a_rerun_streams_the_file_and_the_records(tmp_path):
 # -- a kill between saving a line's images and recording it ------------------------------------------------
 KILLED_RUN = """
 import os, signal, sys
-from qia_cli.agent import batch
+from qia_cli.batch import results
 from qia_cli.imaging import output
 
 if sys.argv[1] == "before-record":  # line 5's image is saved, its record not yet written
-    append = batch.Results.append
+    append = results.Results.append
     def killing_append(self, record):
-        if record["line"] == 5:
+        if record.line == 5:
             os.kill(os.getpid(), signal.SIGKILL)
         append(self, record)
-    batch.Results.append = killing_append
+    results.Results.append = killing_append
 else:  # "mid-line": line 6 asks for two images; the kill comes before the second is saved
     save, calls = output.save_image, []
     def killing_save(*args, **kwargs):
@@ -586,9 +559,7 @@ def referenced(found: list[dict]) -> list[Path]:
     return sorted(Path(o["path"]) for r in found for o in r["outputs"])
 
 
-def test_images_a_killed_run_saved_without_a_record_are_adopted(
-    tmp_path, batch_file, tiny_pipeline_dir, capsys, monkeypatch
-):
+def test_images_a_killed_run_saved_without_a_record_are_adopted(tmp_path, batch_file, tiny_pipeline_dir, qia):
     out = tmp_path / "out"
     out.mkdir()
     (out / "mine.png").write_bytes(b"not qia's")  # a file of the user's, and a sidecar without a batch tag
@@ -598,7 +569,7 @@ def test_images_a_killed_run_saved_without_a_record_are_adopted(
     (left,) = set(out.glob("*.png")) - set(referenced(records(out))) - {out / "mine.png"}  # line 5's image
     stamp = left.stat().st_mtime_ns
 
-    code, summary, _ = run_batch(capsys, monkeypatch, batch_file, out, tiny_pipeline_dir)
+    code, summary, _ = run_batch(qia, batch_file, out, tiny_pipeline_dir)
     assert code == 0 and (summary["ok"], summary["skipped"]) == (3, 2)
     found = records(out)
     assert [r["line"] for r in found] == REQUEST_LINES and all(r["status"] == "ok" for r in found)
@@ -610,14 +581,14 @@ def test_images_a_killed_run_saved_without_a_record_are_adopted(
 
 
 def test_a_line_killed_between_its_images_renders_again_and_leaves_no_orphan(
-    tmp_path, batch_file, tiny_pipeline_dir, capsys, monkeypatch
+    tmp_path, batch_file, tiny_pipeline_dir, qia
 ):
     out = tmp_path / "out"
     _killed_run("mid-line", batch_file, out, tiny_pipeline_dir)
     assert [r["line"] for r in records(out)] == [1, 4, 5]
     assert len(list(out.glob("*.png"))) == 4  # line 6 got one of its two images
 
-    code, summary, _ = run_batch(capsys, monkeypatch, batch_file, out, tiny_pipeline_dir)
+    code, summary, _ = run_batch(qia, batch_file, out, tiny_pipeline_dir)
     assert code == 0 and (summary["ok"], summary["skipped"]) == (2, 3)
     found = records(out)
     assert [len(r["outputs"]) for r in found] == [1, 1, 1, 2, 1]
@@ -625,24 +596,33 @@ def test_a_line_killed_between_its_images_renders_again_and_leaves_no_orphan(
     assert sorted(out.glob("*.json")) == sorted(Path(o["sidecar"]) for r in found for o in r["outputs"])
 
 
-def test_ctrl_c_says_how_far_the_batch_got_and_that_a_rerun_resumes(tmp_path, batch_file, capsys, monkeypatch):
+def test_ctrl_c_says_how_far_the_batch_got_and_that_a_rerun_resumes(tmp_path, batch_file, monkeypatch, qia):
     from qia_cli.cli import console
 
     out = tmp_path / "out"
     append, calls = Results.append, []
 
     def interrupted_at_the_third_record(self, record):
-        calls.append(record["line"])
+        calls.append(record.line)
         if len(calls) == 3:
             raise KeyboardInterrupt
         append(self, record)
 
     monkeypatch.setattr(Results, "append", interrupted_at_the_third_record)
     monkeypatch.setattr(console.state, "quiet", False)  # --quiet sets it for the process: put it back after
-    code, stdout, err = qia(
-        capsys, monkeypatch, "--quiet", "batch", str(batch_file), "--llm", "fake", "--plan-only", "--outdir", str(out)
-    )
+    code, stdout, err = qia("--quiet", "batch", str(batch_file), "--llm", "fake", "--plan-only", "--outdir", str(out))
     assert code == 130 and stdout == ""
     assert f"interrupted: 2 of 5 lines done (2 in this run); records in {out / 'results.jsonl'}" in err
     assert "run the same command again to resume" in err
     assert [r["line"] for r in records(out)] == [1, 4]
+
+
+def test_a_record_is_one_json_line_with_its_fields_in_order(tmp_path, batch_file, qia):
+    out = tmp_path / "out"
+    code, _, err = qia("batch", str(batch_file), "--llm", "fake", "--plan-only", "--outdir", str(out))
+    assert code == 0, err
+    first, *_ = (out / "results.jsonl").read_text(encoding="utf-8").splitlines()
+    record = json.loads(first)
+    fields = ["line", "id", "request", "hash", "status", "rendered", "outputs", "plan", "render", "error", "seconds"]
+    assert list(record) == fields and first.startswith('{"line": 1, "id": null, "request": "a red bicycle", "hash": "')
+    assert (record["status"], record["rendered"], record["outputs"], record["render"]) == ("ok", False, [], None)

@@ -18,13 +18,15 @@ from pathlib import Path
 import pytest
 import ray
 
-from qia_cli.agent.batch import BatchOptions, Results, read_lines, run_batch
-from qia_cli.agent.batch_ray import Cluster, LineWorker, RayOptions, RayRunner, _scratch
 from qia_cli.agent.run import Agent, RenderOptions
+from qia_cli.batch.lines import read_lines
+from qia_cli.batch.ray_runner import Cluster, LineWorker, RayOptions, RayRunner, _scratch
+from qia_cli.batch.results import LineRecord, Results
+from qia_cli.batch.runner import BatchOptions, run_batch
 from qia_cli.config import Settings
 from qia_cli.llm.fake import FakeLLM
-from tests.imaging_fixtures import tiny_pipeline_dir  # noqa: F401
-from tests.test_batch import qia, records
+from tests.conftest import start_qia
+from tests.test_batch import records
 from tests.test_batch import run_batch as cli_batch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,12 +70,10 @@ def referenced(found: list[dict]) -> list[Path]:
     return sorted(Path(o["path"]) for r in found for o in r["outputs"])
 
 
-def test_eight_lines_render_once_with_the_records_of_a_plain_batch(
-    ray_local, tmp_path, eight, tiny_pipeline_dir, capsys, monkeypatch
-):
+def test_eight_lines_render_once_with_the_records_of_a_plain_batch(ray_local, tmp_path, eight, tiny_pipeline_dir, qia):
     out = tmp_path / "ray"
     code, summary, _ = cli_batch(
-        capsys, monkeypatch, eight, out, tiny_pipeline_dir, "--seed", "100", "--ray", "local", "--workers", "2"
+        qia, eight, out, tiny_pipeline_dir, "--seed", "100", "--ray", "local", "--workers", "2"
     )
     assert code == 0
     assert (summary["ok"], summary["failed"], summary["workers"], summary["retried"]) == (8, 0, 2, 0)
@@ -88,7 +88,7 @@ def test_eight_lines_render_once_with_the_records_of_a_plain_batch(
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [".results.jsonl.lock"]
 
     plain = tmp_path / "plain"
-    assert cli_batch(capsys, monkeypatch, eight, plain, tiny_pipeline_dir, "--seed", "100")[0] == 0
+    assert cli_batch(qia, eight, plain, tiny_pipeline_dir, "--seed", "100")[0] == 0
     for mine, theirs in zip(found, records(plain), strict=True):
         assert mine.keys() == theirs.keys()
         same = ("line", "id", "request", "hash", "status", "rendered", "render", "error")
@@ -98,7 +98,7 @@ def test_eight_lines_render_once_with_the_records_of_a_plain_batch(
             (o["seed"], o["width"], o["height"]) for o in theirs["outputs"]
         ]
 
-    code, summary, _ = cli_batch(capsys, monkeypatch, eight, out, tiny_pipeline_dir, "--ray", "local")
+    code, summary, _ = cli_batch(qia, eight, out, tiny_pipeline_dir, "--ray", "local")
     assert (code, summary["ok"], summary["skipped"]) == (0, 0, 8)  # a rerun resumes: nothing to do
     assert records(out) == found and sorted(out.glob("*.png")) == pngs
 
@@ -133,7 +133,7 @@ def library_batch(tmp_path: Path, file: Path, pipeline: Path, worker: type) -> t
     out = tmp_path / "out"
     agent = Agent(settings=Settings(llm="fake", search="off", image_model=str(pipeline)), llm=FakeLLM())
     options = BatchOptions(render=RenderOptions(steps=1, outdir=out), seed=100)
-    seen: list[dict] = []
+    seen: list[LineRecord] = []
     with Cluster("local") as cluster:
         runner = RayRunner(cluster, RayOptions(workers=2, worker_class=worker))
         summary = run_batch(agent, read_lines(file), Results(out), options, on_result=seen.append, runner=runner)
@@ -144,7 +144,7 @@ def test_a_killed_worker_costs_only_its_line_which_ends_ok_once(ray_local, tmp_p
     out, summary, seen = library_batch(tmp_path, eight, tiny_pipeline_dir, DiesOnce)
     killed = (tmp_path / "killed-5").read_text()  # the kill happened, to this process
     assert summary.retried >= 1 and (summary.ok, summary.failed) == (8, 0)
-    assert sorted(r["line"] for r in seen) == list(range(1, 9))  # recorded once each, retries included
+    assert sorted(r.line for r in seen) == list(range(1, 9))  # recorded once each, retries included
     found = records(out)
     assert [r["line"] for r in found] == list(range(1, 9)) and all(r["status"] == "ok" for r in found)
     assert referenced(found) == sorted(out.glob("*.png")) and len(found) == 8
@@ -161,21 +161,17 @@ def test_a_line_that_kills_every_worker_is_an_error_and_a_bad_line_is_not_retrie
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out, summary, seen = library_batch(tmp_path, path, tiny_pipeline_dir, DiesAlways)
     assert (summary.ok, summary.failed) == (3, 2), [(r["line"], r.get("error")) for r in records(out)]
-    assert sorted(r["line"] for r in seen) == [1, 2, 3, 4, 5]
+    assert sorted(r.line for r in seen) == [1, 2, 3, 4, 5]
     by_line = {r["line"]: r for r in records(out)}
     assert "the Ray worker died 3 times on this line" in by_line[3]["error"]
     assert "multiples of 8" in by_line[5]["error"]
     assert summary.retried >= 2  # line 3 was sent three times, line 5 once
 
 
-def test_shared_outdir_workers_write_the_images_themselves(
-    ray_local, tmp_path, eight, tiny_pipeline_dir, capsys, monkeypatch
-):
+def test_shared_outdir_workers_write_the_images_themselves(ray_local, tmp_path, eight, tiny_pipeline_dir, qia):
     eight.write_text("\n".join(EIGHT[:3]) + "\n")
     out = tmp_path / "shared"
-    code, summary, _ = cli_batch(
-        capsys, monkeypatch, eight, out, tiny_pipeline_dir, "--ray", "local", "--shared-outdir"
-    )
+    code, summary, _ = cli_batch(qia, eight, out, tiny_pipeline_dir, "--ray", "local", "--shared-outdir")
     assert code == 0 and (summary["ok"], summary["workers"]) == (3, 1)  # one per node without GPUs
     found = records(out)
     assert referenced(found) == sorted(out.glob("*.png")) and len(found) == 3
@@ -207,7 +203,7 @@ class _Stub(BaseHTTPRequestHandler):
         pass
 
 
-def test_with_an_llm_server_lines_are_planned_in_ray_tasks(ray_local, tmp_path, eight, capsys, monkeypatch):
+def test_with_an_llm_server_lines_are_planned_in_ray_tasks(ray_local, tmp_path, eight, qia):
     _Stub.calls = 0
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Stub)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -215,8 +211,6 @@ def test_with_an_llm_server_lines_are_planned_in_ray_tasks(ray_local, tmp_path, 
     out = tmp_path / "out"
     try:
         code, text, err = qia(
-            capsys,
-            monkeypatch,
             "batch",
             str(eight),
             "--llm",
@@ -240,7 +234,7 @@ def test_with_an_llm_server_lines_are_planned_in_ray_tasks(ray_local, tmp_path, 
     assert all(r["plan"]["model"]["backend"] == "openai" for r in found) and _Stub.calls >= 8
 
 
-def test_a_server_that_is_down_stops_a_ray_batch(ray_local, tmp_path, eight, capsys, monkeypatch):
+def test_a_server_that_is_down_stops_a_ray_batch(ray_local, tmp_path, eight, qia):
     import socket
 
     with socket.socket() as sock:
@@ -248,8 +242,6 @@ def test_a_server_that_is_down_stops_a_ray_batch(ray_local, tmp_path, eight, cap
         url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
     out = tmp_path / "out"
     code, _, err = qia(
-        capsys,
-        monkeypatch,
         "batch",
         str(eight),
         "--llm",
@@ -293,14 +285,14 @@ def test_without_ray_installed_the_flag_fails_at_once(tmp_path, eight):
     assert not out.exists()  # nothing started
 
 
-def test_ray_addresses_are_checked_before_any_work(tmp_path, eight, capsys, monkeypatch):
-    code, _, err = qia(capsys, monkeypatch, "batch", str(eight), "--llm", "fake", "--ray", "cluster-1")
+def test_ray_addresses_are_checked_before_any_work(tmp_path, eight, qia):
+    code, _, err = qia("batch", str(eight), "--llm", "fake", "--ray", "cluster-1")
     assert code == 2 and "unknown Ray address 'cluster-1'" in err and "ray://HOST:PORT" in err
-    code, _, err = qia(capsys, monkeypatch, "batch", str(eight), "--llm", "fake", "--workers", "2")
+    code, _, err = qia("batch", str(eight), "--llm", "fake", "--workers", "2")
     assert code == 2 and "need --ray" in err
 
 
-def test_workers_recall_the_drivers_memory_and_the_driver_records_its_use(ray_local, tmp_path, capsys, monkeypatch):
+def test_workers_recall_the_drivers_memory_and_the_driver_records_its_use(ray_local, tmp_path, qia):
     from qia_cli.memory.store import MemoryStore
 
     store = MemoryStore()  # the test's own QIA_HOME: workers never read it, they get a snapshot
@@ -309,8 +301,6 @@ def test_workers_recall_the_drivers_memory_and_the_driver_records_its_use(ray_lo
     path.write_text("a birthday poster for my dog Biscuit\na lighthouse at dusk\n")
     out = tmp_path / "out"
     code, text, err = qia(
-        capsys,
-        monkeypatch,
         "batch",
         str(path),
         "--llm",
@@ -334,11 +324,7 @@ def test_ctrl_c_stops_a_local_ray_batch_and_leaves_the_results_whole(tmp_path, e
     import time
 
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "qia_cli",
+    args = [
         "--quiet",
         "batch",
         str(eight),
@@ -355,9 +341,8 @@ def test_ctrl_c_stops_a_local_ray_batch_and_leaves_the_results_whole(tmp_path, e
         "--workers",
         "1",
     ]
-    proc = subprocess.Popen(
-        cmd,
-        env=env,
+    proc = start_qia(
+        *args,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

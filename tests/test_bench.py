@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -579,3 +580,31 @@ def test_bench_usage_errors_are_one_line_and_exit_2(args, message):
     result = run_qia(*args)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_each_item_plans_in_an_empty_home_passed_in_and_the_environment_is_left_alone(
+    tmp_path, isolated_home, monkeypatch
+):
+    from qia_cli import paths
+    from qia_cli.agent.run import Agent
+    from qia_cli.llm import calibration
+
+    llm = make_llm()
+    homes_seen: list[str] = []
+    llm.on_call = lambda _prompt: homes_seen.append(os.environ["QIA_HOME"])
+    mine = calibration.Calibration(sure=-0.1, source="the user's own")
+    calibration.save(llm.info, mine, paths.calibration_file())  # never read by a benchmark item
+    used = []
+    real = Agent._calibration_at_home
+
+    def calibration_at_home(agent):
+        used.append((agent.home, real(agent)))
+        return used[-1][1]
+
+    monkeypatch.setattr(Agent, "_calibration_at_home", calibration_at_home)
+    item = {"id": "r1", "capability": "reason", "request": "the national flower of Japan", "expect_any": ["sakura"]}
+    run(tmp_path, [item], llm=llm)
+    assert homes_seen and set(homes_seen) == {str(isolated_home)}  # was swapped for the item's folder
+    ((home, found),) = used
+    assert home is not None and home != isolated_home and not home.exists()  # a temp folder, gone
+    assert found != mine and found.source != "the user's own"

@@ -23,7 +23,6 @@ from qia_cli.llm.fake import FakeLLM
 from qia_cli.memory.store import MemoryStore
 from qia_cli.repl import ChatSession
 from tests.conftest import run_qia
-from tests.imaging_fixtures import tiny_pipeline_dir  # noqa: F401
 
 CTRL_C, CTRL_D, CTRL_U = "\x03", "\x04", "\x15"
 
@@ -230,11 +229,11 @@ def test_completions(session):
 
 
 def test_release_llm_policy():
-    agent = Agent(settings=load_settings({"llm": "fake"}).settings)
+    agent = Agent(settings=load_settings({"llm": "planner.gguf"}).settings)
     assert agent.should_release_llm(RenderOptions(), "cpu") is True  # one-shot commands: as before
     auto = RenderOptions(release_llm=None)
     assert agent.should_release_llm(auto, "cuda") is False  # the LLM is on the CPU: keep it
-    agent.settings = load_settings({"llm": "fake", "llm_gpu_layers": -1}).settings
+    agent.settings = load_settings({"llm": "planner.gguf", "llm_gpu_layers": -1}).settings
     assert agent.should_release_llm(auto, "cuda") is True  # both on the GPU: free the LLM
     assert agent.should_release_llm(auto, "cpu") is False
     assert agent.should_release_llm(RenderOptions(release_llm=False), "cuda") is False
@@ -439,3 +438,29 @@ def test_chat_memory_has_search_and_rm(planning, capsys):
     planning.handle(f"/memory rm {entry.id}")
     assert f"forgot {entry.id}" in capsys.readouterr().out and store.list() == []
     assert planning.completions("/memory s") == ["search"] and "rm" in planning.completions("/memory r")
+
+
+def test_qia_alone_on_a_terminal_starts_chat_and_elsewhere_prints_the_help(qia, monkeypatch):
+    from qia_cli.cli import chat, console
+
+    started = []
+    monkeypatch.setattr(chat, "run_chat", lambda **flags: started.append(flags))
+    code, out, _ = qia()
+    assert code == 0 and "Usage: qia" in out and not started  # no terminal: the help
+    monkeypatch.setattr(console, "interactive", lambda: True)
+    assert qia().code == 0 and started == [
+        {
+            "model": None,
+            "size": None,
+            "steps": None,
+            "seed": None,
+            "device": None,
+            "outdir": None,
+            "release_llm": None,
+            "llm": None,
+            "search": None,
+            "no_ask": False,
+            "remember": None,
+            "no_memory": False,
+        }
+    ]

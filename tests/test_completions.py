@@ -10,9 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from qia_cli.cli.app import app
 from qia_cli.cli.completions import script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,11 +35,11 @@ def test_committed_scripts_are_current(shell):
     assert "_QIA_COMPLETE" in committed
 
 
-def test_completions_command():
-    result = CliRunner().invoke(app, ["completions", "fish"], prog_name="qia")
-    assert result.exit_code == 0 and result.stdout == script("fish")
-    result = CliRunner().invoke(app, ["completions", "tcsh"], prog_name="qia")
-    assert result.exit_code != 0 and "unsupported shell" in str(result.exception)
+def test_completions_command(qia):
+    code, out, _ = qia("completions", "fish")
+    assert code == 0 and out == script("fish")
+    code, _, err = qia("completions", "tcsh")
+    assert code == 2 and "unsupported shell" in err
 
 
 def complete(env: dict[str, str]) -> tuple[list[str], list[str]]:

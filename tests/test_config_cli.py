@@ -9,22 +9,6 @@ import sys
 import pytest
 import tomllib
 
-from qia_cli.cli.app import main
-
-
-@pytest.fixture
-def qia(monkeypatch, capsys):
-    """Run `qia ARGS` in-process through main(): returns (exit code, stdout, stderr)."""
-
-    def run(*args: str):
-        monkeypatch.setattr(sys, "argv", ["qia", *args])
-        with pytest.raises(SystemExit) as exc:
-            main()
-        captured = capsys.readouterr()
-        return exc.value.code or 0, captured.out, captured.err
-
-    return run
-
 
 def config_file(home):
     return home / "config" / "config.toml"

@@ -5,22 +5,12 @@ GGUF transformer loads. The pipelines are built once per session from configs (t
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-from qia_cli.cli.app import main
 from qia_cli.imaging.output import read_metadata
 from qia_cli.imaging.tiny_dit import WORDS
-from tests.imaging_fixtures import (  # noqa: F401
-    tiny_flux_dir,
-    tiny_flux_gguf,
-    tiny_pipeline_dir,
-    tiny_qwen_image_dir,
-    tiny_sd3_dir,
-    tiny_z_image_dir,
-)
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
 
@@ -44,14 +34,6 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def qia(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["qia", *args])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    out, err = capsys.readouterr()
-    return exc.value.code or 0, out, err
 
 
 @pytest.fixture
@@ -89,12 +71,12 @@ def _read(seen: dict, encoder: str, tokenizer: str) -> str:
 
 @pytest.mark.parametrize("family", list(CASES))
 def test_generate_renders_with_the_family_defaults_and_the_long_encoder_reads_the_whole_plan(
-    family, request, seen, monkeypatch, capsys, tmp_path
+    family, request, seen, tmp_path, qia
 ):
     fixture, steps, guidance, true_cfg, encoder, tokenizer = CASES[family]
     folder = request.getfixturevalue(fixture)
     args = ["generate", LONG, "--model", str(folder), "--size", "64x64", "--llm", "fake", "--json"]
-    code, out, err = qia(monkeypatch, capsys, *args, "--outdir", str(tmp_path), "--device", "cpu")
+    code, out, err = qia(*args, "--outdir", str(tmp_path), "--device", "cpu")
     assert code == 0, err
     doc = json.loads(out)
     render = doc["render"]
@@ -117,10 +99,9 @@ def test_generate_renders_with_the_family_defaults_and_the_long_encoder_reads_th
 
 
 def test_flux_schnell_shaped_renders_in_1_to_4_steps_at_guidance_0_and_clip_reads_the_head(
-    tiny_flux_dir, seen, monkeypatch, capsys, tmp_path
+    tiny_flux_dir, seen, tmp_path, qia
 ):
-    code, out, err = qia(
-        monkeypatch, capsys, "generate", LONG, "--model", str(tiny_flux_dir), "--no-plan", "--json",
+    code, out, err = qia("generate", LONG, "--model", str(tiny_flux_dir), "--no-plan", "--json",
         "--outdir", str(tmp_path), "--device", "cpu",
     )  # fmt: skip
     assert code == 0, err
@@ -132,9 +113,8 @@ def test_flux_schnell_shaped_renders_in_1_to_4_steps_at_guidance_0_and_clip_read
     assert clip_ids.shape[-1] == 77  # CLIP reads its 77 tokens: the head of the prompt
 
 
-def test_user_flags_override_the_family_defaults(tiny_flux_dir, monkeypatch, capsys, tmp_path):
-    code, out, err = qia(
-        monkeypatch, capsys, "generate", "a red cat", "--model", str(tiny_flux_dir), "--no-plan", "--json",
+def test_user_flags_override_the_family_defaults(tiny_flux_dir, tmp_path, qia):
+    code, out, err = qia("generate", "a red cat", "--model", str(tiny_flux_dir), "--no-plan", "--json",
         "--steps", "2", "--guidance", "1.5", "--size", "64x48", "--outdir", str(tmp_path), "--device", "cpu",
     )  # fmt: skip
     assert code == 0, err
@@ -144,14 +124,13 @@ def test_user_flags_override_the_family_defaults(tiny_flux_dir, monkeypatch, cap
 
 
 @pytest.mark.parametrize("family", list(CASES))
-def test_batch_records_the_family_defaults(family, request, monkeypatch, capsys, tmp_path):
+def test_batch_records_the_family_defaults(family, request, tmp_path, qia):
     fixture, steps, guidance, true_cfg, _, _ = CASES[family]
     folder = request.getfixturevalue(fixture)
     lines = tmp_path / "lines.txt"
     lines.write_text(f"a red cat\n{LONG}\n", encoding="utf-8")
     out_dir = tmp_path / "out"
-    code, out, err = qia(
-        monkeypatch, capsys, "batch", str(lines), "--model", str(folder), "--llm", "fake", "--search", "off",
+    code, out, err = qia("batch", str(lines), "--model", str(folder), "--llm", "fake", "--search", "off",
         "--size", "64x64", "--device", "cpu", "--outdir", str(out_dir), "--json",
     )  # fmt: skip
     assert code == 0, err
@@ -171,12 +150,9 @@ def test_batch_records_the_family_defaults(family, request, monkeypatch, capsys,
 
 
 # -- a GGUF-quantized transformer -------------------------------------------------------------------------------
-def test_a_gguf_transformer_loads_with_its_base_pipeline(
-    tiny_flux_dir, tiny_flux_gguf, seen, monkeypatch, capsys, tmp_path
-):
+def test_a_gguf_transformer_loads_with_its_base_pipeline(tiny_flux_dir, tiny_flux_gguf, seen, tmp_path, qia):
     spec = f"{tiny_flux_dir}+{tiny_flux_gguf}"
-    code, out, err = qia(
-        monkeypatch, capsys, "generate", "a red cat", "--model", spec, "--no-plan", "--json", "--size", "64x64",
+    code, out, err = qia("generate", "a red cat", "--model", spec, "--no-plan", "--json", "--size", "64x64",
         "--outdir", str(tmp_path), "--device", "cpu",
     )  # fmt: skip
     assert code == 0, err
@@ -185,21 +161,19 @@ def test_a_gguf_transformer_loads_with_its_base_pipeline(
     assert Path(doc["outputs"][0]["path"]).is_file()
     kinds = {type(p).__name__ for p in seen["loaded"].pipe.transformer.parameters()}
     assert "GGUFParameter" in kinds  # the weights stay quantized
-    code, out, _ = qia(monkeypatch, capsys, "models", "info", spec, "--json")
+    code, out, _ = qia("models", "info", spec, "--json")
     info = json.loads(out)
     assert code == 0 and info["kind"] == "quant" and info["available"] and info["family"] == "flux.1-schnell"
     assert info["transformer"] == str(tiny_flux_gguf)
 
 
-def test_a_bad_gguf_spec_is_one_line_exit_2(
-    tiny_flux_dir, tiny_pipeline_dir, tiny_flux_gguf, monkeypatch, capsys, tmp_path
-):
+def test_a_bad_gguf_spec_is_one_line_exit_2(tiny_flux_dir, tiny_pipeline_dir, tiny_flux_gguf, tmp_path, qia):
     base = ["generate", "a cat", "--no-plan", "--outdir", str(tmp_path), "--model"]
-    code, _, err = qia(monkeypatch, capsys, *base, f"{tiny_flux_dir}+{tmp_path / 'nope.gguf'}")
+    code, _, err = qia(*base, f"{tiny_flux_dir}+{tmp_path / 'nope.gguf'}")
     assert code == 2 and "does not exist" in err and "Traceback" not in err
-    code, _, err = qia(monkeypatch, capsys, *base, f"{tiny_pipeline_dir}+{tiny_flux_gguf}")
+    code, _, err = qia(*base, f"{tiny_pipeline_dir}+{tiny_flux_gguf}")
     assert code == 2 and "no transformer" in err
-    code, _, err = qia(monkeypatch, capsys, *base, f"{tiny_flux_dir}+not-a-gguf.bin")
+    code, _, err = qia(*base, f"{tiny_flux_dir}+not-a-gguf.bin")
     assert code == 2 and "BASE+TRANSFORMER.gguf" in err
-    code, _, err = qia(monkeypatch, capsys, *base, f"{tiny_flux_dir}+acme/missing/x.gguf")
+    code, _, err = qia(*base, f"{tiny_flux_dir}+acme/missing/x.gguf")
     assert code == 2 and "not in the Hugging Face cache" in err and "qia models pull" in err

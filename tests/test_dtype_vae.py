@@ -7,21 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from qia_cli.agent.types import RenderSpec
-from qia_cli.cli.app import app
 from qia_cli.errors import ModelError, UsageError
 from qia_cli.imaging import device
 from qia_cli.imaging import pipeline as R
 from qia_cli.imaging.output import build_metadata, read_metadata
 from qia_cli.imaging.vae import check_vae, vae_source
 from tests.conftest import run_qia
-from tests.imaging_fixtures import tiny_pipeline_dir, tiny_vae_dir  # noqa: F401
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 RENDERER = R.DiffusersRenderer()  # one for the module: the pipeline stays warm between tests
-runner = CliRunner()
 
 SAPPHIRE_RAPIDS = frozenset({"avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16"})
 ZEN4 = frozenset({"avx2", "avx512f", "avx512_bf16"})
@@ -210,16 +206,18 @@ def test_wrong_vae_folders(tiny_pipeline_dir, tmp_path):
 # --- recorded in the spec, sidecar and PNG ---------------------------------------------------------
 
 
-def generate(*args):
-    result = runner.invoke(
-        app, ["generate", "a cat", "--no-plan", "--llm", "fake", "--json", *args], catch_exceptions=False
-    )
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+@pytest.fixture
+def generate(qia):
+    def run(*args: str) -> dict:
+        code, out, err = qia("generate", "a cat", "--no-plan", "--llm", "fake", "--json", *args)
+        assert code == 0, err
+        return json.loads(out)
+
+    return run
 
 
 @pytest.mark.parametrize("flags, want", [(SAPPHIRE_RAPIDS, "bf16"), (SKYLAKE, "fp32")])
-def test_generate_on_the_cpu_picks_and_records_the_dtype(cpu, tiny_pipeline_dir, tmp_path, flags, want):
+def test_generate_on_the_cpu_picks_and_records_the_dtype(cpu, tiny_pipeline_dir, tmp_path, flags, want, generate):
     cpu(flags)
     doc = generate("--model", str(tiny_pipeline_dir), "--device", "cpu", "--steps", "1", "--outdir", str(tmp_path))
     assert doc["render"]["dtype"] == want and doc["render"]["vae"] == "full"
@@ -229,7 +227,7 @@ def test_generate_on_the_cpu_picks_and_records_the_dtype(cpu, tiny_pipeline_dir,
     assert not doc["plan"]["warnings"]
 
 
-def test_generate_with_dtype_and_vae_flags(tiny_pipeline_dir, tiny_vae_dir, tmp_path):
+def test_generate_with_dtype_and_vae_flags(tiny_pipeline_dir, tiny_vae_dir, tmp_path, generate):
     doc = generate(
         "--model",
         str(tiny_pipeline_dir),
@@ -249,7 +247,7 @@ def test_generate_with_dtype_and_vae_flags(tiny_pipeline_dir, tiny_vae_dir, tmp_
     assert meta["qia:vae"] == str(tiny_vae_dir) and f"VAE: {tiny_vae_dir}" in meta["parameters"]
 
 
-def test_settings_choose_dtype_and_vae(tiny_pipeline_dir, tiny_vae_dir, tmp_path, monkeypatch):
+def test_settings_choose_dtype_and_vae(tiny_pipeline_dir, tiny_vae_dir, tmp_path, monkeypatch, generate):
     monkeypatch.setenv("QIA_DTYPE", "fp32")
     monkeypatch.setenv("QIA_VAE", str(tiny_vae_dir))
     doc = generate("--model", str(tiny_pipeline_dir), "--device", "cpu", "--steps", "1", "--outdir", str(tmp_path))
@@ -271,7 +269,7 @@ def test_settings_choose_dtype_and_vae(tiny_pipeline_dir, tiny_vae_dir, tmp_path
     assert doc["render"]["dtype"] == "bf16" and doc["render"]["vae"] == "full"
 
 
-def test_a_black_image_is_warned_about(tiny_pipeline_dir, tmp_path, monkeypatch):
+def test_a_black_image_is_warned_about(tiny_pipeline_dir, tmp_path, monkeypatch, generate):
     monkeypatch.setattr(R, "is_black", lambda image: True)
     doc = generate(
         "--model",

@@ -267,26 +267,23 @@ def test_the_image_catalog_recommends_by_gpu_memory():
         assert F.by_family(entry.family) is not None and entry.disk > 0 and entry.gpu > 0 and entry.license
 
 
-def test_pull_list_shows_image_models_with_memory_licence_and_a_recommendation(monkeypatch, capsys):
-    from qia_cli.cli.app import main
+def test_pull_list_shows_image_models_with_memory_licence_and_a_recommendation(monkeypatch, qia):
     from qia_cli.models import image_catalog
 
     monkeypatch.setattr(image_catalog, "gpu_total", lambda: 16_800_000_000)
 
-    def qia(*args):
-        monkeypatch.setattr(sys, "argv", ["qia", *args])
-        with pytest.raises(SystemExit) as exc:
-            main()
-        assert (exc.value.code or 0) == 0
-        return capsys.readouterr().out
+    def pulled(*args):
+        code, out, err = qia(*args)
+        assert code == 0, err
+        return out
 
-    data = json.loads(qia("models", "pull", "--list", "--json"))
+    data = json.loads(pulled("models", "pull", "--list", "--json"))
     assert data["gpu_memory"] == 16_800_000_000 and data["recommended_image"] == "z-image-turbo"
     rows = {r["name"]: r for r in data["image_models"]}
     assert rows["flux.2-klein-4b"]["placement"] == "gpu" and rows["qwen-image"]["placement"] in ("offload", "no")
     assert rows["flux.1-schnell"]["defaults"]["steps"] == 4 and rows["flux.1-dev"]["commercial"] is False
     assert data["models"] and data["recommended"]  # the planner catalog is still there
-    text = qia("models", "pull", "--list")
+    text = pulled("models", "pull", "--list")
     assert "Image models to pull" in text and "17 GB of GPU memory" in text
     assert "recommended here: qia models pull z-image-turbo" in text
     assert "FLUX.1 [dev] Non-Commercial [non-commercial]" in text

@@ -16,7 +16,6 @@ from qia_cli.errors import ModelError
 from qia_cli.imaging import pipeline, scoring
 from qia_cli.imaging.output import read_metadata
 from tests.conftest import run_qia
-from tests.imaging_fixtures import tiny_pipeline_dir  # noqa: F401
 
 RENDERER = pipeline.DiffusersRenderer()  # one for the module: the pipeline stays warm between tests
 CHECKLIST = ["a red bicycle", "a brick wall"]

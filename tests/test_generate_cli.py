@@ -5,23 +5,24 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from qia_cli.cli.app import app
 from qia_cli.imaging.output import read_metadata
 from tests.conftest import run_qia
-from tests.imaging_fixtures import tiny_pipeline_dir  # noqa: F401
-
-runner = CliRunner()
 
 
-def generate(*args):
-    result = runner.invoke(app, ["generate", *args, "--llm", "fake", "--json"], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+@pytest.fixture
+def generate(qia):
+    """`qia generate ARGS --llm fake --json` in this process: its JSON document (exit code 0)."""
+
+    def run(*args: str) -> dict:
+        code, out, err = qia("generate", *args, "--llm", "fake", "--json")
+        assert code == 0, err
+        return json.loads(out)
+
+    return run
 
 
-def test_generate_writes_png_with_plan_and_sidecar(tiny_pipeline_dir, tmp_path):
+def test_generate_writes_png_with_plan_and_sidecar(tiny_pipeline_dir, tmp_path, generate):
     doc = generate("a red bicycle", "--model", str(tiny_pipeline_dir), "--steps", "2", "--outdir", str(tmp_path))
     (out,) = doc["outputs"]
     png = Path(out["path"])
@@ -41,7 +42,7 @@ def test_generate_writes_png_with_plan_and_sidecar(tiny_pipeline_dir, tmp_path):
     assert doc["render"]["steps"] == 2
 
 
-def test_same_seed_same_image_and_count_gives_distinct_seeds(tiny_pipeline_dir, tmp_path):
+def test_same_seed_same_image_and_count_gives_distinct_seeds(tiny_pipeline_dir, tmp_path, generate):
     import numpy as np
     from PIL import Image
 
@@ -79,16 +80,16 @@ def test_same_seed_same_image_and_count_gives_distinct_seeds(tiny_pipeline_dir, 
     assert len(set(seeds)) == 2 and len({o["path"] for o in two["outputs"]}) == 2
 
 
-def test_no_plan_renders_the_prompt_as_typed(tiny_pipeline_dir, tmp_path):
+def test_no_plan_renders_the_prompt_as_typed(tiny_pipeline_dir, tmp_path, generate):
     doc = generate(
-        "exactly this", "--model", str(tiny_pipeline_dir), "--outdir", str(tmp_path), "--no-plan", "--size", "64x64"
+        "exactly this", "--model", str(tiny_pipeline_dir), "--outdir", str(tmp_path), "--no-plan", "--steps", "1"
     )
     assert doc["render"]["prompt"] == "exactly this" and doc["plan"]["gaps"] == []
 
 
-def test_output_file_and_session_record(tiny_pipeline_dir, tmp_path):
+def test_output_file_and_session_record(tiny_pipeline_dir, tmp_path, generate):
     target = tmp_path / "mine.png"
-    doc = generate("a kite", "--model", str(tiny_pipeline_dir), "-o", str(target))
+    doc = generate("a kite", "--model", str(tiny_pipeline_dir), "--steps", "1", "-o", str(target))
     assert doc["outputs"][0]["path"] == str(target) and target.exists() and target.with_suffix(".json").exists()
     from qia_cli.memory.store import MemoryStore
 
@@ -150,7 +151,7 @@ def test_hub_model_offline_fails_fast_with_how_to_get_it(tmp_path):
     assert "someone/never-downloaded-model" in result.stderr and "qia models pull" in result.stderr
 
 
-def test_seed_minus_one_is_random_and_a_prompt_past_clip_warns_what_is_cut(tiny_pipeline_dir, tmp_path):
+def test_seed_minus_one_is_random_and_a_prompt_past_clip_warns_what_is_cut(tiny_pipeline_dir, tmp_path, generate):
     long = " ".join(f"word{i}" for i in range(60))
     doc = generate(
         long, "--model", str(tiny_pipeline_dir), "--no-plan", "--seed", "-1", "--steps", "1", "--outdir", str(tmp_path)
@@ -162,7 +163,7 @@ def test_seed_minus_one_is_random_and_a_prompt_past_clip_warns_what_is_cut(tiny_
     assert not [w for w in short["plan"]["warnings"] if "tokens" in w]
 
 
-def test_control_characters_never_reach_the_png_or_the_session(tiny_pipeline_dir, tmp_path):
+def test_control_characters_never_reach_the_png_or_the_session(tiny_pipeline_dir, tmp_path, generate):
     doc = generate(
         "a \x1b]0;pwned\x07red\x1b[2J kite\x00",
         "--model",

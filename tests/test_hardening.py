@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -12,27 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from qia_cli.cli.app import main
+from tests.conftest import run_qia
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def qia(monkeypatch, capsys):
-    """`qia ARGS` in-process through main(), stdin given as bytes: (exit code, stdout, stderr)."""
-
-    def run(*args: str, stdin: bytes = b""):
-        monkeypatch.setattr(sys, "argv", ["qia", *args])
-        monkeypatch.setattr(
-            sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8", errors="surrogateescape")
-        )
-        with pytest.raises(SystemExit) as exc:
-            main()
-        captured = capsys.readouterr()
-        assert "error: unexpected" not in captured.err and "Traceback" not in captured.err, captured.err
-        return exc.value.code or 0, captured.out, captured.err
-
-    return run
 
 
 def plan_json(qia, *args: str, stdin: bytes = b"") -> dict:
@@ -51,22 +32,8 @@ def test_invalid_utf8_on_stdin_is_a_usage_error(qia):
 
 def test_invalid_utf8_in_stdin_for_generate_no_plan_fails_before_any_model(tmp_path, tiny_model):
     # was "unexpected TypeError" after the model had loaded
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "qia_cli",
-            "generate",
-            "--no-plan",
-            "--model",
-            str(tiny_model),
-            "--outdir",
-            str(tmp_path / "out"),
-        ],
-        input=b"a \xff\xfe cat",
-        capture_output=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    proc = run_qia(
+        "generate", "--no-plan", "--model", str(tiny_model), "--outdir", str(tmp_path / "out"), input=b"a \xff\xfe cat"
     )
     err = proc.stderr.decode()
     assert proc.returncode == 2 and "not valid UTF-8" in err and "Traceback" not in err
@@ -219,7 +186,8 @@ def test_an_incomplete_pipeline_folder_fails_on_paper(qia, tmp_path, tiny_model)
 
 
 def test_seed_limits_are_one_range_everywhere():
-    from qia_cli.agent import batch, run
+    from qia_cli.agent import run
+    from qia_cli.batch import runner as batch
     from qia_cli.imaging import pipeline
     from qia_cli.seeds import MAX_SEED, check_seed, parse_seed
 
@@ -428,26 +396,10 @@ def test_a_lock_file_that_is_a_folder_is_a_normal_error(qia, isolated_home):
 
 
 def test_a_full_disk_on_stdout_and_a_closed_stdin_are_normal_errors(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with open("/dev/full", "w") as full:
-        proc = subprocess.run(
-            [sys.executable, "-m", "qia_cli", "plan", "a cat", "--llm", "fake", "--json"],
-            stdout=full,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            timeout=120,
-        )
+        proc = run_qia("plan", "a cat", "--llm", "fake", "--json", stdout=full)
     assert proc.returncode == 1 and "No space left on device" in proc.stderr and "unexpected" not in proc.stderr
-    proc = subprocess.run(
-        [sys.executable, "-m", "qia_cli", "plan", "--llm", "fake"],
-        stdin=None,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        preexec_fn=lambda: os.close(0),
-    )
+    proc = run_qia("plan", "--llm", "fake", stdin=None, preexec_fn=lambda: os.close(0))
     assert proc.returncode == 2 and "stdin is closed" in proc.stderr
 
 

@@ -4,7 +4,6 @@ and the help text."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -13,27 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from qia_cli.cli.app import main
 from qia_cli.errors import UsageError
-from tests.imaging_fixtures import tiny_pipeline_dir  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def qia(monkeypatch, capsys):
-    """`qia ARGS` in-process through main(): (exit code, stdout, stderr)."""
-
-    def run(*args: str, stdin: bytes = b""):
-        monkeypatch.setattr(sys, "argv", ["qia", *args])
-        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8"))
-        with pytest.raises(SystemExit) as exc:
-            main()
-        captured = capsys.readouterr()
-        assert "error: unexpected" not in captured.err and "Traceback" not in captured.err, captured.err
-        return exc.value.code or 0, captured.out, captured.err
-
-    return run
 
 
 # -- 1. names that lead out of the cache ------------------------------------------------------------------

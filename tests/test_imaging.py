@@ -25,7 +25,6 @@ from qia_cli.imaging.output import (
     save_image,
     slugify,
 )
-from tests.imaging_fixtures import tiny_pipeline_dir  # noqa: F401
 
 # diffusers' Euler scheduler trips a numpy-2 DeprecationWarning on every render; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")

@@ -12,22 +12,7 @@ import pytest
 import tomllib
 
 from qia_cli import paths
-from qia_cli.cli.app import main
 from tests.conftest import run_qia
-
-
-@pytest.fixture
-def qia(monkeypatch, capsys):
-    """Run `qia ARGS` in-process through main(): returns (exit code, stdout, stderr)."""
-
-    def run(*args: str):
-        monkeypatch.setattr(sys, "argv", ["qia", *args])
-        with pytest.raises(SystemExit) as exc:
-            main()
-        captured = capsys.readouterr()
-        return exc.value.code or 0, captured.out, captured.err
-
-    return run
 
 
 def _blob(repo: Path, name: str, data: bytes) -> Path:

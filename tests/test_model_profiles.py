@@ -16,8 +16,9 @@ from qia_cli.errors import ModelError
 from qia_cli.llm.bundled import bundled_path, knowledge_installed, knowledge_path
 from qia_cli.llm.gguf_meta import GGUFError, SkippedArray, read_header
 from qia_cli.llm.profile import read_profile
+from qia_cli.llm.registry import resolve_pulled as resolve_llm
 from qia_cli.models import catalog, pipeline
-from qia_cli.models.spec import parse, resolve_llm
+from qia_cli.models.spec import parse
 
 TEMPLATE = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
 

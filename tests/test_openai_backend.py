@@ -19,6 +19,7 @@ import pytest
 
 from qia_cli.config import Settings
 from qia_cli.errors import ModelError, UsageError
+from qia_cli.llm import registry
 from qia_cli.llm.base import parse_json
 from qia_cli.llm.openai import LLMServerError, OpenAILLM
 from tests.conftest import run_qia
@@ -336,7 +337,8 @@ def test_retries_5xx_then_gives_up_with_the_status(stub):
 )
 def test_from_spec(spec, url, model):
     settings = Settings(llm=spec, llm_url="http://127.0.0.1:11434/v1#llama3.2", llm_api_key=KEY, llm_timeout=7)
-    llm = OpenAILLM.from_spec(spec, settings)
+    llm = registry.build(registry.parse(spec), settings)
+    assert isinstance(llm, OpenAILLM)
     assert (llm.base_url, llm.model, llm.timeout) == (url, model, 7)
     assert KEY not in repr(llm) and "***" in repr(llm)
 
@@ -344,7 +346,7 @@ def test_from_spec(spec, url, model):
 @pytest.mark.parametrize("spec", ["openai:", "openai:127.0.0.1:8080", "openai:ftp://host/v1", "openai:http:///v1"])
 def test_bad_specs_are_usage_errors(spec):
     with pytest.raises(UsageError):
-        OpenAILLM.from_spec(spec, Settings())
+        registry.build(registry.parse(spec), Settings())
 
 
 def test_settings_select_the_backend(monkeypatch):

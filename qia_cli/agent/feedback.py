@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from qia_cli.agent.types import ItemScore, Round
+from qia_cli.agent.types import ItemScore, RenderSpec, Round
 
 EMPHASIS = "clearly showing"
 NEGATIVE_TERMS = "cropped, out of frame, missing subject"
@@ -162,7 +162,7 @@ class Shot:
     """One rendered image of a chain, with the spec that made it and its round (None: the loop was off)."""
 
     image: Any
-    spec: Any
+    spec: RenderSpec
     round: Round | None = None
 
 

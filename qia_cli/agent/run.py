@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from qia_cli.imaging.families import FamilyDefaults
     from qia_cli.imaging.scoring import Scorer
     from qia_cli.llm.base import LLM
+    from qia_cli.llm.calibration import Calibration
     from qia_cli.llm.types import ModelInfo
     from qia_cli.search.base import SearchBackend
 
@@ -110,11 +111,15 @@ class Agent:
     renderer: Renderer = field(default_factory=_diffusers_renderer)
     scorers: ScorerLoader = field(default_factory=_clip_scorers)
     callbacks: Callbacks = field(default_factory=Callbacks)
+    # The per-user folders for what the agent reads by itself (the calibration of the knowledge model), in
+    # place of QIA_HOME: a benchmark gives each item an empty one. None: qia_cli.paths' (QIA_HOME, platformdirs).
+    home: Path | None = None
     _planner: Planner | None = None
 
     @property
     def planner(self) -> Planner:
         if self._planner is None:
+            calibration = self._calibration_at_home()  # first: it may build the LLM
             llm = self.llm if self.llm is not None else self._make_llm
             self._planner = Planner(
                 llm,
@@ -124,8 +129,23 @@ class Agent:
                 search_ttl=self.settings.search_ttl,
                 progress=self.callbacks.progress,
                 knowledge=self.knowledge if self.knowledge is not None else _LazyKnowledge(self),
+                calibration=calibration,
             )
         return self._planner
+
+    def _calibration_at_home(self) -> Calibration | None:
+        """The knowledge model's calibration as saved under `home` (None without one: the planner loads it
+        from qia_cli.paths when it first needs it)."""
+        if self.home is None:
+            return None
+        from qia_cli.llm.calibration import load
+        from qia_cli.llm.factory import knowledge_info
+
+        if self.knowledge is not None:
+            info = self.knowledge.info
+        else:
+            info = knowledge_info(self.settings, lambda: (self.llm or self._make_llm()).info)
+        return load(info, paths.calibration_file(self.home))
 
     def _make_llm(self) -> LLM:
         from qia_cli.llm.factory import make_llm
@@ -185,14 +205,13 @@ class Agent:
             plan.warnings.append(f"not recorded in memory: {exc.message}")
 
     def _llm_gaps_auto(self) -> bool:
-        """llm_gaps=auto: never for the bundled 135M (measured: it proposes no gap that survives validation,
-        at 0.3-3 s a call); for a GGUF, what its profile says (instruct, 1.2B parameters and up); on for
-        servers and anything without a profile."""
-        spec = self.settings.llm
-        if spec == "bundled":
-            return False
-        if spec.startswith("openai") or spec == "fake":
-            return True
+        """llm_gaps=auto: as the backend says (never for the bundled 135M, always for servers); for a GGUF,
+        what its profile says (instruct, 1.2B parameters and up); on for anything without a profile."""
+        from qia_cli.llm import registry
+
+        default = registry.parse(self.settings.llm).capabilities.llm_gaps
+        if default is not None:
+            return default
         profile = getattr(getattr(self.planner.llm, "info", None), "profile", None)
         return True if profile is None else profile.llm_gaps
 
@@ -206,10 +225,12 @@ class Agent:
         """opts.release_llm, or for None (auto): True when the LLM and the pipeline share a GPU, or when the
         pipeline `model` is large: its weights take more than half the memory it loads into (the GPU's, or
         the machine's RAM on the CPU), where a planner held beside it could push it into offload or swap."""
+        from qia_cli.llm import registry
+
         if opts.release_llm is not None:
             return opts.release_llm
-        if self.settings.llm.startswith("openai"):
-            return False  # the LLM runs in another process
+        if not registry.parse(self.settings.llm).capabilities.gpu_memory:
+            return False  # the LLM holds no memory here (a server runs in another process)
         if device == "auto":
             from qia_cli.imaging.device import resolve_device
 

@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from qia_cli.imaging.spec import RenderSpec  # noqa: F401  (part of the plan contract; imaging names it)
 from qia_cli.llm.types import ModelInfo, ModelProfile  # noqa: F401  (part of the plan contract)
 
 SCHEMA_VERSION = 1
@@ -114,26 +115,6 @@ class Plan(BaseModel):
 
     def gap(self, gap_id: str) -> Gap | None:
         return next((g for g in self.gaps if g.id == gap_id), None)
-
-
-class RenderSpec(BaseModel):
-    prompt: str
-    negative_prompt: str = ""
-    model: str
-    width: int
-    height: int
-    steps: int
-    guidance: float
-    seed: int
-    family: str = Field(
-        default="unknown", description="The image model family whose defaults apply (imaging/families.py)"
-    )
-    true_cfg_scale: float | None = Field(
-        default=None, description="Qwen-Image's classifier-free guidance (the family's CFG runs through it); else None"
-    )
-    device: str = "auto"
-    dtype: str = Field(default="auto", description="auto|fp32|bf16|fp16; after rendering, the one used")
-    vae: str = Field(default="full", description="full, tiny, or a VAE folder/id; after rendering, the one used")
 
 
 class ItemScore(BaseModel):

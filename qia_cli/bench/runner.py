@@ -1,20 +1,18 @@
 """Run suites: the agent (the real planner, non-interactive) and the baselines on the same LLM
 (`enhance` and `single` call it; `raw` costs nothing and always runs).
 
-Each item gets a fresh, empty QIA_HOME (a temp folder) with its own memory store, so nothing of the
-user's memory, config or search cache is read or written. Search items get their recorded results
+Each item gets a fresh, empty home folder (a temp folder, passed to the agent in place of QIA_HOME) with its
+own memory store, so nothing of the user's memory, calibration or search cache is read or written. Search items get their recorded results
 through `FixtureBackend`; other items plan with search off. The LLM is loaded once for the run.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from qia_cli.bench import baselines, scorers
@@ -24,19 +22,6 @@ from qia_cli.llm.base import LLM
 
 SYSTEMS = ("agent", "enhance", "single", "raw")
 OnItem = Callable[[str, Item], None]
-
-
-@contextlib.contextmanager
-def _home(path: str) -> Iterator[None]:
-    old = os.environ.get("QIA_HOME")
-    os.environ["QIA_HOME"] = path
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("QIA_HOME", None)
-        else:
-            os.environ["QIA_HOME"] = old
 
 
 def score_item(item: Item, prompt: str, plan: dict | None) -> scorers.Score:
@@ -87,13 +72,13 @@ class Runner:
         self.on_item = on_item or (lambda _suite, _item: None)
 
     def plan_item(self, suite: Suite, item: Item):
-        """The agent's plan for one item, in a fresh QIA_HOME; returns (plan, tokens)."""
+        """The agent's plan for one item, in a fresh home folder; returns (plan, tokens)."""
         from qia_cli.agent.planner import PlanOptions
         from qia_cli.agent.run import Agent
         from qia_cli.memory.store import MemoryStore
         from qia_cli.search.fixture import FixtureBackend
 
-        with tempfile.TemporaryDirectory(prefix="qia-bench-") as home, _home(home):
+        with tempfile.TemporaryDirectory(prefix="qia-bench-") as home:
             memory = MemoryStore(Path(home) / "memory.json")
             setup = item.setup or (HOUSEHOLD if item.capability == "ordinary" else [])
             for entry in setup:
@@ -105,7 +90,14 @@ class Runner:
                     path = Path(home) / "fixture.json"
                     path.write_text(json.dumps(item.fixture), encoding="utf-8")
                 search = FixtureBackend(path)
-            agent = Agent(settings=self.settings, memory=memory, search=search, llm=self.llm, knowledge=self.knowledge)
+            agent = Agent(
+                settings=self.settings,
+                memory=memory,
+                search=search,
+                llm=self.llm,
+                knowledge=self.knowledge,
+                home=Path(home),
+            )
             plan = agent.plan(item.request, PlanOptions())
             self.knowledge = agent.knowledge
             return plan, agent.planner.usage.tokens

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -13,7 +13,10 @@ from qia_cli import paths
 from qia_cli.cli import common, console
 from qia_cli.cli.progress import Bar, progress_bar
 from qia_cli.cli.root import app
-from qia_cli.errors import EXIT_INTERRUPT, UsageError
+from qia_cli.errors import EXIT_INTERRUPT, BatchStopped, QiaError, UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from qia_cli.batch.results import LineRecord
 
 
 @app.command("batch")
@@ -94,7 +97,7 @@ def batch_command(
 
     Never asks questions (open gaps become recorded assumptions). A rerun skips the lines already
     done and retries the failed ones. Exit code 0 when every line is ok, 1 when any failed,
-    2 for a file that cannot be read.
+    2 for a file that cannot be read, 3 when the batch stopped before its end.
 
     Examples:
 
@@ -106,10 +109,13 @@ def batch_command(
 
       qia batch requests.jsonl --ray auto --outdir out/
     """
-    from qia_cli.agent.batch import BatchFile, BatchOptions, Results, llm_backend, run_batch
     from qia_cli.agent.run import RenderOptions
+    from qia_cli.batch.lines import BatchFile
+    from qia_cli.batch.results import Results
+    from qia_cli.batch.runner import BatchOptions, run_batch
     from qia_cli.imaging.pipeline import parse_size
     from qia_cli.llm.factory import make_llm
+    from qia_cli.llm.registry import capabilities
 
     width = height = None
     if size:
@@ -120,7 +126,7 @@ def batch_command(
     lines = BatchFile(file, shard)  # every line checked now; read again, a line at a time, as the batch goes
 
     if ray not in (None, "off"):
-        from qia_cli.agent.batch_ray import check_address
+        from qia_cli.batch.ray_runner import check_address
 
         check_address(ray)
     flags = common.PlanFlags(None, json_out, llm, search, True, [], None, False, no_memory)
@@ -145,7 +151,7 @@ def batch_command(
     results = Results(folder)
     agent.llm = make_llm(agent.settings, verbose=console.state.verbose)  # a bad --llm fails here, before any line
     options = BatchOptions(render=render, plan_only=plan_only, jobs=jobs, seed=seed)
-    if jobs > 1 and llm_backend(agent) != "openai" and address is None:
+    if jobs > 1 and not capabilities(agent.llm).parallel and address is None:
         console.info(
             f"[dim]note: --jobs {jobs} applies to LLM servers; the planner {agent.llm.info.name} runs in "
             "this process and plans one line at a time (rendering is always one at a time)[/dim]"
@@ -158,11 +164,29 @@ def batch_command(
     except KeyboardInterrupt:
         progress.interrupted(results.path)
         raise typer.Exit(EXIT_INTERRUPT) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:  # the run crashed: exit 3, not the 1 of failed lines
+        raise _stopped(exc, results.path) from exc
     _print_summary(summary, json_out)
     if summary.aborted is not None:
-        raise summary.aborted
+        raise _stopped(summary.aborted, results.path)
     if summary.failed:
         raise typer.Exit(1)
+
+
+def _stopped(exc: Exception, results: Path) -> BatchStopped:
+    """The error of a batch that stopped before its end (exit 3): its own message, or an unexpected one."""
+    if isinstance(exc, QiaError):
+        return BatchStopped(exc.message, hint=exc.hint or f"a rerun resumes (records in {results})")
+    if console.state.verbose:
+        raise exc  # the traceback, as for any unexpected error
+    from qia_cli.errors import first_line
+
+    return BatchStopped(
+        f"the batch stopped: unexpected {type(exc).__name__}: {first_line(exc)}",
+        hint=f"run again with -v for the traceback, and report it; a rerun resumes (records in {results})",
+    )
 
 
 def _run(run, address: str | None, workers: int | None, shared_outdir: bool, progress: _BatchProgress):
@@ -171,7 +195,7 @@ def _run(run, address: str | None, workers: int | None, shared_outdir: bool, pro
         run = functools.partial(run, on_start=progress.start, on_result=progress.advance, on_other=progress.other)
         if address is None:
             return run()
-        from qia_cli.agent.batch_ray import Cluster, RayOptions, RayRunner
+        from qia_cli.batch.ray_runner import Cluster, RayOptions, RayRunner
 
         with Cluster(address, verbose=console.state.verbose) as cluster:
             ray_options = RayOptions(workers=workers, shared_outdir=shared_outdir, on_workers=progress.workers)
@@ -210,7 +234,7 @@ def _ray_address(agent, workers: int | None, shared_outdir: bool) -> str | None:
     if address is None and (workers is not None or shared_outdir):
         raise UsageError("--workers and --shared-outdir need --ray", hint="e.g. --ray local --workers 2")
     if address is not None:
-        from qia_cli.agent.batch_ray import check_address, require_ray
+        from qia_cli.batch.ray_runner import check_address, require_ray
 
         check_address(address)
         require_ray()  # not installed: fail now, with the install command
@@ -280,24 +304,20 @@ class _BatchProgress:
         if self.bar is not None:
             self.bar.update(total=todo, left=todo)
 
-    def advance(self, record: dict) -> None:
+    def advance(self, record: LineRecord) -> None:
         self.left -= 1
-        if record["status"] == "ok":
+        if record.ok:
             self.ok += 1
         else:
             self.failed += 1
         if self.bar is not None:
             self.bar.update(advance=1, ok=self.ok, failed=self.failed, left=self.left)
-            if record["status"] != "ok":
-                self.bar.print(f"[red]line {record['line']}:[/red] {console.safe(record['error'])}")
+            if not record.ok:
+                self.bar.print(f"[red]line {record.line}:[/red] {console.safe(record.error)}")
         elif self.enabled:
-            what = (
-                record["error"]
-                if record["status"] != "ok"
-                else ", ".join(o["path"] for o in record["outputs"]) or "planned"
-            )
+            what = record.error if not record.ok else ", ".join(o.path for o in record.outputs) or "planned"
             console.err().print(
-                f"line {record['line']}: {record['status']}: {what}", markup=False, highlight=False, soft_wrap=True
+                f"line {record.line}: {record.status}: {what}", markup=False, highlight=False, soft_wrap=True
             )
 
     def workers(self, live: int, total: int) -> None:

@@ -136,7 +136,7 @@ def check_meaning(key: str, value: Any) -> Any:
     if value is None:
         return None
     if key == "llm":
-        from qia_cli.models.describe import describe_llm
+        from qia_cli.llm.describe import describe_llm
 
         data = describe_llm(value)
         if data["available"] is False:
@@ -148,7 +148,7 @@ def check_meaning(key: str, value: Any) -> Any:
     if key == "knowledge_llm":  # as --llm checks a planner: a GGUF file, or a pulled model
         if value in {"auto", "planner"}:
             return value
-        from qia_cli.models.describe import describe_llm
+        from qia_cli.llm.describe import describe_llm
 
         data = describe_llm(value)
         if data["kind"] not in {"gguf", "pulled"} or data["available"] is False:
@@ -166,7 +166,7 @@ def check_meaning(key: str, value: Any) -> Any:
         choice = check_vae(value)
         return _absolute(Path(choice).expanduser()) if Path(choice).expanduser().is_dir() else choice
     if key == "image_model":
-        from qia_cli.models.describe import describe_image
+        from qia_cli.imaging.describe import describe_image
 
         data = describe_image(value)
         if not data["available"] and data["hint"] is None:
@@ -178,9 +178,9 @@ def check_meaning(key: str, value: Any) -> Any:
             console.warn(f"{value} is {data['error']}; get it with: {data['hint']}")
         return data["path"] if data["kind"] == "folder" else value
     if key == "scorer":
-        from qia_cli.imaging.scoring import _local_folder
+        from qia_cli.imaging.scoring import local_folder
 
-        folder = _local_folder(value)  # a folder without config.json, or a path that does not exist: ModelError
+        folder = local_folder(value)  # a folder without config.json, or a path that does not exist: ModelError
         return str(folder) if folder is not None else value
     if key in {"width", "height"} and value % 8:
         raise UsageError(f"invalid value for '{key}': {value} (must be a multiple of 8)", hint="e.g. 512, 768 or 1024")

@@ -20,8 +20,9 @@ from qia_cli.textsafe import json_printable, printable
 
 
 def _error(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    from qia_cli.errors import first_line
+
+    return f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__
 
 
 def _installed(dist: str) -> str | None:
@@ -114,10 +115,11 @@ def _cpu() -> dict[str, Any]:
 def _active() -> dict[str, Any]:
     from qia_cli.config import load_settings
     from qia_cli.errors import QiaError
+    from qia_cli.imaging.describe import describe_image
+    from qia_cli.llm.describe import describe_llm
     from qia_cli.llm.factory import knowledge_info
     from qia_cli.llm.types import ModelInfo
     from qia_cli.models.cache import hub_cache_dir
-    from qia_cli.models.describe import describe_image, describe_llm
 
     try:
         loaded = load_settings()
@@ -164,7 +166,7 @@ def _ray(address: str | None) -> dict[str, Any]:
     if address in (None, "off", "local") or data["version"] is None:
         return data
     try:
-        from qia_cli.agent.batch_ray import Cluster
+        from qia_cli.batch.ray_runner import Cluster
 
         with Cluster(address) as cluster:
             data["resources"] = cluster.resources()

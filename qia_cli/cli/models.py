@@ -226,9 +226,10 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print one JSON doc
     Nothing is downloaded: for a model that is not cached, the command to pull it is shown.
     """
     from qia_cli.config import load_settings
+    from qia_cli.imaging.describe import describe_image
+    from qia_cli.llm.describe import describe_llm
     from qia_cli.models import cache
     from qia_cli.models.cache import hub_cache_dir
-    from qia_cli.models.describe import describe_image, describe_llm
 
     loaded = load_settings()
     settings, sources = loaded.settings, loaded.sources
@@ -271,13 +272,13 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print one JSON doc
 
 
 def _is_llm_name(name: str) -> bool:
-    from qia_cli.imaging import quant
-    from qia_cli.models.spec import parse
+    from qia_cli.llm import registry
+    from qia_cli.models.spec import parse, split_quant
 
-    if name in {"bundled", "fake"} or name.startswith("openai:") or Path(name).expanduser().is_file():
+    if registry.parse(name).kind in {"bundled", "fake", "server"} or Path(name).expanduser().is_file():
         return True
     try:
-        if quant.split(name) is not None:
+        if split_quant(name) is not None:
             return False  # BASE+TRANSFORMER.gguf: an image model
     except UsageError:
         return False
@@ -294,7 +295,8 @@ def info(
 ) -> None:
     """Details of one model: kind, path, size; for a GGUF its profile (size, chat template, context);
     for a pipeline its class, components and revisions."""
-    from qia_cli.models.describe import describe_image, describe_llm
+    from qia_cli.imaging.describe import describe_image
+    from qia_cli.llm.describe import describe_llm
 
     data = describe_llm(name) if _is_llm_name(name) else describe_image(name)
     if not data.get("available") and data.get("available") is not None:
@@ -427,7 +429,8 @@ def set_default(
     a pulled model is stored by its name and found in the cache offline."""
     from qia_cli import paths
     from qia_cli.config import env_var, set_file_value
-    from qia_cli.models.describe import describe_image, describe_llm
+    from qia_cli.imaging.describe import describe_image
+    from qia_cli.llm.describe import describe_llm
 
     if kind not in KINDS:
         raise UsageError(f"unknown model kind '{kind}'", hint="use llm or image")

@@ -97,10 +97,11 @@ def root(
     console.state.quiet = quiet
     console.state.no_color = no_color
     if ctx.invoked_subcommand is None:
-        if console.interactive():
-            from qia_cli.cli.chat import run_chat
-
-            run_chat()
+        # `qia` alone on a terminal is `qia chat`: the command registered under that name (qia_cli/cli/chat.py
+        # registers on this app, so it is looked up here, never imported)
+        chat = ctx.command.get_command(ctx, "chat") if console.interactive() else None  # type: ignore[attr-defined]
+        if chat is not None:
+            ctx.invoke(chat)
         else:
             typer.echo(ctx.get_help())
         raise typer.Exit()

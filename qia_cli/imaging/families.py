@@ -329,9 +329,10 @@ def defaults_for(model_id_or_path: str) -> FamilyDefaults:
     if named is not None:
         return named
     from qia_cli.models.cache import pipeline_snapshot
+    from qia_cli.models.spec import is_repo_id
 
     try:
-        snapshot = pipeline_snapshot(text) if text.count("/") == 1 else None
+        snapshot = pipeline_snapshot(text) if is_repo_id(text) else None
     except (OSError, ValueError):
         snapshot = None
     return _local(snapshot, text) if snapshot is not None else UNKNOWN

@@ -9,10 +9,10 @@ import tempfile
 import unicodedata
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from qia_cli.errors import UsageError
 from qia_cli.fsutil import atomic_write
+from qia_cli.imaging.spec import RenderSpec
 from qia_cli.paths import default_outdir, home_relative
 
 SLUG_MAX = 40
@@ -36,7 +36,7 @@ def output_name(request: str, seed: int, when: datetime | None = None) -> str:
     return f"{when:%Y%m%d-%H%M%S}_{slugify(request)}_s{int(seed)}.png"
 
 
-def parameters_line(spec: Any, seed: int) -> str:
+def parameters_line(spec: RenderSpec, seed: int) -> str:
     """The `parameters` text other tools (A1111-style readers) understand."""
     lines = [spec.prompt]
     if spec.negative_prompt:
@@ -52,7 +52,7 @@ def parameters_line(spec: Any, seed: int) -> str:
     return "\n".join(lines)
 
 
-def build_metadata(request: str, spec: Any, seed: int, plan_json: str | None = None) -> dict[str, str]:
+def build_metadata(request: str, spec: RenderSpec, seed: int, plan_json: str | None = None) -> dict[str, str]:
     """PNG text chunks for one image of a RenderSpec (`plan_json`: the Plan's JSON, if any)."""
     meta = {
         "qia:request": request,

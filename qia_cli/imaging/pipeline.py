@@ -19,6 +19,8 @@ from qia_cli.imaging import quant
 from qia_cli.imaging.device import dtype_name, gpu_memory, resolve_device
 from qia_cli.imaging.families import CLIP_TOKENS, FamilyDefaults, defaults_for, negative_applies
 from qia_cli.imaging.hub import go_offline, hub_reachable
+from qia_cli.imaging.spec import RenderSpec
+from qia_cli.models.spec import split_quant
 from qia_cli.seeds import MAX_SEED
 
 MAX_SIDE = 4096
@@ -130,7 +132,7 @@ def check_model(model: str) -> None:
     """Whether `model` can load, on paper and without importing torch: a folder must hold a pipeline
     whose components are all there; a hub id must be cached or the hub reachable; a GGUF transformer
     (BASE+TRANSFORMER.gguf) must be a file or pulled. ModelError if not."""
-    spec = quant.split(model)
+    spec = split_quant(model)
     if spec is not None:
         quant.gguf_path(spec, model)
     base = spec.base if spec else model
@@ -300,7 +302,7 @@ class DiffusersRenderer:
         from qia_cli.imaging.vae import load_vae, swap_vae, vae_source
 
         dev, torch_dtype = resolve_device(device, dtype)
-        qspec = quant.split(model)
+        qspec = split_quant(model)
         base = qspec.base if qspec else model
         folder = _local_folder(base)
         family = defaults_for(str(folder or base))
@@ -357,7 +359,7 @@ class DiffusersRenderer:
 
     def render(
         self,
-        spec: Any,
+        spec: RenderSpec,
         *,
         loaded: LoadedPipeline | None = None,
         count: int = 1,
@@ -413,7 +415,7 @@ class DiffusersRenderer:
         return results
 
 
-def call_kwargs(pipe: Any, family: FamilyDefaults, spec: Any, params: Any) -> dict[str, Any]:
+def call_kwargs(pipe: Any, family: FamilyDefaults, spec: RenderSpec, params: Any) -> dict[str, Any]:
     """The pipeline call's arguments for `spec`, as the family uses them (`params`: what its __call__ takes).
 
     - guidance goes to guidance_scale, or to true_cfg_scale where the family's CFG runs through it (Qwen-Image);
@@ -501,7 +503,7 @@ def disk_weights(model: str) -> int:
     from qia_cli.models.spec import is_repo_id
 
     try:
-        spec = quant.split(model)
+        spec = split_quant(model)
         base = spec.base if spec else model
         path = Path(base).expanduser()
         folder = path if path.is_dir() else pipeline_snapshot(base) if is_repo_id(base, owner_optional=True) else None

@@ -6,57 +6,19 @@ Hub named ORG/REPO/FILE.gguf, e.g.
 
     black-forest-labs/FLUX.1-schnell+city96/FLUX.1-schnell-gguf/flux1-schnell-Q4_K_S.gguf
 
-`+` never appears in a Hub id, so the split is unambiguous; a path that exists as typed is always a path.
+`+` never appears in a Hub id, so the split is unambiguous; a path that exists as typed is always a path
+(qia_cli/models/spec.py reads the name: `split_quant`).
 The transformer loads with diffusers' `GGUFQuantizationConfig` (its weights stay quantized in memory and are
 dequantized layer by layer in the compute dtype); everything else loads from BASE as usual.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qia_cli.errors import ModelError, UsageError, first_line
-
-SEPARATOR = "+"
-
-
-@dataclass(frozen=True)
-class QuantSpec:
-    base: str  # hub id or folder
-    gguf: str  # local .gguf path or ORG/REPO/FILE.gguf
-
-    @property
-    def gguf_is_local(self) -> bool:
-        return Path(self.gguf).expanduser().is_file() or self.gguf.startswith(("/", ".", "~"))
-
-    @property
-    def hub_parts(self) -> tuple[str, str]:
-        """(ORG/REPO, FILE.gguf) of a Hub GGUF."""
-        parts = self.gguf.split("/")
-        return "/".join(parts[:2]), "/".join(parts[2:])
-
-
-def split(model: str) -> QuantSpec | None:
-    """The parts of 'BASE+TRANSFORMER.gguf', None for a plain model; UsageError for a malformed one."""
-    text = str(model or "").strip()
-    if SEPARATOR not in text or Path(text).expanduser().exists():
-        return None
-    base, _, gguf = text.partition(SEPARATOR)
-    base, gguf = base.strip(), gguf.strip()
-    if not base or not gguf.lower().endswith(".gguf") or SEPARATOR in gguf:
-        raise UsageError(
-            f"model '{text}' is not BASE+TRANSFORMER.gguf",
-            hint="e.g. black-forest-labs/FLUX.1-schnell+city96/FLUX.1-schnell-gguf/flux1-schnell-Q4_K_S.gguf",
-        )
-    spec = QuantSpec(base, gguf)
-    if not spec.gguf_is_local and (gguf.count("/") < 2 or not all(gguf.split("/"))):
-        raise UsageError(
-            f"transformer '{gguf}' is neither a .gguf file nor ORG/REPO/FILE.gguf on the Hub",
-            hint="pass the path of a .gguf file, or the Hub repository and file name",
-        )
-    return spec
+from qia_cli.errors import ModelError, first_line
+from qia_cli.models.spec import QuantSpec
 
 
 def gguf_path(spec: QuantSpec, model: str) -> Path:

@@ -86,7 +86,11 @@ def placement(device: str, dtype: Any) -> tuple[str, Any]:
     return device, dtype
 
 
-def _local_folder(source: str) -> Path | None:
+def local_folder(source: str) -> Path | None:
+    """The CLIP folder `source` names (resolved), None for a Hugging Face id; ModelError for a path that is
+    not a transformers folder or does not exist."""
+    from qia_cli.models.spec import is_repo_id
+
     path = Path(source).expanduser()
     if path.exists():
         if not path.is_dir() or not (path / "config.json").is_file():
@@ -95,7 +99,7 @@ def _local_folder(source: str) -> Path | None:
                 hint="pass a folder saved with save_pretrained, or a Hugging Face id",
             )
         return path.resolve()
-    if source.startswith((".", "/", "~")) or source.count("/") > 1:
+    if not is_repo_id(source, owner_optional=True):
         raise ModelError(
             f"scorer folder {source} does not exist",
             hint="pass an existing folder or a Hugging Face id like openai/clip-vit-base-patch32",
@@ -105,7 +109,7 @@ def _local_folder(source: str) -> Path | None:
 
 def check_available(source: str) -> None:
     """Fail fast (before any render) when `source` is neither a folder nor cached and the hub is unreachable."""
-    if _local_folder(source) is not None:
+    if local_folder(source) is not None:
         return
     from huggingface_hub import try_to_load_from_cache
 
@@ -191,7 +195,7 @@ class ClipScorers:
         from qia_cli.imaging.pipeline import set_verbose
 
         dtype = dtype or torch.float32
-        folder = _local_folder(source)
+        folder = local_folder(source)
         key = (str(folder or source), device, str(dtype))
         if key in self._cache:
             return self._cache[key]

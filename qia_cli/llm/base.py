@@ -32,6 +32,25 @@ class Completion:
     min_logprob: float | None = None
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do and needs, declared by its class (`capabilities`) and read through
+    qia_cli/llm/registry.py, so that no caller tests a backend's name."""
+
+    backend: str  # ModelInfo.backend of its models
+    gpu_memory: bool = False  # its weights sit in this process, on the GPU with llm_gpu_layers != 0: free it first
+    parallel: bool = False  # takes several calls at once from threads (it runs elsewhere): plan lines in parallel
+    grammars: bool = False  # output held to a grammar or a JSON schema (where the server takes one)
+    logprobs: bool = False  # Completion.logprob: how sure the model was of its answer
+    llm_gaps: bool | None = None  # llm_gaps=auto asks it for gaps; None: as the GGUF's profile says
+
+
+LLAMA = Capabilities("llama.cpp", gpu_memory=True, grammars=True, logprobs=True)
+SERVER = Capabilities("openai", parallel=True, grammars=True, llm_gaps=True)
+FAKE = Capabilities("fake", llm_gaps=True)
+NONE = Capabilities("none")  # an LLM that declares nothing (a test's stand-in)
+
+
 @runtime_checkable
 class LLM(Protocol):
     @property

@@ -7,11 +7,13 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from qia_cli.llm.base import Completion
+from qia_cli.llm.base import FAKE, Completion
 from qia_cli.llm.types import ModelInfo
 
 
 class FakeLLM:
+    capabilities = FAKE
+
     def __init__(
         self,
         answers: dict[str, str] | None = None,

@@ -11,7 +11,7 @@ from typing import Any
 
 from qia_cli import cpu
 from qia_cli.errors import ModelError
-from qia_cli.llm.base import Completion, cleaned
+from qia_cli.llm.base import LLAMA, Completion, cleaned
 from qia_cli.llm.gguf_meta import GGUFError
 from qia_cli.llm.profile import read_profile
 from qia_cli.llm.types import ModelInfo
@@ -113,6 +113,8 @@ def _quiet(enabled: bool):
 class LlamaLLM:
     """A GGUF model through llama-cpp-python. The weights load lazily on first use and stay with this object
     until `close()` (a later call loads them again)."""
+
+    capabilities = LLAMA
 
     def __init__(
         self,

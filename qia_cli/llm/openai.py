@@ -1,7 +1,8 @@
 """An OpenAI-compatible HTTP backend: llama.cpp's server, llama-cpp-python's server, vLLM, Ollama, ...
 
-Selected with `--llm openai:BASE_URL[#MODEL]`, or `llm = "openai"` plus `llm_url`. It speaks plain JSON
-over httpx (already a dependency: small, sync, real timeouts), so no vendor SDK is needed.
+Selected with `--llm openai:BASE_URL[#MODEL]`, or `llm = "openai"` plus `llm_url` (qia_cli/llm/registry.py
+reads them). It speaks plain JSON over httpx (already a dependency: small, sync, real timeouts), so no vendor
+SDK is needed.
 
 What servers differ in is found out on the first call and remembered:
 - `complete` uses `/completions` (llama.cpp, vLLM, Ollama) with the one-line grammar where the server
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qia_cli.errors import ModelError, QiaError, UsageError
-from qia_cli.llm.base import LINE_GRAMMAR, Completion, cleaned, parse_json
+from qia_cli.llm.base import LINE_GRAMMAR, SERVER, Completion, cleaned, parse_json
 from qia_cli.llm.types import ModelInfo
 from qia_cli.textsafe import clean_model_text, printable
 
@@ -141,7 +142,8 @@ def _strip_fence(text: str) -> str:
 class OpenAILLM:
     """The LLM protocol over an OpenAI-compatible server. Thread-safe: batch plans in parallel with it."""
 
-    backend = "openai"
+    capabilities = SERVER
+    backend = SERVER.backend
 
     def __init__(
         self,
@@ -167,19 +169,6 @@ class OpenAILLM:
         self.use_completions: bool | None = None  # None: not tried yet
         self.use_grammar = True
         self.json_mode = JSON_MODES[0]
-
-    @classmethod
-    def from_spec(cls, spec: str, settings) -> OpenAILLM:
-        """`openai:URL[#MODEL]`, or `openai` with the URL (and optional #MODEL) from `llm_url`."""
-        rest = spec[len("openai:") :] if spec.startswith("openai:") else ""
-        rest = rest.strip() or (settings.llm_url or "").strip()
-        if not rest:
-            raise UsageError(
-                "no LLM server URL given",
-                hint="--llm openai:http://127.0.0.1:8080/v1, or set QIA_LLM_URL (or 'qia config set llm_url ...')",
-            )
-        url, _, model = rest.partition("#")
-        return cls(url, model=model.strip() or None, api_key=settings.llm_api_key, timeout=settings.llm_timeout)
 
     def __repr__(self) -> str:
         key = "'***'" if self._api_key else "None"

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 from qia_cli.text import STOPWORDS as FUNCTION_WORDS
+from qia_cli.text import content_words as _content_words
 from qia_cli.text import fold, singular
 from qia_cli.text import words as tokens  # folded words, a possessive 's dropped: "Biscuit's" is "biscuit"
 
@@ -44,7 +45,7 @@ _APOS = str.maketrans({"\u2019": "'", "\u2018": "'", "`": "'"})
 def content_words(text: str) -> set[str]:
     """The words recall matches on: no function words, nothing under three letters, no numbers.
     Plurals stay as written (a name is matched as typed)."""
-    return {t for t in set(tokens(text)) - STOPWORDS if len(t) > 2 and not t.isdigit()}
+    return _content_words(text, stop=STOPWORDS, min_length=3, numbers=False, plurals=True)
 
 
 def name_key(name: str) -> tuple[str, ...]:

@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from qia_cli.errors import ModelError, QiaError, UsageError
+from qia_cli.errors import ModelError, QiaError, UsageError, first_line
 from qia_cli.models import cache, pipeline
-from qia_cli.models.spec import Spec, parse
+from qia_cli.models.spec import Spec, parse, split_quant
 
 API_TIMEOUT = 15.0  # seconds for a metadata call; the downloads themselves use huggingface_hub's timeouts
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -75,13 +75,12 @@ def human(size: int | None) -> str:
 
 def pull(text: str, *, say: Callable[[str], None] = lambda _m: None, bars: bool = False) -> PullResult:
     """Pull what `text` names; what is cached already returns at once, without the network."""
-    from qia_cli.imaging import quant
     from qia_cli.models import image_catalog
 
     entry = image_catalog.find(text)
     if entry is not None and entry.spec != text:
         text = entry.spec  # an image catalog name: its pipeline (and GGUF transformer)
-    qspec = quant.split(text)
+    qspec = split_quant(text)
     if qspec is not None:
         return _pull_quant(qspec, text, say, bars)
     spec = parse(text)
@@ -298,11 +297,6 @@ def _network(err: BaseException) -> bool:
     return bool(names & {"TransportError", "TimeoutException", "ConnectionError"}) and "HTTPError" not in names
 
 
-def _first_line(err: BaseException) -> str:
-    lines = [line for line in str(err).strip().splitlines() if line.strip()]
-    return lines[0] if lines else type(err).__name__
-
-
 def explain(exc: BaseException, spec: Spec) -> QiaError:
     """The one-line error (and what to do) for a failed Hub call."""
     from huggingface_hub import errors as hf
@@ -342,10 +336,10 @@ def explain(exc: BaseException, spec: Spec) -> QiaError:
             )
         if _network(err):
             return QiaError(
-                f"cannot reach the Hugging Face Hub at {ep}: {_first_line(err)}",
+                f"cannot reach the Hugging Face Hub at {ep}: {first_line(err)}",
                 hint="check the connection (HF_ENDPOINT for a mirror), or pull on a connected machine "
                 "and copy its cache folder (HF_HOME)",
             )
     return QiaError(
-        f"pulling {what} failed: {_first_line(exc)}", hint="run the same command again (files already fetched are kept)"
+        f"pulling {what} failed: {first_line(exc)}", hint="run the same command again (files already fetched are kept)"
     )

