@@ -40,7 +40,7 @@ class RecordingUI(TerminalUI):
 
 
 @pytest.fixture
-def session(tiny_pipeline_dir, tmp_path, monkeypatch):  # noqa: F811
+def session(tiny_pipeline_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     settings = load_settings({"llm": "fake"}).settings
     agent = Agent(settings=settings, memory=MemoryStore(), search=None, llm=FakeLLM())
@@ -114,7 +114,7 @@ def test_skip_leaves_the_question_to_an_assumption(session):
     assert "friendly-looking" not in session.plan.prompt
 
 
-def test_slash_commands(session, tmp_path, capsys, tiny_pipeline_dir):  # noqa: F811
+def test_slash_commands(session, tmp_path, capsys, tiny_pipeline_dir):
     keys = (
         "/help\r/plan a lighthouse on a cliff\r/seed 7\r/size 64x64\r/steps 1\r/gen\r/show\r"
         "/edit\r" + CTRL_U + "a lighthouse at dawn, oil painting\r"
@@ -155,7 +155,7 @@ def test_undo(session):
     assert session.plan.request == "a cat on a sofa" and session.history == []
 
 
-def test_errors_leave_the_session_running(session, tmp_path, capsys, tiny_pipeline_dir):  # noqa: F811
+def test_errors_leave_the_session_running(session, tmp_path, capsys, tiny_pipeline_dir):
     tiny_dir = tiny_pipeline_dir
     keys = (
         "/gen\r/size 10x10\r/steps lots\r/bogus\r/model image ./no-such-folder\r"
@@ -239,8 +239,9 @@ def test_release_llm_policy():
     assert agent.should_release_llm(RenderOptions(release_llm=False), "cuda") is False
 
 
-def test_chat_command_reads_lines_without_a_terminal(tiny_pipeline_dir, tmp_path):  # noqa: F811
-    proc = run_qia(
+def test_chat_command_reads_lines_without_a_terminal(tiny_pipeline_dir, tmp_path, qia, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = qia(
         "chat",
         "--llm",
         "fake",
@@ -250,15 +251,14 @@ def test_chat_command_reads_lines_without_a_terminal(tiny_pipeline_dir, tmp_path
         "1",
         "--outdir",
         "out",
-        input="a red bicycle\n/bogus\nmake it night\n/quit\n",
-        cwd=tmp_path,
+        stdin="a red bicycle\n/bogus\nmake it night\n/quit\n",
     )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.count("saved ") == 2 and "unknown command /bogus" in proc.stderr
+    assert code == 0, err
+    assert out.count("saved ") == 2 and "unknown command /bogus" in err
     assert len(list((tmp_path / "out").glob("*.png"))) == 2
 
 
-def test_chat_checks_the_render_inputs_at_start_and_only_warns_about_a_missing_model(tiny_pipeline_dir, tmp_path):  # noqa: F811
+def test_chat_checks_the_render_inputs_at_start_and_only_warns_about_a_missing_model(tiny_pipeline_dir, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     proc = run_qia(
@@ -323,7 +323,7 @@ def test_same_but_with_a_remembered_name():
 
 
 @pytest.mark.slow
-def test_the_bundled_llm_loads_once_per_session(tiny_pipeline_dir, tmp_path, monkeypatch):  # noqa: F811
+def test_the_bundled_llm_loads_once_per_session(tiny_pipeline_dir, tmp_path, monkeypatch):
     from qia_cli.llm.bundled import bundled_path
 
     if bundled_path() is None:

@@ -15,7 +15,6 @@ from qia_cli.config import Settings
 from qia_cli.errors import ModelError
 from qia_cli.imaging import pipeline, scoring
 from qia_cli.imaging.output import read_metadata
-from tests.conftest import run_qia
 
 RENDERER = pipeline.DiffusersRenderer()  # one for the module: the pipeline stays warm between tests
 CHECKLIST = ["a red bicycle", "a brick wall"]
@@ -253,9 +252,10 @@ def test_uncached_scorer_offline_fails_fast(tmp_path, monkeypatch):
 # --- end to end ----------------------------------------------------------------------------------------
 
 
-def test_generate_with_rounds_records_every_round(tiny_pipeline_dir, tiny_clip_dir, tmp_path):
+def test_generate_with_rounds_records_every_round(tiny_pipeline_dir, tiny_clip_dir, tmp_path, qia, monkeypatch):
     out = tmp_path / "out"
-    proc = run_qia(
+    monkeypatch.setenv("QIA_THRESHOLD", "1")  # no cosine reaches 1: every round revises, so all 3 render
+    code, stdout, err = qia(
         "generate",
         "a red bicycle leaning on a wall",
         "--model",
@@ -278,10 +278,9 @@ def test_generate_with_rounds_records_every_round(tiny_pipeline_dir, tiny_clip_d
         "3",
         "--outdir",
         str(out),
-        env={"QIA_THRESHOLD": "1"},  # no cosine reaches 1: every round revises, so all 3 render
     )
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout)
+    assert code == 0, err
+    result = json.loads(stdout)
     rounds = result["rounds"]
     assert [r["index"] for r in rounds] == [0, 1, 2]
     checklist = result["plan"]["checklist"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from qia_cli.batch.results import LineRecord
 from qia_cli.cli import console
 from qia_cli.cli.batch import _BatchProgress
 from qia_cli.cli.progress import progress_bar, step_progress
@@ -36,14 +37,18 @@ def test_steps_move_the_bar(tty):
         on_step(4, 4)
 
 
+def record(line: int, **fields) -> LineRecord:
+    return LineRecord(line=line, request="a cat", hash="0" * 16, **fields)
+
+
 def test_batch_bar_counts_ok_failed_and_left(tty, capsys):
     with _BatchProgress(bar=True) as progress:
         assert progress.bar is not None
         progress.start(3, 0)
-        progress.advance({"line": 1, "status": "ok", "outputs": []})
-        progress.advance({"line": 2, "status": "failed", "error": "no [b]model[/b]"})
+        progress.advance(record(1, status="ok"))
+        progress.advance(record(2, error="no [b]model[/b]"))
         progress.workers(1, 2)
-        progress.advance({"line": 3, "status": "ok", "outputs": []})
+        progress.advance(record(3, status="ok"))
     err = capsys.readouterr().err
     assert "line 2: no [b]model[/b]" in err  # the error above the bar, its brackets not markup
     assert "3/3" in err and "2 ok" in err and "1 failed" in err and "0 left" in err and "1/2 workers" in err
@@ -53,5 +58,5 @@ def test_batch_without_a_bar_logs_one_line_per_request(capsys):
     with _BatchProgress(bar=True) as progress:  # stderr is not a terminal here
         assert progress.bar is None
         progress.start(1, 0)
-        progress.advance({"line": 4, "status": "ok", "outputs": [{"path": "out/a.png"}]})
+        progress.advance(record(4, status="ok", outputs=[{"path": "out/a.png", "sidecar": "out/a.json"}]))
     assert capsys.readouterr().err == "line 4: ok: out/a.png\n"

@@ -31,9 +31,9 @@ class LineOutput(BaseModel):
 
     path: str
     sidecar: str
-    seed: int | None
-    width: int | None
-    height: int | None
+    seed: int | None = None
+    width: int | None = None
+    height: int | None = None
 
 
 class LineRecord(BaseModel):

@@ -142,9 +142,9 @@ def run_batch(
         outcomes = (runner or run_local)(agent, feeder, SavedPlans(index, source), options, summary)
         try:
             for outcome in outcomes:
-                record = outcome.record
                 if outcome.files:
-                    _place(outcome, outdir)
+                    _place(outcome, outdir)  # the record now names the files in OUTDIR
+                record = outcome.record
                 if outcome.touched and agent.memory is not None:
                     try:
                         agent.memory.touch(outcome.touched)
