@@ -14,6 +14,11 @@ from typing import NamedTuple
 
 import pytest
 
+# The tests' models are toys: threads gain them nothing, and on a busy machine their synchronisation costs
+# more than the work (measured: tests/test_feedback.py and test_imaging.py take 3x as long with torch's
+# default of one thread per core). Set before torch is imported, here and in every qia the tests start.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 pytest_plugins = ["tests.imaging_fixtures"]  # the tiny pipelines, built once per session for every module
 ENV_KEYS = [k for k in os.environ if k.startswith("QIA_")]
 ROOT = Path(__file__).resolve().parents[1]

@@ -25,17 +25,6 @@ CASES = {
 LONG = " ".join(WORDS[(i * 7) % 100] for i in range(117)) + " lighthouse castle bridge"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Toy models gain nothing from threads, and on a busy machine their synchronisation costs 10x."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def seen(monkeypatch) -> dict:
     """What each text encoder of the pipelines loaded in the test was given (input ids), and the last one loaded."""

@@ -103,6 +103,7 @@ def test_models_rm_still_removes_a_pulled_file_and_its_blob(qia, hub_cache):
 
 
 # -- 2. images carry no home folder ----------------------------------------------------------------------
+@pytest.mark.slow  # plans with the bundled GGUF when it is installed: its path is one of those written
 @pytest.mark.skipif(sys.platform == "win32", reason="symlinks")
 def test_images_write_paths_under_home_as_tilde(qia, tiny_pipeline_dir, tmp_path, monkeypatch):
     import shutil

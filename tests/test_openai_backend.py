@@ -159,6 +159,7 @@ def chat_answer(content: str) -> dict:
 
 
 # -- against the real server ------------------------------------------------------------------------
+@pytest.mark.slow  # the bundled GGUF behind a real llama.cpp server (one for the session)
 def test_qia_plan_through_the_server(llama_server):
     result = run_qia(
         "plan",
@@ -182,6 +183,7 @@ def test_qia_plan_through_the_server(llama_server):
     assert KEY not in result.stdout + result.stderr
 
 
+@pytest.mark.slow  # the bundled GGUF behind a real llama.cpp server (one for the session)
 def test_protocol_calls_and_json_fallback_on_the_real_server(llama_server):
     llm = OpenAILLM(llama_server, api_key=KEY, timeout=120)
     try:
@@ -204,6 +206,7 @@ def test_protocol_calls_and_json_fallback_on_the_real_server(llama_server):
     assert llm.complete("Q: Is water wet?\nA:", max_tokens=4).finish_reason in ("stop", "length")  # reopens
 
 
+@pytest.mark.slow  # the bundled GGUF behind a real llama.cpp server (one for the session)
 def test_wrong_api_key_is_a_clear_error_that_never_shows_the_key(llama_server):
     wrong = "sk-wrong-key-123"
     result = run_qia(
@@ -223,6 +226,7 @@ def test_wrong_api_key_is_a_clear_error_that_never_shows_the_key(llama_server):
     assert wrong not in repr(OpenAILLM(llama_server, api_key=wrong))
 
 
+@pytest.mark.slow  # the bundled GGUF behind a real llama.cpp server (one for the session)
 def test_batch_plans_lines_concurrently_with_a_server(llama_server, tmp_path):
     requests = tmp_path / "requests.txt"
     requests.write_text("a red bicycle\nthe national flower of Japan\na lighthouse in a storm\n")
