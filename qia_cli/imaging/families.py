@@ -48,6 +48,7 @@ class FamilyDefaults:
     long_prompt_arg: str | None = None
     scheduler: str = ""  # the scheduler class the card uses (the pipeline folder ships it)
     pipeline: str = ""  # the diffusers pipeline class
+    tiny_vae: str | None = None  # the public TAESD weights (diffusers format) for `--vae tiny`; None: none known
 
     @property
     def prompt_words(self) -> int:
@@ -82,13 +83,24 @@ _FLOW = "FlowMatchEulerDiscreteScheduler"
 # sd-turbo / sdxl-turbo: the model cards use 1 step at guidance 0.0 (adversarial distillation;
 # more steps barely help and guidance > 0 hurts). At guidance 0 there is no unconditional
 # pass, so a negative prompt has no effect.
-SD_TURBO = FamilyDefaults(1, 0.0, 512, 512, "sd-turbo", scheduler=_EULER, pipeline="StableDiffusionPipeline")
-SDXL_TURBO = FamilyDefaults(1, 0.0, 512, 512, "sdxl-turbo", scheduler=_EULER, pipeline="StableDiffusionXLPipeline")
-SD1 = FamilyDefaults(25, 7.5, 512, 512, "sd1", scheduler="PNDMScheduler", pipeline="StableDiffusionPipeline")
+_TAESD, _TAESDXL = "madebyollin/taesd", "madebyollin/taesdxl"
+SD_TURBO = FamilyDefaults(
+    1, 0.0, 512, 512, "sd-turbo", scheduler=_EULER, pipeline="StableDiffusionPipeline", tiny_vae=_TAESD
+)
+SDXL_TURBO = FamilyDefaults(
+    1, 0.0, 512, 512, "sdxl-turbo", scheduler=_EULER, pipeline="StableDiffusionXLPipeline", tiny_vae=_TAESDXL
+)
+SD1 = FamilyDefaults(
+    25, 7.5, 512, 512, "sd1", scheduler="PNDMScheduler", pipeline="StableDiffusionPipeline", tiny_vae=_TAESD
+)
 # stable-diffusion-2 / 2-1 (768 v-prediction)
-SD2 = FamilyDefaults(25, 7.5, 768, 768, "sd2", scheduler=_EULER, pipeline="StableDiffusionPipeline")
-SD2_BASE = FamilyDefaults(25, 7.5, 512, 512, "sd2-base", scheduler=_EULER, pipeline="StableDiffusionPipeline")
-SDXL = FamilyDefaults(30, 5.0, 1024, 1024, "sdxl", scheduler=_EULER, pipeline="StableDiffusionXLPipeline")
+SD2 = FamilyDefaults(25, 7.5, 768, 768, "sd2", scheduler=_EULER, pipeline="StableDiffusionPipeline", tiny_vae=_TAESD)
+SD2_BASE = FamilyDefaults(
+    25, 7.5, 512, 512, "sd2-base", scheduler=_EULER, pipeline="StableDiffusionPipeline", tiny_vae=_TAESD
+)
+SDXL = FamilyDefaults(
+    30, 5.0, 1024, 1024, "sdxl", scheduler=_EULER, pipeline="StableDiffusionXLPipeline", tiny_vae=_TAESDXL
+)
 UNKNOWN = FamilyDefaults(25, 7.0, 512, 512, "unknown")
 
 # -- FLUX.1 (CLIP-L pooled + T5-XXL; guidance-distilled: no negative pass) --------------------------------
@@ -305,7 +317,7 @@ def _local(folder: Path, name: str | None = None) -> FamilyDefaults:
         scale = 2 ** max(len(vae.get("block_out_channels", [0, 0, 0, 0])) - 1, 0)
         if isinstance(sample, int) and sample > 0:
             side = max(sample * scale, 64)
-            return FamilyDefaults(SD1.steps, SD1.guidance, side, side, "sd", pipeline=cls)
+            return FamilyDefaults(SD1.steps, SD1.guidance, side, side, "sd", pipeline=cls, tiny_vae=_TAESD)
         return SD1
     return UNKNOWN
 

@@ -306,7 +306,7 @@ class DiffusersRenderer:
         base = qspec.base if qspec else model
         folder = _local_folder(base)
         family = defaults_for(str(folder or base))
-        vae_from = vae_source(vae, family.family, model)  # an unknown family fails here, before the big load
+        vae_from = vae_source(vae, family, model)  # an unknown family fails here, before the big load
         gguf = quant.gguf_path(qspec, model) if qspec else None
         key = (str(folder) if folder else base, dev, str(torch_dtype), vae_from or "full", str(gguf or ""))
         if key in self._cache:

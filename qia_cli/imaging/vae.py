@@ -8,21 +8,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qia_cli.errors import ModelError, UsageError, first_line
 
+if TYPE_CHECKING:  # pragma: no cover
+    from qia_cli.imaging.families import FamilyDefaults
+
 CHOICES = ("full", "tiny")
-# The public TAESD weights in diffusers format, per model family (see families.py for the names).
-TINY_BY_FAMILY = {
-    "sd1": "madebyollin/taesd",
-    "sd2": "madebyollin/taesd",
-    "sd2-base": "madebyollin/taesd",
-    "sd-turbo": "madebyollin/taesd",
-    "sd": "madebyollin/taesd",
-    "sdxl": "madebyollin/taesdxl",
-    "sdxl-turbo": "madebyollin/taesdxl",
-}
 _CLASSES = ("AutoencoderTiny", "AutoencoderKL")
 
 
@@ -47,16 +40,21 @@ def check_vae(vae: str | None) -> str:
     )
 
 
-def vae_source(vae: str | None, family: str, model: str) -> str | None:
-    """None for the pipeline's own VAE; else the folder or hub id to load."""
+def vae_source(vae: str | None, family: FamilyDefaults | str, model: str) -> str | None:
+    """None for the pipeline's own VAE; else the folder or hub id to load (`family`: the model's row of
+    families.py, or its name)."""
     choice = check_vae(vae)
     if choice == "full":
         return None
     if choice == "tiny":
-        source = TINY_BY_FAMILY.get(family)
+        from qia_cli.imaging.families import by_family
+
+        row = by_family(family) if isinstance(family, str) else family  # each family's row names its TAESD
+        source = row.tiny_vae if row is not None else None
         if source is None:
+            name = row.family if row is not None else family
             raise ModelError(
-                f"no tiny VAE is known for model {model} (family {family})",
+                f"no tiny VAE is known for model {model} (family {name})",
                 hint="pass --vae FOLDER with an AutoencoderTiny made for it, or --vae full",
             )
         return source
