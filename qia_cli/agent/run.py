@@ -589,7 +589,7 @@ def long_request_note(plan: Plan, family: FamilyDefaults | None = None) -> str |
     encoder, tokens, budget = _encoder(family)
     if len(words) <= budget or plan.previous_prompt:
         return None
-    name = f"{family.family}'s" if family is not None and family.family != "unknown" else "the image model's"
+    name = f"{family.family}'s" if family is not None and family.known else "the image model's"
     return (
         f"the request has {len(words)} words, past the prompt's {budget}-word cap for {name} {encoder} text "
         f"encoder ({tokens} tokens): nothing the plan found fits, and the encoder will not read the end "
@@ -625,7 +625,7 @@ def cut_note(plan: Plan, max_words: int | None = None) -> str | None:
 
 def _reader(pipe, family: FamilyDefaults | None) -> tuple[Any, int]:
     """The tokenizer of the encoder that reads the whole prompt, and how many tokens it reads."""
-    if family is not None and family.family != "unknown":
+    if family is not None and family.known:
         name = f"tokenizer_{family.long_prompt_arg[-1]}" if family.long_prompt_arg else "tokenizer"
         tokenizer = getattr(pipe, name, None)
         if tokenizer is not None:

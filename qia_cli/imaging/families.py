@@ -51,6 +51,11 @@ class FamilyDefaults:
     tiny_vae: str | None = None  # the public TAESD weights (diffusers format) for `--vae tiny`; None: none known
 
     @property
+    def known(self) -> bool:
+        """False for UNKNOWN: a model whose family no row names."""
+        return self.family != "unknown"
+
+    @property
     def prompt_words(self) -> int:
         """The planner's word budget for this family's text encoder."""
         return words_for(self.max_tokens)

@@ -41,13 +41,13 @@ def parameters_line(spec: RenderSpec, seed: int) -> str:
     lines = [spec.prompt]
     if spec.negative_prompt:
         lines.append(f"Negative prompt: {spec.negative_prompt}")
-    vae = getattr(spec, "vae", "full")
-    family = getattr(spec, "family", "unknown")
+    from qia_cli.imaging.families import UNKNOWN
+
     lines.append(
         f"Steps: {spec.steps}, CFG scale: {spec.guidance}, Seed: {seed}, "
         f"Size: {spec.width}x{spec.height}, Model: {spec.model}"
-        + (f", Family: {family}" if family != "unknown" else "")
-        + (f", VAE: {vae}" if vae != "full" else "")
+        + (f", Family: {spec.family}" if spec.family != UNKNOWN.family else "")
+        + (f", VAE: {spec.vae}" if spec.vae != "full" else "")
     )
     return "\n".join(lines)
 
@@ -63,9 +63,9 @@ def build_metadata(request: str, spec: RenderSpec, seed: int, plan_json: str | N
         "qia:steps": str(spec.steps),
         "qia:guidance": str(spec.guidance),
         "qia:size": f"{spec.width}x{spec.height}",
-        "qia:dtype": str(getattr(spec, "dtype", "auto")),
-        "qia:vae": str(getattr(spec, "vae", "full")),
-        "qia:family": str(getattr(spec, "family", "unknown")),
+        "qia:dtype": spec.dtype,
+        "qia:vae": spec.vae,
+        "qia:family": spec.family,
         "parameters": parameters_line(spec, seed),
     }
     true_cfg = getattr(spec, "true_cfg_scale", None)
