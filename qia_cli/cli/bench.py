@@ -78,6 +78,7 @@ def run_command(
         bool, typer.Option("--no-baselines", help="Skip the enhance and single baselines (LLM calls); raw still runs.")
     ] = False,
     llm: common.LlmOpt = None,
+    no_log: common.NoLogOpt = False,
 ) -> None:
     """Run benchmark suites and print scores per capability for agent, enhance, single and raw.
 
@@ -107,6 +108,14 @@ def run_command(
     settings = load_settings({"llm": llm, "search": "off"}).settings
     model = make_llm(settings, verbose=console.state.verbose)
     model.complete("Q: ready?\nA:", max_tokens=1)  # load the weights now, not inside the first item's timings
+    # Every call from here is logged (the items run in temporary homes: the log is opened here, in the real
+    # one); the baselines' calls have no stage of their own: 'bench'.
+    calllog = common.open_call_log(settings, no_log)
+    if calllog is not None:
+        from qia_cli.calllog.record import LoggedLLM
+        from qia_cli.llm import calls
+
+        model = LoggedLLM(model, calllog, default_stage=calls.BENCH, secrets=(settings.llm_api_key,))
     path = getattr(model.info, "path", None)
     model_meta = {
         "name": model.info.name,
