@@ -168,15 +168,22 @@ class Agent:
         """Link the plan's calls to its evidence (which answers reached the prompt) and record them."""
         from qia_cli.calllog.link import link
 
-        for call in calls:
-            call.request = plan.request
+        redact = self._redactor()
         link(calls, plan)
+        for call in calls:  # what linking quoted from the plan (evidence, gaps) is redacted like the calls
+            call.request, call.why, call.detail = redact(plan.request), redact(call.why), redact(call.detail)
         self.last_calls = calls
         sink = self.call_sink()
         if sink is not None:
             model = plan.model.name if plan.model is not None else None
             row = {"id": plan.id, "time": now(), "request": plan.request, "prompt": plan.prompt}
-            sink.write({**row, "negative_prompt": plan.negative_prompt, "model": model}, calls)
+            row.update(negative_prompt=plan.negative_prompt, model=model)
+            sink.write({k: redact(v) if k != "time" else v for k, v in row.items()}, calls)
+
+    def _redactor(self):
+        from qia_cli.calllog.redact import Redactor
+
+        return Redactor((self.settings.llm_api_key,))
 
     def _log_failed(self, plan_id: str, request: str, calls: list[Call], exc: BaseException) -> None:
         """A plan that failed keeps the calls it made (a server that stopped answering, say)."""
@@ -186,8 +193,9 @@ class Agent:
             return
         from qia_cli.errors import first_line
 
+        redact = self._redactor()
         error = getattr(exc, "message", None) or first_line(exc)
-        sink.write({"id": plan_id, "time": now(), "request": request, "error": error}, calls)
+        sink.write({"id": plan_id, "time": now(), "request": redact(request), "error": redact(error)}, calls)
 
     def record_images(self, plan: Plan, outputs: list[str]) -> None:
         """Link the plan to the images it produced, in the call log."""
