@@ -271,7 +271,10 @@ def test_logs_cli_path_json_and_bad_input(isolated_home):
     assert runner.invoke(app, ["logs", "path"]).stdout.strip() == str(isolated_home / "data" / "calls.db")
     empty = runner.invoke(app, ["logs", "--json"], catch_exceptions=False)
     assert json.loads(empty.stdout)["plans"] == []
-    runner.invoke(app, ["plan", FLOWER, "--llm", "fake"], catch_exceptions=False)
+    plan = json.loads(runner.invoke(app, ["plan", FLOWER, "--llm", "fake", "--json"], catch_exceptions=False).stdout)
+    from qia_cli.memory.store import MemoryStore
+
+    assert MemoryStore().sessions()[-1].plan_id == plan["id"]  # the session record names the plan
     table = runner.invoke(app, ["logs", "--stage", "knowledge,gaps"], catch_exceptions=False)
     assert table.exit_code == 0 and "knowledge" in table.stdout and FLOWER in table.stdout
     bad = run_qia("logs", "prune", "--older-than", "soon")

@@ -392,7 +392,11 @@ class Agent:
         chains = [[Shot(image, spec.model_copy(update={"seed": seed}))] for image, seed in images]
         if rounds:
             with recording(plan.id, plan.request) as rec:
-                chains = self._feedback(plan, chains, rounds, loaded, scorer_source, timings, on_step, cancel)
+                try:
+                    chains = self._feedback(plan, chains, rounds, loaded, scorer_source, timings, on_step, cancel)
+                except BaseException:
+                    self._log_feedback(rec.calls, [])  # a cancelled or failed loop keeps the calls it made
+                    raise
             result.rounds = [shot.round for chain in chains for shot in chain if shot.round is not None]
             self._log_feedback(rec.calls, result.rounds)
         start = time.perf_counter()
@@ -558,6 +562,7 @@ class Agent:
             "kind": kind,
             "seed": spec.seed if spec else None,
             "model": spec.model if spec else None,
+            "plan_id": plan.id,
         }
         self._remember(plan, lambda: memory.add_session(record))
 

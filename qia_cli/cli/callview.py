@@ -101,12 +101,14 @@ def _local(stamp: str | None) -> str:
         return stamp or ""
 
 
-def print_logs(plans: list[dict[str, Any]], path: str) -> None:
+def print_logs(plans: list[dict[str, Any]], path: str, *, filtered: bool = False) -> None:
     """`qia logs`: each plan's header, prompt and images, then its calls."""
     out = console.out()
     safe = console.safe
     if not plans:
-        console.info(f"no model calls logged yet ({safe(path)})")
+        console.info(
+            f"no logged call matches ({safe(path)})" if filtered else f"no model calls logged yet ({safe(path)})"
+        )
         return
     for plan in plans:
         when = _local(plan.get("time"))

@@ -93,7 +93,7 @@ def logs_root(
         sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=2) + "\n")
         sys.stdout.flush()
         return
-    print_logs(plans, str(log.path))
+    print_logs(plans, str(log.path), filtered=bool(plan or stages or model or query))
 
 
 @logs_app.command("path")
