@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
 
 APP = "qia"
@@ -75,3 +77,25 @@ def all_paths() -> dict[str, str]:
         "call_log": str(calllog_file()),
         "search_cache": str(search_cache_dir()),
     }
+
+
+def _user_home_forms() -> list[str]:
+    """The home folder as written in text: as HOME says, resolved, and JSON-escaped (Windows)."""
+    try:
+        home_dir = Path.home()
+    except RuntimeError:  # no HOME and no passwd entry
+        return []
+    forms: set[str] = set()
+    for folder in {str(home_dir), os.path.realpath(home_dir)}:
+        if len(Path(folder).parts) >= 2:  # never "/": that would rewrite every path
+            forms |= {folder.rstrip("/\\"), json.dumps(folder.rstrip("/\\"))[1:-1]}
+    return sorted(forms, key=len, reverse=True)
+
+
+def home_relative(text: str) -> str:
+    """`text` with every path under the home folder written as ~/... (for what leaves the machine: PNG
+    metadata and sidecars), so an image never carries the user name. Hub ids and relative paths stay."""
+    for form in _user_home_forms():
+        if form in text:
+            text = re.sub(rf"(?<![\w.~/\\-]){re.escape(form)}(?![\w.-])", "~", text)
+    return text

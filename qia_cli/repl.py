@@ -159,7 +159,7 @@ class ChatSession:
         from qia_cli.agent.planner import PlanOptions
 
         options = PlanOptions(previous=self.plan, asker=self._ask_questions if self.ask else None)
-        plan = self.agent.plan(request, options)
+        plan = self.agent.plan(request, options, model=self.image_model())
         if self.on_plan is not None:
             self.on_plan(plan)
         self._push(plan)

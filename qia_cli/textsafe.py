@@ -31,15 +31,48 @@ _INVISIBLE = re.compile(r"[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u
 _BLANKS = frozenset("\u115f\u1160\u2800\u3164\uffa0")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
+# Text that gives orders to the model instead of describing something: in search results, and in what is
+# kept in memory (both are data that reaches a prompt).
+INJECTION = re.compile(
+    r"(ignore|disregard|forget|override)\b.{0,40}\b(instruction|prompt|rule|above|previous|everything)|"
+    r"\b(system\s+prompt|you\s+are\s+now|you\s+must|new\s+instructions?|act\s+as|jailbreak|do\s+not\s+follow|"
+    r"instead\s+(?:draw|generate|render|make)|assistant:|user:)|"
+    # a role marker: "SYSTEM:" anywhere in capitals, "system:" / "developer:" opening the text or a sentence
+    r"(?-i:\b(?:SYSTEM|DEVELOPER|ASSISTANT|USER)\s*:)|(?:^|[.!?>\]|]\s*)(?:system|developer)\s*:|"
+    # orders about the prompt itself: "the prompt must be ...", "your output should ..."
+    r"\b(?:the|your|this|final)\s+(?:image\s+)?(?:prompt|output|response)\s+"
+    r"(?:must|should|shall|has\s+to|needs\s+to|is\s+to)\b|"
+    # chat-template tokens
+    r"\[/?inst\]|<\|?im_(?:start|end)\|?>|<</?sys>>|<\|(?:system|user|assistant|eot_id)\|>",
+    re.IGNORECASE,
+)
+
 
 def has_surrogates(text: str) -> bool:
     """True for text decoded with surrogateescape from bytes that are not UTF-8 (argv, a C-locale stdin)."""
     return bool(_SURROGATE.search(text))
 
 
+def injected(text: str) -> bool:
+    """True when `text` reads like an instruction to the model (checked in NFKC: no full-width disguises)."""
+    return bool(text) and bool(INJECTION.search(unicodedata.normalize("NFKC", text)))
+
+
 def strip_escapes(text: str) -> str:
     """`text` without terminal escape sequences (the whole sequence, not only its ESC)."""
     return _ESCAPES.sub("", text) if "\x1b" in text or "\x9b" in text else text
+
+
+def clean_model_text(text: str) -> str:
+    """Text a model or a server wrote: escape sequences, control and invisible characters and lone
+    surrogates removed (newlines and tabs stay). Never raises: a model's odd bytes are not the user's error."""
+    if not text:
+        return ""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _ESCAPES.sub("", text)
+    text = _CONTROLS.sub("", text)
+    text = _SURROGATE.sub("", text)
+    return _INVISIBLE.sub("", text)
 
 
 def clean_input(text: str, *, what: str = "the text") -> str:
@@ -82,3 +115,9 @@ def printable(text: str) -> str:
 
 
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]|" + _INVISIBLE.pattern)
+
+
+def json_printable(document: str) -> str:
+    """A JSON text (dumped with ensure_ascii=False) with control, invisible and surrogate characters
+    written as \\uXXXX escapes: the same document to a parser, nothing raw for a terminal."""
+    return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", document)

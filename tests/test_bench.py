@@ -24,17 +24,24 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 # -- suites -----------------------------------------------------------------------------------------
+# the later suites test a capability under another name; memory_harm's domains are "leak" and "recall"
+CAPABILITY = {"knowledge": "reason", "everyday": "ordinary", "memory_harm": "memory"}
+
+
 @pytest.mark.parametrize("name", suite.BUILTIN)
 def test_builtin_suites_are_large_varied_and_of_one_capability(name):
     (loaded,) = suite.resolve([name], split="all")
     assert len(loaded.items) >= 24
-    assert {i.capability for i in loaded.items} == {name}
-    assert len({i.domain for i in loaded.items}) >= 6
+    assert {i.capability for i in loaded.items} == {CAPABILITY.get(name, name)}
+    domains = {i.domain for i in loaded.items}
+    assert domains == {"leak", "recall"} if name == "memory_harm" else len(domains) >= 6
 
 
-def test_all_is_the_five_builtin_suites_in_their_test_half():
+def test_all_is_every_builtin_suite_in_its_test_half():
     loaded = suite.resolve(["all"])
-    assert [s.name for s in loaded] == list(suite.BUILTIN) == ["plan", "reason", "search", "memory", "ordinary"]
+    assert [s.name for s in loaded] == list(suite.BUILTIN)
+    first, later = ["plan", "reason", "search", "memory", "ordinary"], ["knowledge", "everyday", "memory_harm"]
+    assert list(suite.BUILTIN) == first + later
     assert {s.split for s in loaded} == {"test"}
     assert all(s.path.name == f"{s.name}.test.jsonl" for s in loaded)
 
@@ -52,10 +59,25 @@ def test_every_builtin_item_tests_something():
     # is never harmed by reaching the image model unchanged
     from qia_cli.bench.runner import score_item
 
-    for name in ("reason", "search", "memory", "ordinary"):
+    for name in ("reason", "search", "memory", "ordinary", "knowledge", "everyday"):
         (loaded,) = suite.resolve([name], split="all")
         statuses = {score_item(i, i.request, None).status for i in loaded.items}
-        assert statuses == ({"pass"} if name == "ordinary" else {"fail"}), name
+        assert statuses == ({"pass"} if name in ("ordinary", "everyday") else {"fail"}), name
+
+
+def test_memory_harm_items_test_recall_leaks_and_the_stored_style():
+    # a leak item that names its own style only forbids (the raw request passes it); every other item
+    # expects a fact the raw request lacks; no forbidden phrase shares a word with its request
+    from qia_cli.bench.runner import score_item
+    from qia_cli.text import content_words
+
+    (loaded,) = suite.resolve(["memory_harm"], split="all")
+    assert len(loaded.items) == 60 and sum(i.domain == "leak" for i in loaded.items) == 40
+    assert len({tuple(e.text for e in i.setup) for i in loaded.items}) == 3
+    for item in loaded.items:
+        expected = "pass" if item.domain == "leak" and not item.expect else "fail"
+        assert score_item(item, item.request, None).status == expected, item.id
+        assert item.forbid and not any(content_words(p) & content_words(item.request) for p in item.forbid), item.id
 
 
 TUNED_BEFORE_THE_SPLIT = {f"reason-{n:02d}" for n in range(1, 33)}
@@ -446,7 +468,8 @@ def test_bench_json_is_one_document_with_scores_and_provenance(tmp_path):
         "raw": {"score": 0.0, "passed": 0, "scored": 1, "skipped": 0},
     }
     assert report["systems"] == ["agent", "enhance", "single", "raw"] and report["split"] is None
-    assert report["seed"] is None and report["harm"] is None and report["summary"] == {}
+    assert report["seed"] is None and report["harm"] is None
+    assert report["summary"] == {"memory": {"items": 1, "leaks": 0, "expect": 1, "recalled": 1}}
     assert report["plan_detection"]["agent"] == {"precision": 1.0, "recall": 1.0}
     assert {"median", "p90"} <= set(report["latency"]["total"]) and {"enhance", "single"} <= set(report["latency"])
     assert report["machine"]["cpus"] >= 1 and report["qia_version"] and report["model"]["name"] == "fake"
@@ -490,6 +513,9 @@ def test_bench_summary_puts_ordinary_harm_next_to_reason_recall(tmp_path):
         "items": 1,
         "dropped": 0,
         "new_subject": 0,
+        "memory": 0,
+        "phantom_text": 0,
+        "notes": 0,
         "head": 0,
         "errors": 0,
     }
@@ -497,7 +523,7 @@ def test_bench_summary_puts_ordinary_harm_next_to_reason_recall(tmp_path):
     assert table.returncode == 0, table.stderr
     assert re.search(
         r"reason recall [0-9.]+ \(single-call 0\.00\) · ordinary harm [0-9.]+% \(\d/1: "
-        r"dropped \d, new subject \d, head \d\)",
+        r"dropped \d, new subject \d, memory \d, text \d, notes \d, head \d\)",
         table.stdout,
     ), table.stdout
     assert "ordinary" in table.stdout and "single" in table.stdout

@@ -171,7 +171,14 @@ def test_word_tokens_keep_function_words_and_plurals_as_written():
 def test_harm_passes_an_intact_request(prompt):
     score = scorers.score_harm(prompt, "a linocut of a heron standing in the reeds", _reasoning())
     assert score.status == "pass", score.detail
-    assert score.extra == {"dropped": [], "new_subject": [], "head_changed": False}
+    assert score.extra == {
+        "dropped": [],
+        "new_subject": [],
+        "memory": [],
+        "phantom_text": [],
+        "notes": [],
+        "head_changed": False,
+    }
 
 
 def test_harm_catches_a_dropped_word():
@@ -194,7 +201,7 @@ def test_harm_catches_a_new_subject_prepended_by_reasoning():
     request = "a smiling sloth wearing a kilt"
     score = scorers.score_harm("a horse, a smiling sloth wearing a kilt", request, _reasoning("a horse"))
     assert score.status == "fail"
-    assert score.extra == {"dropped": [], "new_subject": ["horse"], "head_changed": True}
+    assert score.extra["new_subject"] == ["horse"] and score.extra["head_changed"] and not score.extra["dropped"]
 
 
 def test_harm_catches_reasoning_content_added_after_the_request():
@@ -218,3 +225,47 @@ def test_harm_head_is_the_first_three_words_or_fewer():
     assert scorers.score_harm("the Eiffel Tower at dusk", "the Eiffel Tower at dusk", None).passed
     moved = scorers.score_harm("Eiffel Tower at dusk, the", "the Eiffel Tower at dusk", None)
     assert moved.status == "fail" and moved.extra["head_changed"] and moved.extra["dropped"] == []
+
+
+def _evidence_plan(*evidence, gaps=()):
+    return {"gaps": [{"id": g, "kind": k} for g, k in gaps], "evidence": list(evidence)}
+
+
+def test_harm_catches_a_memory_entry_the_request_never_referred_to():
+    request = "a red apple on a table"
+    memory = {"source": "memory", "gap_id": None, "content": "Pepper, a black labrador with a red collar"}
+    score = scorers.score_harm(
+        request + ", Pepper, a black labrador with a red collar", request, _evidence_plan(memory)
+    )
+    assert score.status == "fail" and score.extra["memory"] == ["black", "collar", "labrador", "pepper"]
+    # a style preference applies to a request with no style: not harm
+    style = {"source": "memory", "gap_id": "g2", "content": "soft watercolour illustrations"}
+    plan = _evidence_plan(style, gaps=[("g2", "style")])
+    assert scorers.score_harm(request + ", soft watercolour illustrations", request, plan).status == "pass"
+
+
+def test_harm_catches_phantom_text_and_notes_for_the_user():
+    request = "an old man reading a newspaper on a bench"
+    score = scorers.score_harm(request + ', the text "a newspaper on a bench"', request, None)
+    assert score.status == "fail" and score.extra["phantom_text"] == ["a newspaper on a bench"]
+    quoted = 'a shop sign that says "OPEN"'
+    assert scorers.score_harm(quoted + ', the text "OPEN"', quoted, None).status == "pass"
+    note = {"source": "assumption", "gap_id": "g1", "content": "as generally known; current facts were not checked"}
+    request = "the new headquarters"
+    plan = _evidence_plan(note, gaps=[("g1", "time")])
+    score = scorers.score_harm(request + ", as generally known; current facts were not checked", request, plan)
+    assert score.status == "fail" and score.extra["notes"] == [note["content"]]
+
+
+def test_reason_outcome_tells_right_wrong_and_withheld_names():
+    request, expect = "the national flower of Japan", ["cherry blossom"]
+
+    def name(content, used):
+        return {"source": "reasoning", "role": "name", "content": content, "used": used}
+
+    assert scorers.reason_outcome(_evidence_plan(name("cherry blossoms", True)), request, expect) == "right"
+    assert scorers.reason_outcome(_evidence_plan(name("a rose", True)), request, expect) == "wrong"
+    assert scorers.reason_outcome(_evidence_plan(name("cherry blossoms", False)), request, expect) == "withheld-right"
+    assert scorers.reason_outcome(_evidence_plan(name("a rose", False)), request, expect) == "withheld-wrong"
+    assert scorers.reason_outcome(_evidence_plan(), request, expect) == "none"
+    assert scorers.reason_outcome(None, request, expect) is None

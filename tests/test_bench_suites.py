@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from qia_cli.bench.suite import BUILTIN
 from qia_cli.llm.bundled import bundled_path
 from tests.conftest import run_qia
 
@@ -29,10 +30,10 @@ def report():
 
 def test_the_slice_completes_and_every_score_is_what_its_results_say(report):
     assert set(report["scores"]) == {"plan", "reason", "search", "memory", "ordinary"}
-    assert report["items"] == 15 and report["errors"] == 0 and report["split"] == "test"
+    assert report["items"] == 3 * len(BUILTIN) and report["errors"] == 0 and report["split"] == "test"
+    assert all(sum(r["suite"] == name for r in report["results"]) == 3 for name in BUILTIN)
     for cap, by_system in report["scores"].items():
         rows = [r for r in report["results"] if r["capability"] == cap]
-        assert len(rows) == 3, cap
         for system, entry in by_system.items():
             statuses = [r[system]["status"] for r in rows]
             assert (entry["passed"], entry["skipped"]) == (statuses.count("pass"), statuses.count("skipped"))
@@ -44,7 +45,8 @@ def test_the_slice_completes_and_every_score_is_what_its_results_say(report):
 def test_raw_names_no_answer_and_harms_nothing(report):
     # the raw request never holds an answer it lacks, and keeps every word of itself: if either
     # fails, a suite item or a scorer is broken
-    assert report["scores"]["reason"]["raw"] == {"score": 0.0, "passed": 0, "scored": 3, "skipped": 0}
+    reason = sum(r["capability"] == "reason" for r in report["results"])
+    assert report["scores"]["reason"]["raw"] == {"score": 0.0, "passed": 0, "scored": reason, "skipped": 0}
     assert report["harm"]["raw"]["harmed"] == 0 and report["summary"]["ordinary_harm"] == report["harm"]["agent"]
 
 

@@ -110,7 +110,9 @@ def test_questions_are_asked_inline(session):
 def test_skip_leaves_the_question_to_an_assumption(session):
     drive(session, "/plan a poster for my dog's birthday\rskip\rskip\r/quit\r")
     assert [q.status for q in session.plan.questions] == ["skipped", "skipped"]
-    assert "friendly-looking dog" in session.plan.prompt
+    # the assumption is a note in the plan, not words for the image model
+    assert any("friendly-looking dog" in e.content for e in session.plan.assumptions)
+    assert "friendly-looking" not in session.plan.prompt
 
 
 def test_slash_commands(session, tmp_path, capsys, tiny_pipeline_dir):  # noqa: F811

@@ -145,7 +145,11 @@ def test_is_black():
 def test_check_vae(tmp_path):
     assert check_vae(None) == "full" and check_vae("TINY") == "tiny" and check_vae(" full ") == "full"
     assert check_vae("madebyollin/taesd") == "madebyollin/taesd"
+    (tmp_path / "config.json").write_text('{"_class_name": "AutoencoderTiny"}')
     assert check_vae(str(tmp_path)) == str(tmp_path)
+    for folder in (tmp_path.parent, tmp_path / "config.json"):  # no config.json; a file (issue 23)
+        with pytest.raises(ModelError, match="not a diffusers VAE folder"):
+            check_vae(str(folder))
     for bad in ("tiyn", "../nowhere", "a/b/c"):
         with pytest.raises(UsageError, match="unknown VAE"):
             check_vae(bad)

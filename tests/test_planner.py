@@ -414,3 +414,31 @@ def test_an_answer_made_of_the_request_own_words_adds_nothing():
     llm = FakeLLM({"boat that has a red sail": "a sailboat"})
     plan = Planner(llm).plan("a boat that has a red sail, on a calm sea", PlanOptions(llm_gaps=False))
     assert "sailboat" not in plan.prompt
+
+
+def test_assumptions_about_what_only_the_user_knows_stay_out_of_the_prompt():
+    # Nobody answers: the gaps get recorded assumptions, but notes and placeholders are not image content.
+    plan = planner().plan("a poster for my dog's birthday", PlanOptions(llm_gaps=False))
+    assumed = {e.content for e in plan.assumptions}
+    assert any("friendly-looking dog" in a for a in assumed) and any("Happy Birthday" in a for a in assumed)
+    assert "friendly-looking" not in plan.prompt and "headline" not in plan.prompt
+    plan = planner().plan("the new headquarters", PlanOptions(llm_gaps=False))
+    assert any("not checked" in e.content for e in plan.assumptions)
+    assert "generic" not in plan.prompt and "not checked" not in plan.prompt
+    assert plan.prompt.startswith("the new headquarters")
+
+
+def test_memory_enters_as_what_to_draw_and_only_when_referred_to(tmp_path):
+    store = MemoryStore(tmp_path / "memory.json")
+    store.add("My dog Pepper is a black labrador with a red collar")
+    store.add("My sister's cat Ginger is an orange tabby")
+    store.add("My sister Ana has curly red hair and green glasses")
+    plan = planner(memory=store).plan("my dog at the beach", PlanOptions(llm_gaps=False))
+    assert "Pepper, a black labrador with a red collar" in plan.prompt
+    assert "is my dog" not in plan.prompt and "Ginger" not in plan.prompt
+    plan = planner(memory=store).plan("my sister's cat on a sofa", PlanOptions(llm_gaps=False))
+    assert "Ginger, an orange tabby" in plan.prompt and "Ana" not in plan.prompt
+    assert not plan.questions  # memory knew the cat: nothing to ask
+    plan = planner(memory=store).plan("a red apple next to a bowl of red peppers", PlanOptions(llm_gaps=False))
+    assert plan.prompt.startswith("a red apple next to a bowl of red peppers")
+    assert not [e for e in plan.evidence if e.source == "memory"]

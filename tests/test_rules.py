@@ -150,3 +150,26 @@ def test_long_description_gets_no_filler_gaps():
 def test_lead_words_are_stripped_but_the_article_kept():
     assert strip_lead("Make an image of the new headquarters") == "the new headquarters"
     assert strip_lead("please draw a cat") == "a cat"
+
+
+def test_gap_ids_are_in_order_and_unique_when_a_time_gap_replaces_a_knowledge_gap():
+    # A knowledge gap is found first, then dropped for the time gap that search answers: ids must not repeat.
+    a = analyze("the new headquarters of the company that makes the iPhone")
+    assert [g.id for g in a.gaps] == [f"g{i}" for i in range(1, len(a.gaps) + 1)]
+    assert a.gaps_of("time")
+
+
+def test_reading_or_saying_after_a_person_is_not_text_to_render():
+    for request in (
+        "an old man reading a newspaper on a bench",
+        "a child holding a book and reading it in bed",
+        "a parrot saying hello to a cat",
+        "a teacher reading a story to children",
+    ):
+        assert analyze(request).quoted_text == [], request
+
+
+def test_text_after_a_thing_that_carries_writing_is_kept():
+    assert analyze("a sign reading OPEN LATE").quoted_text == ["OPEN LATE"]
+    assert analyze("a card that says: happy birthday Ana").quoted_text == ["happy birthday Ana"]
+    assert analyze("a mug with the words best dad ever").quoted_text == ["best dad ever"]

@@ -466,10 +466,10 @@ def _stops_batch(exc: Any) -> bool:
 def plan_line(agent: Agent, line: Line, saved: dict | None, options: BatchOptions) -> Any:
     """The line's Plan (the one saved by an earlier --plan-only run, if any), or the exception planning raised."""
     try:
-        _render_options(line, options)  # a bad size fails the line before any LLM call
+        render = _render_options(line, options)  # a bad size fails the line before any LLM call
         if saved is not None:
             return Plan.model_validate(saved)
-        return agent.plan(line.request, PlanOptions())
+        return agent.plan(line.request, PlanOptions(), model=render.model)
     except Exception as exc:  # reported as the line's error; KeyboardInterrupt still stops the run
         return exc
 

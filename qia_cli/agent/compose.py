@@ -37,8 +37,19 @@ def _by_kind(gaps: list[Gap], evidence: list[Evidence], kind: str) -> list[Evide
     return [e for e in evidence if e.gap_id in ids]
 
 
-def compose(analysis: Analysis, gaps: list[Gap], evidence: list[Evidence], user_negative: str | None = None):
-    """Returns (prompt, negative_prompt, checklist)."""
+def compose(
+    analysis: Analysis,
+    gaps: list[Gap],
+    evidence: list[Evidence],
+    user_negative: str | None = None,
+    max_words: int = MAX_PROMPT_WORDS,
+):
+    """Returns (prompt, negative_prompt, checklist). `max_words`: the prompt's word budget, sized for the image
+    model's text encoder (MAX_PROMPT_WORDS for CLIP's 77 tokens; more for T5 or Qwen, imaging/families.py).
+
+    Only image content reaches the prompt. An assumption about what only the user knows (who "my dog" is,
+    what the poster says, which headquarters) is a note for the user: it stays in the plan's evidence,
+    and the gap adds nothing to the prompt ("a generic headquarters" would only invent)."""
     # The request leads, every word of it as typed: what reasoning adds follows it and never replaces or
     # leads a subject the request names.
     request = analysis.request.strip().rstrip(" .")
@@ -67,8 +78,6 @@ def compose(analysis: Analysis, gaps: list[Gap], evidence: list[Evidence], user_
                 checklist.append(_clip(_short_fact(e.content), MAX_CHECK_WORDS))
             elif e.source == "search":
                 checklist.append(_clip(e.content, MAX_CHECK_WORDS))
-        elif e.source == "assumption" and _kind_of(gaps, e.gap_id) in {"personal", "subject", "purpose", "text"}:
-            details.append(e.content)
 
     for text in analysis.quoted_text:
         details.append(f'the text "{text}"')
@@ -84,7 +93,7 @@ def compose(analysis: Analysis, gaps: list[Gap], evidence: list[Evidence], user_
     parts = _dedupe(head + details + look)
     # The request is never cut; what the plan adds fills the room left in the word budget.
     prompt = parts[0]
-    room = MAX_PROMPT_WORDS - len(prompt.split())
+    room = max_words - len(prompt.split())
     for part in parts[1:]:
         size = len(part.split())
         if size > room:
@@ -102,10 +111,6 @@ def compose(analysis: Analysis, gaps: list[Gap], evidence: list[Evidence], user_
 
 def _style_ids(gaps: list[Gap]) -> set[str]:
     return {g.id for g in gaps if g.kind in {"style", "composition", "setting"}}
-
-
-def _kind_of(gaps: list[Gap], gap_id: str | None) -> str | None:
-    return next((g.kind for g in gaps if g.id == gap_id), None)
 
 
 def _short_fact(text: str) -> str:

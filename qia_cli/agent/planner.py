@@ -70,6 +70,7 @@ class PlanOptions:
     negative: str | None = None
     previous: Plan | None = None  # the plan this request may refine (a session)
     llm_gaps: bool = True
+    prompt_words: int = composer.MAX_PROMPT_WORDS  # the prompt's word budget: the image model's text encoder
 
 
 class Planner:
@@ -163,7 +164,9 @@ class Planner:
         evidence += self._ground_knowledge(request, analysis, timings)
         evidence += clarify.assume_rest(gaps, questions, request, purpose)
         with _timed(timings, "compose"):
-            prompt, negative, checklist = composer.compose(analysis, gaps, evidence, options.negative)
+            prompt, negative, checklist = composer.compose(
+                analysis, gaps, evidence, options.negative, options.prompt_words
+            )
         timings["total"] = round(sum(timings.values()), 4)
         return Plan(
             request=request,
@@ -384,7 +387,9 @@ class Planner:
                     known = {e.detail for e in evidence if e.source == "memory"}
                     evidence[1:1] = [e for e in found if e.detail not in known]
             negative = ", ".join(dict.fromkeys(filter(None, [options.negative, *_removed_before(prev, edit), removed])))
-            prompt, negative, checklist = composer.compose(analysis, gaps, evidence, negative or None)
+            prompt, negative, checklist = composer.compose(
+                analysis, gaps, evidence, negative or None, options.prompt_words
+            )
         timings["total"] = round(sum(timings.values()), 4)
         return Plan(
             request=f"{prev.request} | {request}",

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from qia_cli.agent.types import Plan
+from qia_cli.textsafe import injected
 
 
 def remember_mode(setting: str, flag: bool | None) -> str:
@@ -28,6 +29,8 @@ def lasting_answers(plan: Plan) -> list[tuple[str, str]]:
     for q in plan.questions:
         gap = plan.gap(q.gap_id)
         if q.status != "answered" or gap is None or gap.kind != "personal" or not gap.span:
+            continue
+        if injected(q.answer or ""):  # an answer that gives orders is used for this plan, never kept
             continue
         found.append((f"{gap.span}: {q.answer}", gap.span))
     return found

@@ -24,9 +24,16 @@ LEAD = re.compile(
     re.IGNORECASE,
 )
 
+_MODS = r"(?:(?:new|old|little|big|best|favou?rite|late|first|own|younger|older|baby)\s+)?"
 PERSONAL = re.compile(
-    r"\b(my|our)\s+((?:(?:new|old|little|big|best|favou?rite|late|first|own)\s+)?[a-z][a-z-]*)(?:'s|’s)?\b",
+    rf"\b(my|our)\s+({_MODS}[a-z][a-z-]*)(?:(?:'s|’s)(?:\s+({_MODS}[a-z][a-z-]*))?)?\b",
     re.IGNORECASE,
+)
+# What a possessive may own that is an occasion, not a thing with a look: "my dog's birthday" asks about the
+# dog, "my sister's cat" about the cat.
+OCCASIONS = frozenset(
+    "birthday birthdays wedding anniversary party graduation retirement funeral christening baptism "
+    "farewell homecoming name day".split()
 )
 # Words after "my/our" that are not things one can picture.
 PERSONAL_SKIP = {"own", "favorite", "favourite", "style", "taste", "idea", "way", "mind", "choice", "request", "prompt"}
@@ -52,13 +59,21 @@ TIME_NOUNS = re.compile(
 )
 
 QUOTED = re.compile(r"[\"“”]([^\"“”]{1,120})[\"“”]|(?<![a-z])'([^']{2,120})'(?![a-z])", re.IGNORECASE)
-SAYS = re.compile(
-    r"\b(?:that\s+says|saying|which\s+says|reading|that\s+reads|with\s+the\s+(?:text|words?)|titled|labeled|labelled)\s+:?\s*(.+)$",
-    re.I,
-)
 TEXT_CARRIERS = re.compile(
-    r"\b(poster|sign|banner|flyer|card|invitation|invite|label|t-?shirt|mug|logo|cover|billboard|placard|menu|ticket|sticker|cake)\b",
+    r"\b(poster|sign|signs|signboard|banner|flyer|card|invitation|invite|label|t-?shirt|shirt|mug|logo|cover|"
+    r"billboard|placard|menu|ticket|sticker|cake|book|magazine|newspaper|headline|note|letter|plaque|tag|"
+    r"chalkboard|blackboard|whiteboard|screen|storefront|sticky\s+note|postcard|envelope|tattoo)\b",
     re.IGNORECASE,
+)
+# Words that introduce text to render. "with the words ..." always does; "reading", "saying", "titled" only
+# right after a thing that carries writing ("a sign reading OPEN"): "an old man reading a newspaper" and "a
+# parrot saying hello" describe what someone does, not text to paint.
+_INTRO = r"(?:that\s+says|which\s+says|saying|that\s+reads|which\s+reads|reading|titled|labeled|labelled|that\s+spells)"
+SAYS = re.compile(
+    r"\b(?:with\s+the\s+(?:text|words?|caption|slogan|headline)(?:\s*:\s*|\s+)(.+)$"
+    r"|(?:" + TEXT_CARRIERS.pattern[3:-3] + r")(?:\s+(?!(?:and|or|but|while|it|he|she|they|who|is|was)\b)[\w'-]+)?"
+    r"\s+" + _INTRO + r"(?:\s*:\s*|\s+)(.+)$)",
+    re.I,
 )
 PURPOSE = re.compile(r"\b(poster|flyer|invitation|invite|card|banner|thumbnail|cover|ad|advert|advertisement)\b", re.I)
 EVENT_VAGUE = re.compile(
@@ -341,6 +356,10 @@ def _personal(a: Analysis) -> None:
     seen: set[str] = set()
     for m in PERSONAL.finditer(a.request):
         noun = m.group(2).lower()
+        owned = (m.group(3) or "").lower()
+        occasion = owned and (owned.split()[-1] in OCCASIONS or owned.split()[0] in ORDINALS)  # "first snow"
+        if owned and not occasion and owned.split()[-1] not in PERSONAL_SKIP:
+            noun = f"{noun}'s {owned}"  # "my sister's cat": the cat
         if noun in PERSONAL_SKIP:
             continue
         span = f"{m.group(1).lower()} {noun}"
@@ -435,7 +454,7 @@ def _text(a: Analysis) -> None:
     if not a.quoted_text:
         said = SAYS.search(a.request)
         if said:
-            a.quoted_text.append(said.group(1).strip(" .\"'"))
+            a.quoted_text.append((said.group(1) or said.group(2)).strip(" .\"'"))
     carrier = TEXT_CARRIERS.search(a.request)
     if (
         carrier
@@ -516,4 +535,6 @@ def analyze(request: str) -> Analysis:
     _purpose(a)
     _text(a)
     _look(a)
+    for number, gap in enumerate(a.gaps, 1):  # ids in order, none repeated, after the knowledge gap a time gap drops
+        gap.id = f"g{number}"
     return a

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from qia_cli import paths
 from qia_cli.agent.planner import Planner, PlanOptions
@@ -24,6 +24,7 @@ from qia_cli.seeds import MAX_SEED, random_seed  # noqa: F401  (MAX_SEED: re-exp
 
 if TYPE_CHECKING:  # pragma: no cover
     from qia_cli.agent.parts import Memory, Renderer, ScorerLoader
+    from qia_cli.imaging.families import FamilyDefaults
     from qia_cli.imaging.scoring import Scorer
     from qia_cli.llm.base import LLM
     from qia_cli.search.base import SearchBackend
@@ -142,11 +143,15 @@ class Agent:
         with contextlib.suppress(QiaError):
             self._make_knowledge()
 
-    def plan(self, request: str, options: PlanOptions | None = None) -> Plan:
-        """A new plan for `request`; `options` are read, never changed."""
+    def plan(self, request: str, options: PlanOptions | None = None, *, model: str | None = None) -> Plan:
+        """A new plan for `request`, its prompt sized for the text encoder of the image model `model` (by
+        default the configured one); `options` are read, never changed."""
+        from qia_cli.imaging.families import defaults_for
+
         mode = self.settings.llm_gaps
         gaps = mode == "on" or (mode == "auto" and self._llm_gaps_auto())
-        options = dataclasses.replace(options or PlanOptions(), llm_gaps=gaps)
+        family = defaults_for(model or self.settings.image_model)
+        options = dataclasses.replace(options or PlanOptions(), llm_gaps=gaps, prompt_words=family.prompt_words)
         plan_id = new_plan_id()
         with recording(plan_id, request) as rec:
             try:
@@ -156,9 +161,9 @@ class Agent:
                 raise
         plan.id = plan_id
         self._log_plan(plan, rec.calls)
-        note = cut_note(plan)
-        if note:
-            plan.warnings.append(note)
+        for note in (long_request_note(plan, family), cut_note(plan, family.prompt_words)):
+            if note:
+                plan.warnings.append(note)
         memory, recalled = self.memory, plan.recalled
         if memory is not None and recalled:
             self._remember(plan, lambda: memory.touch(recalled))
@@ -233,16 +238,22 @@ class Agent:
             if hasattr(llm, "close"):
                 llm.close()
 
-    def should_release_llm(self, opts: RenderOptions, device: str) -> bool:
-        """opts.release_llm, or for None (auto): True only when the LLM and the pipeline share a GPU."""
+    def should_release_llm(self, opts: RenderOptions, device: str, model: str | None = None) -> bool:
+        """opts.release_llm, or for None (auto): True when the LLM and the pipeline share a GPU, or when the
+        pipeline `model` is large: its weights take more than half the memory it loads into (the GPU's, or
+        the machine's RAM on the CPU), where a planner held beside it could push it into offload or swap."""
         if opts.release_llm is not None:
             return opts.release_llm
-        if self.settings.llm_gpu_layers == 0 or self.settings.llm.startswith("openai"):
-            return False  # the LLM holds no VRAM: keep it warm
+        if self.settings.llm.startswith("openai"):
+            return False  # the LLM runs in another process
         if device == "auto":
             from qia_cli.imaging.device import resolve_device
 
             device = resolve_device(device)[0]
+        if model is not None and _large_pipeline(model, device):
+            return True
+        if self.settings.llm_gpu_layers == 0:
+            return False  # the LLM holds no VRAM: keep it warm
         return not device.startswith("cpu")
 
     def set_llm(self, llm, settings: Settings | None = None) -> None:
@@ -304,6 +315,9 @@ class Agent:
         negative = plan.negative_prompt
         if opts.negative and opts.negative not in negative:
             negative = f"{opts.negative}, {negative}" if negative else opts.negative
+        guidance = (
+            opts.guidance if opts.guidance is not None else (s.guidance if s.guidance is not None else fam.guidance)
+        )
         return RenderSpec(
             prompt=plan.prompt,
             negative_prompt=negative,
@@ -311,9 +325,10 @@ class Agent:
             width=opts.width or s.width or fam.width,
             height=opts.height or s.height or fam.height,
             steps=opts.steps or s.steps or fam.steps,
-            guidance=opts.guidance
-            if opts.guidance is not None
-            else (s.guidance if s.guidance is not None else fam.guidance),
+            guidance=guidance,
+            family=fam.family,
+            # Qwen-Image's CFG runs through true_cfg_scale: --guidance sets it there
+            true_cfg_scale=guidance if fam.true_cfg_scale is not None else None,
             seed=opts.seed
             if opts.seed is not None
             else session_seed
@@ -356,7 +371,7 @@ class Agent:
 
         timings = {"plan": plan.timings.get("total", 0.0)}
         warnings = list(plan.warnings)
-        if self.should_release_llm(opts, spec.device):
+        if self.should_release_llm(opts, spec.device, spec.model):
             self.release_llm()
         start = time.perf_counter()
         loaded = self.renderer.load(
@@ -368,10 +383,10 @@ class Agent:
             verbose=self.verbose,
         )
         timings["load_pipeline"] = round(time.perf_counter() - start, 4)
-        note = clip_note(loaded.pipe, spec.prompt)
-        if note and note not in warnings:
-            warnings.append(note)
-        spec = spec.model_copy(update={"dtype": loaded.dtype_name, "vae": loaded.vae})
+        for note in (getattr(loaded, "note", None), encoder_note(loaded.pipe, spec.prompt, loaded.family)):
+            if note and note not in warnings:
+                warnings.append(note)
+        spec = spec.model_copy(update={"dtype": loaded.dtype_name, "vae": loaded.vae, "family": loaded.family.family})
         rounds = self._feedback_rounds(plan, wanted, loaded.device, scorer_source, warnings)
 
         start = time.perf_counter()
@@ -473,6 +488,7 @@ class Agent:
     ) -> list:
         from qia_cli.agent.feedback import FeedbackLoop, run_rounds
         from qia_cli.imaging import scoring
+        from qia_cli.imaging.families import negative_applies
 
         start = time.perf_counter()
         scorer = self.scorer
@@ -492,7 +508,10 @@ class Agent:
         done = []
         for index, (first,) in enumerate(chains):
             loop = FeedbackLoop(
-                list(plan.checklist), self.settings.threshold, phrase=phrase, use_negative=first.spec.guidance > 1
+                list(plan.checklist),
+                self.settings.threshold,
+                phrase=phrase,
+                use_negative=negative_applies(loaded.family, first.spec.guidance, first.spec.true_cfg_scale),
             )
             done.append(
                 run_rounds(loop, first, draw, scorer.score, rounds, image=index, progress=self.callbacks.progress)
@@ -571,13 +590,53 @@ def _short(text: str, width: int = 80) -> str:
     return text if len(text) <= width else text[: width - 1] + "\u2026"
 
 
-def cut_note(plan: Plan) -> str | None:
+def _large_pipeline(model: str, device: str) -> bool:
+    """Whether `model`'s weights on disk take more than half the memory of `device` (a GPU's, else RAM);
+    False when either is unknown (a hub id not cached, no reading of memory)."""
+    from qia_cli.imaging.device import gpu_memory
+    from qia_cli.imaging.pipeline import disk_weights
+    from qia_cli.models.catalog import total_ram
+
+    weights = disk_weights(model)
+    if not weights:
+        return False
+    gpu = gpu_memory(device)
+    memory = gpu[1] if gpu is not None else (total_ram() if device.startswith("cpu") else None)
+    return memory is not None and weights > memory / 2
+
+
+def _encoder(family: FamilyDefaults | None) -> tuple[str, int, int]:
+    """(what reads the prompt, its tokens, the word budget) for a family; CLIP's for none."""
+    from qia_cli.agent.compose import MAX_PROMPT_WORDS
+
+    if family is None:
+        return "CLIP", 77, MAX_PROMPT_WORDS
+    return family.encoder, family.max_tokens, family.prompt_words
+
+
+def long_request_note(plan: Plan, family: FamilyDefaults | None = None) -> str | None:
+    """A warning when the request alone passes the prompt's word budget: the request always goes in whole, so
+    nothing the plan found fits, and the image model's text encoder stops before its end."""
+    words = plan.request.split()
+    encoder, tokens, budget = _encoder(family)
+    if len(words) <= budget or plan.previous_prompt:
+        return None
+    name = f"{family.family}'s" if family is not None and family.family != "unknown" else "the image model's"
+    return (
+        f"the request has {len(words)} words, past the prompt's {budget}-word cap for {name} {encoder} text "
+        f"encoder ({tokens} tokens): nothing the plan found fits, and the encoder will not read the end "
+        f"('{_short(' '.join(words[budget:]), 60)}')"
+    )
+
+
+def cut_note(plan: Plan, max_words: int | None = None) -> str | None:
     """A warning naming what the plan found but the prompt had no room for (the request always goes in
     whole, then the additions while the word budget lasts: a long request crowds them out)."""
     from qia_cli.agent.compose import MAX_PROMPT_WORDS
 
+    budget = max_words or MAX_PROMPT_WORDS
     prompt = plan.prompt.lower()
-    room = MAX_PROMPT_WORDS - len(plan.prompt.split())
+    room = budget - len(plan.prompt.split())
     missing = [
         e.content.strip(" ,.;")
         for e in plan.evidence
@@ -591,18 +650,31 @@ def cut_note(plan: Plan) -> str | None:
         return None
     shown = "; ".join(f"'{_short(text, 60)}'" for text in missing[:3]) + (" ..." if len(missing) > 3 else "")
     return (
-        f"the prompt is capped at {MAX_PROMPT_WORDS} words and the request fills it: "
+        f"the prompt is capped at {budget} words and the request fills it: "
         f"{len(missing)} thing(s) the plan found were left out: {shown}"
     )
 
 
-def clip_note(pipe, prompt: str) -> str | None:
-    """A warning naming what the image model will not read: CLIP text encoders stop at 77 tokens."""
+def _reader(pipe, family: FamilyDefaults | None) -> tuple[Any, int]:
+    """The tokenizer of the encoder that reads the whole prompt, and how many tokens it reads."""
+    if family is not None and family.family != "unknown":
+        name = f"tokenizer_{family.long_prompt_arg[-1]}" if family.long_prompt_arg else "tokenizer"
+        tokenizer = getattr(pipe, name, None)
+        if tokenizer is not None:
+            return tokenizer, family.max_tokens
+        # SD3 without its T5: the CLIP encoders read the prompt
     tokenizer = getattr(pipe, "tokenizer", None)
+    limit = int(getattr(tokenizer, "model_max_length", 0) or 0) if tokenizer is not None else 0
+    return tokenizer, limit
+
+
+def encoder_note(pipe, prompt: str, family: FamilyDefaults | None = None) -> str | None:
+    """A warning naming what the image model will not read: past the token budget of the text encoder that
+    reads the whole prompt (CLIP's 77 tokens; T5's 256 or 512; Qwen's 512)."""
+    tokenizer, limit = _reader(pipe, family)
     if tokenizer is None or not prompt:
         return None
     try:
-        limit = int(getattr(tokenizer, "model_max_length", 0) or 0)
         if not 8 <= limit <= 4096:
             return None
         ids = tokenizer(prompt, truncation=False).input_ids

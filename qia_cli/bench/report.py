@@ -121,19 +121,63 @@ def harm(rows: list[dict]) -> dict | None:
             "items": len(results),
             "dropped": sum(1 for x in results if x.get("dropped")),
             "new_subject": sum(1 for x in results if x.get("new_subject")),
+            "memory": sum(1 for x in results if x.get("memory")),
+            "phantom_text": sum(1 for x in results if x.get("phantom_text")),
+            "notes": sum(1 for x in results if x.get("notes")),
             "head": sum(1 for x in results if x.get("head_changed")),
             "errors": sum(1 for r in mine if system == "agent" and "error" in r),
         }
     return out
 
 
-def summary(score_table: dict, harms: dict | None) -> dict:
-    """Reason recall (agent, and the single-call baseline it must beat) next to ordinary harm."""
+def by_suite(rows: list[dict], capability: str, table) -> dict:
+    """`table` (scores or harm) for each suite of `capability` on its own: "≤ 1% harm on every ordinary
+    suite" is a claim about each suite."""
+    names = list(dict.fromkeys(r["suite"] for r in rows if r["capability"] == capability))
+    return {name: table([r for r in rows if r["suite"] == name]) for name in names}
+
+
+def reason_outcomes(rows: list[dict]) -> dict | None:
+    """What the agent's reasoning did on knowledge items: a right or a wrong name in the prompt, a name
+    found but withheld (right or wrong), or none. A wrong name is harm too."""
+    mine = [r["agent"].get("outcome") for r in rows if r["capability"] == "reason"]
+    mine = [o for o in mine if o]
+    if not mine:
+        return None
+    keys = ("right", "wrong", "withheld-right", "withheld-wrong", "none")
+    return {k: mine.count(k) for k in keys}
+
+
+def memory_use(rows: list[dict]) -> dict | None:
+    """On memory items: how many leaked an entry the request never referred to, and how many recalled
+    everything they referred to."""
+    mine = [r for r in rows if r["capability"] == "memory" and r["agent"]["status"] != "skipped"]
+    if not mine:
+        return None
+    leaks = [r for r in mine if r["agent"].get("leaked")]
+    expecting = [r for r in mine if r["agent"].get("missing") is not None and _expects(r)]
+    recalled = [r for r in expecting if not r["agent"].get("missing") and not r["agent"].get("leaked")]
+    return {"items": len(mine), "leaks": len(leaks), "expect": len(expecting), "recalled": len(recalled)}
+
+
+def _expects(row: dict) -> bool:
+    return bool(row.get("expects"))
+
+
+def summary(score_table: dict, harms: dict | None, rows: list[dict] | None = None) -> dict:
+    """Reason recall (agent, and the single-call baseline it must beat) next to ordinary harm, and what
+    reasoning and memory did."""
     out: dict = {}
     if "reason" in score_table:
         out["reason_recall"] = {s: v["score"] for s, v in score_table["reason"].items()}
     if harms:
         out["ordinary_harm"] = harms["agent"]
+    if rows:
+        outcomes, memory = reason_outcomes(rows), memory_use(rows)
+        if outcomes:
+            out["reason_outcomes"] = outcomes
+        if memory:
+            out["memory"] = memory
     return out
 
 
@@ -151,11 +195,23 @@ def summary_line(report: dict) -> str | None:
         parts.append(f"reason recall {fmt(recall.get('agent'))} ({single})")
     h = summ.get("ordinary_harm")
     if h:
+        parts.append(f"ordinary harm {h['rate']:.1%} ({h['harmed']}/{h['items']}: {_harm_kinds(h)})")
+    o = summ.get("reason_outcomes")
+    if o:
         parts.append(
-            f"ordinary harm {h['rate']:.1%} ({h['harmed']}/{h['items']}: dropped {h['dropped']}, "
-            f"new subject {h['new_subject']}, head {h['head']})"
+            f"names: {o['right']} right, {o['wrong']} wrong, {o['withheld-right'] + o['withheld-wrong']} withheld "
+            f"({o['withheld-right']} of them right)"
         )
+    m = summ.get("memory")
+    if m:
+        parts.append(f"memory: {m['leaks']}/{m['items']} leaked, {m['recalled']}/{m['expect']} recalled")
     return " · ".join(parts) or None
+
+
+def _harm_kinds(h: dict) -> str:
+    kinds = [("dropped", "dropped"), ("new_subject", "new subject"), ("memory", "memory"), ("phantom_text", "text")]
+    kinds += [("notes", "notes"), ("head", "head")]
+    return ", ".join(f"{label} {h.get(key, 0)}" for key, label in kinds)
 
 
 def latency(rows: list[dict]) -> dict:
@@ -193,6 +249,8 @@ def build(
     split: str | None = None,
 ) -> dict:
     score_table, harms = scores(rows), harm(rows)
+    suites_harm = by_suite(rows, "ordinary", harm)
+    suites_reason = {name: t["reason"] for name, t in by_suite(rows, "reason", scores).items()}
     return {
         "qia_version": version,
         "model": model,
@@ -205,9 +263,11 @@ def build(
         "systems": systems(rows),
         "items": len(rows),
         "errors": sum(1 for r in rows if "error" in r),
-        "summary": summary(score_table, harms),
+        "summary": summary(score_table, harms, rows),
         "scores": score_table,
         "harm": harms,
+        "harm_by_suite": suites_harm if len(suites_harm) > 1 else None,
+        "reason_by_suite": suites_reason if len(suites_reason) > 1 else None,
         "plan_detection": detection(rows),
         "latency": latency(rows),
         "tokens": tokens(rows),
@@ -225,6 +285,9 @@ def footer(report: dict) -> str:
     m, mach = report["model"], report["machine"]
     sampling = "no sampling" if report.get("seed") is None else f"sample seed {report['seed']}"
     parts = [f"model {m.get('file') or m.get('name')} sha256:{m.get('sha256') or '–'}"]
+    k = m.get("knowledge")
+    if k:
+        parts.append(f"knowledge and single {k.get('file') or k.get('name')} sha256:{k.get('sha256') or '–'}")
     if report.get("split"):
         parts.append(f"split {report['split']}")
     parts += [
@@ -259,13 +322,23 @@ def render(report: dict, console) -> None:
     if harms:
         console.print(
             "ordinary harm by system: "
-            + "; ".join(
-                f"{s} {h['rate']:.1%} (dropped {h['dropped']}, new subject {h['new_subject']}, head {h['head']})"
-                for s, h in harms.items()
-            ),
+            + "; ".join(f"{s} {h['rate']:.1%} ({_harm_kinds(h)})" for s, h in harms.items()),
             markup=False,
             highlight=False,
             soft_wrap=True,
+        )
+
+    for name, by_system in (report.get("harm_by_suite") or {}).items():
+        console.print(
+            f"harm on {name}: " + "; ".join(f"{s} {h['harmed']}/{h['items']}" for s, h in by_system.items()),
+            markup=False,
+            highlight=False,
+        )
+    for name, by_system in (report.get("reason_by_suite") or {}).items():
+        console.print(
+            f"recall on {name}: " + "; ".join(f"{s} {v['passed']}/{v['scored']}" for s, v in by_system.items()),
+            markup=False,
+            highlight=False,
         )
 
     det = report.get("plan_detection")

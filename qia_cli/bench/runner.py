@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from qia_cli.bench import baselines, scorers
+from qia_cli.bench.household import HOUSEHOLD
 from qia_cli.bench.suite import Item, Suite, subset
 from qia_cli.llm.base import LLM
 
@@ -42,7 +43,11 @@ def score_item(item: Item, prompt: str, plan: dict | None) -> scorers.Score:
     """The same scorer for every system; baselines have no plan (on ordinary items the single-call
     baseline passes its answer as reasoning evidence)."""
     if item.capability == "reason":
-        return scorers.score_reason(prompt, item.request, item.expect_any)
+        score = scorers.score_reason(prompt, item.request, item.expect_any)
+        outcome = scorers.reason_outcome(plan, item.request, item.expect_any)
+        if outcome is not None:
+            score.extra["outcome"] = outcome
+        return score
     if item.capability in ("search", "memory"):
         return scorers.score_facts(prompt, item.request, item.expect, item.forbid)
     if item.capability == "ordinary":
@@ -63,10 +68,19 @@ def _result(prompt: str, score: scorers.Score, tokens: int, seconds: float) -> d
 
 class Runner:
     def __init__(
-        self, llm, settings, *, out_dir: Path | None = None, on_item: OnItem | None = None, baselines: bool = True
+        self,
+        llm,
+        settings,
+        *,
+        out_dir: Path | None = None,
+        on_item: OnItem | None = None,
+        baselines: bool = True,
+        knowledge: LLM | None = None,
     ) -> None:
         self.llm = llm
-        self.knowledge: LLM | None = None  # built by the first item that asks, then kept for the rest
+        # The model that answers knowledge questions (Gemma beside the bundled planner); None: the agent picks
+        # it from settings on the first item that asks, and it is kept for the rest. `single` runs on it.
+        self.knowledge: LLM | None = knowledge
         self.settings = settings
         self.baselines = baselines
         self.out_dir = out_dir
@@ -81,7 +95,8 @@ class Runner:
 
         with tempfile.TemporaryDirectory(prefix="qia-bench-") as home, _home(home):
             memory = MemoryStore(Path(home) / "memory.json")
-            for entry in item.setup:
+            setup = item.setup or (HOUSEHOLD if item.capability == "ordinary" else [])
+            for entry in setup:
                 memory.add(entry.text, kind=entry.kind, names=entry.names)
             search = None
             if item.fixture is not None:
@@ -97,6 +112,8 @@ class Runner:
 
     def run_item(self, suite: Suite, item: Item) -> dict:
         row: dict = {"suite": suite.name, "id": item.id, "capability": item.capability, "request": item.request}
+        if item.capability == "memory":
+            row["expects"] = bool([p for p in item.expect if scorers.new_words(p, item.request)])
         if item.label:
             row["label"] = item.label
         start = time.perf_counter()
@@ -121,7 +138,7 @@ class Runner:
             prompt, tokens = baselines.enhance(self.llm, item.request)
             row["enhance"] = _result(prompt, score_item(item, prompt, None), tokens, time.perf_counter() - start)
             start = time.perf_counter()
-            prompt, answer, tokens = baselines.single(self.llm, item.request)
+            prompt, answer, tokens = baselines.single(self.knowledge or self.llm, item.request)
             # on ordinary items the answer is what reasoning would have added: score it as such
             added = None
             if item.capability == "ordinary":

@@ -13,6 +13,7 @@ and plurals as written, must survive (`word_tokens` folds only case and accents)
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -127,28 +128,107 @@ def reasoning_words(plan: dict | None) -> set[str]:
     return found
 
 
+def _gap_kinds(plan: dict | None) -> dict[str, str]:
+    return {g.get("id"): g.get("kind") for g in (plan or {}).get("gaps", [])}
+
+
+def memory_words(plan: dict | None) -> set[str]:
+    """Content words that memory or a recorded session brought into a plan, style preferences aside."""
+    kinds = _gap_kinds(plan)
+    found: set[str] = set()
+    for e in (plan or {}).get("evidence", []):
+        if e.get("source") in ("memory", "session") and e.get("used", True) and kinds.get(e.get("gap_id")) != "style":
+            found |= content_words(e.get("content") or "")
+    return found
+
+
+QUOTED = re.compile(r"[\"\u201c\u201d]|(?<![A-Za-z])'[^']{2,}'(?![A-Za-z])")
+_TEXT_IN_PROMPT = re.compile(r'\btext "([^"]*)"')
+
+
+def phantom_text(prompt: str, request: str) -> list[str]:
+    """Text the prompt asks the image model to paint although the request quotes no words ("reading a
+    newspaper" is not a sign that says "a newspaper")."""
+    if QUOTED.search(request):
+        return []
+    return _TEXT_IN_PROMPT.findall(prompt)
+
+
+def notes_in_prompt(prompt: str, plan: dict | None) -> list[str]:
+    """Assumptions about what only the user knows (a note, a hedge, a placeholder) that reached the prompt."""
+    kinds = _gap_kinds(plan)
+    low = prompt.lower()
+    return [
+        e["content"]
+        for e in (plan or {}).get("evidence", [])
+        if e.get("source") == "assumption"
+        and kinds.get(e.get("gap_id")) in CONTENT_KINDS
+        and (e.get("content") or "").strip()
+        and e["content"].lower() in low
+    ]
+
+
 def score_harm(prompt: str, request: str, plan: dict | None) -> Score:
     """A fully specified request must reach the image model intact. Harm is any of:
 
     - dropped: a word of the request (function words and mediums included) is not in the prompt;
     - new subject: a content word that reasoning evidence put into the prompt and the request lacks;
+    - memory: a content word from a memory entry (or a recorded session) that the request never referred to
+      (style preferences apply to requests without a style and are not harm);
+    - phantom text: quoted text in the prompt when the request quotes no words;
+    - notes: an assumption about what only the user knows (a placeholder, a hedge) in the prompt;
     - head: the prompt does not start with the request's first three words.
 
     A baseline's plan may carry its own LLM answer as reasoning evidence (the single-call baseline)."""
     asked = word_tokens(request)
     got = word_tokens(prompt)
     dropped = sorted(set(asked) - set(got))
-    new_subject = sorted((reasoning_words(plan) & content_words(prompt)) - content_words(request))
+    in_prompt = content_words(prompt) - content_words(request)
+    new_subject = sorted(reasoning_words(plan) & in_prompt)
+    memory = sorted(memory_words(plan) & in_prompt)
+    phantom = phantom_text(prompt, request)
+    notes = notes_in_prompt(prompt, plan)
     head = asked[:HEAD_WORDS]
     head_changed = got[: len(head)] != head
-    extra = {"dropped": dropped, "new_subject": new_subject, "head_changed": head_changed}
+    extra = {
+        "dropped": dropped,
+        "new_subject": new_subject,
+        "memory": memory,
+        "phantom_text": phantom,
+        "notes": notes,
+        "head_changed": head_changed,
+    }
     problems = []
     if dropped:
         problems.append("dropped: " + ", ".join(dropped))
     if new_subject:
         problems.append("new subject: " + ", ".join(new_subject))
+    if memory:
+        problems.append("memory: " + ", ".join(memory))
+    if phantom:
+        problems.append("phantom text: " + ", ".join(f'"{t}"' for t in phantom))
+    if notes:
+        problems.append("note: " + "; ".join(notes))
     if head_changed:
         problems.append(f"head changed: '{' '.join(got[: len(head)])}' for '{' '.join(head)}'")
     if problems:
         return Score("fail", "; ".join(problems), extra)
     return Score("pass", "request intact", extra)
+
+
+def reason_outcome(plan: dict | None, request: str, expect_any: list[str]) -> str | None:
+    """What reasoning did with a knowledge item: `right` or `wrong` (a name went into the prompt),
+    `withheld-right` or `withheld-wrong` (a name was found but kept out), or `none` (no name)."""
+    if plan is None:
+        return None
+    names = [e for e in plan.get("evidence", []) if e.get("source") == "reasoning" and e.get("role") in (None, "name")]
+
+    def right(e: dict) -> bool:
+        return score_reason(request + ", " + (e.get("content") or ""), request, expect_any).status == "pass"
+
+    used = [e for e in names if e.get("used", True)]
+    if used:
+        return "right" if any(right(e) for e in used) else "wrong"
+    if names:
+        return "withheld-right" if any(right(e) for e in names) else "withheld-wrong"
+    return "none"

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from qia_cli.errors import UsageError
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
-BUILTIN = ("plan", "reason", "search", "memory", "ordinary")
+BUILTIN = ("plan", "reason", "search", "memory", "ordinary", "knowledge", "everyday", "memory_harm")
 SPLITS = ("dev", "test", "all")
 Capability = Literal["plan", "reason", "search", "memory", "ordinary"]
 

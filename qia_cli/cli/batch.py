@@ -55,7 +55,8 @@ def batch_command(
         str | None,
         typer.Option(
             "--shard",
-            help="I/N: only every N-th request, starting at the I-th (for several machines).",
+            metavar="I/N",
+            help="Only every N-th request, starting at the I-th (for several machines).",
             show_default=False,
         ),
     ] = None,

@@ -51,7 +51,11 @@ def run_command(
     suites: Annotated[
         list[str],
         typer.Argument(
-            help="Built-in suites (plan, reason, search, memory, ordinary, all) or JSONL files.", show_default=False
+            help=(
+                "Built-in suites (plan, reason, search, memory, ordinary, knowledge, everyday, memory_harm, all) "
+                "or JSONL files."
+            ),
+            show_default=False,
         ),
     ],
     json_out: common.JsonOpt = False,
@@ -97,7 +101,7 @@ def run_command(
     from qia_cli.bench.runner import Runner, planned
     from qia_cli.bench.suite import resolve
     from qia_cli.config import load_settings
-    from qia_cli.llm.factory import make_llm
+    from qia_cli.llm.factory import make_knowledge_llm, make_llm
 
     loaded = resolve(suites, split.lower())
     if out is not None:
@@ -108,6 +112,10 @@ def run_command(
     settings = load_settings({"llm": llm, "search": "off"}).settings
     model = make_llm(settings, verbose=console.state.verbose)
     model.complete("Q: ready?\nA:", max_tokens=1)  # load the weights now, not inside the first item's timings
+    knowledge = make_knowledge_llm(settings, model, verbose=console.state.verbose)
+    model_meta = _meta(model, reporting)
+    if knowledge is not model:  # the model that answers knowledge questions, and on which `single` runs
+        model_meta["knowledge"] = _meta(knowledge, reporting)
     # Every call from here is logged (the items run in temporary homes: the log is opened here, in the real
     # one); the baselines' calls have no stage of their own: 'bench'.
     calllog = common.open_call_log(settings, no_log)
@@ -115,18 +123,19 @@ def run_command(
         from qia_cli.calllog.record import LoggedLLM
         from qia_cli.llm import calls
 
-        model = LoggedLLM(model, calllog, default_stage=calls.BENCH, secrets=(settings.llm_api_key,))
-    path = getattr(model.info, "path", None)
-    model_meta = {
-        "name": model.info.name,
-        "backend": model.info.backend,
-        "file": Path(path).name if path else None,
-        "sha256": reporting.sha256_12(path),
-    }
+        secrets = (settings.llm_api_key,)
+        noted = LoggedLLM(model, calllog, default_stage=calls.BENCH, secrets=secrets)
+        if knowledge is not model:
+            knowledge = LoggedLLM(knowledge, calllog, default_stage=calls.BENCH, secrets=secrets)
+        else:
+            knowledge = noted
+        model = noted
 
     total = planned(loaded, limit, sample)
     with progress_bar("{task.description}", description="bench", total=total) as bar:
-        runner = Runner(model, settings, out_dir=out, on_item=_on_item(bar), baselines=not no_baselines)
+        runner = Runner(
+            model, settings, out_dir=out, on_item=_on_item(bar), baselines=not no_baselines, knowledge=knowledge
+        )
         rows = runner.run(loaded, limit=limit, seed=sample)
     report = reporting.build(
         rows,
@@ -147,6 +156,16 @@ def run_command(
         sys.stdout.flush()
     else:
         reporting.render(report, console.out())
+
+
+def _meta(model, reporting) -> dict:
+    path = getattr(model.info, "path", None)
+    return {
+        "name": model.info.name,
+        "backend": model.info.backend,
+        "file": Path(path).name if path else None,
+        "sha256": reporting.sha256_12(path),
+    }
 
 
 def _on_item(bar: Bar | None):

@@ -69,7 +69,12 @@ def complete_device(incomplete: str) -> list[str]:
 
 ModelOpt = Annotated[
     str | None,
-    typer.Option("--model", "-m", help="Diffusers model: Hugging Face id or local folder.", show_default=False),
+    typer.Option(
+        "--model",
+        "-m",
+        help="Diffusers model: Hugging Face id or local folder; BASE+TRANSFORMER.gguf for a GGUF-quantized transformer.",
+        show_default=False,
+    ),
 ]
 StepsOpt = Annotated[
     int | None,
@@ -77,7 +82,10 @@ StepsOpt = Annotated[
         "--steps", min=1, max=500, help="Denoising steps (default: from the model family).", show_default=False
     ),
 ]
-SizeOpt = Annotated[str | None, typer.Option("--size", help="WxH, e.g. 768x512 (multiples of 8).", show_default=False)]
+SizeOpt = Annotated[
+    str | None,
+    typer.Option("--size", metavar="WxH", help="Width x height, e.g. 768x512 (multiples of 8).", show_default=False),
+]
 GuidanceOpt = Annotated[
     float | None,
     typer.Option(

@@ -145,6 +145,26 @@ def check_meaning(key: str, value: Any) -> Any:
                 hint=data.get("hint") or "use 'bundled', a pulled model, a .gguf file, or openai:BASE_URL[#MODEL]",
             )
         return data["path"] if data["kind"] == "gguf" else value
+    if key == "knowledge_llm":  # as --llm checks a planner: a GGUF file, or a pulled model
+        if value in {"auto", "planner"}:
+            return value
+        from qia_cli.models.describe import describe_llm
+
+        data = describe_llm(value)
+        if data["kind"] not in {"gguf", "pulled"} or data["available"] is False:
+            reason = data.get("error") or (
+                f"it answers through a local GGUF, not a {data['kind']} model; `planner` asks the planner itself"
+            )
+            raise ModelError(
+                f"knowledge_llm {value}: {reason}",
+                hint=data.get("hint") or "use auto, planner, a .gguf file or a pulled model name",
+            )
+        return data["path"] if data["kind"] == "gguf" else value
+    if key == "vae":  # as --vae checks it: full, tiny, a VAE folder (stored absolute) or a hub id
+        from qia_cli.imaging.vae import check_vae
+
+        choice = check_vae(value)
+        return _absolute(Path(choice).expanduser()) if Path(choice).expanduser().is_dir() else choice
     if key == "image_model":
         from qia_cli.models.describe import describe_image
 

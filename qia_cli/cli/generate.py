@@ -25,8 +25,14 @@ def generate_command(
     negative: common.NegativeOpt = None,
     count: common.CountOpt = 1,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="PNG file to write (no overwrite).", show_default=False)
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="PNG file to write (an existing one only with --overwrite).", show_default=False
+        ),
     ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace the -o file (and its NAME.json sidecar) if it exists.")
+    ] = False,
     outdir: common.OutdirOpt = None,
     device: common.DeviceOpt = None,
     dtype: common.DtypeOpt = None,
@@ -110,12 +116,13 @@ def generate_command(
         vae=vae,
         outdir=outdir,
         output=output,
+        overwrite=overwrite,
         rounds=rounds,
         keep_all=keep_all,
         scorer=scorer,
     )
     agent.check_render(opts)  # every render input fails here, before a plan that can take a minute
-    plan = _as_typed(request, negative) if no_plan else _planned(agent, request, flags, show=show)
+    plan = _as_typed(request, negative) if no_plan else _planned(agent, request, flags, show=show, model=model)
     warned = len(plan.warnings)
     with step_progress(enabled=show) as on_step:
         result = agent.render(plan, opts, on_step=on_step)
@@ -163,9 +170,9 @@ def _as_typed(request: str, negative: str | None):
     )
 
 
-def _planned(agent, request: str, flags: common.PlanFlags, *, show: bool):
-    """Plan as `qia plan` does: answers, memory, and the plan printed for people."""
-    plan = agent.plan(request, common.plan_options(flags, agent))
+def _planned(agent, request: str, flags: common.PlanFlags, *, show: bool, model: str | None = None):
+    """Plan as `qia plan` does (answers, memory, the plan printed for people), the prompt sized for `model`."""
+    plan = agent.plan(request, common.plan_options(flags, agent), model=model)
     common.note_unused_answers(plan, flags)
     common.learn_from_answers(plan, flags, agent)
     if show:

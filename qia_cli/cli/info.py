@@ -16,6 +16,7 @@ import typer
 
 from qia_cli import __version__
 from qia_cli.cli.root import app
+from qia_cli.textsafe import json_printable, printable
 
 
 def _error(exc: BaseException) -> str:
@@ -46,6 +47,8 @@ def _torch() -> dict[str, Any]:
         if data["cuda"]:
             data["gpu"] = torch.cuda.get_device_name(0)
             data["gpu_count"] = torch.cuda.device_count()
+            free, total = torch.cuda.mem_get_info(0)
+            data["gpu_memory"], data["gpu_memory_free"] = int(total), int(free)  # bytes, device 0
     except Exception as exc:  # noqa: BLE001
         data["cuda"], data["cuda_error"] = False, _error(exc)
     try:
@@ -136,6 +139,7 @@ def _active() -> dict[str, Any]:
             "source": loaded.sources.get("image_model", "default"),
             "available": image.get("available"),
             "error": image.get("error"),
+            "family": image.get("family"),
         },
         "device": s.device,
         "search": s.search,
@@ -219,6 +223,8 @@ def _print_text(data: dict[str, Any]) -> None:
     torch = data["torch"]
     if torch.get("ok"):
         cuda = f"yes, {torch.get('gpu')} (CUDA {torch.get('cuda_version')})" if torch.get("cuda") else "no"
+        if torch.get("gpu_memory"):
+            cuda += f", {torch['gpu_memory'] / 1e9:.1f} GB memory ({torch['gpu_memory_free'] / 1e9:.1f} GB free)"
         rows += [("cuda", cuda), ("mps", "yes" if torch.get("mps") else "no")]
     rows += [("diffusers", _package_line(data["diffusers"])), ("transformers", _package_line(data["transformers"]))]
     llama = data["llama_cpp"]
@@ -237,15 +243,16 @@ def _print_text(data: dict[str, Any]) -> None:
         for key in ("llm", "image_model"):
             entry = active[key]
             state = "available" if entry["available"] else ("not checked" if entry["available"] is None else "missing")
-            rows.append((key.replace("_", " "), f"{entry['value']} ({entry['source']}; {state})"))
+            family = f"; family {entry['family']}" if entry.get("family") else ""
+            rows.append((key.replace("_", " "), f"{entry['value']} ({entry['source']}; {state}{family})"))
             if key == "llm" and entry.get("profile"):
                 p = entry["profile"]
                 gaps = "on" if p["llm_gaps_in_use"] else "off"
                 rows.append(("llm profile", f"{p['summary']}; n_ctx {p['n_ctx']}, llm gaps {gaps}"))
         rows += [("device", active["device"]), ("search", active["search"]), ("hf hub cache", active["hub_cache"])]
     width = max(len(key) for key, _ in rows)
-    for key, value in rows:
-        typer.echo(f"{key + ':':<{width + 2}}{value}")
+    for key, value in rows:  # GGUF metadata, paths, settings: escapes in them show, as in web text
+        typer.echo(printable(f"{key + ':':<{width + 2}}{value}"))
 
 
 def _ray_line(ray: dict[str, Any]) -> str:
@@ -278,6 +285,6 @@ def info_command(
     """
     data = collect(ray)
     if as_json:
-        typer.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+        typer.echo(json_printable(json.dumps(data, ensure_ascii=False, indent=2, default=str)))
         return
     _print_text(data)

@@ -45,13 +45,17 @@ def logs_root(
         int, typer.Option("--count", "-n", min=0, help="The last N plans with matching calls (0: all).")
     ] = 1,
     plan: Annotated[
-        str | None, typer.Option("--plan", "-p", help="One plan, by id or a unique prefix of it.", show_default=False)
+        str | None,
+        typer.Option(
+            "--plan", "-p", metavar="ID", help="One plan, by id or a unique prefix of it.", show_default=False
+        ),
     ] = None,
     stage: Annotated[
         list[str] | None,
         typer.Option(
             "--stage",
             "-s",
+            metavar="STAGE",
             help="Only these stages (repeatable, or comma-separated): gaps, knowledge, look, search, feedback, bench, other.",
             show_default=False,
         ),

@@ -33,8 +33,18 @@ def _human(size: int | None) -> str:
     return "-" if size is None else human(size)
 
 
+def _line(text: str) -> None:
+    """One line of text output. Names, paths and GGUF metadata come from files and servers: control and
+    invisible characters in them show as visible escapes (\\x1b, \\u202e), as web text does."""
+    from qia_cli.textsafe import printable
+
+    typer.echo(printable(text))
+
+
 def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+    from qia_cli.textsafe import json_printable
+
+    typer.echo(json_printable(json.dumps(data, ensure_ascii=False, indent=2)))
 
 
 def _status(info: dict[str, Any]) -> str:
@@ -55,7 +65,8 @@ def models_root(ctx: typer.Context) -> None:
 
 # -- pull -------------------------------------------------------------------------------------------------
 def _catalog_rows() -> dict[str, Any]:
-    from qia_cli.models import catalog
+    from qia_cli.imaging.families import by_family
+    from qia_cli.models import catalog, image_catalog
 
     ram = catalog.total_ram()
     best = catalog.recommend(ram)
@@ -63,7 +74,30 @@ def _catalog_rows() -> dict[str, Any]:
         {**e.as_dict(), "fits": catalog.fits(e, ram), "recommended": best is not None and e.name == best.name}
         for e in catalog.CATALOG
     ]
-    return {"ram": ram, "cpus": os.cpu_count(), "recommended": best.name if best else None, "models": rows}
+    gpu = image_catalog.gpu_total()
+    pick = image_catalog.recommend(gpu)
+    images = []
+    for entry in image_catalog.IMAGE_CATALOG:
+        family = by_family(entry.family)
+        place = image_catalog.placement(entry, gpu, ram)
+        images.append(
+            {
+                **entry.as_dict(),
+                "placement": place,
+                "fits": None if place is None else place in ("gpu", "cpu"),
+                "recommended": entry.name == pick.name,
+                "defaults": family.as_dict() if family else None,
+            }
+        )
+    return {
+        "ram": ram,
+        "cpus": os.cpu_count(),
+        "recommended": best.name if best else None,
+        "models": rows,
+        "gpu_memory": gpu,
+        "recommended_image": pick.name,
+        "image_models": images,
+    }
 
 
 def _print_catalog(data: dict[str, Any]) -> None:
@@ -81,18 +115,50 @@ def _print_catalog(data: dict[str, Any]) -> None:
     if data["recommended"]:
         typer.echo(f"* recommended here: qia models pull {data['recommended']}")
     typer.echo("Any GGUF on the Hub works too: qia models pull ORG/REPO/FILE.gguf")
+    _print_images(data)
+
+
+_PLACES = {
+    "gpu": "fits the GPU",
+    "cpu": "runs on the CPU",
+    "offload": "GPU too small: CPU offload",
+    "no": "too big",
+    "needs-gpu": "needs a GPU",
+    None: "?",
+}
+
+
+def _print_images(data: dict[str, Any]) -> None:
+    gpu = data["gpu_memory"]
+    where = "no GPU" if gpu == 0 else ("GPU memory unknown" if gpu is None else f"{gpu / 1e9:.0f} GB of GPU memory")
+    typer.echo(f"Image models to pull (diffusers pipelines; this machine: {where})")
+    width = max(len(r["name"]) for r in data["image_models"])
+    fam = max(len(r["family"]) for r in data["image_models"])
+    for r in data["image_models"]:
+        mark = "*" if r["recommended"] else ("!" if r["placement"] == "no" else "")
+        licence = r["license"] + ("" if r["commercial"] else " [non-commercial]")
+        typer.echo(
+            f" {mark:1} {r['name']:<{width}}  {r['family']:<{fam}}  {_human(r['disk']):>7} on disk, "
+            f"{_human(r['gpu']):>7} GPU ({_PLACES[r['placement']]})  {licence}"
+        )
+        typer.echo(f"   {'':<{width}}  {r['spec']}  ({r['note']})")
+    typer.echo(f"* recommended here: qia models pull {data['recommended_image']}  (the default is sd-turbo)")
+    typer.echo("Any diffusers pipeline works: qia models pull ORG/REPO; a GGUF transformer: BASE+ORG/REPO/FILE.gguf")
 
 
 @models_app.command("pull")
 def pull_command(
     spec: str | None = typer.Argument(
         None,
-        help="A catalog name (see --list), ORG/REPO/FILE.gguf for a planner GGUF, or ORG/REPO for a "
-        "diffusers pipeline.",
+        help="A catalog name (see --list), ORG/REPO/FILE.gguf for a planner GGUF, ORG/REPO for a "
+        "diffusers pipeline, or BASE+ORG/REPO/FILE.gguf for a pipeline with a GGUF transformer.",
         show_default=False,
     ),
     list_catalog: bool = typer.Option(
-        False, "--list", help="Print the catalog, mark what fits this machine's RAM and recommend one."
+        False,
+        "--list",
+        help="Print the catalogs of planner and image models, mark what fits this machine's RAM and GPU, "
+        "and recommend one of each.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
@@ -110,6 +176,8 @@ def pull_command(
       qia models pull Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf
 
       qia models pull stabilityai/sd-turbo
+
+      qia models pull black-forest-labs/FLUX.1-schnell+city96/FLUX.1-schnell-gguf/flux1-schnell-Q4_K_S.gguf
     """
     if list_catalog:
         data = _catalog_rows()
@@ -127,7 +195,9 @@ def pull_command(
     if as_json:
         _print_json(result.as_dict())
         return
-    what = result.name or (f"{result.repo}/{result.file}" if result.file else result.repo)
+    what = result.name or (
+        result.spec if result.kind == "quant" else f"{result.repo}/{result.file}" if result.file else result.repo
+    )
     if result.cached:
         console.info(f"{what} is already pulled ({_human(result.size)}): {result.path}")
     else:
@@ -137,7 +207,8 @@ def pull_command(
     if result.kind == "gguf":
         console.info(f'use it: qia plan "..." --llm {spec}   or always: qia models set-default llm {spec}')
     else:
-        console.info(f'use it: qia generate "..." --model {spec}   or always: qia models set-default image {spec}')
+        model = result.spec
+        console.info(f'use it: qia generate "..." --model {model}   or always: qia models set-default image {model}')
 
 
 # -- list, info ------------------------------------------------------------------------------------------
@@ -178,41 +249,40 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print one JSON doc
             }
         )
         return
-    typer.echo("Planner LLMs")
+    _line("Planner LLMs")
     star = "*" if settings.llm == "bundled" else " "
-    typer.echo(
-        f" {star} bundled  {_human(bundled['size']):>8}  {bundled['label']}  {bundled['path'] or '(not installed)'}"
-    )
+    _line(f" {star} bundled  {_human(bundled['size']):>8}  {bundled['label']}  {bundled['path'] or '(not installed)'}")
     for g in pulled:
         label = f"{g['name']}  ({g['spec']})" if g["name"] else g["spec"]
-        typer.echo(f" {'*' if g['default'] else ' '} {label}  {_human(g['size'])}")
-    typer.echo(f"   configured: {settings.llm}  ({llm['source']})  {_status(llm)}")
-    typer.echo(f"Image models in the Hugging Face cache ({hub_cache_dir()})")
+        _line(f" {'*' if g['default'] else ' '} {label}  {_human(g['size'])}")
+    _line(f"   configured: {settings.llm}  ({llm['source']})  {_status(llm)}")
+    _line(f"Image models in the Hugging Face cache ({hub_cache_dir()})")
     if not pipes:
-        typer.echo("   (none)")
+        _line("   (none)")
     width = max((len(m.id) for m in pipes), default=0)
     for m in pipes:
         state = "" if m.complete else f"  incomplete: {', '.join(m.missing[:3])}; `qia models pull {m.id}` finishes it"
-        typer.echo(
+        _line(
             f" {'*' if m.id == settings.image_model else ' '} {m.id:<{width}}  {_human(m.size):>8}  "
             f"{m.pipeline or '?'}{' ' + m.variant if m.variant else ''}{state}"
         )
-    typer.echo(f"   configured: {settings.image_model}  ({image['source']})  {_status(image)}")
-    typer.echo("Pull more: qia models pull --list")
+    _line(f"   configured: {settings.image_model}  ({image['source']})  {_status(image)}")
+    _line("Pull more: qia models pull --list")
 
 
 def _is_llm_name(name: str) -> bool:
+    from qia_cli.imaging import quant
     from qia_cli.models.spec import parse
 
-    spec = parse(name)
-    path = Path(name).expanduser()
-    return (
-        name in {"bundled", "fake"}
-        or name.startswith("openai:")
-        or path.is_file()
-        or name.endswith(".gguf")
-        or (spec is not None and spec.kind == "gguf")
-    )
+    if name in {"bundled", "fake"} or name.startswith("openai:") or Path(name).expanduser().is_file():
+        return True
+    try:
+        if quant.split(name) is not None:
+            return False  # BASE+TRANSFORMER.gguf: an image model
+    except UsageError:
+        return False
+    spec = parse(name)  # a name that leads out of the cache ('..', empty parts): UsageError
+    return name.endswith(".gguf") or (spec is not None and spec.kind == "gguf")
 
 
 @models_app.command("info")
@@ -243,6 +313,9 @@ def info(
         "path",
         "size",
         "pipeline",
+        "family",
+        "base",
+        "transformer",
         "components",
         "revisions",
         "variant",
@@ -255,18 +328,18 @@ def info(
             value = f"{_human(value)} ({value} bytes)"
         elif isinstance(value, list):
             value = ", ".join(value)
-        typer.echo(f"{key + ':':<12}{value}")
+        _line(f"{key + ':':<12}{value}")
     profile = data.get("profile")
     if profile:
-        typer.echo(f"{'profile:':<12}{profile['summary']}")
+        _line(f"{'profile:':<12}{profile['summary']}")
         params = f"{profile['parameters']:,}" if profile.get("parameters") else "?"
-        typer.echo(
+        _line(
             f"{'':<12}parameters {params}, tier {profile.get('tier') or '?'}, licence {profile.get('license') or '?'}"
         )
         gaps = "on" if profile["llm_gaps"] else "off"
-        typer.echo(f"{'':<12}qia opens {profile['auto_ctx']} tokens of context (llm_ctx unset); llm_gaps auto: {gaps}")
+        _line(f"{'':<12}qia opens {profile['auto_ctx']} tokens of context (llm_ctx unset); llm_gaps auto: {gaps}")
     elif data.get("profile_error"):
-        typer.echo(f"{'profile:':<12}unreadable: {data['profile_error']}")
+        _line(f"{'profile:':<12}unreadable: {data['profile_error']}")
 
 
 # -- rm --------------------------------------------------------------------------------------------------

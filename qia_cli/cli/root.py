@@ -56,6 +56,9 @@ def hoist_global_flags(group, ctx, args: list[str]) -> list[str]:
 
 class QiaGroup(typer.core.TyperGroup):
     def parse_args(self, ctx, args):
+        from qia_cli.cli.helptext import tidy
+
+        tidy(self, ctx)  # plain help texts, value labels only where they say something
         return super().parse_args(ctx, hoist_global_flags(self, ctx, list(args)))
 
 

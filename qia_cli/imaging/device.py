@@ -118,3 +118,17 @@ def resolve_device(name: str, dtype: str | None = "auto") -> tuple[str, torch.dt
             )
         return "mps", resolve_dtype("mps", dtype)
     return "cpu", resolve_dtype("cpu", dtype)
+
+
+def gpu_memory(device: str) -> tuple[int, int] | None:
+    """(free, total) bytes of the CUDA GPU `device` names ('cuda', 'cuda:1'); None for any other device or
+    when torch cannot tell."""
+    if not str(device).startswith("cuda"):
+        return None
+    import torch
+
+    try:
+        free, total = torch.cuda.mem_get_info(torch.device(device))
+    except (RuntimeError, AssertionError, ValueError):
+        return None
+    return int(free), int(total)

@@ -13,7 +13,7 @@ from typing import Any
 
 from qia_cli.errors import UsageError
 from qia_cli.fsutil import atomic_write
-from qia_cli.paths import default_outdir
+from qia_cli.paths import default_outdir, home_relative
 
 SLUG_MAX = 40
 MAX_SUFFIX = 10000
@@ -42,9 +42,12 @@ def parameters_line(spec: Any, seed: int) -> str:
     if spec.negative_prompt:
         lines.append(f"Negative prompt: {spec.negative_prompt}")
     vae = getattr(spec, "vae", "full")
+    family = getattr(spec, "family", "unknown")
     lines.append(
         f"Steps: {spec.steps}, CFG scale: {spec.guidance}, Seed: {seed}, "
-        f"Size: {spec.width}x{spec.height}, Model: {spec.model}" + (f", VAE: {vae}" if vae != "full" else "")
+        f"Size: {spec.width}x{spec.height}, Model: {spec.model}"
+        + (f", Family: {family}" if family != "unknown" else "")
+        + (f", VAE: {vae}" if vae != "full" else "")
     )
     return "\n".join(lines)
 
@@ -62,8 +65,12 @@ def build_metadata(request: str, spec: Any, seed: int, plan_json: str | None = N
         "qia:size": f"{spec.width}x{spec.height}",
         "qia:dtype": str(getattr(spec, "dtype", "auto")),
         "qia:vae": str(getattr(spec, "vae", "full")),
+        "qia:family": str(getattr(spec, "family", "unknown")),
         "parameters": parameters_line(spec, seed),
     }
+    true_cfg = getattr(spec, "true_cfg_scale", None)
+    if true_cfg is not None:
+        meta["qia:true_cfg_scale"] = str(true_cfg)
     if plan_json is not None:
         meta["qia:plan"] = plan_json
     return meta
@@ -149,7 +156,7 @@ def _pnginfo(metadata: dict[str, str]):
 
     info = PngInfo()
     for key, value in metadata.items():
-        value = "" if value is None else str(value)
+        value = "" if value is None else home_relative(str(value))  # no user name in a shared image
         info.add_text(str(key), value, zip=len(value) > 1024)
     return info
 
@@ -205,7 +212,7 @@ def save_image(
         written.append(png)
         body = dict(sidecar)
         body.setdefault("image", png.name)
-        data = (json.dumps(body, indent=2, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+        data = (home_relative(json.dumps(body, indent=2, ensure_ascii=False, default=str)) + "\n").encode("utf-8")
         atomic_write(side, lambda fh: fh.write(data))
         written.append(side)
     except BaseException as exc:
@@ -229,7 +236,7 @@ def save_bytes(folder: Path, name: str, png: bytes, sidecar: dict) -> tuple[Path
     try:
         atomic_write(png_path, lambda fh: fh.write(png))
         body = {**sidecar, "image": png_path.name}
-        data = (json.dumps(body, indent=2, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+        data = (home_relative(json.dumps(body, indent=2, ensure_ascii=False, default=str)) + "\n").encode("utf-8")
         atomic_write(side, lambda fh: fh.write(data))
     except BaseException as exc:
         png_path.unlink(missing_ok=True)

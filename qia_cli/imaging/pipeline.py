@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from qia_cli.errors import ModelError, UsageError, first_line
-from qia_cli.imaging.device import dtype_name, resolve_device
-from qia_cli.imaging.families import FamilyDefaults, defaults_for
+from qia_cli.imaging import quant
+from qia_cli.imaging.device import dtype_name, gpu_memory, resolve_device
+from qia_cli.imaging.families import CLIP_TOKENS, FamilyDefaults, defaults_for, negative_applies
 from qia_cli.imaging.hub import go_offline, hub_reachable
 from qia_cli.seeds import MAX_SEED
 
@@ -24,7 +25,10 @@ MAX_SIDE = 4096
 # 8.4 MP (e.g. 4096x2048): SD-class models are trained at 0.26-1 MP; far beyond that the output
 # degrades into repeats while UNet attention memory grows with the square of the latent area.
 MAX_AREA = MAX_SIDE * MAX_SIDE // 2
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+GIB = 1024**3
+# What a render needs on the GPU beside the weights (latents, attention, the VAE decode at 1024 px): a pipeline
+# whose weights plus this do not fit the GPU's free memory runs with enable_model_cpu_offload.
+WORKING_MEMORY = int(1.5 * GIB)
 
 
 class RenderCancelled(KeyboardInterrupt):
@@ -41,6 +45,9 @@ class LoadedPipeline:
     load_seconds: float
     low_memory: bool = False
     vae: str = "full"  # "full" (the pipeline's own) or the folder / hub id of the VAE put in its place
+    weights: int = 0  # bytes of weights the pipeline holds
+    offload: bool = False  # enable_model_cpu_offload: each part moves to the GPU only while it runs
+    note: str | None = None  # what the user should know about how it loaded (offload)
 
     @property
     def dtype_name(self) -> str:
@@ -102,7 +109,9 @@ def _local_folder(model: str) -> Path | None:
         if not (path / "model_index.json").is_file():
             raise ModelError(f"model {model} is not a diffusers pipeline folder (no model_index.json)")
         return path.resolve()
-    if not _HUB_ID.match(model) or model.startswith((".", "~")) or model.count("/") > 1:
+    from qia_cli.models.spec import is_repo_id
+
+    if not is_repo_id(model, owner_optional=True):
         raise ModelError(
             f"model folder {model} does not exist",
             hint="pass an existing folder or a Hugging Face id like stabilityai/sd-turbo",
@@ -119,17 +128,24 @@ def _not_cached(model: str) -> ModelError:
 
 def check_model(model: str) -> None:
     """Whether `model` can load, on paper and without importing torch: a folder must hold a pipeline
-    whose components are all there; a hub id must be cached or the hub reachable. ModelError if not."""
-    folder = _local_folder(model)
+    whose components are all there; a hub id must be cached or the hub reachable; a GGUF transformer
+    (BASE+TRANSFORMER.gguf) must be a file or pulled. ModelError if not."""
+    spec = quant.split(model)
+    if spec is not None:
+        quant.gguf_path(spec, model)
+    base = spec.base if spec else model
+    folder = _local_folder(base)
     if folder is None:  # a hub id: its cached snapshot is checked the same way
         from qia_cli.models.cache import pipeline_snapshot
 
-        folder = pipeline_snapshot(model)
+        folder = pipeline_snapshot(base)
         if folder is None:
             if not hub_reachable():
                 go_offline()
                 raise _not_cached(model)
             return  # it downloads when it loads
+    if spec is not None:
+        quant.transformer_class(folder)
     try:
         index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -161,10 +177,10 @@ def _variant(model: str, folder: Path | None) -> str | None:
     return local_variant(snapshot) if snapshot is not None else None
 
 
-def _from_pretrained(source: str, dtype: Any, local_only: bool, variant: str | None = None) -> Any:
+def _from_pretrained(source: str, dtype: Any, local_only: bool, variant: str | None = None, **parts: Any) -> Any:
     from diffusers import AutoPipelineForText2Image, DiffusionPipeline
 
-    kwargs = {"torch_dtype": dtype, "local_files_only": local_only}
+    kwargs = {"torch_dtype": dtype, "local_files_only": local_only, **parts}
     if variant:
         kwargs["variant"] = variant
     try:
@@ -178,21 +194,22 @@ def _from_pretrained(source: str, dtype: Any, local_only: bool, variant: str | N
         return DiffusionPipeline.from_pretrained(source, **kwargs)
 
 
-def _load(model: str, folder: Path | None, dtype: Any) -> Any:
+def _load(model: str, folder: Path | None, dtype: Any, **parts: Any) -> Any:
+    """The pipeline `model` (a hub id, or `folder`), with `parts` (a transformer) in place of its own."""
     variant = _variant(model, folder)
     if folder is not None:
         try:
-            return _from_pretrained(str(folder), dtype, local_only=True, variant=variant)
+            return _from_pretrained(str(folder), dtype, local_only=True, variant=variant, **parts)
         except (OSError, ValueError, KeyError, TypeError, ImportError) as exc:
             raise ModelError(f"cannot load model {model}: {first_line(exc)}") from exc
     try:
-        return _from_pretrained(model, dtype, local_only=True, variant=variant)
+        return _from_pretrained(model, dtype, local_only=True, variant=variant, **parts)
     except (OSError, ValueError) as cached_exc:
         if not hub_reachable():
             go_offline()
             raise _not_cached(model) from cached_exc
     try:
-        return _from_pretrained(model, dtype, local_only=False)
+        return _from_pretrained(model, dtype, local_only=False, **parts)
     except (OSError, ValueError, KeyError, TypeError, ImportError) as exc:
         raise ModelError(
             f"cannot load model {model}: {first_line(exc)}",
@@ -215,7 +232,8 @@ def channels_last(pipe: Any) -> None:
 
     for name in ("unet", "vae"):
         module = getattr(pipe, name, None)
-        if isinstance(module, torch.nn.Module):
+        # 2-D convolutions only: a video-style VAE (Qwen-Image's, 3-D convolutions) has no channels-last form
+        if isinstance(module, torch.nn.Module) and all(p.dim() <= 4 for p in module.parameters()):
             module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch stubs miss this form
 
 
@@ -243,7 +261,7 @@ class DiffusersRenderer:
     (cached per model, device, dtype and VAE), one at a time: they are GBs each."""
 
     def __init__(self) -> None:
-        self._cache: dict[tuple[str, str, str, str], LoadedPipeline] = {}
+        self._cache: dict[tuple[str, ...], LoadedPipeline] = {}
         self.loads = 0  # real loads (cache hits don't count)
 
     @property
@@ -282,10 +300,13 @@ class DiffusersRenderer:
         from qia_cli.imaging.vae import load_vae, swap_vae, vae_source
 
         dev, torch_dtype = resolve_device(device, dtype)
-        folder = _local_folder(model)
-        family = defaults_for(str(folder or model))
+        qspec = quant.split(model)
+        base = qspec.base if qspec else model
+        folder = _local_folder(base)
+        family = defaults_for(str(folder or base))
         vae_from = vae_source(vae, family.family, model)  # an unknown family fails here, before the big load
-        key = (str(folder) if folder else model, dev, str(torch_dtype), vae_from or "full")
+        gguf = quant.gguf_path(qspec, model) if qspec else None
+        key = (str(folder) if folder else base, dev, str(torch_dtype), vae_from or "full", str(gguf or ""))
         if key in self._cache:
             return self._cache[key]
         self.release()  # one pipeline at a time
@@ -293,17 +314,43 @@ class DiffusersRenderer:
         if progress:
             progress(f"loading {model} on {dev} ({dtype_name(torch_dtype)})")
         start = time.perf_counter()
-        pipe = _load(model, folder, torch_dtype)
+        parts = {}
+        if gguf is not None:
+            parts["transformer"] = quant.load_transformer(_config_source(model, base, folder), gguf, torch_dtype)
+        pipe = _load(base, folder, torch_dtype, **parts)
         if vae_from is not None:
             swap_vae(pipe, load_vae(vae_from, torch_dtype), vae_from)
-        pipe = pipe.to(dev)
+        weights = weight_bytes(pipe)
+        offload = needs_offload(weights, gpu_memory(dev))
+        note = None
+        if offload:
+            free = gpu_memory(dev)
+            note = (
+                f"{model} needs about {_gb(weights + WORKING_MEMORY)} of GPU memory and {dev} has "
+                f"{_gb(free[0] if free else 0)} free: rendering with model CPU offload (each part moves to the GPU "
+                "only while it runs; slower)"
+            )
+            if progress:
+                progress(note)
+            pipe.enable_model_cpu_offload(device=dev)
+        else:
+            pipe = pipe.to(dev)
         if uses_channels_last(dev, torch_dtype):
             channels_last(pipe)
         if hasattr(pipe, "set_progress_bar_config"):
             pipe.set_progress_bar_config(disable=not verbose)
         self.loads += 1
         loaded = LoadedPipeline(
-            pipe, model, dev, torch_dtype, family, time.perf_counter() - start, vae=vae_from or "full"
+            pipe,
+            model,
+            dev,
+            torch_dtype,
+            family,
+            time.perf_counter() - start,
+            vae=vae_from or "full",
+            weights=weights,
+            offload=offload,
+            note=note,
         )
         self._cache[key] = loaded
         return loaded
@@ -354,17 +401,8 @@ class DiffusersRenderer:
         results = []
         for i in range(count):
             seed = spec.seed + i
-            kwargs: dict[str, Any] = {
-                "prompt": spec.prompt,
-                "num_inference_steps": spec.steps,
-                "guidance_scale": spec.guidance,
-                "width": spec.width,
-                "height": spec.height,
-                "generator": torch.Generator(gen_device).manual_seed(seed),
-                "output_type": "pil",
-            }
-            if spec.negative_prompt and spec.guidance > 1:
-                kwargs["negative_prompt"] = spec.negative_prompt
+            kwargs = call_kwargs(pipe, loaded.family, spec, params)
+            kwargs["generator"] = torch.Generator(gen_device).manual_seed(seed)
             if "callback_on_step_end" in params:
                 kwargs["callback_on_step_end"] = step_end
             if cancel is not None and cancel():
@@ -373,6 +411,123 @@ class DiffusersRenderer:
                 out = pipe(**kwargs)
             results.append((out.images[0], seed))
         return results
+
+
+def call_kwargs(pipe: Any, family: FamilyDefaults, spec: Any, params: Any) -> dict[str, Any]:
+    """The pipeline call's arguments for `spec`, as the family uses them (`params`: what its __call__ takes).
+
+    - guidance goes to guidance_scale, or to true_cfg_scale where the family's CFG runs through it (Qwen-Image);
+    - a negative prompt only where it has an effect (negative_applies), " " for true CFG without one (as the
+      Qwen-Image card does: without a negative the pipeline skips CFG);
+    - the long text encoder's token budget as max_sequence_length;
+    - dual-encoder families (FLUX.1: CLIP + T5; SD3: two CLIPs + T5): the long encoder reads the whole prompt,
+      and the CLIP encoders its head: the leading comma-separated parts that fit their 77 tokens (the request
+      comes first, then what the planner ranked highest).
+    """
+    kwargs: dict[str, Any] = {
+        "prompt": spec.prompt,
+        "num_inference_steps": spec.steps,
+        "width": spec.width,
+        "height": spec.height,
+        "output_type": "pil",
+    }
+    true_cfg = getattr(spec, "true_cfg_scale", None)
+    if family.true_cfg_scale is not None and "true_cfg_scale" in params:
+        true_cfg = true_cfg if true_cfg is not None else spec.guidance
+        kwargs["true_cfg_scale"] = true_cfg
+    elif "guidance_scale" in params:
+        kwargs["guidance_scale"] = spec.guidance
+    if negative_applies(family, spec.guidance, true_cfg) and "negative_prompt" in params:
+        negative = spec.negative_prompt or (" " if family.negative == "true_cfg" else "")
+        if negative:
+            kwargs["negative_prompt"] = negative
+    if family.max_tokens > CLIP_TOKENS and "max_sequence_length" in params:
+        kwargs["max_sequence_length"] = family.max_tokens
+    long_arg = family.long_prompt_arg
+    if long_arg and long_arg in params and getattr(pipe, f"tokenizer_{long_arg[-1]}", None) is not None:
+        head = clip_head(getattr(pipe, "tokenizer", None), spec.prompt)
+        kwargs["prompt"] = head
+        if long_arg == "prompt_3":
+            kwargs["prompt_2"] = head  # SD3's second CLIP (G) reads what the first one does
+        kwargs[long_arg] = spec.prompt
+    return kwargs
+
+
+def clip_head(tokenizer: Any, prompt: str, limit: int = CLIP_TOKENS) -> str:
+    """The leading comma-separated parts of `prompt` that fit a CLIP tokenizer's `limit` tokens (at least the
+    first part, which the encoder then cuts itself)."""
+    if tokenizer is None:
+        return prompt
+    parts = [p.strip() for p in prompt.split(",") if p.strip()]
+    if not parts:
+        return prompt
+    head = parts[0]
+    for part in parts[1:]:
+        longer = f"{head}, {part}"
+        try:
+            if len(tokenizer(longer, truncation=False).input_ids) > limit:
+                break
+        except Exception:  # noqa: BLE001 - a tokenizer that fails here: give CLIP the whole prompt to cut
+            return prompt
+        head = longer
+    return head
+
+
+def weight_bytes(pipe: Any) -> int:
+    """Bytes of the weights the pipeline's modules hold (quantized ones at their packed size)."""
+    total = 0
+    components = getattr(pipe, "components", None) or {}
+    for module in components.values():
+        for tensors in (getattr(module, "parameters", None), getattr(module, "buffers", None)):
+            if callable(tensors):
+                total += sum(t.numel() * t.element_size() for t in tensors())
+    return int(total)
+
+
+def needs_offload(weights: int, memory: tuple[int, int] | None) -> bool:
+    """Whether a pipeline of `weights` bytes must run with model CPU offload on a GPU with (free, total)
+    bytes of memory (None: not a CUDA GPU, nothing to decide)."""
+    if memory is None:
+        return False
+    free, _total = memory
+    return weights + WORKING_MEMORY > free
+
+
+def disk_weights(model: str) -> int:
+    """Bytes of weights `model` (a folder, a cached hub id, either with a GGUF transformer) loads from disk;
+    0 when that cannot be told without the network."""
+    from qia_cli.models.cache import pipeline_snapshot
+    from qia_cli.models.pipeline import weights_size
+    from qia_cli.models.spec import is_repo_id
+
+    try:
+        spec = quant.split(model)
+        base = spec.base if spec else model
+        path = Path(base).expanduser()
+        folder = path if path.is_dir() else pipeline_snapshot(base) if is_repo_id(base, owner_optional=True) else None
+        size = weights_size(folder, skip=("transformer",) if spec else ()) if folder is not None else 0
+        if spec is not None:
+            size += quant.gguf_path(spec, model).stat().st_size
+    except (UsageError, ModelError, OSError):
+        return 0
+    return size
+
+
+def _gb(size: int) -> str:
+    return f"{size / GIB:.1f} GiB"
+
+
+def _config_source(model: str, base: str, folder: Path | None) -> Path:
+    """Where the base pipeline of `model` (BASE+TRANSFORMER.gguf) keeps its transformer config: its folder,
+    or its cached snapshot (a GGUF pipeline loads from the cache only: `qia models pull MODEL` fetches it)."""
+    if folder is not None:
+        return folder
+    from qia_cli.models.cache import pipeline_snapshot
+
+    snapshot = pipeline_snapshot(base)
+    if snapshot is None:
+        raise _not_cached(model)
+    return snapshot
 
 
 def is_black(image: Any) -> bool:

@@ -7,7 +7,6 @@ the full VAE's time on a CPU, at the cost of fine detail: textures, small text a
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +24,23 @@ TINY_BY_FAMILY = {
     "sdxl-turbo": "madebyollin/taesdxl",
 }
 _CLASSES = ("AutoencoderTiny", "AutoencoderKL")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 
 
 def check_vae(vae: str | None) -> str:
-    """'full', 'tiny', an existing folder or something shaped like a hub id; else UsageError (no torch)."""
+    """'full', 'tiny', a diffusers VAE folder (config.json naming a VAE class) or something shaped like a
+    hub id; else UsageError or ModelError (no torch)."""
     text = (vae or "full").strip()
     if text.lower() in CHOICES:
         return text.lower()
-    if Path(text).expanduser().exists() or _HUB_ID.match(text):
+    from qia_cli.models.spec import is_repo_id
+
+    folder = Path(text).expanduser()
+    if folder.exists():
+        if not folder.is_dir():
+            raise ModelError(f"VAE {text} is a file, not a diffusers VAE folder")
+        _class_name(folder, text)
+        return text
+    if is_repo_id(text):
         return text
     raise UsageError(
         f"unknown VAE '{vae}'", hint="use full, tiny, a folder with an AutoencoderTiny, or a Hugging Face id"

@@ -12,10 +12,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from qia_cli.llm.types import ModelInfo
+from qia_cli.textsafe import clean_model_text
 
 # One line of answer, then a newline (which is also a stop string, so it never reaches the text): the GBNF
 # grammar of `complete`, for llama.cpp in process and for llama.cpp servers behind the OpenAI API.
 LINE_GRAMMAR = 'root ::= [^\\n]+ "\\n"'
+# The longest answer `max_tokens` tokens can be, in characters: twice what English averages per token. A
+# server that sends more is cut here, so no stage gets more text than it asked for.
+CHARS_PER_TOKEN = 8
 
 
 @dataclass
@@ -57,11 +61,44 @@ class Usage:
         return completion
 
 
+def _clean_doc(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_model_text(value)
+    if isinstance(value, list):
+        return [_clean_doc(v) for v in value]
+    if isinstance(value, dict):
+        return {clean_model_text(str(k)): _clean_doc(v) for k, v in value.items()}
+    return value
+
+
+def cleaned(completion: Completion, *, document: bool = False, max_tokens: int | None = None) -> Completion:
+    """`completion` with terminal escapes, control and invisible characters taken out of its text: what a
+    model writes never reaches a prompt, a file or a terminal with them. Every backend returns through here.
+
+    `document`: the text is JSON, whose strings can spell such characters as escapes (\\u001b); they are
+    cleaned in the parsed document, which is written back as JSON. `max_tokens`: what the call asked for;
+    a longer text is cut to max_tokens * CHARS_PER_TOKEN characters and marked finish_reason "length".
+    """
+    text = completion.text
+    if max_tokens is not None and len(text) > max(1, max_tokens) * CHARS_PER_TOKEN:
+        text = text[: max(1, max_tokens) * CHARS_PER_TOKEN]
+        completion.finish_reason = "length"
+    text = clean_model_text(text).strip()
+    if document and "\\u" in text:
+        try:
+            doc = json.loads(text)
+            text = json.dumps(_clean_doc(doc), ensure_ascii=False)
+        except (ValueError, RecursionError):
+            pass  # not JSON (or nested past reading): parse_json says so later
+    completion.text = text
+    return completion
+
+
 def parse_json(completion: Completion) -> Any | None:
-    """The parsed document, or None when the output was cut off or is not JSON."""
+    """The parsed document, or None when the output was cut off or is not JSON (or nested too deep)."""
     if completion.finish_reason not in (None, "stop"):
         return None
     try:
         return json.loads(completion.text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return None

@@ -11,7 +11,7 @@ from typing import Any
 
 from qia_cli import cpu
 from qia_cli.errors import ModelError
-from qia_cli.llm.base import Completion
+from qia_cli.llm.base import Completion, cleaned
 from qia_cli.llm.gguf_meta import GGUFError
 from qia_cli.llm.profile import read_profile
 from qia_cli.llm.types import ModelInfo
@@ -189,12 +189,14 @@ class LlamaLLM:
             llm = self.model
             text, logprobs, finish = _greedy(llm, prompt, max_tokens, stops)
         mean = sum(logprobs) / len(logprobs) if logprobs else None
-        return Completion(
-            text=text.strip(),
-            finish_reason=finish,
-            tokens=len(logprobs),
-            logprob=mean,
-            min_logprob=min(logprobs) if logprobs else None,
+        return cleaned(
+            Completion(
+                text=text.strip(),
+                finish_reason=finish,
+                tokens=len(logprobs),
+                logprob=mean,
+                min_logprob=min(logprobs) if logprobs else None,
+            )
         )
 
     def json(self, messages: list[dict[str, str]], schema: dict[str, Any], *, max_tokens: int = 256) -> Completion:
@@ -216,10 +218,13 @@ class LlamaLLM:
                 )
         choice = out["choices"][0]
         text = choice["text"] if "text" in choice else choice["message"].get("content")
-        return Completion(
-            text=(text or "").strip(),
-            finish_reason=choice.get("finish_reason"),
-            tokens=out.get("usage", {}).get("completion_tokens", 0),
+        return cleaned(
+            Completion(
+                text=(text or "").strip(),
+                finish_reason=choice.get("finish_reason"),
+                tokens=out.get("usage", {}).get("completion_tokens", 0),
+            ),
+            document=True,
         )
 
     def close(self) -> None:

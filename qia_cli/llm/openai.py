@@ -11,6 +11,11 @@ What servers differ in is found out on the first call and remembered:
 
 Connect errors, 5xx and 429 are retried (3 tries, 0.5 s then 1 s apart); a timeout is not, so a slow
 server fails once, after `llm_timeout` seconds. The API key is sent as a bearer token and never shown.
+
+A server is not trusted to be reasonable: `llm_timeout` bounds each whole request (connecting, sending and
+every byte of the answer, however slowly it trickles in), at most 64 KB of an answer is read, its text is
+cut to what `max_tokens` allows, and an answer that is not the JSON shape the API promises (a token count
+that is not a number, JSON nested too deep to read) is one clear error.
 """
 
 from __future__ import annotations
@@ -19,12 +24,15 @@ import json
 import re
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from qia_cli.errors import ModelError, QiaError, UsageError
-from qia_cli.llm.base import LINE_GRAMMAR, Completion, parse_json
+from qia_cli.llm.base import LINE_GRAMMAR, Completion, cleaned, parse_json
 from qia_cli.llm.types import ModelInfo
+from qia_cli.textsafe import clean_model_text, printable
 
+MAX_ANSWER_BYTES = 64 * 1024  # one answer of a few hundred tokens is a few KB; JSON with logprobs, tens
 TRIES = 3
 BACKOFF = (0.5, 1.0, 2.0)  # seconds before the 2nd, 3rd (and 4th) try
 JSON_MODES = ("json_schema", "json_object", "none")
@@ -37,6 +45,31 @@ class LLMServerError(QiaError):
     def __init__(self, message: str, *, hint: str | None = None, unreachable: bool = False) -> None:
         super().__init__(message, hint=hint)
         self.unreachable = unreachable  # no later request can succeed either: a batch stops
+
+
+class _Deadline(Exception):
+    """The request's total time (llm_timeout) ran out."""
+
+
+@dataclass
+class Reply:
+    """An HTTP answer as read: the status, at most MAX_ANSWER_BYTES of the body, and whether there was more."""
+
+    status_code: int
+    content: bytes
+    path: str
+    truncated: bool = False
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        """The body as JSON; ValueError for anything else, also for JSON nested too deep to read."""
+        try:
+            return json.loads(self.content)
+        except RecursionError:
+            raise ValueError("JSON nested too deep") from None
 
 
 def _display(url: str) -> str:
@@ -70,8 +103,12 @@ def _reason(exc: Exception) -> str:
     return text
 
 
-def _error_text(resp) -> str:
-    """The server's own error message from a JSON or text body, short."""
+def _error_text(resp: Reply) -> str:
+    """The server's own error message from a JSON or text body, short (and free of terminal escapes)."""
+    return clean_model_text(_raw_error_text(resp)).strip()
+
+
+def _raw_error_text(resp: Reply) -> str:
     try:
         data = resp.json()
     except ValueError:
@@ -172,19 +209,11 @@ class OpenAILLM:
                 data = self._ok(resp)
                 self.use_completions = True
                 choice = self._choice(data)
-                return Completion(
-                    text=str(choice.get("text") or "").strip(),
-                    finish_reason=choice.get("finish_reason"),
-                    tokens=self._tokens(data),
-                )
+                return self._answer(_field(choice, "text"), choice, data, max_tokens)
         data = self._ok(self._post("/chat/completions", {**base, "messages": [{"role": "user", "content": prompt}]}))
         choice = self._choice(data)
-        text = str((choice.get("message") or {}).get("content") or "").strip()
-        return Completion(
-            text=text.splitlines()[0].strip() if text else "",
-            finish_reason=choice.get("finish_reason"),
-            tokens=self._tokens(data),
-        )
+        text = clean_model_text(self._content(choice)).strip()
+        return self._answer(text.splitlines()[0] if text else "", choice, data, max_tokens)
 
     def json(self, messages: list[dict[str, str]], schema: dict[str, Any], *, max_tokens: int = 256) -> Completion:
         while True:
@@ -204,8 +233,7 @@ class OpenAILLM:
             data = self._ok(resp)
             break
         choice = self._choice(data)
-        text = _strip_fence(str((choice.get("message") or {}).get("content") or "")).strip()
-        completion = Completion(text=text, finish_reason=choice.get("finish_reason"), tokens=self._tokens(data))
+        completion = self._answer(_strip_fence(self._content(choice)), choice, data, max_tokens, document=True)
         if mode != "json_schema" and not _fits(parse_json(completion), schema):
             completion.finish_reason = "invalid"  # parse_json gives None: the planner treats it as no answer
         return completion
@@ -217,6 +245,48 @@ class OpenAILLM:
         if client is not None:
             client.close()
 
+    # -- reading an answer ----------------------------------------------------------------------
+    def _answer(
+        self, text: str, choice: dict[str, Any], data: dict[str, Any], max_tokens: int, *, document: bool = False
+    ) -> Completion:
+        """A Completion from a checked answer: clean text, cut to what `max_tokens` allows."""
+        finish = choice.get("finish_reason")
+        completion = Completion(
+            text=text,
+            finish_reason=finish if isinstance(finish, str) else None,
+            tokens=self._tokens(data, max_tokens),
+        )
+        return cleaned(completion, document=document, max_tokens=max_tokens)
+
+    def _unreadable(self, what: str) -> LLMServerError:
+        return LLMServerError(
+            f"the LLM server at {self.url} sent an answer qia cannot read: {what}",
+            hint="is it an OpenAI-compatible API? (llama.cpp's server, vLLM, Ollama)",
+        )
+
+    def _content(self, choice: dict[str, Any]) -> str:
+        message = choice.get("message")
+        if message is None:
+            return ""
+        if not isinstance(message, dict):
+            raise self._unreadable("choices[0].message is not an object")
+        return _field(message, "content")
+
+    def _tokens(self, data: dict[str, Any], max_tokens: int) -> int:
+        """usage.completion_tokens (0 when absent), never more than was asked for; an error when it is not
+        a count."""
+        usage = data.get("usage")
+        if usage is None:
+            return 0
+        if not isinstance(usage, dict):
+            raise self._unreadable("usage is not an object")
+        count = usage.get("completion_tokens")
+        if count is None:
+            return 0
+        if isinstance(count, bool) or not isinstance(count, (int, float)) or count != count or count < 0:
+            raise self._unreadable(f"usage.completion_tokens is {printable(repr(count)[:40])}, not a count")
+        return min(int(count), max_tokens) if count != float("inf") else max_tokens
+
     # -- HTTP -----------------------------------------------------------------------------------
     @property
     def client(self):
@@ -224,31 +294,38 @@ class OpenAILLM:
             if self._client is None:
                 import httpx
 
-                headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+                headers = {"Accept-Encoding": "identity"}  # what is read is what is counted: no zip bombs
+                if self._api_key:
+                    headers["Authorization"] = f"Bearer {self._api_key}"
                 self._client = httpx.Client(timeout=httpx.Timeout(self.timeout), headers=headers)
             return self._client
 
     def _mask(self, text: str) -> str:
         return text.replace(self._api_key, "***") if self._api_key else text
 
-    def _post(self, path: str, body: dict[str, Any]):
+    def _post(self, path: str, body: dict[str, Any]) -> Reply:
         if self.model is None and not self._resolved:
             self._model_name()
         if self.model:
             body = {"model": self.model, **body}
         return self._send("POST", path, body)
 
-    def _send(self, method: str, path: str, body: dict[str, Any] | None = None):
-        """One request with bounded retries; raises for what no caller can handle."""
+    def _send(self, method: str, path: str, body: dict[str, Any] | None = None) -> Reply:
+        """One request with bounded retries, all within `timeout` seconds; raises for what no caller can
+        handle."""
         import httpx
 
+        deadline = time.monotonic() + self.timeout
         last = ""
         for attempt in range(self.tries):
             if attempt:
-                time.sleep(self.backoff[min(attempt - 1, len(self.backoff) - 1)])
+                pause = self.backoff[min(attempt - 1, len(self.backoff) - 1)]
+                if time.monotonic() + pause >= deadline:
+                    break
+                time.sleep(pause)
             try:
-                resp = self.client.request(method, self.base_url + path, json=body)
-            except httpx.TimeoutException:
+                resp = self._exchange(method, self.base_url + path, body, deadline)
+            except (_Deadline, httpx.TimeoutException):
                 raise LLMServerError(
                     f"no answer from {self.url} within {self.timeout:g} s",
                     hint="the server may be busy or loading a model; raise llm_timeout (QIA_LLM_TIMEOUT) if it is just slow",
@@ -268,20 +345,61 @@ class OpenAILLM:
             return resp
         if last.startswith("HTTP "):
             raise LLMServerError(f"the LLM server at {self.url} failed {self.tries} times: {last}")
+        if not last:
+            raise LLMServerError(f"no answer from {self.url} within {self.timeout:g} s")
         raise LLMServerError(
             f"cannot reach the LLM server at {self.url}: {last}",
             hint="is the server running? e.g. python -m llama_cpp.server --model FILE.gguf",
             unreachable=True,
         )
 
-    def _mentions_model(self, resp) -> bool:
+    def _exchange(self, method: str, url: str, body: dict[str, Any] | None, deadline: float) -> Reply:
+        """The request, run on a daemon thread so that the deadline holds whatever the server does (httpx's
+        timeouts apply to each read: a byte every few seconds would never trip them). _Deadline when it
+        passes; the thread stops reading at its next chunk."""
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def work() -> None:
+            try:
+                box["reply"] = self._read(method, url, body, deadline)
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                box["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=work, name="qia-llm-request", daemon=True).start()
+        if not done.wait(max(0.0, deadline - time.monotonic())):
+            raise _Deadline
+        if "error" in box:
+            raise box["error"]
+        return box["reply"]
+
+    def _read(self, method: str, url: str, body: dict[str, Any] | None, deadline: float) -> Reply:
+        import httpx
+
+        left = max(0.01, deadline - time.monotonic())
+        with self.client.stream(method, url, json=body, timeout=httpx.Timeout(left)) as resp:
+            data = bytearray()
+            truncated = False
+            for chunk in resp.iter_bytes():
+                data += chunk
+                if len(data) > MAX_ANSWER_BYTES:
+                    del data[MAX_ANSWER_BYTES:]
+                    truncated = True
+                    break
+                if time.monotonic() > deadline:
+                    raise _Deadline
+            return Reply(resp.status_code, bytes(data), resp.request.url.path, truncated)
+
+    def _mentions_model(self, resp: Reply) -> bool:
         """An error about the model named in the request (unknown, not pulled), not about the request."""
         if not self.model:
             return False  # the server picked its own default
         text = _error_text(resp).lower()
         return "model" in text and any(s in text for s in (self.model.lower(), "not found", "does not exist"))
 
-    def _ok(self, resp) -> dict[str, Any]:
+    def _ok(self, resp: Reply) -> dict[str, Any]:
         """The JSON body of a 2xx answer, or a clear error for the rest."""
         if resp.status_code >= 400:
             message = self._mask(_error_text(resp))
@@ -292,16 +410,22 @@ class OpenAILLM:
                         f"the LLM server at {self.url} has no model '{self.model}' ({resp.status_code})", hint=hint
                     )
                 raise LLMServerError(
-                    f"the LLM server at {self.url} has no {resp.request.url.path} endpoint (404)",
+                    f"the LLM server at {self.url} has no {resp.path} endpoint (404)",
                     hint="the URL should be the API base, often ending in /v1",
                 )
             raise LLMServerError(f"the LLM server at {self.url} refused the request ({resp.status_code}): {message}")
+        if resp.truncated:
+            raise LLMServerError(
+                f"the LLM server at {self.url} sent more than {MAX_ANSWER_BYTES // 1024} KB for one answer",
+                hint="qia asks for a few hundred tokens at most; is the server honouring max_tokens?",
+            )
         try:
             data = resp.json()
-        except ValueError:
-            data = None
+        except ValueError as exc:
+            what = "JSON nested too deep" if "deep" in str(exc) else "not JSON"
+            raise LLMServerError(f"the LLM server at {self.url} sent an answer that is {what}") from None
         if not isinstance(data, dict):
-            raise LLMServerError(f"the LLM server at {self.url} sent an answer that is not JSON")
+            raise LLMServerError(f"the LLM server at {self.url} sent an answer that is not a JSON object")
         return data
 
     def _choice(self, data: dict[str, Any]) -> dict[str, Any]:
@@ -310,20 +434,18 @@ class OpenAILLM:
             raise LLMServerError(f"the LLM server at {self.url} sent an answer without choices")
         return choices[0]
 
-    @staticmethod
-    def _tokens(data: dict[str, Any]) -> int:
-        usage = data.get("usage")
-        return int(usage.get("completion_tokens") or 0) if isinstance(usage, dict) else 0
-
     def _model_ids(self) -> list[str]:
         resp = self._send("GET", "/models")
-        if resp.status_code >= 400:
+        if resp.status_code >= 400 or resp.truncated:
             return []
         try:
-            data = resp.json().get("data") or []
-        except (ValueError, AttributeError):
+            data = resp.json()
+        except ValueError:
             return []
-        return [str(m["id"]) for m in data if isinstance(m, dict) and m.get("id")]
+        models = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(models, list):
+            return []
+        return [clean_model_text(str(m["id"])) for m in models if isinstance(m, dict) and m.get("id")]
 
     def _model_name(self) -> str | None:
         """The model named in the spec, else the server's first `/models` entry (asked once)."""
@@ -332,6 +454,14 @@ class OpenAILLM:
             self.model = ids[0] if ids else None
             self._resolved = True
         return self.model
+
+
+def _field(holder: dict[str, Any], key: str) -> str:
+    """A text field of an answer: a string, or nothing; other JSON types are written out."""
+    value = holder.get(key)
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value)[:MAX_ANSWER_BYTES]
 
 
 def _fits(doc: Any, schema: dict[str, Any]) -> bool:

@@ -28,7 +28,7 @@ from qia_cli.errors import MemoryCorruptError, QiaError, UsageError
 from qia_cli.fsutil import atomic_write_bytes, make_private_dirs
 from qia_cli.memory.recall import Index, Recall, infer_kind, infer_names
 from qia_cli.memory.recall import find_session as _find_session
-from qia_cli.textsafe import clean_input, visible
+from qia_cli.textsafe import clean_input, injected, visible
 
 SCHEMA_VERSION = 1
 MAX_SESSIONS = 500
@@ -122,6 +122,16 @@ def clean_text(text: str, what: str = "the text") -> str:
     return text if visible(text) else ""
 
 
+def refuse_orders(text: str, what: str = "the text to remember") -> None:
+    """Memory is data about you that reaches every prompt: text that reads as an instruction to the model
+    ("... ignore previous instructions") is refused, as it is in search results."""
+    if injected(text):
+        raise UsageError(
+            f"{what} reads as an instruction to the model, not as something about you: not remembered",
+            hint="say what you like or what something is, e.g. 'I prefer watercolour' or 'Biscuit is my dog'",
+        )
+
+
 def clean_names(names: list[str], what: str = "a name") -> list[str]:
     out = [n for n in (re.sub(r"\s+", " ", clean_input(str(n), what=what)).strip() for n in names) if visible(n)]
     return [n[:100] for n in dict.fromkeys(out)][:MAX_NAMES]
@@ -210,6 +220,7 @@ def _import_entries(items: Any) -> list[dict]:
         item["text"] = clean_text(item["text"], what=f"{where}.text")
         if not item["text"]:
             raise UsageError(f"{where}.text is empty")
+        refuse_orders(item["text"], what=f"{where}.text")
         if not isinstance(item.get("id"), str) or not item["id"].strip():
             item["id"] = ""  # assigned on import
         if item.get("kind") is None:
@@ -355,6 +366,7 @@ class MemoryStore:
         text = clean_text(text, what="the text to remember")
         if not text:
             raise UsageError("nothing to remember: the text is empty")
+        refuse_orders(text)
         kind = kind or cast(Kind, infer_kind(text))  # infer_kind returns one of Kind's values
         if names is None:
             names = [] if kind == "preference" else infer_names(text)
@@ -482,8 +494,13 @@ class MemoryStore:
     # --- recall and sessions ---------------------------------------------------------
 
     def recall(self, request: str, limit: int = 8) -> Recall:
-        """Entries named in the request, facts sharing a rare word with it, and the preferences."""
-        return self.index().recall(request, limit=limit)
+        """Entries named in the request, facts sharing a rare word with it, and the preferences. An entry
+        that reads as an instruction to the model (from a file written before such entries were refused, or
+        by hand) is never recalled."""
+        found = self.index().recall(request, limit=limit)
+        for group in (found.entities, found.facts, found.preferences):
+            group[:] = [e for e in group if not injected(e.text)]
+        return found
 
     def add_session(self, record: SessionRecord | dict) -> SessionRecord:
         record = record if isinstance(record, SessionRecord) else SessionRecord.model_validate(record)

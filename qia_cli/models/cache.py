@@ -12,7 +12,9 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qia_cli.errors import UsageError
 from qia_cli.models import catalog, pipeline
+from qia_cli.textsafe import printable
 
 
 def hub_cache_dir() -> Path:
@@ -84,9 +86,10 @@ class CachedPipeline:
     variant: str | None = None
 
 
-def pipeline_missing(repo: str, snapshot: Path) -> list[str]:
-    """What loading the cached pipeline lacks (empty when it loads offline)."""
-    return pipeline.missing(snapshot, repo_tree(repo, snapshot.name))
+def pipeline_missing(repo: str, snapshot: Path, skip_weights: tuple[str, ...] = ()) -> list[str]:
+    """What loading the cached pipeline lacks (empty when it loads offline); `skip_weights`: components
+    whose weights come from elsewhere (a GGUF transformer)."""
+    return pipeline.missing(snapshot, repo_tree(repo, snapshot.name), skip_weights)
 
 
 def _repos():
@@ -171,24 +174,57 @@ def pipeline_snapshot(repo: str) -> Path | None:
 
 
 # -- removal -------------------------------------------------------------------------------------------
+def _real(path: Path) -> Path:
+    return Path(os.path.realpath(path))
+
+
 def _blob(path: Path) -> Path:
-    return Path(os.path.realpath(path)) if path.is_symlink() else path
+    return _real(path) if path.is_symlink() else path
+
+
+def _inside_cache(repo: str, file: str) -> Path:
+    """The repository folder, after checking that `repo` and `file` name nothing outside it: a UsageError
+    for '..', '.', empty parts, absolute paths and backslashes, whatever the caller checked before."""
+    from qia_cli.models.spec import is_repo_id, name_problem
+
+    problem = None if is_repo_id(repo) else "not an ORG/REPO id"
+    problem = problem or (name_problem(file) if file else "no file named")
+    if problem:
+        raise UsageError(f"'{printable(repo)}/{printable(file)}' is not a file in the cache: {problem}")
+    folder = repo_folder(repo)
+    if not _real(folder).is_relative_to(_real(hub_cache_dir())):
+        raise UsageError(f"{printable(repo)}: its cache folder is outside {hub_cache_dir()}")
+    return folder
 
 
 def remove_file(repo: str, file: str) -> int | None:
     """Delete `file` from every snapshot of `repo`, with the blobs no other snapshot file uses; the whole
-    repository folder goes when nothing else is left in it. Returns the bytes freed, None when not cached."""
-    folder = repo_folder(repo)
+    repository folder goes when nothing else is left in it. Returns the bytes freed, None when not cached.
+
+    Nothing outside the repository folder is touched: a name that would lead out is a UsageError, and a
+    snapshot link whose target lies outside the folder's blobs loses only the link.
+    """
+    folder = _inside_cache(repo, file)
     snapshots = folder / "snapshots"
     if not snapshots.is_dir():
         return None
-    targets = [s / file for s in snapshots.iterdir() if (s / file).is_file() or (s / file).is_symlink()]
+    targets = []
+    for snap in snapshots.iterdir():
+        target = snap / file
+        if not (target.is_file() or target.is_symlink()):
+            continue
+        if not _real(target.parent).is_relative_to(_real(snapshots)):  # a linked folder (or snapshot) leading out
+            raise UsageError(f"{printable(repo)}/{printable(file)} leads outside the cache; nothing was removed")
+        targets.append(target)
     if not targets:
         return None
     doomed = {_blob(t) for t in targets}
     keep = {_blob(p) for p in snapshots.rglob("*") if (p.is_file() or p.is_symlink()) and p not in targets}
     freed = 0
+    inside = (_real(folder / "blobs"), _real(snapshots))
     for blob in doomed - keep:
+        if not any(_real(blob).is_relative_to(root) for root in inside):
+            continue  # a link to something outside the repository folder: only the link goes
         try:
             freed += blob.stat().st_size
             blob.unlink()
@@ -205,6 +241,10 @@ def remove_file(repo: str, file: str) -> int | None:
 
 def remove_repo(repo: str) -> int | None:
     """Delete every cached revision of `repo` through huggingface_hub; the bytes freed, None when not cached."""
+    from qia_cli.models.spec import is_repo_id
+
+    if not is_repo_id(repo):
+        raise UsageError(f"'{printable(repo)}' is not an ORG/REPO id; nothing was removed")
     for cached in _repos():
         if cached.repo_id == repo:
             from huggingface_hub import scan_cache_dir

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from qia_cli.errors import ModelError
+from qia_cli.errors import ModelError, UsageError
 from qia_cli.models import cache, pipeline
 from qia_cli.models.spec import parse, resolve_llm
 
@@ -66,10 +66,11 @@ def describe_llm(name: str) -> dict[str, Any]:
             "error": None,
             "profile": None,
         }
-    spec = parse(name)
+    spec = None
     try:
+        spec = None if Path(name).expanduser().exists() else parse(name)  # a local file wins over a name
         hit = resolve_llm(name)
-    except ModelError as exc:
+    except UsageError as exc:  # a name that is not pulled (ModelError), or no name at all ('..', '//')
         return {
             "name": name,
             "kind": "pulled",
@@ -79,7 +80,7 @@ def describe_llm(name: str) -> dict[str, Any]:
             "size": None,
             "available": False,
             "error": exc.message,
-            "hint": exc.hint,
+            "hint": exc.hint if isinstance(exc, ModelError) else None,  # a command that gets it
             "profile": None,
         }
     if hit is not None:
@@ -127,7 +128,53 @@ def _folder_size(folder: Path) -> int:
 
 
 def describe_image(name: str, cached: list[cache.CachedPipeline] | None = None) -> dict[str, Any]:
-    """The image model `name` names: a local pipeline folder or a Hub id, and whether it loads offline."""
+    """The image model `name` names (a local pipeline folder, a Hub id, either with a GGUF transformer),
+    whether it loads offline, and its family."""
+    from qia_cli.imaging.families import defaults_for
+
+    data = _describe_image(name, cached)
+    data["family"] = defaults_for(name).family
+    return data
+
+
+def _describe_quant(name: str, qspec, cached: list[cache.CachedPipeline] | None) -> dict[str, Any]:
+    """BASE+TRANSFORMER.gguf: the base pipeline (whose own transformer weights are not needed) and the file."""
+    from qia_cli.errors import QiaError
+    from qia_cli.imaging import quant
+
+    base = _describe_image(qspec.base, cached, skip_weights=("transformer",))
+    data = {**base, "name": name, "kind": "quant", "base": qspec.base, "transformer": None}
+    try:
+        gguf = quant.gguf_path(qspec, name)
+    except QiaError as exc:
+        return {**data, "available": False, "error": exc.message, "hint": f"qia models pull {name}"}
+    data["transformer"] = str(gguf)
+    data["size"] = (base.get("size") or 0) + gguf.stat().st_size
+    if base.get("hint"):
+        data["hint"] = f"qia models pull {name}"
+    return data
+
+
+def _describe_image(
+    name: str, cached: list[cache.CachedPipeline] | None = None, skip_weights: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    from qia_cli.errors import UsageError
+    from qia_cli.imaging import quant
+
+    try:
+        qspec = quant.split(name)
+    except UsageError as exc:
+        return {
+            "name": name,
+            "kind": "quant",
+            "path": None,
+            "available": False,
+            "size": None,
+            "error": exc.message,
+            "hint": None,
+        }
+    if qspec is not None:
+        return _describe_quant(name, qspec, cached)
     path = Path(name).expanduser()
     if path.exists():
         index = pipeline.read_index(path) if path.is_dir() else {}
@@ -143,11 +190,25 @@ def describe_image(name: str, cached: list[cache.CachedPipeline] | None = None) 
             "error": None if ok else "not a diffusers pipeline folder (no model_index.json)",
             "hint": None,
         }
-    spec = parse(name)
+    try:
+        spec = parse(name)
+    except UsageError as exc:  # a name with '..' or empty parts
+        return {
+            "name": name,
+            "kind": "hub",
+            "path": None,
+            "available": False,
+            "size": None,
+            "error": exc.message,
+            "hint": None,
+        }
     if spec is not None and spec.kind == "pipeline":
         cached = cache.scan()[1] if cached is None else cached
         hit = next((m for m in cached if m.id == name), None)
-        if hit is not None and hit.complete:
+        complete = hit is not None and (
+            hit.complete or not cache.pipeline_missing(name, Path(hit.snapshot), skip_weights)
+        )
+        if hit is not None and complete:
             return {
                 "name": name,
                 "kind": "hub",

@@ -64,8 +64,9 @@ def _weight(name: str):
     return (match.group("fmt"), match.group("variant")) if match else None
 
 
-def select(paths: list[str], index: dict) -> Selection:
-    """The files of `paths` (repository paths) that loading the pipeline of `index` reads."""
+def select(paths: list[str], index: dict, skip_weights: tuple[str, ...] = ()) -> Selection:
+    """The files of `paths` (repository paths) that loading the pipeline of `index` reads; of the components
+    in `skip_weights` (a transformer that a GGUF file replaces) only the configs."""
     folders: dict[str, dict[str, tuple | None]] = {}  # component -> {path: (format, variant) or None}
     chosen = [p for p in paths if "/" not in p and p in ROOT_FILES]
     for path in paths:
@@ -84,9 +85,32 @@ def select(paths: list[str], index: dict) -> Selection:
             chosen += [p for p in files if not p.lower().endswith(OTHER_WEIGHTS)]
             continue
         variant = VARIANT if (fmt, VARIANT) in files.values() else None
-        chosen += [p for p, w in files.items() if w == (fmt, variant)]
+        if comp not in skip_weights:
+            chosen += [p for p, w in files.items() if w == (fmt, variant)]
         chosen += [p for p in files if p == f"{comp}/config.json"]
     return Selection(sorted(dict.fromkeys(chosen)), VARIANT if has_variant else None, fmt)
+
+
+def weights_size(folder: Path, skip: tuple[str, ...] = ()) -> int:
+    """Bytes of the weight files loading the pipeline at `folder` reads (per component one format, the fp16
+    variant where it is there), leaving out the components in `skip`."""
+    folder = Path(folder)
+    total = 0
+    for comp in components(read_index(folder)):
+        sub = folder / comp
+        if comp in skip or comp in SKIPPED_COMPONENTS or not sub.is_dir():
+            continue
+        groups: dict[tuple[str, str | None], int] = {}
+        for path in sub.iterdir():
+            kind = WEIGHT.match(path.name)
+            if kind and path.is_file():
+                key = (kind.group("fmt"), kind.group("variant"))
+                groups[key] = groups.get(key, 0) + path.stat().st_size
+        for key in (("safetensors", VARIANT), ("safetensors", None), ("bin", VARIANT), ("bin", None)):
+            if key in groups:
+                total += groups[key]
+                break
+    return total
 
 
 def local_variant(folder: Path) -> str | None:
@@ -106,19 +130,23 @@ def local_variant(folder: Path) -> str | None:
     return None
 
 
-def missing(folder: Path, paths: list[str] | None) -> list[str]:
+def missing(folder: Path, paths: list[str] | None, skip_weights: tuple[str, ...] = ()) -> list[str]:
     """What loading the pipeline at `folder` lacks: against the repository's file list when known,
-    else a weight file for every component folder that has a config.json."""
+    else a weight file for every component folder that has a config.json (but those in `skip_weights`)."""
     folder = Path(folder)
     index = read_index(folder)
     if not index:
         return ["model_index.json"]
     if paths is not None:
-        return [p for p in select(paths, index).files if not (folder / p).is_file()]
+        return [p for p in select(paths, index, skip_weights).files if not (folder / p).is_file()]
     lacking = []
     for comp in components(index):
         sub = folder / comp
         if comp in SKIPPED_COMPONENTS or index[comp][:1] == [None]:
+            continue
+        if comp in skip_weights:
+            if not (sub / "config.json").is_file():
+                lacking.append(f"{comp}/config.json")
             continue
         if not sub.is_dir():
             lacking.append(f"{comp}/")

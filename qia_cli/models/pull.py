@@ -26,7 +26,7 @@ DEFAULT_ENDPOINT = "https://huggingface.co"
 @dataclass
 class PullResult:
     spec: str
-    kind: str  # gguf | pipeline
+    kind: str  # gguf | pipeline | quant (a pipeline with a GGUF transformer)
     repo: str
     file: str | None
     path: str  # the GGUF, or the pipeline's snapshot folder
@@ -73,6 +73,15 @@ def human(size: int | None) -> str:
 
 def pull(text: str, *, say: Callable[[str], None] = lambda _m: None, bars: bool = False) -> PullResult:
     """Pull what `text` names; what is cached already returns at once, without the network."""
+    from qia_cli.imaging import quant
+    from qia_cli.models import image_catalog
+
+    entry = image_catalog.find(text)
+    if entry is not None and entry.spec != text:
+        text = entry.spec  # an image catalog name: its pipeline (and GGUF transformer)
+    qspec = quant.split(text)
+    if qspec is not None:
+        return _pull_quant(qspec, text, say, bars)
     spec = parse(text)
     if spec is None:
         if Path(text).expanduser().exists():
@@ -140,9 +149,44 @@ def _pull_gguf(spec: Spec, say: Callable[[str], None]) -> PullResult:
     )
 
 
-def _pull_pipeline(spec: Spec, say: Callable[[str], None]) -> PullResult:
+def _pull_quant(qspec, text: str, say: Callable[[str], None], bars: bool) -> PullResult:
+    """BASE+TRANSFORMER.gguf: the base pipeline without its transformer's weights, and the GGUF file (each
+    only when it is on the Hub: a local folder or file is used as it is)."""
+    from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+
+    (enable_progress_bars if bars else disable_progress_bars)()
+    start = time.perf_counter()
+    parts: list[PullResult] = []
+    if not Path(qspec.base).expanduser().exists():
+        base = parse(qspec.base)
+        if base is None or base.kind != "pipeline":
+            raise UsageError(f"cannot pull '{qspec.base}': not ORG/REPO or a local pipeline folder")
+        parts.append(_pull_pipeline(base, say, skip_weights=("transformer",)))
+    if not qspec.gguf_is_local:
+        repo, file = qspec.hub_parts
+        parts.append(_pull_gguf(Spec(qspec.gguf, "gguf", repo, file), say))
+    if not parts:
+        raise UsageError(
+            f"{text} names a local folder and a local file: there is nothing to pull", hint=f"use it: --model {text}"
+        )
+    gguf = next((p for p in parts if p.kind == "gguf"), None)
+    return PullResult(
+        text,
+        "quant",
+        qspec.base,
+        qspec.gguf,
+        gguf.path if gguf else str(Path(qspec.gguf).expanduser()),
+        sum(p.size for p in parts),
+        all(p.cached for p in parts),
+        round(time.perf_counter() - start, 3),
+        files=[f for p in parts for f in p.files],
+        variant=next((p.variant for p in parts if p.kind == "pipeline"), None),
+    )
+
+
+def _pull_pipeline(spec: Spec, say: Callable[[str], None], skip_weights: tuple[str, ...] = ()) -> PullResult:
     snapshot = cache.pipeline_snapshot(spec.repo)
-    if snapshot is not None and not cache.pipeline_missing(spec.repo, snapshot):
+    if snapshot is not None and not cache.pipeline_missing(spec.repo, snapshot, skip_weights):
         return PullResult(
             spec.text,
             "pipeline",
@@ -188,7 +232,7 @@ def _pull_pipeline(spec: Spec, say: Callable[[str], None]) -> PullResult:
         raise ModelError(f"{spec.repo}: model_index.json is not valid JSON") from None
     except Exception as exc:  # noqa: BLE001
         raise explain(exc, spec) from None
-    chosen = pipeline.select(list(tree), index if isinstance(index, dict) else {})
+    chosen = pipeline.select(list(tree), index if isinstance(index, dict) else {}, skip_weights)
     needed, total = sum(tree[f] or 0 for f in chosen.files), sum(v or 0 for v in tree.values())
     say(
         f"pulling {spec.repo}: {len(chosen.files)} of {len(tree)} files, {human(needed)} of the repository's "
@@ -200,7 +244,7 @@ def _pull_pipeline(spec: Spec, say: Callable[[str], None]) -> PullResult:
         )
     except Exception as exc:  # noqa: BLE001
         raise explain(exc, spec) from None
-    lacking = pipeline.missing(folder, list(tree))
+    lacking = pipeline.missing(folder, list(tree), skip_weights)
     if lacking:
         raise QiaError(
             f"the pull of {spec.repo} is incomplete: {', '.join(lacking[:3])} missing",

@@ -19,7 +19,11 @@ Asker = Callable[[list[Question]], dict[str, str | None]]
 
 
 def _noun(gap: Gap) -> str:
-    return (gap.span or "it").split()[-1]
+    """What a personal gap is about, without its owner: "my sister's cat" -> "sister's cat"."""
+    span = gap.span or "it"
+    if gap.kind == "personal":
+        return re.sub(r"^(?:my|our)\s+", "", span, flags=re.I)
+    return span.split()[-1]
 
 
 def question_for(gap: Gap, request: str) -> tuple[str, str | None]:

@@ -6,20 +6,56 @@ import re
 
 from qia_cli.agent.types import Evidence, Gap
 
-FIRST_PERSON = [
-    (re.compile(r"\bI\s+(?:always\s+)?(?:prefer|like|love|want)\s+", re.I), ""),
-    (re.compile(r"\b(?:always\s+)?use\s+", re.I), ""),
-    (re.compile(r"\bmy\b", re.I), "the"),
-    (re.compile(r"\bour\b", re.I), "the"),
+_OWNER = r"(?i:my|our)\s+(?:[\w-]+\s+){0,2}?[\w-]+(?:'s\s+(?:[\w-]+\s+){0,2}?[\w-]+)?"
+_NAME = r"[A-Z][\w-]*(?:\s+[A-Z][\w-]*)*"
+# "Biscuit is my dog, a three-legged corgi" / "My dog Pepper is a black labrador ..." / "Our cabin is a red
+# log cabin ...": who it is and what it looks like, without the sentence about the user.
+_NAMED_IS_MINE = re.compile(rf"^(?P<name>{_NAME})\s+(?:is|was)\s+(?P<owner>{_OWNER})\s*(?:,\s*(?P<rest>.+))?$")
+_MINE_NAMED = re.compile(rf"^(?P<owner>{_OWNER}?)\s+(?P<name>{_NAME})\s+(?P<verb>is|has|wears)\s+(?P<rest>.+)$")
+_MINE_IS = re.compile(rf"^(?P<owner>{_OWNER})\s+(?P<verb>is|are|has|have|wears)\s+(?P<rest>.+)$", re.I)
+_VERBS = [
+    (re.compile(r"^(?:has|have)\s+", re.I), "with "),
+    (re.compile(r"^(?:always\s+|usually\s+|often\s+)?(?:wears|is\s+wearing)\s+", re.I), "wearing "),
+    (re.compile(r"\band\s+(?:always\s+|usually\s+|often\s+)?(?:wears|is\s+wearing)\s+", re.I), "and wearing "),
+    (re.compile(r"\band\s+(?:has|have)\s+", re.I), "and with "),
 ]
+_PREFERENCE = re.compile(
+    r"\bI\s+(?:always\s+|usually\s+|really\s+)?(?:prefer|like|love|want)\s+|\b(?:always\s+)?use\s+", re.I
+)
+
+
+def _head(owner: str) -> str:
+    """'my dog' -> 'dog'; "my sister's cat" -> 'cat'."""
+    return owner.split()[-1]
+
+
+def _predicate(verb: str, rest: str) -> str:
+    text = f"{verb} {rest}" if verb.lower() not in ("is", "are") else rest
+    for pattern, repl in _VERBS:
+        text = pattern.sub(repl, text)
+    return text
 
 
 def visual_text(text: str) -> str:
-    """'Biscuit is my dog, a three-legged corgi' -> 'Biscuit is the dog, a three-legged corgi'."""
-    out = text.strip().rstrip(".")
-    for pattern, repl in FIRST_PERSON:
-        out = pattern.sub(repl, out)
-    return re.sub(r"\s+", " ", out).strip()
+    """A memory entry as what to draw, not as a sentence about the user:
+    'Biscuit is my dog, a three-legged corgi' -> 'Biscuit, a three-legged corgi';
+    'My dog Pepper is a black labrador' -> 'Pepper, a black labrador';
+    'My grandfather Tomas has a white beard and always wears a cap' -> 'Tomas, with a white beard and wearing a cap';
+    'Our cabin is a red log cabin by a lake' -> 'a red log cabin by a lake';
+    'I prefer watercolour illustrations' -> 'watercolour illustrations'."""
+    out = re.sub(r"\s+", " ", text.strip().rstrip("."))
+    m = _NAMED_IS_MINE.match(out)
+    if m:
+        return f"{m['name']}, {m['rest']}" if m["rest"] else f"{m['name']}, a {_head(m['owner'])}"
+    m = _MINE_NAMED.match(out)
+    if m and m["owner"].strip():
+        return f"{m['name']}, {_predicate(m['verb'], m['rest'])}"
+    m = _MINE_IS.match(out)
+    if m:
+        predicate = _predicate(m["verb"], m["rest"])
+        return predicate if m["verb"].lower() in ("is", "are") else f"the {_head(m['owner'])} {predicate}"
+    out = _PREFERENCE.sub("", out)
+    return re.sub(r"\b(?:my|our)\b", "the", out, flags=re.I).strip()
 
 
 def ground_memory(store, request: str, gaps: list[Gap]) -> tuple[list[Evidence], list[str]]:

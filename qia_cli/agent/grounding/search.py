@@ -9,26 +9,13 @@ results; otherwise the best-matching sentence of the results is used instead.
 from __future__ import annotations
 
 import re
-import unicodedata
 from urllib.parse import unquote, urlsplit
 
 from qia_cli.agent.rules import content_words
 from qia_cli.agent.types import Evidence, Gap
 from qia_cli.llm.base import LLM, Usage
+from qia_cli.textsafe import INJECTION, injected  # shared with memory (moved from here)
 
-INJECTION = re.compile(
-    r"(ignore|disregard|forget|override)\b.{0,40}\b(instruction|prompt|rule|above|previous|everything)|"
-    r"\b(system\s+prompt|you\s+are\s+now|you\s+must|new\s+instructions?|act\s+as|jailbreak|do\s+not\s+follow|"
-    r"instead\s+(?:draw|generate|render|make)|assistant:|user:)|"
-    # a role marker: "SYSTEM:" anywhere in capitals, "system:" / "developer:" opening the text or a sentence
-    r"(?-i:\b(?:SYSTEM|DEVELOPER|ASSISTANT|USER)\s*:)|(?:^|[.!?>\]|]\s*)(?:system|developer)\s*:|"
-    # orders about the prompt itself: "the prompt must be ...", "your output should ..."
-    r"\b(?:the|your|this|final)\s+(?:image\s+)?(?:prompt|output|response)\s+"
-    r"(?:must|should|shall|has\s+to|needs\s+to|is\s+to)\b|"
-    # chat-template tokens
-    r"\[/?inst\]|<\|?im_(?:start|end)\|?>|<</?sys>>|<\|(?:system|user|assistant|eot_id)\|>",
-    re.IGNORECASE,
-)
 SENTENCE = re.compile(r"(?<=[.!?])\s+")
 CITATION = re.compile(r"\[\d+\]\s*")
 # Lead-ins a model puts before the fact: "The answer is: ...", "According to the results, ...".
@@ -116,11 +103,6 @@ def extract_fact(
         if sentence:
             return sentence, r.href
     return None, None
-
-
-def injected(text: str) -> bool:
-    """True when `text` reads like an instruction to the model (checked in NFKC: no full-width disguises)."""
-    return bool(text) and bool(INJECTION.search(unicodedata.normalize("NFKC", text)))
 
 
 def web_url(href: str) -> bool:
