@@ -464,6 +464,7 @@ class Outcome:
     stop: QiaError | None = None  # the planner cannot work for any line: the batch stops
     files: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # images rendered away from OUTDIR
     touched: list[str] = dataclasses.field(default_factory=list)  # memory entries a worker's plan used
+    calls: list = dataclasses.field(default_factory=list)  # a worker's call-log writes: (plan row, calls) pairs
 
 
 class Saved(Protocol):
@@ -535,6 +536,7 @@ def run_batch(
                 record = outcome.record
                 if outcome.files:
                     _place(outcome, outdir)
+                _log(agent, outcome)
                 if outcome.touched and agent.memory is not None:
                     try:
                         agent.memory.touch(outcome.touched)
@@ -734,6 +736,19 @@ def _place(outcome: Outcome, outdir: Path) -> None:
         outcome.record.update(status="error", rendered=False, outputs=[], render=None, error=_message(exc))
         return
     outcome.record.update(_swap({k: outcome.record[k] for k in ("outputs", "render")}, moved))
+
+
+def _log(agent: Agent, outcome: Outcome) -> None:
+    """The calls a worker made (sent back with the line), and the line's plan linked to its images."""
+    sink = agent.call_sink()
+    if sink is None:
+        return
+    for plan, calls in outcome.calls:
+        sink.write(plan, calls)
+    record = outcome.record
+    plan_id = (record.get("plan") or {}).get("id")
+    if plan_id and record.get("rendered"):
+        sink.add_images(plan_id, [o["path"] for o in record.get("outputs") or []])
 
 
 def _swap(value: Any, moved: dict[str, str]) -> Any:

@@ -82,6 +82,7 @@ def run_command(
         bool, typer.Option("--no-baselines", help="Skip the enhance and single baselines (LLM calls); raw still runs.")
     ] = False,
     llm: common.LlmOpt = None,
+    no_log: common.NoLogOpt = False,
 ) -> None:
     """Run benchmark suites and print scores per capability for agent, enhance, single and raw.
 
@@ -115,6 +116,20 @@ def run_command(
     model_meta = _meta(model, reporting)
     if knowledge is not model:  # the model that answers knowledge questions, and on which `single` runs
         model_meta["knowledge"] = _meta(knowledge, reporting)
+    # Every call from here is logged (the items run in temporary homes: the log is opened here, in the real
+    # one); the baselines' calls have no stage of their own: 'bench'.
+    calllog = common.open_call_log(settings, no_log)
+    if calllog is not None:
+        from qia_cli.calllog.record import LoggedLLM
+        from qia_cli.llm import calls
+
+        secrets = (settings.llm_api_key,)
+        noted = LoggedLLM(model, calllog, default_stage=calls.BENCH, secrets=secrets)
+        if knowledge is not model:
+            knowledge = LoggedLLM(knowledge, calllog, default_stage=calls.BENCH, secrets=secrets)
+        else:
+            knowledge = noted
+        model = noted
 
     total = planned(loaded, limit, sample)
     with progress_bar("{task.description}", description="bench", total=total) as bar:
