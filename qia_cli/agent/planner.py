@@ -304,7 +304,7 @@ class Planner:
         kinds = {g.kind for g in analysis.gaps}
         if self.llm is None or kinds & {"knowledge", "personal", "time", "subject"} or analysis.quoted_text:
             return []
-        if not self.calibration.whole:
+        if self.calibration.whole is None:
             return []
         gap = Gap(
             id=f"g{len(analysis.gaps) + 1}",

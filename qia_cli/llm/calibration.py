@@ -28,9 +28,10 @@ class Calibration:
     # The same answer from two askings, the surest of them at least this sure; from three, `agree3`.
     agree: float = -0.6
     agree3: float = -1.2
-    # Ask about requests the grammar does not flag ("a tall pink bird resting on one leg"): the model
-    # judges them. Only for models whose answers to ordinary dev requests harm none of them.
-    whole: bool = False
+    # Ask about requests the grammar does not flag ("a tall pink bird resting on one leg"): the model judges
+    # them; both askings must name the same thing, the surer at least this sure. None: not asked. Only for
+    # models whose answers to ordinary dev requests harm none of them at this threshold.
+    whole: float | None = None
     # Where the numbers come from.
     source: str = "default (not measured for this model)"
 
@@ -107,7 +108,7 @@ def _valid(entry: dict) -> bool:
         (entry.get("sure") is None or _number(entry.get("sure")))
         and _number(entry.get("agree", 0.0))
         and _number(entry.get("agree3", 0.0))
-        and isinstance(entry.get("whole", False), bool)
+        and (entry.get("whole") is None or _number(entry.get("whole")))
         and isinstance(entry.get("source", ""), str)
     )
 
