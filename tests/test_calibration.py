@@ -81,3 +81,11 @@ def test_qia_bench_calibrate_saves_the_result_for_the_model(isolated_home):
     saved = json.loads(next(isolated_home.rglob("calibration.json")).read_text())
     assert [v["source"] for v in saved.values()] == [doc["calibration"]["source"]]
     assert run_qia("bench", "calibrate", "--split", "test", "--llm", "fake").returncode == 2  # tune on dev only
+
+
+def test_the_bundled_models_find_their_measured_rows_by_name_before_they_are_built():
+    from qia_cli.llm.bundled import KNOWLEDGE_NAME, NAME
+
+    for name in (KNOWLEDGE_NAME, NAME):
+        cal = calibration.load(ModelInfo(name=name, backend="llama.cpp"), None)
+        assert "measured" in cal.source and cal.whole is None  # small models do not judge requests

@@ -193,7 +193,9 @@ def test_llm_gaps_auto_follows_the_profile(tmp_path):
     def auto(llm: str) -> bool:
         return Agent(settings=load_settings({"llm": llm, "llm_gaps": "auto"}).settings)._llm_gaps_auto()
 
-    assert auto(str(model(tmp_path, "big.gguf", params=7_000_000_000))) is False  # the JSON gap call never earned its time
+    assert (
+        auto(str(model(tmp_path, "big.gguf", params=7_000_000_000))) is False
+    )  # the JSON gap call never earned its time
     assert auto(str(model(tmp_path, "small.gguf", params=500_000_000))) is False
     assert auto(str(model(tmp_path, "base.gguf", params=7_000_000_000, template=False))) is False
     assert auto("bundled") is False and auto("openai:http://127.0.0.1:9/v1") is True
