@@ -230,12 +230,17 @@ def name_it(
     return Answer(guess.text, guess.logprob, False, why, asked=candidates)
 
 
-def describe(llm: LLM, thing: str, usage: Usage | None = None, request: str = "") -> Answer:
+def describe(
+    llm: LLM, thing: str, usage: Usage | None = None, request: str = "", first_block: int | None = None
+) -> Answer:
     """A few visual words for `thing` ('cherry blossoms' -> 'pale pink five-petal flowers on dark branches'),
-    kept only when a second asking (after the other block) agrees on at least two of the words it adds."""
+    kept only when a second asking (after the other block) agrees on at least two of the words it adds.
+    `first_block`: the block the model has just read (the last naming question's), asked first."""
     thing = thing.strip().rstrip(".")
     question = f"What does {thing} look like?"
     a, b = block_order(request or thing)
+    if first_block is not None and first_block != a:
+        a, b = b, a
     first = ask(llm, a, question, max_tokens=LOOK_TOKENS, max_words=MAX_LOOK_WORDS, usage=usage)
     if not first.text:
         return Answer(None, first.logprob, why="no usable description", asked=[first])
