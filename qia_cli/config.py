@@ -79,6 +79,15 @@ class Settings(BaseModel):
     rounds: int | None = Field(None, ge=0, le=10, description="Feedback rounds (default: 1 on a GPU, 0 on the CPU)")
     scorer: str = Field("openai/clip-vit-base-patch32", description="CLIP model that scores images for feedback")
     threshold: float = Field(0.22, ge=0, le=1, description="Item score below which feedback revises")
+    logs: bool = Field(True, description="Record every model call in the call log (qia logs; off: qia logs off)")
+    logs_max_mb: int = Field(
+        100, ge=1, le=100000, description="The call log's size cap in MB: the oldest plans go when it is reached"
+    )
+    preview: Literal["off", "auto", "kitty", "iterm2", "sixel"] = Field(
+        "off",
+        description="Show each saved image in the terminal (qia generate, qia chat): off, auto (detect the "
+        "terminal), or a protocol: kitty, iterm2, sixel",
+    )
     ray: str | None = Field(
         None,
         pattern=r"^(local|auto|off|ray://\S+)$",

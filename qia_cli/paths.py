@@ -59,6 +59,11 @@ def history_file() -> Path:
     return data_dir() / "chat_history"
 
 
+def calllog_file() -> Path:
+    """The SQLite log of every model call (`qia logs`)."""
+    return data_dir() / "calls.db"
+
+
 def search_cache_dir() -> Path:
     return cache_dir() / "search"
 
@@ -80,6 +85,7 @@ def all_paths() -> dict[str, str]:
         "cache_dir": str(cache_dir()),
         "memory_file": str(memory_file()),
         "history_file": str(history_file()),
+        "call_log": str(calllog_file()),
         "search_cache": str(search_cache_dir()),
         "models_cache": str(models_dir()),
     }

@@ -47,6 +47,7 @@ Ctrl-C cancels a render or clears the line; Ctrl-D or /quit leaves.
   /search on|off      web search for time-sensitive facts
   /memory             list memory; /memory add TEXT, /memory search TEXT, /memory rm ID
   /open               open the last image with the system viewer
+  /preview            draw the last image here (kitty, iTerm2 or sixel terminals)
   /save [FILE]        save the current plan as JSON (default ./qia-plan-TIME.json)
   /help, /quit"""
 
@@ -74,6 +75,7 @@ class UI(Protocol):
     def ask(self, text: str, default: str | None) -> str: ...  # EOFError / KeyboardInterrupt pass through
     def edit(self, text: str) -> str: ...
     def progress(self) -> contextlib.AbstractContextManager: ...  # yields on_step(step, total) or None
+    def preview(self, path: str, setting: str, *, asked: bool) -> None: ...  # draw an image, where it can
 
 
 @dataclass
@@ -107,6 +109,7 @@ class ChatSession:
             "/search": self.cmd_search,
             "/memory": self.cmd_memory,
             "/open": self.cmd_open,
+            "/preview": self.cmd_preview,
             "/save": self.cmd_save,
             "/quit": self.cmd_quit,
             "/exit": self.cmd_quit,
@@ -184,6 +187,8 @@ class ChatSession:
             self.ui.warning(warning)
         for o in result.outputs:
             self.ui.saved(o.path, o.seed, o.width, o.height)
+            if self.agent.settings.preview != "off":
+                self.ui.preview(o.path, self.agent.settings.preview, asked=False)
         self.ui.note(
             f"plan {plan.timings.get('total', 0):.2f} s · load {t.get('load_pipeline', 0):.2f} s · "
             f"render {t.get('render', 0):.2f} s on {result.device}"
@@ -362,6 +367,12 @@ class ChatSession:
         if not open_file(path):
             raise QiaError("no image viewer found (xdg-open, open)", hint=f"open {path} yourself")
         self.ui.note(f"opened {path}")
+
+    def cmd_preview(self, _arg: str) -> None:
+        if self.last_result is None or not self.last_result.outputs:
+            raise UsageError("no image yet in this session")
+        setting = self.agent.settings.preview
+        self.ui.preview(self.last_result.outputs[-1].path, setting if setting != "off" else "auto", asked=True)
 
     def cmd_save(self, arg: str) -> None:
         from qia_cli.fsutil import atomic_write_bytes

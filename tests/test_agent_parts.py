@@ -101,6 +101,7 @@ def test_a_ray_workers_memory_view_plans_a_request_about_a_past_session():
 
 
 def test_copies_of_an_agent_share_its_renderer_scorers_and_knowledge_model(monkeypatch):
+    from qia_cli.calllog.record import unwrap
     from qia_cli.llm import factory
 
     monkeypatch.setattr(factory, "make_knowledge_llm", lambda *a, **k: FakeLLM())  # a new model per call
@@ -110,8 +111,9 @@ def test_copies_of_an_agent_share_its_renderer_scorers_and_knowledge_model(monke
     agent.share_knowledge()
     thread_copy = dataclasses.replace(agent, _planner=None)
     shared = agent.knowledge
-    assert shared is not None and shared is not agent.llm and thread_copy.planner.knowledge_llm is shared
-    assert agent.planner.knowledge_llm is shared and agent.knowledge is shared  # built once, for the agent too
+    # (the planners get the model wrapped, so that its calls are recorded: the model inside is the one)
+    assert shared is not None and shared is not agent.llm and unwrap(thread_copy.planner.knowledge_llm) is shared
+    assert unwrap(agent.planner.knowledge_llm) is shared and agent.knowledge is shared  # built once, for both
 
 
 def test_each_agent_has_its_own_renderer_and_scorers():

@@ -18,11 +18,13 @@ from pathlib import Path
 import pytest
 import ray
 
+from qia_cli import paths
 from qia_cli.agent.run import Agent, RenderOptions
 from qia_cli.batch.lines import read_lines
 from qia_cli.batch.ray_runner import Cluster, LineWorker, RayOptions, RayRunner, _scratch
 from qia_cli.batch.results import LineRecord, Results
 from qia_cli.batch.runner import BatchOptions, run_batch
+from qia_cli.calllog.store import CallLog, Filters
 from qia_cli.config import Settings
 from qia_cli.llm.fake import FakeLLM
 from tests.conftest import start_qia
@@ -86,6 +88,13 @@ def test_eight_lines_render_once_with_the_records_of_a_plain_batch(ray_local, tm
         side = Path(record["outputs"][0]["sidecar"])
         assert side.parent == out and json.loads(side.read_text())["image"] == Path(record["outputs"][0]["path"]).name
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [".results.jsonl.lock"]
+    # The workers' model calls came back with their lines: the driver's call log has every plan, linked to
+    # the images in OUTDIR (not the workers' folders).
+    logged = {p["id"]: p for p in CallLog(paths.calllog_file()).query(Filters(plans=0))}
+    assert set(logged) == {r["plan"]["id"] for r in found}
+    for record in found:
+        plan = logged[record["plan"]["id"]]
+        assert plan["calls"] and plan["images"] == [o["path"] for o in record["outputs"]]
 
     plain = tmp_path / "plain"
     assert cli_batch(qia, eight, plain, tiny_pipeline_dir, "--seed", "100")[0] == 0
@@ -232,6 +241,8 @@ def test_with_an_llm_server_lines_are_planned_in_ray_tasks(ray_local, tmp_path, 
     found = records(out)
     assert [r["line"] for r in found] == list(range(1, 9))
     assert all(r["plan"]["model"]["backend"] == "openai" for r in found) and _Stub.calls >= 8
+    logged = CallLog(paths.calllog_file()).query(Filters(plans=0))  # the tasks' calls came back too
+    assert {p["id"] for p in logged} == {r["plan"]["id"] for r in found} and all(p["calls"] for p in logged)
 
 
 def test_a_server_that_is_down_stops_a_ray_batch(ray_local, tmp_path, eight, qia):

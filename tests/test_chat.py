@@ -221,6 +221,27 @@ def test_open_uses_the_system_viewer_or_says_there_is_none(session, monkeypatch,
     assert opened == [["/usr/bin/xdg-open", path]]
 
 
+def test_preview_draws_the_last_image_or_says_why(session, monkeypatch, capsys):
+    import sys
+
+    from tests.test_preview import FakeTerminal
+
+    drive(session, "/preview\r/quit\r")
+    assert "no image yet" in capsys.readouterr().err
+    session.opts.steps = 1
+    drive(session, "a red bicycle\r/preview\r/quit\r")  # stdout is not a terminal here
+    assert "no inline image" in capsys.readouterr().out
+    terminal = FakeTerminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    monkeypatch.setenv("KITTY_WINDOW_ID", "1")
+    drive(session, "/preview\r/quit\r")
+    assert terminal.buffer.getvalue().startswith(b"\x1b_Ga=T,f=100")
+    terminal.buffer = type(terminal.buffer)()
+    session.agent.settings.preview = "iterm2"  # the setting: every render is drawn, in its protocol
+    drive(session, "a blue house\r/quit\r")
+    assert terminal.buffer.getvalue().startswith(b"\x1b]1337;File=")
+
+
 def test_completions(session):
     assert session.completions("/se") == ["/seed", "/search"]
     assert session.completions("/model i") == ["image"]

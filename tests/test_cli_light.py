@@ -1,4 +1,5 @@
-"""Global CLI behaviour: help and completion stay light (no torch, diffusers, transformers, llama_cpp, ray),
+"""Global CLI behaviour: help and completion stay light (no torch, diffusers, transformers, llama_cpp, ray, and no
+sqlite: the call log is opened only by the commands that use it),
 NO_COLOR / --no-color mean no escape codes at all, --quiet leaves only results."""
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def run(args):
         pass
 
 for args in (["--help"], ["plan", "--help"], ["generate", "--help"], ["config", "show"], ["models", "list"],
-             ["info", "--help"], ["batch", "--help"], ["completions", "bash"]):
+             ["info", "--help"], ["batch", "--help"], ["completions", "bash"], ["logs", "--help"], ["logs", "path"]):
     run(args)
 os.environ.update(_QIA_COMPLETE="bash_complete", COMP_WORDS="qia generate --device ", COMP_CWORD="3")
 sys.argv = ["qia"]
@@ -33,7 +34,7 @@ try:
     main()
 except SystemExit:
     pass
-print("HEAVY=" + json.dumps([m for m in {HEAVY!r} if m in sys.modules]))
+print("HEAVY=" + json.dumps([m for m in {HEAVY!r} + ("sqlite3",) if m in sys.modules]))
 """
 
 

@@ -460,3 +460,12 @@ def test_first_person_entries_are_found_by_their_reference(store, text, request_
 def test_an_instruction_about_all_pictures_is_a_style_preference():
     assert infer_kind("Make my pictures look like linocut prints") == "preference"
     assert infer_kind("Draw all my images in soft pastel") == "preference"
+
+
+def test_a_verb_after_the_possessive_ends_the_reference(store):
+    store.add("My mum makes her lasagne in a chipped red ceramic dish")
+    store.add("My grandfather always wears a tweed flat cap")
+    assert texts(store.recall("my mum's famous lasagne on the table").all()) == [
+        "My mum makes her lasagne in a chipped red ceramic dish"
+    ]
+    assert texts(store.recall("my grandfather feeding ducks").all()) == ["My grandfather always wears a tweed flat cap"]

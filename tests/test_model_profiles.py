@@ -122,9 +122,9 @@ def test_profiles_by_size_and_template(tmp_path):
     small = read_profile(model(tmp_path, "s.gguf", params=500_000_000))
     assert (small.tier, small.size_label, small.auto_ctx, small.llm_gaps) == ("small", "500M", 2048, False)
     medium = read_profile(model(tmp_path, "m.gguf", params=1_540_000_000))
-    assert (medium.tier, medium.size_label, medium.auto_ctx, medium.llm_gaps) == ("medium", "1.5B", 4096, True)
+    assert (medium.tier, medium.size_label, medium.auto_ctx, medium.llm_gaps) == ("medium", "1.5B", 4096, False)
     large = read_profile(model(tmp_path, "l.gguf", params=7_600_000_000, ctx=2048))
-    assert (large.tier, large.auto_ctx, large.llm_gaps) == ("large", 2048, True)  # never past the trained context
+    assert (large.tier, large.auto_ctx, large.llm_gaps) == ("large", 2048, False)  # never past the trained context
     base = read_profile(model(tmp_path, "b.gguf", params=7_600_000_000, template=False))
     assert base.kind == "base" and base.llm_gaps is False
     labelled = read_profile(
@@ -194,7 +194,9 @@ def test_llm_gaps_auto_follows_the_profile(tmp_path):
     def auto(llm: str) -> bool:
         return Agent(settings=load_settings({"llm": llm, "llm_gaps": "auto"}).settings)._llm_gaps_auto()
 
-    assert auto(str(model(tmp_path, "big.gguf", params=7_000_000_000))) is True
+    assert (
+        auto(str(model(tmp_path, "big.gguf", params=7_000_000_000))) is False
+    )  # the JSON gap call never earned its time
     assert auto(str(model(tmp_path, "small.gguf", params=500_000_000))) is False
     assert auto(str(model(tmp_path, "base.gguf", params=7_000_000_000, template=False))) is False
     assert auto("bundled") is False and auto("openai:http://127.0.0.1:9/v1") is True

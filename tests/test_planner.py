@@ -437,7 +437,7 @@ def test_memory_enters_as_what_to_draw_and_only_when_referred_to(tmp_path):
 
 
 def test_a_model_calibrated_to_judge_is_asked_about_requests_the_grammar_does_not_flag():
-    judge = Calibration(sure=None, agree=-1.0, agree3=-2.0, whole=True)
+    judge = Calibration(sure=None, agree=-1.0, agree3=-2.0, whole=-1.0)
     request = "a tall pink bird resting on one leg in a salt lagoon"
     llm = Rated(["a flamingo", "flamingos"], -0.4)
     plan = Planner(llm, calibration=judge).plan(request, PlanOptions(llm_gaps=False))

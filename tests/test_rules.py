@@ -194,6 +194,7 @@ def test_more_of_the_scene_after_a_comma_is_not_an_appositive():
     for scene in (
         "a father reading a bedtime story to his daughter, a night light glowing beside the bed",
         "a narrow bookshop with shelves up to the ceiling, a rolling ladder, a sleeping cat on the counter",
+        "A white rope is neatly coiled around a cleat on a wooden dock.",  # a manner adverb: the scene
         "an elderly couple slow dancing on a rainy evening, the furniture pushed against the walls",
         'a doormat that says "Go Away" in front of a red door',
     ):

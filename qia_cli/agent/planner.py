@@ -295,7 +295,8 @@ class Planner:
         ]
         if name.confident:
             gap.filled = True
-            evidence += self._look(knowledge, gap, name.text, request)
+            last = name.asked[-1].block if name.asked else None
+            evidence += self._look(knowledge, gap, name.text, request, last)
         return evidence
 
     def _whole(self, request: str, analysis: rules.Analysis, timings: dict[str, float]) -> list[Evidence]:
@@ -304,7 +305,7 @@ class Planner:
         kinds = {g.kind for g in analysis.gaps}
         if self.llm is None or kinds & {"knowledge", "personal", "time", "subject"} or analysis.quoted_text:
             return []
-        if not self.calibration.whole:
+        if self.calibration.whole is None:
             return []
         gap = Gap(
             id=f"g{len(analysis.gaps) + 1}",
@@ -320,9 +321,9 @@ class Planner:
             analysis.gaps.append(gap)
         return evidence
 
-    def _look(self, knowledge: LLM, gap: Gap, name: str, request: str) -> list[Evidence]:
+    def _look(self, knowledge: LLM, gap: Gap, name: str, request: str, block: int | None = None) -> list[Evidence]:
         with calls.stage(calls.LOOK, gap.id):
-            look = reasoning.describe(knowledge, name, self.usage, request)
+            look = reasoning.describe(knowledge, name, self.usage, request, first_block=block)
         if not look.text:
             return []
         return [

@@ -261,7 +261,13 @@ def _join(tokens: list[str]) -> str:
     return " ".join(tokens).replace(" ,", ",")
 
 
-GENERIC_ADVERBS = frozenset("often once still usually always typically".split())
+# Adverbs of frequency and habit: a participle after one says what a kind of thing is for ("commonly used
+# to", "traditionally eaten at"); after a manner adverb it describes the scene ("neatly coiled around").
+GENERIC_ADVERBS = frozenset(
+    """often once still usually always typically commonly traditionally generally frequently mostly mainly
+    primarily widely famously historically originally customarily popularly sometimes normally chiefly
+    especially particularly classically culturally""".split()
+)
 
 
 def _generic_property(tokens: list[str]) -> bool:
@@ -270,7 +276,7 @@ def _generic_property(tokens: list[str]) -> bool:
     Scenes say what is happening instead ("a car parked on the street")."""
     for i in range(1, len(tokens) - 2):
         word, nxt = tokens[i].lower(), tokens[i + 1]
-        adverb = word.endswith("ly") or word in GENERIC_ADVERBS
+        adverb = word in GENERIC_ADVERBS
         if (
             adverb
             and _participle(nxt)

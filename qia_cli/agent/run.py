@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from qia_cli import paths
 from qia_cli.agent.planner import Planner, PlanOptions
 from qia_cli.agent.types import GenerateResult, Output, Plan, RenderSpec
+from qia_cli.calllog.record import Call, Sink, new_plan_id, now, recording, unwrap, wrap
 from qia_cli.config import Settings
 from qia_cli.seeds import MAX_SEED, random_seed  # noqa: F401  (MAX_SEED: re-exported)
 
@@ -74,7 +75,7 @@ class _LazyKnowledge:
         self.agent = agent
 
     def __call__(self) -> LLM:
-        return self.agent._make_knowledge()
+        return self.agent._noted(self.agent._make_knowledge())
 
     @property
     def info(self) -> ModelInfo:
@@ -111,6 +112,10 @@ class Agent:
     renderer: Renderer = field(default_factory=_diffusers_renderer)
     scorers: ScorerLoader = field(default_factory=_clip_scorers)
     callbacks: Callbacks = field(default_factory=Callbacks)
+    # Where every model call is recorded (qia_cli/calllog: the SQLite log, or a batch worker's buffer);
+    # None: nowhere, unless the LLM given is already noted with a log of its own (the benchmark's).
+    calllog: Sink | None = None
+    last_calls: list[Call] = field(default_factory=list)  # the last plan's calls, linked (qia plan --explain)
     # The per-user folders for what the agent reads by itself (the calibration of the knowledge model), in
     # place of QIA_HOME: a benchmark gives each item an empty one. None: qia_cli.paths' (QIA_HOME, platformdirs).
     home: Path | None = None
@@ -120,15 +125,15 @@ class Agent:
     def planner(self) -> Planner:
         if self._planner is None:
             calibration = self._calibration_at_home()  # first: it may build the LLM
-            llm = self.llm if self.llm is not None else self._make_llm
+            # The planner gets its models noted: each call it makes is recorded with the stage it marks.
             self._planner = Planner(
-                llm,
+                self._noted(self.llm) if self.llm is not None else lambda: self._noted(self._make_llm()),
                 memory=self.memory,
                 search=self.search,
                 search_deadline=self.settings.search_timeout,
                 search_ttl=self.settings.search_ttl,
                 progress=self.callbacks.progress,
-                knowledge=self.knowledge if self.knowledge is not None else _LazyKnowledge(self),
+                knowledge=self._noted(self.knowledge) if self.knowledge is not None else _LazyKnowledge(self),
                 calibration=calibration,
             )
         return self._planner
@@ -147,6 +152,13 @@ class Agent:
             info = knowledge_info(self.settings, lambda: (self.llm or self._make_llm()).info)
         return load(info, paths.calibration_file(self.home))
 
+    def call_sink(self) -> Sink | None:
+        """Where this agent's model calls go: its call log, or the one the LLM it was given carries."""
+        return self.calllog if self.calllog is not None else getattr(self.llm, "calllog", None)
+
+    def _noted(self, llm: LLM) -> LLM:
+        return wrap(llm, self.call_sink(), secrets=(self.settings.llm_api_key,))
+
     def _make_llm(self) -> LLM:
         from qia_cli.llm.factory import make_llm
 
@@ -158,7 +170,7 @@ class Agent:
 
         if self.knowledge is not None:  # built already (share_knowledge)
             return self.knowledge
-        planner = self.planner.llm
+        planner = unwrap(self.planner.llm)
         assert planner is not None  # the planner builds its LLM from settings when the agent has none
         knowledge = make_knowledge_llm(self.settings, planner, verbose=self.verbose)
         self.knowledge = knowledge
@@ -181,7 +193,15 @@ class Agent:
         gaps = mode == "on" or (mode == "auto" and self._llm_gaps_auto())
         family = defaults_for(model or self.settings.image_model)
         options = dataclasses.replace(options or PlanOptions(), llm_gaps=gaps, prompt_words=family.prompt_words)
-        plan = self.planner.plan(request, options)
+        plan_id = new_plan_id()
+        with recording(plan_id, request) as rec:
+            try:
+                plan = self.planner.plan(request, options)
+            except BaseException as exc:
+                self._log_failed(plan_id, request, rec.calls, exc)
+                raise
+        plan.id = plan_id
+        self._log_plan(plan, rec.calls)
         if plan.knowledge_model is None and options.previous is not None:  # a refinement asks no new question
             plan.knowledge_model = options.previous.knowledge_model
         for note in (long_request_note(plan, family), cut_note(plan, family.prompt_words)):
@@ -191,6 +211,45 @@ class Agent:
         if memory is not None and recalled:
             self._remember(plan, lambda: memory.touch(recalled))
         return plan
+
+    def _log_plan(self, plan: Plan, calls: list[Call]) -> None:
+        """Link the plan's calls to its evidence (which answers reached the prompt) and record them."""
+        from qia_cli.calllog.link import link
+
+        redact = self._redactor()
+        link(calls, plan)
+        for call in calls:  # what linking quoted from the plan (evidence, gaps) is redacted like the calls
+            call.request, call.why, call.detail = redact(plan.request), redact(call.why), redact(call.detail)
+        self.last_calls = calls
+        sink = self.call_sink()
+        if sink is not None:
+            model = plan.model.name if plan.model is not None else None
+            row = {"id": plan.id, "time": now(), "request": plan.request, "prompt": plan.prompt}
+            row.update(negative_prompt=plan.negative_prompt, model=model)
+            sink.write({k: redact(v) if k != "time" else v for k, v in row.items()}, calls)
+
+    def _redactor(self):
+        from qia_cli.calllog.redact import Redactor
+
+        return Redactor((self.settings.llm_api_key,))
+
+    def _log_failed(self, plan_id: str, request: str, calls: list[Call], exc: BaseException) -> None:
+        """A plan that failed keeps the calls it made (a server that stopped answering, say)."""
+        self.last_calls = calls
+        sink = self.call_sink()
+        if sink is None or not calls:
+            return
+        from qia_cli.errors import first_line
+
+        redact = self._redactor()
+        error = getattr(exc, "message", None) or first_line(exc)
+        sink.write({"id": plan_id, "time": now(), "request": redact(request), "error": redact(error)}, calls)
+
+    def record_images(self, plan: Plan, outputs: list[str]) -> None:
+        """Link the plan to the images it produced, in the call log."""
+        sink = self.call_sink()
+        if sink is not None and plan.id and outputs:
+            sink.add_images(plan.id, outputs)
 
     @staticmethod
     def _remember(plan: Plan, write: Callable[[], object]) -> None:
@@ -391,8 +450,14 @@ class Agent:
         result = GenerateResult(plan=plan, render=spec, timings=timings, device=loaded.device)
         chains = [[Shot(image, spec.model_copy(update={"seed": seed}))] for image, seed in images]
         if rounds:
-            chains = self._feedback(plan, chains, rounds, loaded, scorer_source, timings, on_step, cancel)
+            with recording(plan.id, plan.request) as rec:
+                try:
+                    chains = self._feedback(plan, chains, rounds, loaded, scorer_source, timings, on_step, cancel)
+                except BaseException:
+                    self._log_feedback(rec.calls, [])  # a cancelled or failed loop keeps the calls it made
+                    raise
             result.rounds = [shot.round for chain in chains for shot in chain if shot.round is not None]
+            self._log_feedback(rec.calls, result.rounds)
         start = time.perf_counter()
         self._save(plan, result, chains, opts, outdir)
         timings["save"] = round(time.perf_counter() - start, 4)
@@ -419,6 +484,14 @@ class Agent:
                 return 0
         return rounds
 
+    def _log_feedback(self, calls: list[Call], rounds: list) -> None:
+        from qia_cli.calllog.link import link_feedback
+
+        sink = self.call_sink()
+        if calls and sink is not None:
+            link_feedback(calls, [r.prompt for r in rounds])
+            sink.write(None, calls)
+
     def _phrase_fn(self, device: str):
         """A visual description of a missing item from the planner LLM, or None for rules only.
 
@@ -431,12 +504,16 @@ class Agent:
             return None
         from qia_cli.agent.grounding.reasoning import describe
         from qia_cli.errors import QiaError
+        from qia_cli.llm import calls
+
+        noted = self._noted(llm)
 
         def phrase(item: str) -> str | None:
             if item.lower().startswith("text "):
                 return None
             try:
-                return describe(llm, item).text
+                with calls.stage(calls.FEEDBACK, detail=item):
+                    return describe(noted, item).text
             except (QiaError, OSError, RuntimeError, ValueError):
                 return None
 
@@ -540,6 +617,8 @@ class Agent:
                     )
 
     def record_session(self, plan: Plan, outputs: list[str], kind: str, spec: RenderSpec | None = None) -> None:
+        """The plan and its images in the call log, and the session in memory (when memory is on)."""
+        self.record_images(plan, outputs)
         memory = self.memory
         if memory is None:
             return
@@ -550,6 +629,7 @@ class Agent:
             "kind": kind,
             "seed": spec.seed if spec else None,
             "model": spec.model if spec else None,
+            "plan_id": plan.id,
         }
         self._remember(plan, lambda: memory.add_session(record))
 

@@ -80,6 +80,7 @@ class SessionRef(BaseModel):
 
 class Plan(BaseModel):
     schema_version: int = SCHEMA_VERSION
+    id: str | None = Field(default=None, description="The plan's id in the call log (qia logs --plan ID)")
     request: str
     gaps: list[Gap] = Field(default_factory=list)
     questions: list[Question] = Field(default_factory=list)

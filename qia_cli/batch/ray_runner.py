@@ -253,13 +253,22 @@ class Context:
     search: Any
     memory: list[dict] | None
     verbose: bool = False
+    log: bool = False  # the driver keeps a call log: workers send their calls back with each line
     token: str = field(default_factory=lambda: os.urandom(8).hex())  # one batch, for caching per process
 
     def agent(self):
         from qia_cli.agent.run import Agent
+        from qia_cli.calllog.record import Buffer
 
         memory = MemoryView(self.memory) if self.memory is not None else None
-        return Agent(settings=self.settings, verbose=self.verbose, memory=memory, search=self.search)
+        calllog = Buffer() if self.log else None
+        return Agent(settings=self.settings, verbose=self.verbose, memory=memory, search=self.search, calllog=calllog)
+
+
+def _logged(agent) -> list:
+    """The call-log writes a worker's agent buffered since the last line (for the driver to make)."""
+    calllog = agent.calllog
+    return calllog.take() if calllog is not None and hasattr(calllog, "take") else []
 
 
 class LineWorker:
@@ -303,6 +312,7 @@ class LineWorker:
         outcome = finish_line(self.renderer, line, planned, self.context.options, self.outdir)
         memory = self.agent.memory
         outcome.touched = memory.take() if memory is not None else []
+        outcome.calls = _logged(self.agent)
         if self.outdir is not None:
             outcome.files = _collect(outcome.record, self.outdir)
         return outcome
@@ -343,15 +353,16 @@ def _alive(pid: int) -> bool:
 _TASK_AGENTS: dict[str, Any] = {}
 
 
-def plan_task(context: Context, line: Line, saved: dict | None) -> tuple[Any, list[str]]:
-    """A Ray task: plan one line through the LLM server; (Plan or the exception, memory ids it used)."""
+def plan_task(context: Context, line: Line, saved: dict | None) -> tuple[Any, list[str], list]:
+    """A Ray task: plan one line through the LLM server; (Plan or the exception, memory ids it used, the
+    call-log writes it buffered)."""
     key = context.token  # one agent (one HTTP client) per worker process and batch
     agent = _TASK_AGENTS.get(key)
     if agent is None:
         _TASK_AGENTS.clear()
         agent = _TASK_AGENTS[key] = context.agent()
     planned = plan_line(agent, line, saved, context.options)
-    return planned, agent.memory.take() if agent.memory is not None else []
+    return planned, agent.memory.take() if agent.memory is not None else [], _logged(agent)
 
 
 def _collect(record: LineRecord, folder: Path) -> list[dict]:
@@ -395,6 +406,7 @@ class _Job:
     slot: _Slot | None = None
     payload: Any = None  # the saved plan (run) or the plan (finish)
     touched: list[str] = field(default_factory=list)
+    calls: list = field(default_factory=list)  # call-log writes of its planning task
     epoch: int = 0  # its slot's `deaths` when it was sent
 
 
@@ -442,7 +454,9 @@ class _Run:
             ray.exceptions.NodeDiedError,
         )
         memory = [e.model_dump(mode="json") for e in agent.memory.list()] if agent.memory is not None else None
-        context = Context(agent.settings, options, agent.search, memory, agent.verbose)
+        context = Context(
+            agent.settings, options, agent.search, memory, agent.verbose, log=agent.call_sink() is not None
+        )
         self.slots: list[_Slot] = []
         self.shape: dict[str, Any] = {}
         plan_in_tasks = capabilities(agent.llm).parallel  # an LLM server: plan in tasks, render in actors
@@ -572,15 +586,16 @@ class _Run:
             return
         if job.kind != "plan":
             value.touched = list(dict.fromkeys([*job.touched, *value.touched]))
+            value.calls = [*job.calls, *value.calls]
             yield value
             return
-        plan, touched = value
+        plan, touched, logged = value
         if self.options.plan_only or isinstance(plan, BaseException):
             outcome = finish_line(None, job.line, plan, self.options)
-            outcome.touched = touched
+            outcome.touched, outcome.calls = touched, logged
             yield outcome
         else:
-            self.planned.append(_Job(job.line, "finish", payload=plan, touched=touched))
+            self.planned.append(_Job(job.line, "finish", payload=plan, touched=touched, calls=logged))
 
     def _lost(self, job: _Job, slot: _Slot | None, running: bool, exc: BaseException) -> Iterator[Outcome]:
         """The worker died under `job`: send it again (a line it was rendering, MAX_ATTEMPTS times at most)."""

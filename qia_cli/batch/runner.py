@@ -81,6 +81,7 @@ class Outcome:
     stop: QiaError | None = None  # the planner cannot work for any line: the batch stops
     files: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # images rendered away from OUTDIR
     touched: list[str] = dataclasses.field(default_factory=list)  # memory entries a worker's plan used
+    calls: list = dataclasses.field(default_factory=list)  # a worker's call-log writes: (plan row, calls) pairs
 
 
 class Saved(Protocol):
@@ -145,6 +146,7 @@ def run_batch(
                 if outcome.files:
                     _place(outcome, outdir)  # the record now names the files in OUTDIR
                 record = outcome.record
+                _log(agent, outcome)
                 if outcome.touched and agent.memory is not None:
                     try:
                         agent.memory.touch(outcome.touched)
@@ -358,6 +360,19 @@ def _place(outcome: Outcome, outdir: Path) -> None:
     record = outcome.record.model_dump(mode="json")
     record.update(_swap({k: record[k] for k in ("outputs", "render")}, moved))
     outcome.record = LineRecord.model_validate(record)
+
+
+def _log(agent: Agent, outcome: Outcome) -> None:
+    """The calls a worker made (sent back with the line), and the line's plan linked to its images."""
+    sink = agent.call_sink()
+    if sink is None:
+        return
+    for plan, calls in outcome.calls:
+        sink.write(plan, calls)
+    record = outcome.record
+    plan_id = (record.plan or {}).get("id")
+    if plan_id and record.rendered:
+        sink.add_images(plan_id, [o.path for o in record.outputs])
 
 
 def _swap(value: Any, moved: dict[str, str]) -> Any:

@@ -28,6 +28,7 @@ WRONG_WEIGHT = 0.25  # a wrong name in the prompt costs a quarter of a right one
 SURE = (None, -0.2, -0.35, -0.5, -0.75, -1.0, -1.5)
 AGREE = (-0.2, -0.35, -0.5, -0.75, -1.0, -1.25, -1.5, -2.0, -3.0)
 AGREE3 = (-0.5, -1.0, -1.5, -2.0, -3.0, -9.0)
+WHOLE = (None, -0.1, -0.2, -0.35, -0.5, -0.75, -1.0)
 
 
 @dataclass
@@ -70,14 +71,14 @@ def collect(llm: LLM, suites: Sequence[Suite], on_item: Callable[[str, Item], No
 
 def replay(asked: Asked, cal: Calibration) -> tuple[str | None, int]:
     """What the planner would put in the prompt for this item under `cal`, and how many askings it took."""
-    if not asked.flagged and not cal.whole:
+    if not asked.flagged and cal.whole is None:
         return None, 0
     request = asked.item.request
     for n in range(1, len(asked.candidates) + 1):
         prefix = asked.candidates[:n]
         if n == 1 and not prefix[0].text:
             return None, 1
-        chosen, _votes = reasoning.decide(prefix, request, cal)
+        chosen, _votes = reasoning.decide(prefix, request, cal, whole=not asked.flagged)
         if chosen is not None:
             return chosen.text, n
     return None, len(asked.candidates)
@@ -103,19 +104,37 @@ def score(rows: Sequence[Asked], cal: Calibration) -> dict:
 
 
 def search(rows: Sequence[Asked], source: str) -> tuple[Calibration, dict]:
-    """The calibration with the best right - WRONG_WEIGHT * wrong under the harm bound (then fewer askings)."""
-    best: tuple[tuple[float, int], Calibration, dict] | None = None
-    for sure, agree, agree3, whole in itertools.product(SURE, AGREE, AGREE3, (False, True)):
+    """The calibration with the best right - WRONG_WEIGHT * wrong under the harm bound (then fewer askings).
+    The flagged requests' thresholds and the whole-request one are independent, so each is searched on
+    its own rows."""
+    flagged = [r for r in rows if r.flagged]
+    best: tuple[tuple[float, int], Calibration] | None = None
+    for sure, agree, agree3 in itertools.product(SURE, AGREE, AGREE3):
         if agree3 > agree:
             continue  # three agreeing askings never need more than two
-        cal = Calibration(sure=sure, agree=agree, agree3=agree3, whole=whole, source=source)
-        result = score(rows, cal)
-        if any(h > MAX_HARM * n for h, n in result["harm"].values()):
-            continue
-        key = (result["right"] - WRONG_WEIGHT * result["wrong"], -result["askings"])
-        if best is None or key > best[0]:
-            best = (key, cal, result)
+        cal = Calibration(sure=sure, agree=agree, agree3=agree3, source=source)
+        key = _key(score(flagged, cal))
+        if key is not None and (best is None or key > best[0]):
+            best = (key, cal)
     if best is None:  # nothing keeps harm down: trust no answer on its own and judge nothing
-        cal = replace(Calibration(), agree=1.0, agree3=1.0, source=source)  # above any log-probability
-        return cal, score(rows, cal)
-    return best[1], best[2]
+        return _cautious(rows, source)
+    chosen = best[1]
+    unflagged = [r for r in rows if not r.flagged]
+    whole_best: tuple[tuple[float, int], float | None] = ((0.0, 0), None)
+    for whole in WHOLE[1:]:
+        key = _key(score(unflagged, replace(chosen, whole=whole)))
+        if key is not None and key > whole_best[0]:
+            whole_best = (key, whole)
+    chosen = replace(chosen, whole=whole_best[1])
+    return chosen, score(rows, chosen)
+
+
+def _key(result: dict) -> tuple[float, int] | None:
+    if any(h > MAX_HARM * n for h, n in result["harm"].values()):
+        return None
+    return (result["right"] - WRONG_WEIGHT * result["wrong"], -result["askings"])
+
+
+def _cautious(rows: Sequence[Asked], source: str) -> tuple[Calibration, dict]:
+    cal = replace(Calibration(), agree=1.0, agree3=1.0, source=source)  # above any log-probability
+    return cal, score(rows, cal)

@@ -59,15 +59,16 @@ class Runner:
         *,
         out_dir: Path | None = None,
         on_item: OnItem | None = None,
-        baselines: bool = True,
+        baselines: bool | tuple[str, ...] = True,
         knowledge: LLM | None = None,
     ) -> None:
         self.llm = llm
+        # which LLM baselines run: True = enhance and single, False = none, or a tuple of their names
+        self.systems = ("enhance", "single") if baselines is True else () if baselines is False else tuple(baselines)
         # The model that answers knowledge questions (Gemma beside the bundled planner); None: the agent picks
         # it from settings on the first item that asks, and it is kept for the rest. `single` runs on it.
         self.knowledge: LLM | None = knowledge
         self.settings = settings
-        self.baselines = baselines
         self.out_dir = out_dir
         self.on_item = on_item or (lambda _suite, _item: None)
 
@@ -125,10 +126,11 @@ class Runner:
             row["questions"] = len(plan.questions)
             self._keep(suite, item, plan)
 
-        if self.baselines:
+        if "enhance" in self.systems:
             start = time.perf_counter()
             prompt, tokens = baselines.enhance(self.llm, item.request)
             row["enhance"] = _result(prompt, score_item(item, prompt, None), tokens, time.perf_counter() - start)
+        if "single" in self.systems:
             start = time.perf_counter()
             prompt, answer, tokens = baselines.single(self.knowledge or self.llm, item.request)
             # on ordinary items the answer is what reasoning would have added: score it as such

@@ -28,6 +28,7 @@ from qia_cli.cli import (  # noqa: E402,F401  isort: skip
     bench,
     batch,
     chat,
+    logs,
 )
 from qia_cli.errors import EXIT_INTERRUPT, EXIT_USAGE, QiaError, home_error
 

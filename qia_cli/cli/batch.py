@@ -67,6 +67,7 @@ def batch_command(
     llm: common.LlmOpt = None,
     search: common.SearchOpt = None,
     no_memory: common.NoMemoryOpt = False,
+    no_log: common.NoLogOpt = False,
     ray: Annotated[
         str | None,
         typer.Option(
@@ -129,7 +130,7 @@ def batch_command(
         from qia_cli.batch.ray_runner import check_address
 
         check_address(ray)
-    flags = common.PlanFlags(None, json_out, llm, search, True, [], None, False, no_memory)
+    flags = common.PlanFlags(None, json_out, llm, search, True, [], None, False, no_memory, no_log=no_log)
     agent = common.build_agent(flags, {"ray": ray})
     address = _ray_address(agent, workers, shared_outdir)
     folder = Path(outdir or agent.settings.outdir or paths.default_outdir()).expanduser().absolute()

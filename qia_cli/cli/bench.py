@@ -81,7 +81,16 @@ def run_command(
     no_baselines: Annotated[
         bool, typer.Option("--no-baselines", help="Skip the enhance and single baselines (LLM calls); raw still runs.")
     ] = False,
+    baselines: Annotated[
+        str,
+        typer.Option(
+            "--baselines",
+            help="Which LLM baselines run, comma-separated: enhance, single (e.g. --baselines single: the one "
+            "the agent must not fall below, without the slow enhancer).",
+        ),
+    ] = "enhance,single",
     llm: common.LlmOpt = None,
+    no_log: common.NoLogOpt = False,
 ) -> None:
     """Run benchmark suites and print scores per capability for agent, enhance, single and raw.
 
@@ -102,6 +111,10 @@ def run_command(
     from qia_cli.config import load_settings
     from qia_cli.llm.factory import make_knowledge_llm, make_llm
 
+    chosen = tuple(dict.fromkeys(b.strip().lower() for b in baselines.split(",") if b.strip()))
+    unknown = [b for b in chosen if b not in ("enhance", "single")]
+    if unknown:
+        raise UsageError(f"unknown baseline '{unknown[0]}'", hint="use enhance, single or both: --baselines single")
     loaded = resolve(suites, split.lower())
     if out is not None:
         try:
@@ -115,11 +128,30 @@ def run_command(
     model_meta = _meta(model, reporting)
     if knowledge is not model:  # the model that answers knowledge questions, and on which `single` runs
         model_meta["knowledge"] = _meta(knowledge, reporting)
+    # Every call from here is logged (the items run in temporary homes: the log is opened here, in the real
+    # one); the baselines' calls have no stage of their own: 'bench'.
+    calllog = common.open_call_log(settings, no_log)
+    if calllog is not None:
+        from qia_cli.calllog.record import LoggedLLM
+        from qia_cli.llm import calls
+
+        secrets = (settings.llm_api_key,)
+        noted = LoggedLLM(model, calllog, default_stage=calls.BENCH, secrets=secrets)
+        if knowledge is not model:
+            knowledge = LoggedLLM(knowledge, calllog, default_stage=calls.BENCH, secrets=secrets)
+        else:
+            knowledge = noted
+        model = noted
 
     total = planned(loaded, limit, sample)
     with progress_bar("{task.description}", description="bench", total=total) as bar:
         runner = Runner(
-            model, settings, out_dir=out, on_item=_on_item(bar), baselines=not no_baselines, knowledge=knowledge
+            model,
+            settings,
+            out_dir=out,
+            on_item=_on_item(bar),
+            baselines=() if no_baselines else chosen,
+            knowledge=knowledge,
         )
         rows = runner.run(loaded, limit=limit, seed=sample)
     report = reporting.build(
@@ -141,6 +173,62 @@ def run_command(
         sys.stdout.flush()
     else:
         reporting.render(report, console.out())
+
+
+@bench_app.command("calibrate")
+def calibrate_command(
+    llm: common.LlmOpt = None,
+    split: Annotated[
+        str, typer.Option("--split", help="Half of the built-in suites to measure on: dev (the default) or all.")
+    ] = "dev",
+    save: Annotated[
+        bool, typer.Option("--save/--no-save", help="Keep the result for this model file (qia uses it from then on).")
+    ] = True,
+    json_out: common.JsonOpt = False,
+) -> None:
+    """Measure how far the planner may trust the model that answers knowledge questions.
+
+    Asks it every question of the knowledge and ordinary suites' dev half once, replays the planner's rule
+    over a grid of thresholds, and keeps those that name the most right answers while no ordinary suite is
+    harmed in more than 1% of its requests. Minutes for a small model, longer for a big one.
+
+    Examples:
+
+      qia bench calibrate --llm ~/models/qwen2.5-1.5b-instruct-q4_k_m.gguf
+
+      qia bench calibrate --no-save --json
+    """
+    from qia_cli import paths
+    from qia_cli.bench import calibrate
+    from qia_cli.bench.suite import load_builtin
+    from qia_cli.config import load_settings
+    from qia_cli.llm import calibration
+    from qia_cli.llm.factory import make_knowledge_llm, make_llm
+
+    if split.lower() not in ("dev", "all"):
+        raise UsageError(f"calibrate measures on dev (or all), not '{split}'", hint="tune on dev, report test")
+    settings = load_settings({"llm": llm, "search": "off"}).settings
+    knowledge = make_knowledge_llm(settings, make_llm(settings, verbose=console.state.verbose))
+    suites = [load_builtin(name, split.lower()) for name in ("reason", "knowledge", "ordinary", "everyday")]
+    total = sum(len(s.items) for s in suites)
+    with progress_bar("{task.description}", description="calibrate", total=total) as bar:
+        rows = calibrate.collect(knowledge, suites, on_item=_on_item(bar))
+    source = f"qia bench calibrate on the {split.lower()} split"
+    result, numbers = calibrate.search(rows, source)
+    if save:
+        calibration.save(knowledge.info, result, paths.calibration_file())
+    doc = {"model": knowledge.info.name, "calibration": result.to_dict(), "dev": numbers, "saved": save}
+    if json_out:
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    harm = ", ".join(f"{name} {h}/{n}" for name, (h, n) in numbers["harm"].items())
+    console.out().print(
+        f"{knowledge.info.name}: sure {result.sure}, agree {result.agree}, agree3 {result.agree3}, "
+        f"whole {result.whole}\n{split.lower()}: {numbers['right']} right and {numbers['wrong']} wrong names, "
+        f"harm {harm}" + (f"\nsaved to {paths.calibration_file()}" if save else ""),
+        markup=False,
+        highlight=False,
+    )
 
 
 def _meta(model, reporting) -> dict:

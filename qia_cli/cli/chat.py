@@ -46,6 +46,7 @@ def chat_command(
     no_ask: common.NoAskOpt = False,
     remember: common.RememberOpt = None,
     no_memory: common.NoMemoryOpt = False,
+    no_log: common.NoLogOpt = False,
 ) -> None:
     """An interactive session: plan and render turn by turn, refine ("make it night"), models stay loaded.
 
@@ -68,6 +69,7 @@ def chat_command(
         no_ask=no_ask,
         remember=remember,
         no_memory=no_memory,
+        no_log=no_log,
     )
 
 
@@ -85,6 +87,7 @@ def run_chat(
     no_ask=False,
     remember=None,
     no_memory=False,
+    no_log=False,
 ) -> None:
     """Build the session from flags and run it: prompt_toolkit on a terminal, plain lines otherwise."""
     from qia_cli.agent.run import RenderOptions
@@ -95,7 +98,9 @@ def run_chat(
     common.check_device(device)
     width, height = parse_size(size) if size else (None, None)
     seed = common.check_seed(seed)
-    flags = common.PlanFlags(llm=llm, search=search, no_ask=no_ask, remember=remember, no_memory=no_memory)
+    flags = common.PlanFlags(
+        llm=llm, search=search, no_ask=no_ask, remember=remember, no_memory=no_memory, no_log=no_log
+    )
     agent = common.build_agent(flags, progress=common.progress_printer())
     opts = RenderOptions(
         model=model,
@@ -287,6 +292,16 @@ class TerminalUI:
 
         return step_progress("rendering (Ctrl-C cancels)")
 
+    def preview(self, path: str, setting: str, *, asked: bool) -> None:
+        """Draw the image in the terminal; when asked (/preview) and it can't, say why."""
+        from qia_cli.cli.preview import show
+
+        if show(path, setting) is None and asked:
+            self.note(
+                "no inline image: this terminal speaks none of the kitty, iTerm2 or sixel graphics protocols "
+                "that qia can tell from its environment (qia config set preview kitty|iterm2|sixel picks one)"
+            )
+
 
 class PlainUI(TerminalUI):
     """No terminal: nobody to ask and no line editor."""
@@ -298,3 +313,6 @@ class PlainUI(TerminalUI):
         from qia_cli.errors import UsageError
 
         raise UsageError("/edit needs a terminal")
+
+    def preview(self, path: str, setting: str, *, asked: bool) -> None:
+        """No terminal: nothing is drawn."""

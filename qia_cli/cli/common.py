@@ -56,6 +56,9 @@ RememberOpt = Annotated[
     ),
 ]
 NoMemoryOpt = Annotated[bool, typer.Option("--no-memory", help="Don't read or write the memory store for this run.")]
+NoLogOpt = Annotated[
+    bool, typer.Option("--no-log", help="Don't record this run's model calls in the call log (qia logs).")
+]
 
 # -- the render options that `qia generate` and `qia batch` share ------------------------------------
 
@@ -157,6 +160,7 @@ class PlanFlags:
     answers: Path | None = None
     remember: bool | None = None
     no_memory: bool = False
+    no_log: bool = False
 
     def settings_overrides(self) -> dict:
         return {"llm": self.llm, "search": self.search}
@@ -324,7 +328,22 @@ def build_agent(flags: PlanFlags, extra: dict | None = None, *, progress=None):
         memory.list()  # a corrupt memory file stops here, before any work, with its own message
     search = make_backend(settings.search, timeout=settings.search_timeout)
     callbacks = Callbacks(progress=progress or (lambda msg: None))
-    return Agent(settings=settings, verbose=console.state.verbose, memory=memory, search=search, callbacks=callbacks)
+    return Agent(
+        settings=settings,
+        verbose=console.state.verbose,
+        memory=memory,
+        search=search,
+        callbacks=callbacks,
+        calllog=open_call_log(settings, flags.no_log),
+    )
+
+
+def open_call_log(settings, no_log: bool = False):
+    """The call log (qia logs), unless the `logs` setting or --no-log turns it off. Its one warning, if it
+    cannot be written, goes to stderr."""
+    from qia_cli.calllog.store import open_log
+
+    return open_log(settings, enabled=not no_log, on_warning=console.warn)
 
 
 def plan_options(flags: PlanFlags, agent, *, previous=None):
@@ -386,10 +405,16 @@ def print_plan(plan) -> None:
         table = Table(title="Context", title_justify="left", show_edge=False, pad_edge=False)
         table.add_column("source")
         table.add_column("gap", style="dim")
+        table.add_column("in prompt")
         table.add_column("content")
         for e in plan.evidence:
             detail = f"  [dim]({safe(e.detail)})[/dim]" if e.detail and e.source in {"search", "memory"} else ""
-            table.add_row(e.source, safe(e.gap_id or ""), safe(e.content) + detail)
+            if e.used:
+                table.add_row(e.source, safe(e.gap_id or ""), "✓", safe(e.content) + detail)
+            else:  # a guess the plan kept out of the prompt: shown, but not like what was used
+                why = f": {safe(e.why)}" if e.why else ""
+                content = f"[dim italic]{safe(e.content)}[/dim italic]{detail}  [yellow](withheld{why})[/yellow]"
+                table.add_row(e.source, safe(e.gap_id or ""), "[yellow]✗ withheld[/yellow]", content)
         out.print(table)
     for q in plan.questions:
         status = q.answer if q.status == "answered" else q.status
@@ -414,4 +439,9 @@ def models_text(plan) -> str:
 
 def print_json(model) -> None:
     sys.stdout.write(model.model_dump_json(indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def print_data(data) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
     sys.stdout.flush()

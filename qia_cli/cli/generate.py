@@ -65,6 +65,16 @@ def generate_command(
     answers: common.AnswersOpt = None,
     remember: common.RememberOpt = None,
     no_memory: common.NoMemoryOpt = False,
+    preview: Annotated[
+        bool | None,
+        typer.Option(
+            "--preview/--no-preview",
+            help="Draw the saved image in the terminal (kitty, iTerm2 or sixel graphics; nothing elsewhere). "
+            "Default: the preview setting.",
+            show_default=False,
+        ),
+    ] = None,
+    no_log: common.NoLogOpt = False,
 ) -> None:
     """Plan the request, then render it and save PNGs with their plan embedded (plus a NAME.json sidecar).
 
@@ -75,6 +85,8 @@ def generate_command(
       qia generate "a poster for my dog's birthday" --seed 7 --count 2
 
       qia generate "a cat" --no-plan --model ./my-pipeline --steps 4 --json
+
+      qia generate "a lighthouse at dusk" --preview
     """
     from qia_cli.agent.run import RenderOptions
 
@@ -84,7 +96,9 @@ def generate_command(
     negative = common.clean_text_flag(negative, "--negative")
     common.check_render_choices(dtype, vae)
 
-    flags = common.PlanFlags(prompt, json_out, llm, search, no_ask, answer or [], answers, remember, no_memory)
+    flags = common.PlanFlags(
+        prompt, json_out, llm, search, no_ask, answer or [], answers, remember, no_memory, no_log=no_log
+    )
     request = common.read_prompt(prompt)
     show = not json_out
     agent = common.build_agent(flags, progress=common.progress_printer() if show else None)
@@ -117,6 +131,16 @@ def generate_command(
         common.print_json(result)
     else:
         print_result(result, warned)
+        if preview if preview is not None else agent.settings.preview != "off":
+            show_images([o.path for o in result.outputs], agent.settings.preview)
+
+
+def show_images(images: list[str], setting: str) -> None:
+    """Each saved image drawn in the terminal, where it can draw them (see qia_cli/cli/preview.py)."""
+    from qia_cli.cli.preview import show
+
+    for image in images:
+        show(image, setting)
 
 
 def _check_size(size: str | None, width: int | None, height: int | None) -> tuple[int | None, int | None]:

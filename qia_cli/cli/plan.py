@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import sys
+from typing import Annotated
+
+import typer
 
 from qia_cli.cli import common, console
 from qia_cli.cli.root import app
@@ -19,6 +22,14 @@ def plan_command(
     answers: common.AnswersOpt = None,
     remember: common.RememberOpt = None,
     no_memory: common.NoMemoryOpt = False,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="For each gap, the model calls that tried to fill it and why each answer was used or withheld.",
+        ),
+    ] = False,
+    no_log: common.NoLogOpt = False,
 ) -> None:
     """Plan a request: find what is missing, fill it, and print the final prompt (alone with -q).
 
@@ -29,15 +40,23 @@ def plan_command(
       qia plan "the new headquarters" --no-ask --json
 
       echo "a bear in winter" | qia plan --json
+
+      qia plan "the national flower of Japan in a blue vase" --explain
     """
-    flags = common.PlanFlags(prompt, json_out, llm, search, no_ask, answer or [], answers, remember, no_memory)
+    flags = common.PlanFlags(
+        prompt, json_out, llm, search, no_ask, answer or [], answers, remember, no_memory, no_log=no_log
+    )
     request = common.read_prompt(prompt)
     agent = common.build_agent(flags, progress=None if json_out else common.progress_printer())
     plan = agent.plan(request, common.plan_options(flags, agent))
     common.note_unused_answers(plan, flags)
     common.learn_from_answers(plan, flags, agent)
     agent.record_session(plan, [], "plan")
-    if json_out:
+    if json_out and explain:  # the plan's document, with its calls
+        doc = plan.model_dump(mode="json")
+        doc["calls"] = [c.as_dict() for c in agent.last_calls]
+        common.print_data(doc)
+    elif json_out:
         common.print_json(plan)
     elif console.state.quiet:  # -q: the final prompt alone, one line for scripts that don't want JSON
         from qia_cli.textsafe import printable
@@ -45,3 +64,7 @@ def plan_command(
         sys.stdout.write(printable(plan.prompt) + "\n")
     else:
         common.print_plan(plan)
+        if explain:
+            from qia_cli.cli.callview import print_explain
+
+            print_explain(plan, agent.last_calls)

@@ -28,9 +28,10 @@ class Calibration:
     # The same answer from two askings, the surest of them at least this sure; from three, `agree3`.
     agree: float = -0.6
     agree3: float = -1.2
-    # Ask about requests the grammar does not flag ("a tall pink bird resting on one leg"): the model
-    # judges them. Only for models whose answers to ordinary dev requests harm none of them.
-    whole: bool = False
+    # Ask about requests the grammar does not flag ("a tall pink bird resting on one leg"): the model judges
+    # them; both askings must name the same thing, the surer at least this sure. None: not asked. Only for
+    # models whose answers to ordinary dev requests harm none of them at this threshold.
+    whole: float | None = None
     # Where the numbers come from.
     source: str = "default (not measured for this model)"
 
@@ -38,13 +39,30 @@ class Calibration:
         return asdict(self)
 
 
-# Measured with `qia bench calibrate` on the dev splits of the built-in suites (knowledge questions against
-# ordinary harm), keyed by GGUF architecture and size. A model of the same family and size finds its row.
-MEASURED: dict[tuple[str, str], Calibration] = {}
+# Measured with `qia bench calibrate` on the dev splits of the built-in suites (reason and knowledge questions
+# against ordinary and everyday harm, 364 items), keyed by GGUF architecture and size: a model of the same
+# family and size finds its row. Dev numbers: right and wrong names of 184 knowledge items, harm of 180.
+_GEMMA_270M = Calibration(  # Gemma-3-270m Q4_K_M, the knowledge extra: 63 right, 33 wrong, harm 0/180
+    sure=-1.5, agree=-0.75, agree3=-1.5, whole=None, source="measured on dev: Gemma-3-270m Q4_K_M"
+)
+_SMOLLM2_135M = Calibration(  # SmolLM2-135M-Instruct Q4_1, the bundled planner: 40 right, 12 wrong, harm 0/180
+    sure=-1.0, agree=-0.2, agree3=-0.5, whole=None, source="measured on dev: SmolLM2-135M-Instruct Q4_1"
+)
+_QWEN2_1_5B = Calibration(  # Qwen2.5-Coder-1.5B-Instruct Q4_K_M: 104 right, 21 wrong, harm 0/180
+    sure=-0.75, agree=-0.35, agree3=-1.0, whole=-0.2, source="measured on dev: Qwen2.5-Coder-1.5B-Instruct Q4_K_M"
+)
+MEASURED: dict[tuple[str, str], Calibration] = {
+    ("gemma3", "270M"): _GEMMA_270M,
+    ("llama", "135M"): _SMOLLM2_135M,
+    ("qwen2", "1.5B"): _QWEN2_1_5B,
+}
 
 
 # The bundled models by the names qia gives them (named before they are built or unpacked).
-MEASURED_BY_NAME: dict[str, Calibration] = {}
+MEASURED_BY_NAME: dict[str, Calibration] = {
+    "Gemma-3-270m Q4_K_M (knowledge extra)": _GEMMA_270M,
+    "SmolLM2-135M-Instruct Q4_1 (bundled)": _SMOLLM2_135M,
+}
 
 
 def _profile(path: str):
@@ -107,7 +125,7 @@ def _valid(entry: dict) -> bool:
         (entry.get("sure") is None or _number(entry.get("sure")))
         and _number(entry.get("agree", 0.0))
         and _number(entry.get("agree3", 0.0))
-        and isinstance(entry.get("whole", False), bool)
+        and (entry.get("whole") is None or _number(entry.get("whole")))
         and isinstance(entry.get("source", ""), str)
     )
 

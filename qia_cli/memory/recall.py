@@ -134,6 +134,9 @@ _NP_STOP = FUNCTION_WORDS | frozenset(
 _DETERMINERS = frozenset("a an the this that these those some any no every each one two three four five".split())
 _TOKEN = re.compile(r"[A-Za-z0-9][\w'\u2019-]*|[,.;:!?()]")
 _OWNERS = ("my", "our")
+# Closed classes that follow a verb, not a noun ("makes her", "has a"), and adverbs of frequency.
+_VERB_OBJECT = frozenset("a an the her his their its my our your them him me us this that these those".split())
+_ADVERBS = frozenset("always never often usually sometimes rarely seldom still also just".split())
 _MAX_NP = 3
 
 
@@ -158,6 +161,9 @@ def _noun_phrase(toks: list[str], start: int) -> tuple[list[str], int, bool]:
         low = bare.lower()
         if not bare[:1].isalnum() or low in _NP_STOP or (words and (bare[:1].isupper() or _gerund(low))):
             break
+        following = toks[i + 1].lower() if i + 1 < len(toks) else ""
+        if words and (low in _ADVERBS or low.endswith("ly") or following in _VERB_OBJECT):
+            break  # "my mum makes her lasagne", "my grandfather always wears": the verb ends the phrase
         words.append(low)
         i += 1
         if bare != raw:

@@ -84,6 +84,7 @@ class SessionRecord(BaseModel):
     kind: Literal["plan", "generate"] = "generate"
     seed: int | None = None
     model: str | None = None
+    plan_id: str | None = None  # the plan in the call log (qia logs --plan ID)
 
     @field_validator("time")
     @classmethod

@@ -133,8 +133,12 @@ def new_words(answer: str, request: str) -> list[str]:
     "sailboat" (and "sailboats") nothing new."""
     said = set(stems(request)) | set(words(request))
 
+    stems5 = {w[:5] for w in said if len(w) >= 5}
+
     def known(word: str) -> bool:
         word = word.rstrip("s") if word not in said else word
+        if len(word) >= 5 and word[:5] in stems5:
+            return True  # another form of a word the request says: "potter" and "pottery", "cobbled" and "cobblestone"
         # a compound of two words the request says ("sail" + "boat"); only words of a sane length are split
         return word in said or (
             len(word) <= 40 and any(word[:i] in said and word[i:] in said for i in range(3, len(word) - 2))
@@ -143,16 +147,36 @@ def new_words(answer: str, request: str) -> list[str]:
     return [w for w in content_words(answer) if not known(w)]
 
 
+def restates(answer: str | None, request: str) -> bool:
+    """An answer that repeats a word of the request in lowercase ("a small island with tall stone heads",
+    "a cobblestone street") describes it again rather than naming it; a name ("the Golden Gate Bridge") may
+    repeat its kind."""
+    if not answer or any(t[:1].isupper() for t in answer.split()):
+        return False
+    return bool({singular(w) for w in words(answer)} & {singular(w) for w in stems(request)})
+
+
 def _adds(candidate: Candidate, request: str) -> set[str]:
     return {singular(w) for w in new_words(candidate.text, request)} if candidate.text else set()
 
 
-def decide(candidates: Sequence[Candidate], request: str, cal: Calibration) -> tuple[Candidate | None, int]:
+def decide(
+    candidates: Sequence[Candidate], request: str, cal: Calibration, *, whole: bool = False
+) -> tuple[Candidate | None, int]:
     """The answer the askings so far support, and how many of them agree on it (0: none yet).
 
     - the first asking alone, when it adds a word and the model is at least `cal.sure` sure of it;
     - else the answer whose added words the most askings share: two of them when the surest of those is
-      at least `cal.agree`, three when at least `cal.agree3`. The focused asking's text is preferred."""
+      at least `cal.agree`, three when at least `cal.agree3`. The focused asking's text is preferred.
+    `whole`: the grammar saw no description, so the model must name something, twice and sure
+    (`cal.whole`), without describing the request again."""
+    if whole:
+        adds = [set() if restates(c.text, request) else _adds(c, request) for c in candidates[:2]]
+        if len(adds) == 2 and adds[0] & adds[1]:
+            top = max((c.logprob if c.logprob is not None else 0.0) for c in candidates[:2])
+            if cal.whole is not None and top >= cal.whole:
+                return candidates[0], 2
+        return None, 0
     first = candidates[0] if candidates else None
     if first is not None and len(candidates) == 1 and cal.sure is not None and _adds(first, request):
         if first.logprob is not None and first.logprob >= cal.sure:
@@ -192,7 +216,7 @@ def name_it(
         candidates.append(ask(llm, block, text, max_tokens=NAME_TOKENS, max_words=MAX_ANSWER_WORDS, usage=usage))
         if len(candidates) == 1 and not candidates[0].text:
             return Answer(None, candidates[0].logprob, why="no usable answer", asked=candidates)
-        chosen, _votes = decide(candidates, request, cal)
+        chosen, _votes = decide(candidates, request, cal, whole=question is None)
         if chosen is not None:
             return Answer(chosen.text, chosen.logprob, True, asked=candidates)
     guess = _guess(candidates, request)
@@ -206,12 +230,17 @@ def name_it(
     return Answer(guess.text, guess.logprob, False, why, asked=candidates)
 
 
-def describe(llm: LLM, thing: str, usage: Usage | None = None, request: str = "") -> Answer:
+def describe(
+    llm: LLM, thing: str, usage: Usage | None = None, request: str = "", first_block: int | None = None
+) -> Answer:
     """A few visual words for `thing` ('cherry blossoms' -> 'pale pink five-petal flowers on dark branches'),
-    kept only when a second asking (after the other block) agrees on at least two of the words it adds."""
+    kept only when a second asking (after the other block) agrees on at least two of the words it adds.
+    `first_block`: the block the model has just read (the last naming question's), asked first."""
     thing = thing.strip().rstrip(".")
     question = f"What does {thing} look like?"
     a, b = block_order(request or thing)
+    if first_block is not None and first_block != a:
+        a, b = b, a
     first = ask(llm, a, question, max_tokens=LOOK_TOKENS, max_words=MAX_LOOK_WORDS, usage=usage)
     if not first.text:
         return Answer(None, first.logprob, why="no usable description", asked=[first])

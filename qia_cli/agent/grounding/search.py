@@ -13,6 +13,7 @@ from urllib.parse import unquote, urlsplit
 
 from qia_cli.agent.rules import content_words
 from qia_cli.agent.types import Evidence, Gap
+from qia_cli.llm import calls
 from qia_cli.llm.base import LLM, Usage
 from qia_cli.textsafe import INJECTION, injected  # shared with memory (moved from here)
 
@@ -176,7 +177,8 @@ def ground_search(
     evidence: list[Evidence] = []
     for gap in todo:
         results = screened.get(queries[gap.id]) or []
-        fact, href = extract_fact(llm, f"What is {gap.span or gap.query}?", results, usage, hint=gap.query or "")
+        with calls.stage(calls.SEARCH, gap.id):  # the call log links the extraction to its gap
+            fact, href = extract_fact(llm, f"What is {gap.span or gap.query}?", results, usage, hint=gap.query or "")
         if fact:
             gap.filled = True
             evidence.append(Evidence(gap_id=gap.id, source="search", content=fact, detail=href))
