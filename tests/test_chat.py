@@ -469,19 +469,5 @@ def test_qia_alone_on_a_terminal_starts_chat_and_elsewhere_prints_the_help(qia, 
     code, out, _ = qia()
     assert code == 0 and "Usage: qia" in out and not started  # no terminal: the help
     monkeypatch.setattr(console, "interactive", lambda: True)
-    assert qia().code == 0 and started == [
-        {
-            "model": None,
-            "size": None,
-            "steps": None,
-            "seed": None,
-            "device": None,
-            "outdir": None,
-            "release_llm": None,
-            "llm": None,
-            "search": None,
-            "no_ask": False,
-            "remember": None,
-            "no_memory": False,
-        }
-    ]
+    assert qia().code == 0 and qia("chat").code == 0
+    assert len(started) == 2 and started[0] == started[1]  # `qia` alone is `qia chat` with its defaults
