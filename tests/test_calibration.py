@@ -89,3 +89,22 @@ def test_the_bundled_models_find_their_measured_rows_by_name_before_they_are_bui
     for name in (KNOWLEDGE_NAME, NAME):
         cal = calibration.load(ModelInfo(name=name, backend="llama.cpp"), None)
         assert "measured" in cal.source and cal.whole is None  # small models do not judge requests
+
+
+def test_qia_bench_plans_with_the_calibration_the_user_saved(isolated_home, tmp_path):
+    import json
+
+    from tests.conftest import run_qia
+
+    suite = tmp_path / "mine.jsonl"
+    suite.write_text(
+        json.dumps(
+            {"id": "r", "capability": "reason", "request": "the national flower of Japan", "expect_any": ["sakura"]}
+        )
+        + "\n"
+    )
+    before = json.loads(run_qia("bench", str(suite), "--llm", "fake", "--json", "--no-baselines").stdout)
+    assert "default" in before["model"]["calibration"]["source"]
+    assert run_qia("bench", "calibrate", "--llm", "fake").returncode == 0
+    after = json.loads(run_qia("bench", str(suite), "--llm", "fake", "--json", "--no-baselines").stdout)
+    assert after["model"]["calibration"]["source"] == "qia bench calibrate on the dev split"

@@ -119,12 +119,14 @@ class Agent:
     # The per-user folders for what the agent reads by itself (the calibration of the knowledge model), in
     # place of QIA_HOME: a benchmark gives each item an empty one. None: qia_cli.paths' (QIA_HOME, platformdirs).
     home: Path | None = None
+    # How far the knowledge model's answers are trusted; None: its saved or measured calibration (home's).
+    calibration: Calibration | None = None
     _planner: Planner | None = None
 
     @property
     def planner(self) -> Planner:
         if self._planner is None:
-            calibration = self._calibration_at_home()  # first: it may build the LLM
+            calibration = self.calibration or self._calibration_at_home()  # first: it may build the LLM
             # The planner gets its models noted: each call it makes is recorded with the stage it marks.
             self._planner = Planner(
                 self._noted(self.llm) if self.llm is not None else lambda: self._noted(self._make_llm()),

@@ -19,6 +19,7 @@ from qia_cli.bench import baselines, scorers
 from qia_cli.bench.household import HOUSEHOLD
 from qia_cli.bench.suite import Item, Suite, subset
 from qia_cli.llm.base import LLM
+from qia_cli.llm.calibration import Calibration
 
 SYSTEMS = ("agent", "enhance", "single", "raw")
 OnItem = Callable[[str, Item], None]
@@ -61,6 +62,7 @@ class Runner:
         on_item: OnItem | None = None,
         baselines: bool | tuple[str, ...] = True,
         knowledge: LLM | None = None,
+        calibration: Calibration | None = None,
     ) -> None:
         self.llm = llm
         # which LLM baselines run: True = enhance and single, False = none, or a tuple of their names
@@ -68,6 +70,8 @@ class Runner:
         # The model that answers knowledge questions (Gemma beside the bundled planner); None: the agent picks
         # it from settings on the first item that asks, and it is kept for the rest. `single` runs on it.
         self.knowledge: LLM | None = knowledge
+        # the knowledge model's calibration as the user has it (items plan in empty homes, which have none)
+        self.calibration = calibration
         self.settings = settings
         self.out_dir = out_dir
         self.on_item = on_item or (lambda _suite, _item: None)
@@ -98,6 +102,7 @@ class Runner:
                 llm=self.llm,
                 knowledge=self.knowledge,
                 home=Path(home),
+                calibration=self.calibration,
             )
             plan = agent.plan(item.request, PlanOptions())
             self.knowledge = agent.knowledge

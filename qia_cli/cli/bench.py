@@ -125,7 +125,13 @@ def run_command(
     model = make_llm(settings, verbose=console.state.verbose)
     model.complete("Q: ready?\nA:", max_tokens=1)  # load the weights now, not inside the first item's timings
     knowledge = make_knowledge_llm(settings, model, verbose=console.state.verbose)
+    from qia_cli import paths
+    from qia_cli.llm import calibration as calibrations
+
+    # the calibration this user's plans get (saved by `qia bench calibrate`, else measured, else the default)
+    calibration = calibrations.load(knowledge.info, paths.calibration_file())
     model_meta = _meta(model, reporting)
+    model_meta["calibration"] = calibration.to_dict()
     if knowledge is not model:  # the model that answers knowledge questions, and on which `single` runs
         model_meta["knowledge"] = _meta(knowledge, reporting)
     # Every call from here is logged (the items run in temporary homes: the log is opened here, in the real
@@ -152,6 +158,7 @@ def run_command(
             on_item=_on_item(bar),
             baselines=() if no_baselines else chosen,
             knowledge=knowledge,
+            calibration=calibration,
         )
         rows = runner.run(loaded, limit=limit, seed=sample)
     report = reporting.build(
