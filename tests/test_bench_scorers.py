@@ -269,3 +269,12 @@ def test_reason_outcome_tells_right_wrong_and_withheld_names():
     assert scorers.reason_outcome(_evidence_plan(name("a rose", False)), request, expect) == "withheld-wrong"
     assert scorers.reason_outcome(_evidence_plan(), request, expect) == "none"
     assert scorers.reason_outcome(None, request, expect) is None
+
+
+def test_a_withheld_guess_is_not_harm():
+    request = "a crossing guard holding a stop sign at a school crosswalk"
+    guess = {"source": "reasoning", "role": "name", "content": "a traffic light", "used": False}
+    plan = {"gaps": [], "evidence": [guess]}
+    assert scorers.score_harm(request + ", soft natural light", request, plan).status == "pass"
+    used = dict(guess, used=True)
+    assert scorers.score_harm(request + ", a traffic light", request, {"gaps": [], "evidence": [used]}).status == "fail"

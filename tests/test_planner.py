@@ -451,3 +451,13 @@ def test_a_model_calibrated_to_judge_is_asked_about_requests_the_grammar_does_no
     llm = Rated(["a flamingo", "flamingos"], -0.4)
     plan = Planner(llm).plan(request, PlanOptions(llm_gaps=False))
     assert not llm.prompts and not [g for g in plan.gaps if g.kind == "knowledge"]
+
+
+def test_what_an_answer_adds_to_the_request():
+    from qia_cli.agent.grounding.reasoning import new_words
+
+    assert new_words("a barber shop", "a barbershop with red leather chairs") == []  # parts of a compound
+    assert new_words("pottery", "a potter shaping a bowl") == []  # another form of a request word
+    assert new_words("a watering can", "a robot that waters the plants") == []
+    assert new_words("Christmas", "Holiday celebrating the birth of Jesus Christ") == ["christmas"]  # a name
+    assert new_words("a sailboat", "a boat with a white sail") == []

@@ -120,10 +120,11 @@ HEAD_WORDS = 3
 
 
 def reasoning_words(plan: dict | None) -> set[str]:
-    """The content words of every piece of evidence with source `reasoning` in a plan."""
+    """The content words of the `reasoning` evidence a plan used (a guess it kept out of the prompt put
+    nothing there: "a traffic light" withheld is not why "soft natural light" says "light")."""
     found: set[str] = set()
     for evidence in (plan or {}).get("evidence", []):
-        if evidence.get("source") == "reasoning":
+        if evidence.get("source") == "reasoning" and evidence.get("used", True):
             found |= content_words(evidence.get("content") or "")
     return found
 

@@ -130,15 +130,22 @@ def ask(llm: LLM, block: int, question: str, *, max_tokens: int, max_words: int,
 
 def new_words(answer: str, request: str) -> list[str]:
     """The answer's words that the request does not already say, in any form: "boat" and "sail" make
-    "sailboat" (and "sailboats") nothing new."""
+    "sailboat" (and "sailboats") nothing new, nor "barber" and "shop" after "barbershop", nor another form
+    of a request word ("pottery" after "potter", "watering" after "waters"). A name may grow out of a word
+    of its description, so a capitalised word is new ("Christmas" after "Christ")."""
     said = set(stems(request)) | set(words(request))
 
     stems5 = {w[:5] for w in said if len(w) >= 5}
+    compounds = [w for w in said if len(w) >= 6]
+    names = {w.lower() for w in re.findall(r"\b[A-Z][\w-]*", answer)}
 
     def known(word: str) -> bool:
+        name = word in names
         word = word.rstrip("s") if word not in said else word
-        if len(word) >= 5 and word[:5] in stems5:
+        if len(word) >= 5 and word[:5] in stems5 and not name:
             return True  # another form of a word the request says: "potter" and "pottery", "cobbled" and "cobblestone"
+        if len(word) >= 3 and any(c != word and (c.startswith(word) or c.endswith(word)) for c in compounds):
+            return True  # a part of a compound the request says: "barber" and "shop" in "barbershop"
         # a compound of two words the request says ("sail" + "boat"); only words of a sane length are split
         return word in said or (
             len(word) <= 40 and any(word[:i] in said and word[i:] in said for i in range(3, len(word) - 2))
