@@ -62,7 +62,9 @@ def physical_cores(cpuinfo: Path = CPUINFO) -> int:
 
 @functools.lru_cache(maxsize=1)
 def default_llm_threads() -> int:
-    """Threads for a small planner model: the physical cores, one left free for the rest of the machine
-    (a render, a browser, a second qia), and at most 4, since more buy nothing for models this size."""
+    """Threads for a planner model: the physical cores, one left free for the rest of the machine (a render, a
+    browser, a second qia) from three cores up, and at most 4, since more buy little for models this size.
+    Two cores use both: a 1.5B planner's median knowledge plan took 6.8 s on one thread and 4.2 s on two of
+    an idle 2-core machine (benchmarks/bench_plan.py), and the threads sleep when idle."""
     cores = physical_cores()
-    return max(1, min(4, cores - 1))
+    return max(1, min(4, cores if cores <= 2 else cores - 1))

@@ -80,10 +80,10 @@ def test_physical_cores_count_smt_siblings_once(amx_cpuinfo, monkeypatch):
     assert cpu.physical_cores(amx_cpuinfo) == 1  # two logical CPUs, one core
 
 
-def test_default_threads_leave_a_core_free(monkeypatch):
+def test_default_threads_leave_a_core_free_from_three_cores(monkeypatch):
     cpu.default_llm_threads.cache_clear()
     try:
-        for cores, expected in ((1, 1), (2, 1), (4, 3), (16, 4)):
+        for cores, expected in ((1, 1), (2, 2), (3, 2), (4, 3), (16, 4)):
             monkeypatch.setattr(cpu, "physical_cores", lambda c=cores: c)
             cpu.default_llm_threads.cache_clear()
             assert cpu.default_llm_threads() == expected
