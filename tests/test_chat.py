@@ -328,6 +328,23 @@ def test_removing_goes_to_the_negative_prompt():
     assert "hat" in back.prompt and "hat" not in back.negative_prompt
 
 
+@pytest.mark.parametrize(
+    ("request_", "removal", "left"),
+    [
+        ("a girl with a basket in a meadow", "remove the basket", "a girl in a meadow"),
+        ("a woman holding an umbrella in the rain", "without the umbrella", "a woman in the rain"),
+        ("a man sitting on a red chair by the window", "now remove the chair", "a man sitting by the window"),
+    ],
+)
+def test_removing_what_the_first_request_named_takes_its_phrase_out(request_, removal, left):
+    """Chat: 'remove the basket' after 'a girl with a basket ...' must not keep 'with a basket' in the prompt."""
+    thing = removal.split()[-1]
+    _, without, night = refine(request_, removal, "make it night")
+    for plan in (without, night):  # and later turns do not bring it back
+        assert plan.prompt.startswith(left) and thing not in plan.prompt
+        assert plan.negative_prompt.startswith(thing + ", ")
+
+
 def test_a_refinement_keeps_a_first_request_that_has_a_bar_in_it_and_records_the_turns():
     first, night, wide = refine('a shop sign that says "open | closed"', "make it night", "now as a wide shot")
     assert wide.prompt.startswith('a shop sign that says "open | closed"')

@@ -1,6 +1,7 @@
 """Planner logic with a scripted LLM: what each mechanism contributes, and that it shows up as evidence."""
 
 import json
+import time
 
 import pytest
 
@@ -170,6 +171,18 @@ def test_asker_is_called_for_open_questions_only():
     plan = planner().plan("my cat on a sofa", PlanOptions(asker=asker))
     assert seen == ["What does your cat look like (name, kind, colours)?"]
     assert "a grey tabby called Mo" in plan.prompt
+
+
+def test_the_plan_time_is_the_machines_not_the_time_a_person_takes_to_answer():
+    def slow_typist(questions):
+        time.sleep(0.5)
+        return {q.id: "a grey tabby called Mo" for q in questions}
+
+    plan = planner().plan("my cat on a sofa", PlanOptions(asker=slow_typist))
+    assert plan.timings["user_answers"] >= 0.5
+    machine = {k: v for k, v in plan.timings.items() if k not in ("total", "user_answers")}
+    assert plan.timings["total"] == pytest.approx(sum(machine.values()), abs=1e-3)
+    assert plan.timings["clarify"] < plan.timings["user_answers"]
 
 
 def test_at_most_three_questions_most_important_first():

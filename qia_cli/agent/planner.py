@@ -155,7 +155,9 @@ class Planner:
 
         questions = clarify.build_questions(gaps, request)
         with _timed(timings, "clarify"):
-            evidence += self._answers(questions, gaps, options)
+            evidence += self._answers(questions, gaps, options, timings)
+        if "user_answers" in timings:  # the time a person took to answer is not the machine's
+            timings["clarify"] = round(max(0.0, timings["clarify"] - timings["user_answers"]), 4)
 
         if self.search is not None and any(g.action == "search" for g in gaps):
             self.progress("searching")
@@ -173,7 +175,7 @@ class Planner:
             prompt, negative, checklist = composer.compose(
                 analysis, gaps, evidence, options.negative, options.prompt_words
             )
-        timings["total"] = round(sum(timings.values()), 4)
+        timings["total"] = round(sum(v for k, v in timings.items() if k != "user_answers"), 4)
         return Plan(
             request=request,
             gaps=gaps,
@@ -225,14 +227,16 @@ class Planner:
         return evidence, session
 
     @staticmethod
-    def _answers(questions: list, gaps: list[Gap], options: PlanOptions) -> list[Evidence]:
-        """Answers by id, then in order, then from the asker for what is still open."""
+    def _answers(questions: list, gaps: list[Gap], options: PlanOptions, timings: dict[str, float]) -> list[Evidence]:
+        """Answers by id, then in order, then from the asker for what is still open (its time: timings["user_answers"])."""
         answers = dict(options.answers)
         for q, value in zip(questions, options.answer_list):
             answers.setdefault(q.id, value)
         unanswered = [q for q in questions if q.id not in answers and q.gap_id not in answers]
         if unanswered and options.asker is not None:
-            answers.update({k: v for k, v in options.asker(unanswered).items() if v is not None})
+            with _timed(timings, "user_answers"):
+                asked = options.asker(unanswered)
+            answers.update({k: v for k, v in asked.items() if v is not None})
         return clarify.apply_answers(questions, gaps, answers)
 
     def _search(self, gaps: list[Gap], evidence: list[Evidence]) -> tuple[list[Evidence], list[str]]:
@@ -403,7 +407,10 @@ class Planner:
             if edit_analysis and edit_analysis.has_composition:
                 drop_kinds.add("composition")
             turns = prev.turns or [prev.request]
+            taken_out = [*_removed_before(prev, edit), removed]
             root = _drop_segments(turns[0], drop_kinds)
+            for term in filter(None, taken_out):
+                root = _without(root, term)
             analysis = rules.analyze(root)
             gaps = [g.model_copy() for g in prev.gaps]
             drop_ids = {g.id for g in gaps if g.kind in drop_kinds}
@@ -435,7 +442,7 @@ class Planner:
                     found, _ids = ground_memory(self.memory, edit, [])
                     known = {e.detail for e in evidence if e.source == "memory"}
                     evidence[1:1] = [e for e in found if e.detail not in known]
-            negative = ", ".join(dict.fromkeys(filter(None, [options.negative, *_removed_before(prev, edit), removed])))
+            negative = ", ".join(dict.fromkeys(filter(None, [options.negative, *taken_out])))
             prompt, negative, checklist = composer.compose(
                 analysis, gaps, evidence, negative or None, options.prompt_words
             )
@@ -479,6 +486,31 @@ def _drop_segments(root: str, kinds: set[str]) -> str:
     parts = [p.strip() for p in root.split(",")]
     kept = parts[:1] + [p for p in parts[1:] if not (len(p.split()) <= 4 and any(x.search(p) for x in patterns))]
     return ", ".join(kept)
+
+
+_DETERMINERS = "a|an|the|some|two|three|his|her|their|its|my|our"
+_LINKS = "with|and|or|of|on|in|at|to|by|for|from|under|near|beside|holding|carrying|wearing"
+
+
+def _without(root: str, removed: str) -> str:
+    """'a girl with a basket in a meadow' less 'basket' -> 'a girl in a meadow': the phrase that names it goes.
+
+    The phrase is the removed words with what leads them (a joining word, an article, up to two modifiers) and
+    what they own ('of apples'); when it was the subject, a leading preposition left behind goes too.
+    """
+    words = removed.split()
+    if not words:
+        return root
+    core = r"\s+".join(re.escape(w) for w in words)
+    phrase = re.compile(
+        r"(?:\s*,)?\s*(?:\b(?:with|and|holding|carrying|wearing|on|in|at|under|near|beside|by)\s+)?"
+        rf"(?:\b(?:{_DETERMINERS})\s+)?(?:(?!(?:{_DETERMINERS}|{_LINKS})\b)[\w-]+\s+){{0,2}}?"
+        rf"\b{core}(?:e?s)?\b(?:\s+of\s+[\w-]+)?",
+        re.IGNORECASE,
+    )
+    left = phrase.sub("", root, count=1).strip(" ,")
+    left = re.sub(r"^(?:on|in|at|by|under|near|beside)\s+", "", left, flags=re.IGNORECASE)
+    return re.sub(r"\s{2,}", " ", left) or root
 
 
 def _removed_before(prev: Plan, edit: str) -> list[str]:
