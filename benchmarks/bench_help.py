@@ -44,6 +44,9 @@ def wall(cmd: list[str], env: dict[str, str]) -> float:
 
 def main(n: int = 21) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "100", "NO_COLOR": "1"}
+    # Users run qia from bytecode that pip (or the first run) wrote; a shell with PYTHONDONTWRITEBYTECODE would
+    # compile every qia module on every run and measure the compiler instead (about 1.5x against 1.2x here).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     with tempfile.TemporaryDirectory(prefix="qia-bench-help-") as tmp:
         bare = Path(tmp) / "bare.py"
         bare.write_text(BARE, encoding="utf-8")
