@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from qia_cli import paths
 from qia_cli.agent import compose as composer
-from qia_cli.agent import rules
-from qia_cli.agent.grounding import clarify, reasoning
+from qia_cli.agent import grounding, rules
+from qia_cli.agent.grounding import GapChange, Grounding, clarify, reasoning
 from qia_cli.agent.grounding.memory import ground_memory
 from qia_cli.agent.grounding.search import ground_search
-from qia_cli.agent.types import Evidence, Gap, GapKind, ModelInfo, Plan, SessionRef
+from qia_cli.agent.types import Evidence, Gap, GapKind, ModelInfo, Plan, Question, SessionRef
 from qia_cli.errors import UsageError
 from qia_cli.llm import calls
 from qia_cli.llm.base import LLM, Usage, parse_json
@@ -76,6 +76,34 @@ class PlanOptions:
     prompt_words: int = composer.MAX_PROMPT_WORDS  # the prompt's word budget: the image model's text encoder
 
 
+@dataclass
+class _Draft:
+    """A plan being built: each step of `Planner.plan` reads it and adds to it."""
+
+    request: str
+    options: PlanOptions
+    analysis: rules.Analysis
+    purpose: str | None
+    timings: dict[str, float]
+    evidence: list[Evidence] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    questions: list[Question] = field(default_factory=list)
+    session: SessionRef | None = None
+
+    @property
+    def gaps(self) -> list[Gap]:
+        return self.analysis.gaps
+
+    def take(self, found: Grounding) -> None:
+        """A grounding step's result: its evidence and warnings join the plan, its gap changes are applied."""
+        self.take_changes(found.changes)
+        self.evidence += found.evidence
+        self.warnings += found.warnings
+
+    def take_changes(self, changes: Iterable[GapChange]) -> None:
+        grounding.apply(self.gaps, list(changes))
+
+
 class Planner:
     """Plans requests. The LLM is created lazily (and once) by `llm_factory`."""
 
@@ -120,137 +148,157 @@ class Planner:
 
     # -- the flow ---------------------------------------------------------------------------------
     def plan(self, request: str, options: PlanOptions | None = None) -> Plan:
+        """Find the request's gaps, ground them (memory, the user, the web, the model's knowledge), assume
+        what is still open, and compose the prompt. A refinement of `options.previous` edits that plan."""
         options = options or PlanOptions()
         request = validate_request(request)
         timings: dict[str, float] = {}
         if options.previous is not None and REFINE.match(request):
             return self._refine(request, options, timings)
+        draft = self._find_gaps(request, options, timings)
+        self._recall_memory(draft)
+        self._ask_user(draft)
+        self._search_web(draft)
+        self._ground_knowledge(draft)
+        self._judge_whole(draft)
+        draft.take(clarify.assume_rest(draft.gaps, draft.questions, request, draft.purpose))
+        return self._compose(draft)
 
+    # -- steps ------------------------------------------------------------------------------------
+    def _find_gaps(self, request: str, options: PlanOptions, timings: dict[str, float]) -> _Draft:
+        """The grammar's gaps, and the kinds an LLM adds where the request is not already detailed."""
         with _timed(timings, "rules"):
             analysis = rules.analyze(request)
-            gaps = analysis.gaps
-        purpose = _purpose(request)
-        evidence: list[Evidence] = []
-        warnings: list[str] = []
-
+        draft = _Draft(request, options, analysis, _purpose(request), timings)
         if options.llm_gaps and not analysis.detailed and self.llm is not None:
             self.progress("looking for gaps")
             with _timed(timings, "llm_gaps"):
-                self._llm_gaps(request, gaps)
+                analysis.gaps += self._llm_gaps(request, analysis.gaps)
+        return draft
 
-        session = None
+    def _recall_memory(self, draft: _Draft) -> None:
+        """What memory knows of the people, pets, things and sessions the request refers to; a personal gap it
+        does not know goes to the user, a style it has no preference for is assumed."""
+        gaps = draft.gaps
         if self.memory is not None:
             self.progress("recalling memory")
-            with _timed(timings, "memory"):
-                found, session = self._recall(request, gaps)
-                evidence += found
-            for gap in gaps:  # "the one we made yesterday": the recorded session says what it is
-                if session is not None and gap.kind == "subject" and not gap.filled:
-                    gap.filled, gap.action = True, "recall"
-        for gap in gaps:  # what memory did not know, only the user can say
-            if gap.kind == "personal" and not gap.filled:
-                gap.action = "ask"
-            if gap.kind == "style" and not gap.filled:
-                gap.action = "assume"
+            with _timed(draft.timings, "memory"):
+                draft.take(ground_memory(self.memory, draft.request, gaps))
+                draft.session = _recall_session(self.memory, draft.request)
+                if draft.session is not None:
+                    draft.evidence.append(_session_evidence(draft.session))
+            if draft.session is not None:  # "the one we made yesterday": the recorded session says what it is
+                draft.take_changes(
+                    GapChange(g.id, action="recall") for g in gaps if g.kind == "subject" and not g.filled
+                )
+        draft.take_changes(
+            GapChange(g.id, fill=False, action="ask") for g in gaps if g.kind == "personal" and not g.filled
+        )
+        draft.take_changes(
+            GapChange(g.id, fill=False, action="assume") for g in gaps if g.kind == "style" and not g.filled
+        )
 
-        questions = clarify.build_questions(gaps, request)
+    def _ask_user(self, draft: _Draft) -> None:
+        """Questions for what only the user knows: answers given up front (by id, then in order), then the
+        asker's for what is still open. The time a person takes to answer is not the plan's."""
+        options, timings = draft.options, draft.timings
+        draft.questions = clarify.build_questions(draft.gaps, draft.request)
         with _timed(timings, "clarify"):
-            evidence += self._answers(questions, gaps, options, timings)
+            answers = dict(options.answers)
+            for q, value in zip(draft.questions, options.answer_list):
+                answers.setdefault(q.id, value)
+            unanswered = [q for q in draft.questions if q.id not in answers and q.gap_id not in answers]
+            if unanswered and options.asker is not None:
+                with _timed(timings, "user_answers"):
+                    asked = options.asker(unanswered)
+                answers.update({k: v for k, v in asked.items() if v is not None})
+            draft.take(clarify.apply_answers(draft.questions, answers))
         if "user_answers" in timings:  # the time a person took to answer is not the machine's
             timings["clarify"] = round(max(0.0, timings["clarify"] - timings["user_answers"]), 4)
 
-        if self.search is not None and any(g.action == "search" for g in gaps):
+    def _search_web(self, draft: _Draft) -> None:
+        """Current facts for the time-sensitive gaps, or a warning that they were assumed."""
+        searching = any(g.action == "search" for g in draft.gaps)
+        if self.search is not None and searching:
             self.progress("searching")
-            with _timed(timings, "search"):
-                found, warned = self._search(gaps, evidence)
-                evidence += found
-                warnings += warned
-        elif any(g.action == "search" for g in gaps) and not analysis.past:
-            warnings.append("search is off: time-sensitive facts were assumed, not checked")
+            context = " ".join(e.content for e in draft.evidence if e.source == "user")[:80]
+            with _timed(draft.timings, "search"), calls.stage(calls.SEARCH):
+                draft.take(
+                    ground_search(
+                        self.search,
+                        self.llm,
+                        draft.gaps,
+                        deadline_s=self.search_deadline,
+                        ttl=self.search_ttl,
+                        usage=self.usage,
+                        context=context,
+                    )
+                )
+        elif searching and not draft.analysis.past:
+            draft.warnings.append("search is off: time-sensitive facts were assumed, not checked")
 
-        evidence += self._ground_knowledge(request, analysis, timings)
-        evidence += self._whole(request, analysis, timings)
-        evidence += clarify.assume_rest(gaps, questions, request, purpose)
-        with _timed(timings, "compose"):
-            prompt, negative, checklist = composer.compose(
-                analysis, gaps, evidence, options.negative, options.prompt_words
+    def _ground_knowledge(self, draft: _Draft) -> None:
+        """Reasoning for what the request describes. A dated past fact that search answered needs none; one
+        the model answered needs no search."""
+        gaps, past = draft.gaps, draft.analysis.past
+        if past and any(g.filled for g in gaps if g.kind == "time"):
+            draft.take_changes(GapChange(g.id) for g in gaps if g.kind == "knowledge")
+        if self.llm is None or not any(g.action == "reason" and not g.filled for g in gaps):
+            return
+        self.progress("reasoning")
+        with _timed(draft.timings, "reason"):
+            for gap in [g for g in gaps if g.action == "reason" and g.query and not g.filled]:
+                draft.take(self._name(draft.request, gap.id, gap.query))
+        if past and any(g.kind == "knowledge" and g.filled for g in gaps):
+            draft.take_changes(GapChange(g.id, action="reason") for g in gaps if g.kind == "time" and not g.filled)
+
+    def _judge_whole(self, draft: _Draft) -> None:
+        """A model calibrated to judge requests ("a tall pink bird resting on one leg in a salt lagoon")
+        is asked what a request the grammar did not flag shows; the grammar's own finds come first."""
+        analysis = draft.analysis
+        kinds = {g.kind for g in analysis.gaps}
+        if self.llm is None or kinds & {"knowledge", "personal", "time", "subject"} or analysis.quoted_text:
+            return
+        if self.calibration.whole is None:
+            return
+        gap_id = f"g{len(analysis.gaps) + 1}"
+        self.progress("reasoning")
+        with _timed(draft.timings, "reason"):
+            found = self._name(draft.request, gap_id, None)
+        if found.evidence:  # the model named something: the gap and its answer (used or a guess) go in the plan
+            analysis.gaps.append(
+                Gap(
+                    id=gap_id,
+                    kind="knowledge",
+                    description="the model judged that the request may describe something it can name",
+                    action="reason",
+                    origin="llm",
+                )
             )
+            draft.take(found)
+
+    def _compose(self, draft: _Draft) -> Plan:
+        """The prompt from the request and the evidence, and the plan that records how it was built."""
+        with _timed(draft.timings, "compose"):
+            prompt, negative, checklist = composer.compose(
+                draft.analysis, draft.gaps, draft.evidence, draft.options.negative, draft.options.prompt_words
+            )
+        timings = draft.timings
         timings["total"] = round(sum(v for k, v in timings.items() if k != "user_answers"), 4)
         return Plan(
-            request=request,
-            gaps=gaps,
-            questions=questions,
-            evidence=evidence,
+            request=draft.request,
+            gaps=draft.gaps,
+            questions=draft.questions,
+            evidence=draft.evidence,
             prompt=prompt,
             negative_prompt=negative,
             checklist=checklist,
-            warnings=warnings,
+            warnings=draft.warnings,
             timings=timings,
             model=self.model_info(),
             knowledge_model=getattr(self._knowledge, "info", None) or self.model_info(),
-            session=session,
+            session=draft.session,
         )
-
-    # -- stages -----------------------------------------------------------------------------------
-    def _ground_knowledge(self, request: str, analysis: rules.Analysis, timings: dict[str, float]) -> list[Evidence]:
-        """Reasoning for what the request describes. A dated past fact that search answered needs none; one
-        the model answered needs no search."""
-        gaps = analysis.gaps
-        if analysis.past and any(g.filled for g in gaps if g.kind == "time"):
-            for gap in gaps:
-                if gap.kind == "knowledge":
-                    gap.filled = True
-        if self.llm is None or not any(g.action == "reason" and not g.filled for g in gaps):
-            return []
-        self.progress("reasoning")
-        with _timed(timings, "reason"):
-            evidence = self._reason(request, gaps)
-        if analysis.past and any(g.kind == "knowledge" and g.filled for g in gaps):
-            for gap in gaps:
-                if gap.kind == "time" and not gap.filled:
-                    gap.filled, gap.action = True, "reason"
-        return evidence
-
-    def _recall(self, request: str, gaps: list[Gap]) -> tuple[list[Evidence], SessionRef | None]:
-        """Memory's facts, preferences and people for the request, and a recorded session it points back to."""
-        assert self.memory is not None
-        evidence, _ids = ground_memory(self.memory, request, gaps)
-        session = _recall_session(self.memory, request)
-        if session is not None:
-            evidence.append(
-                Evidence(
-                    source="session",
-                    content=session.request,
-                    detail=f"session {session.id} of {session.time}: {session.prompt}"[:300],
-                )
-            )
-        return evidence, session
-
-    @staticmethod
-    def _answers(questions: list, gaps: list[Gap], options: PlanOptions, timings: dict[str, float]) -> list[Evidence]:
-        """Answers by id, then in order, then from the asker for what is still open (its time: timings["user_answers"])."""
-        answers = dict(options.answers)
-        for q, value in zip(questions, options.answer_list):
-            answers.setdefault(q.id, value)
-        unanswered = [q for q in questions if q.id not in answers and q.gap_id not in answers]
-        if unanswered and options.asker is not None:
-            with _timed(timings, "user_answers"):
-                asked = options.asker(unanswered)
-            answers.update({k: v for k, v in asked.items() if v is not None})
-        return clarify.apply_answers(questions, gaps, answers)
-
-    def _search(self, gaps: list[Gap], evidence: list[Evidence]) -> tuple[list[Evidence], list[str]]:
-        context = " ".join(e.content for e in evidence if e.source == "user")[:80]
-        with calls.stage(calls.SEARCH):
-            return ground_search(
-                self.search,
-                self.llm,
-                gaps,
-                deadline_s=self.search_deadline,
-                ttl=self.search_ttl,
-                usage=self.usage,
-                context=context,
-            )
 
     @property
     def calibration(self) -> Calibration:
@@ -268,71 +316,44 @@ class Planner:
             info = knowledge.info if knowledge is not None else ModelInfo(name="none", backend="none")
         return info
 
-    def _reason(self, request: str, gaps: list[Gap]) -> list[Evidence]:
-        """Name what the request describes. Only an answer the model's calibration trusts reaches the prompt;
-        a guess is kept in the plan (used=False, with why) so that the user sees what the model thought."""
-        evidence = []
-        for gap in gaps:
-            if gap.action != "reason" or not gap.query or gap.filled:
-                continue
-            evidence += self._name(request, gap, gap.query)
-        return evidence
-
-    def _name(self, request: str, gap: Gap, question: str | None) -> list[Evidence]:
+    def _name(self, request: str, gap_id: str, question: str | None) -> Grounding:
+        """Name what the request describes (the gap's question, or the whole request when None). Only an
+        answer the model's calibration trusts fills the gap and reaches the prompt; a guess is kept in the plan
+        (used=False, with why) so that the user sees what the model thought."""
         knowledge = self.knowledge_llm
         assert knowledge is not None  # plan() reasons only when the planner has an LLM
-        with calls.stage(calls.KNOWLEDGE, gap.id):
+        with calls.stage(calls.KNOWLEDGE, gap_id):
             name = reasoning.name_it(knowledge, question, request, self.calibration, self.usage)
         if not name.text:
-            return []
-        evidence = [
-            Evidence(
-                gap_id=gap.id,
-                source="reasoning",
-                content=name.text,
-                detail=question or reasoning.whole_question(request),
-                role="name",
-                confidence=_round(name.logprob),
-                used=name.confident,
-                why=None if name.confident else name.why or None,
-            )
-        ]
-        if name.confident:
-            gap.filled = True
-            last = name.asked[-1].block if name.asked else None
-            evidence += self._look(knowledge, gap, name.text, request, last)
-        return evidence
-
-    def _whole(self, request: str, analysis: rules.Analysis, timings: dict[str, float]) -> list[Evidence]:
-        """A model calibrated to judge requests ("a tall pink bird resting on one leg in a salt lagoon")
-        is asked what a request the grammar did not flag shows; the grammar's own finds come first."""
-        kinds = {g.kind for g in analysis.gaps}
-        if self.llm is None or kinds & {"knowledge", "personal", "time", "subject"} or analysis.quoted_text:
-            return []
-        if self.calibration.whole is None:
-            return []
-        gap = Gap(
-            id=f"g{len(analysis.gaps) + 1}",
-            kind="knowledge",
-            description="the model judged that the request may describe something it can name",
-            action="reason",
-            origin="llm",
+            return Grounding()
+        found = Grounding(
+            evidence=[
+                Evidence(
+                    gap_id=gap_id,
+                    source="reasoning",
+                    content=name.text,
+                    detail=question or reasoning.whole_question(request),
+                    role="name",
+                    confidence=_round(name.logprob),
+                    used=name.confident,
+                    why=None if name.confident else name.why or None,
+                )
+            ]
         )
-        self.progress("reasoning")
-        with _timed(timings, "reason"):
-            evidence = self._name(request, gap, None)
-        if evidence:  # the model named something: the gap and its answer (used or a guess) go in the plan
-            analysis.gaps.append(gap)
-        return evidence
+        if name.confident:
+            found.changes.append(GapChange(gap_id))
+            last = name.asked[-1].block if name.asked else None
+            found.evidence += self._look(knowledge, gap_id, name.text, request, last)
+        return found
 
-    def _look(self, knowledge: LLM, gap: Gap, name: str, request: str, block: int | None = None) -> list[Evidence]:
-        with calls.stage(calls.LOOK, gap.id):
+    def _look(self, knowledge: LLM, gap_id: str, name: str, request: str, block: int | None = None) -> list[Evidence]:
+        with calls.stage(calls.LOOK, gap_id):
             look = reasoning.describe(knowledge, name, self.usage, request, first_block=block)
         if not look.text:
             return []
         return [
             Evidence(
-                gap_id=gap.id,
+                gap_id=gap_id,
                 source="reasoning",
                 content=look.text,
                 detail=f"What does {name} look like?",
@@ -343,7 +364,7 @@ class Planner:
             )
         ]
 
-    def _llm_gaps(self, request: str, gaps: list[Gap]) -> None:
+    def _llm_gaps(self, request: str, gaps: list[Gap]) -> list[Gap]:
         """Gaps the LLM proposes, kept only when they point at words of the request and add a new kind."""
         messages = [
             {"role": "system", "content": "You find what an image request leaves unsaid. Reply with JSON only."},
@@ -367,9 +388,10 @@ class Planner:
                 break
             data = None
         if not data:
-            return
+            return []
         low = request.lower()
         have = {g.kind for g in gaps}
+        added: list[Gap] = []
         for item in data["missing"]:
             if not isinstance(item, dict):
                 continue
@@ -380,9 +402,9 @@ class Planner:
                 continue
             if kind == "text" and not rules.TEXT_CARRIERS.search(request):
                 continue
-            gaps.append(
+            added.append(
                 Gap(
-                    id=f"g{len(gaps) + 1}",
+                    id=f"g{len(gaps) + len(added) + 1}",
                     kind=kind,
                     description=str(item.get("question", ""))[:100] or f"about '{span}'",
                     action="ask",
@@ -391,45 +413,28 @@ class Planner:
                 )
             )
             have.add(kind)
+        return added
 
     def _refine(self, request: str, options: PlanOptions, timings: dict[str, float]) -> Plan:
-        """'make it night' edits the previous plan instead of starting over."""
+        """'make it night' edits the previous plan instead of starting over: the first request less what the
+        edit replaces or removes, the earlier evidence that still holds, and the edit as the user's evidence."""
         prev = options.previous
         assert prev is not None
         with _timed(timings, "refine"):
             edit, removed = _edit_of(request)
-            edit_analysis = rules.analyze(edit) if edit else None
-            drop_kinds = set()
-            if edit_analysis and edit_analysis.has_style:
-                drop_kinds.add("style")
-            if edit_analysis and edit_analysis.has_setting:
-                drop_kinds.add("setting")
-            if edit_analysis and edit_analysis.has_composition:
-                drop_kinds.add("composition")
+            replaced = _replaced_kinds(edit)
             turns = prev.turns or [prev.request]
             taken_out = [*_removed_before(prev, edit), removed]
-            root = _drop_segments(turns[0], drop_kinds)
+            root = _drop_segments(turns[0], replaced)
             for term in filter(None, taken_out):
                 root = _without(root, term)
-            analysis = rules.analyze(root)
             gaps = [g.model_copy() for g in prev.gaps]
-            drop_ids = {g.id for g in gaps if g.kind in drop_kinds}
-            evidence = [e for e in prev.evidence if e.gap_id not in drop_ids and not _mentions(e, removed)]
-            if edit and edit_analysis is not None:
-                kind: GapKind = (
-                    "style" if edit_analysis.has_style else "setting" if edit_analysis.has_setting else "subject"
-                )
-                gap = Gap(
-                    id=f"g{len(gaps) + 1}",
-                    kind=kind,
-                    description="your refinement of the previous image",
-                    action="ask",
-                    span=edit,
-                    filled=True,
-                )
+            dropped = {g.id for g in gaps if g.kind in replaced}
+            evidence = [e for e in prev.evidence if e.gap_id not in dropped and not _mentions(e, removed)]
+            if edit:
+                gap = _edit_gap(edit, replaced, f"g{len(gaps) + 1}")
                 gaps.append(gap)
-                evidence.insert(
-                    0,
+                evidence[:0] = [
                     Evidence(
                         gap_id=gap.id,
                         source="user",
@@ -437,14 +442,11 @@ class Planner:
                         detail="refinement of: " + prev.prompt[:120],
                         role="edit",
                     ),
-                )
-                if self.memory is not None:  # "same but with Biscuit": who Biscuit is comes from memory
-                    found, _ids = ground_memory(self.memory, edit, [])
-                    known = {e.detail for e in evidence if e.source == "memory"}
-                    evidence[1:1] = [e for e in found if e.detail not in known]
+                    *self._recall_for_edit(edit, evidence),
+                ]
             negative = ", ".join(dict.fromkeys(filter(None, [options.negative, *taken_out])))
             prompt, negative, checklist = composer.compose(
-                analysis, gaps, evidence, negative or None, options.prompt_words
+                rules.analyze(root), gaps, evidence, negative or None, options.prompt_words
             )
         timings["total"] = round(sum(timings.values()), 4)
         return Plan(
@@ -460,6 +462,30 @@ class Planner:
             model=prev.model or self.model_info(),
             previous_prompt=prev.prompt,
         )
+
+    def _recall_for_edit(self, edit: str, evidence: list[Evidence]) -> list[Evidence]:
+        """ "same but with Biscuit": who Biscuit is comes from memory, unless the plan has it already."""
+        if self.memory is None:
+            return []
+        known = {e.detail for e in evidence if e.source == "memory"}
+        return [e for e in ground_memory(self.memory, edit, []).evidence if e.detail not in known]
+
+
+def _replaced_kinds(edit: str) -> set[str]:
+    """What an edit replaces in the first request: its style, its setting, its composition."""
+    analysis = rules.analyze(edit) if edit else None
+    if analysis is None:
+        return set()
+    flags = {"style": analysis.has_style, "setting": analysis.has_setting, "composition": analysis.has_composition}
+    return {kind for kind, present in flags.items() if present}
+
+
+def _edit_gap(edit: str, replaced: set[str], gap_id: str) -> Gap:
+    """The gap an edit fills, answered by the user: a new style or setting, else the subject."""
+    kind: GapKind = "style" if "style" in replaced else "setting" if "setting" in replaced else "subject"
+    return Gap(
+        id=gap_id, kind=kind, description="your refinement of the previous image", action="ask", span=edit, filled=True
+    )
 
 
 KEEP_LEADS = ("with", "without", "add", "more", "less", "at night", "by day", "as a", "as an", "in the style of")
@@ -551,6 +577,14 @@ def _recall_session(memory, request: str) -> SessionRef | None:
         prompt=record.prompt,
         seed=record.seed,
         model=record.model,
+    )
+
+
+def _session_evidence(session: SessionRef) -> Evidence:
+    return Evidence(
+        source="session",
+        content=session.request,
+        detail=f"session {session.id} of {session.time}: {session.prompt}"[:300],
     )
 
 

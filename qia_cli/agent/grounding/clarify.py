@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 
+from qia_cli.agent.grounding import GapChange, Grounding
 from qia_cli.agent.types import Evidence, Gap, Question
 
 MAX_QUESTIONS = 3
@@ -88,9 +89,10 @@ def build_questions(gaps: list[Gap], request: str) -> list[Question]:
     return questions
 
 
-def apply_answers(questions: list[Question], gaps: list[Gap], answers: Mapping[str, str | None]) -> list[Evidence]:
-    """Answers keyed by question id or gap id become user evidence."""
-    evidence = []
+def apply_answers(questions: list[Question], answers: Mapping[str, str | None]) -> Grounding:
+    """Answers keyed by question id or gap id become user evidence and fill their gaps; each question records
+    its answer or that it was skipped."""
+    found = Grounding()
     for q in questions:
         value = answers.get(q.id, answers.get(q.gap_id))
         if value is None:
@@ -100,25 +102,23 @@ def apply_answers(questions: list[Question], gaps: list[Gap], answers: Mapping[s
             q.status = "skipped"
             continue
         q.answer, q.status = value, "answered"
-        gap = next(g for g in gaps if g.id == q.gap_id)
-        gap.filled = True
-        evidence.append(Evidence(gap_id=gap.id, source="user", content=value, detail=q.text))
-    return evidence
+        found.changes.append(GapChange(q.gap_id))
+        found.evidence.append(Evidence(gap_id=q.gap_id, source="user", content=value, detail=q.text))
+    return found
 
 
-def assume_rest(gaps: list[Gap], questions: list[Question], request: str, purpose: str | None) -> list[Evidence]:
+def assume_rest(gaps: list[Gap], questions: list[Question], request: str, purpose: str | None) -> Grounding:
     """Every gap still open gets an explicit, recorded assumption."""
-    evidence = []
+    found = Grounding()
     for gap in gaps:
         if gap.filled:
             continue
         if gap.kind == "knowledge":  # reasoning found nothing: the request stands as written
             continue
         content = assumption_for(gap, request, purpose)
-        gap.filled = True
-        gap.action = "assume"
+        found.changes.append(GapChange(gap.id, action="assume"))
         for q in questions:
             if q.gap_id == gap.id and q.status == "open":
                 q.status = "assumed"
-        evidence.append(Evidence(gap_id=gap.id, source="assumption", content=content))
-    return evidence
+        found.evidence.append(Evidence(gap_id=gap.id, source="assumption", content=content))
+    return found

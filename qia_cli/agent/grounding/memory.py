@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from qia_cli.agent.grounding import GapChange, Grounding
 from qia_cli.agent.types import Evidence, Gap
 
 _OWNER = r"(?i:my|our)\s+(?:[\w-]+\s+){0,2}?[\w-]+(?:'s\s+(?:[\w-]+\s+){0,2}?[\w-]+)?"
@@ -58,11 +59,11 @@ def visual_text(text: str) -> str:
     return re.sub(r"\b(?:my|our)\b", "the", out, flags=re.I).strip()
 
 
-def ground_memory(store, request: str, gaps: list[Gap]) -> tuple[list[Evidence], list[str]]:
-    """Evidence from memory for personal gaps, style preferences and relevant facts; returns the used ids."""
+def ground_memory(store, request: str, gaps: list[Gap]) -> Grounding:
+    """Evidence from memory for personal gaps, style preferences and relevant facts, and the gaps it fills."""
     recall = store.recall(request)
-    evidence: list[Evidence] = []
-    used: list[str] = []
+    found = Grounding()
+    used: set[str] = set()
     personal = [g for g in gaps if g.kind == "personal"]
     style = next((g for g in gaps if g.kind == "style"), None)
 
@@ -71,23 +72,20 @@ def ground_memory(store, request: str, gaps: list[Gap]) -> tuple[list[Evidence],
             continue
         target = _match_gap(entry, personal)
         if target is not None:
-            target.filled = True
-            target.action = "recall"
-        evidence.append(
+            found.changes.append(GapChange(target.id, action="recall"))
+        found.evidence.append(
             Evidence(
                 gap_id=target.id if target else None, source="memory", content=visual_text(entry.text), detail=entry.id
             )
         )
-        used.append(entry.id)
+        used.add(entry.id)
     if style is not None and recall.preferences:
         for entry in recall.preferences[:2]:
-            evidence.append(
+            found.evidence.append(
                 Evidence(gap_id=style.id, source="memory", content=visual_text(entry.text), detail=entry.id)
             )
-            used.append(entry.id)
-        style.filled = True
-        style.action = "recall"
-    return evidence, used
+        found.changes.append(GapChange(style.id, action="recall"))
+    return found
 
 
 def _match_gap(entry, gaps: list[Gap]) -> Gap | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote, urlsplit
 
+from qia_cli.agent.grounding import GapChange, Grounding
 from qia_cli.agent.rules import content_words
 from qia_cli.agent.types import Evidence, Gap
 from qia_cli.llm import calls
@@ -162,24 +163,25 @@ def ground_search(
     ttl: float,
     usage: Usage | None = None,
     context: str = "",
-) -> tuple[list[Evidence], list[str]]:
+) -> Grounding:
+    """What the web says for each gap to search: facts extracted from screened results, and the gaps they fill."""
     from qia_cli.search.service import search_many
 
     todo = [g for g in gaps if g.action == "search" and not g.filled and g.query]
     if not todo or backend is None:
-        return [], []
+        return Grounding()
     queries = {g.id: ((g.query or "") + (" " + context if context else "")).strip()[:150] for g in todo}
     found, warnings = search_many(backend, list(dict.fromkeys(queries.values())), deadline_s=deadline_s, ttl=ttl)
     screened: dict[str, list] = {}
     for query, results in found.items():  # untrusted results go before any model or sentence sees them
         screened[query], dropped = screen(results or [], query)
         warnings += [w for w in dropped if w not in warnings]
-    evidence: list[Evidence] = []
+    grounded = Grounding(warnings=warnings)
     for gap in todo:
         results = screened.get(queries[gap.id]) or []
         with calls.stage(calls.SEARCH, gap.id):  # the call log links the extraction to its gap
             fact, href = extract_fact(llm, f"What is {gap.span or gap.query}?", results, usage, hint=gap.query or "")
         if fact:
-            gap.filled = True
-            evidence.append(Evidence(gap_id=gap.id, source="search", content=fact, detail=href))
-    return evidence, warnings
+            grounded.changes.append(GapChange(gap.id))
+            grounded.evidence.append(Evidence(gap_id=gap.id, source="search", content=fact, detail=href))
+    return grounded
