@@ -10,9 +10,30 @@ import datetime
 import re
 from dataclasses import dataclass, field
 
+from qia_cli.agent.grammar import (
+    ARTICLES,
+    AUXILIARIES,
+    BARE_SKIP,
+    CONJUNCTIONS,
+    CONTACT_DETERMINERS,
+    DEGREE,
+    FIRST_SECOND_PERSON,
+    GENERIC_ADVERBS,
+    INDEFINITE_ARTICLES,
+    ORDINALS,
+    PREPOSITIONS,
+    RELATIVE,
+    YEAR,
+    is_participle,
+    is_proper,
+    is_superlative,
+)
 from qia_cli.agent.types import Gap
 
 WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+
+# Vocabulary: the words of requests and pictures (commands, occasions, time, text, purposes, styles,
+# composition, settings, people). Unlike grammar.py's closed classes, these lists grow with the requests.
 
 # Leading commands that say "make an image" and nothing about the content.
 LEAD = re.compile(
@@ -45,6 +66,7 @@ TIME = re.compile(
     r"incumbent|(?:19|20)\d\d)\b",
     re.IGNORECASE,
 )
+WEAK_TIME = {"new", "now", "recent", "recently", "modern-day", "modern day"}
 # "new" as in "New York" or "new-born" is not time-sensitive.
 TIME_FALSE = re.compile(
     r"\bnew\s+(york|zealand|delhi|orleans|mexico|jersey|england|year'?s?\s+(eve|day)|born|moon)\b", re.I
@@ -76,6 +98,8 @@ SAYS = re.compile(
     r"\s+" + _INTRO + r"(?:\s*:\s*|\s+)(.+)$)",
     re.I,
 )
+# Verbs that say what a thing's writing says: "a doormat that says ..." is text to paint.
+TEXT_VERBS = frozenset("says said reads read spells".split())
 PURPOSE = re.compile(r"\b(poster|flyer|invitation|invite|card|banner|thumbnail|cover|ad|advert|advertisement)\b", re.I)
 EVENT_VAGUE = re.compile(
     r"\b(?:for|about|announcing)\s+(?:the|our|my|this|that)\s+(event|party|launch|meeting|show|conference|game|occasion)\b",
@@ -123,50 +147,17 @@ VAGUE_SUBJECT = re.compile(
     re.I,
 )
 
-# Grammar, not vocabulary: a request that *describes* one particular thing ("the flower that is the national
-# symbol of Japan", "the rover exploring Gale Crater since 2012", "Newton's famous fruit") needs the model to
-# name it; a request that *names* its subject ("the Eiffel Tower at night", "a dog that is running") does not.
-# Only closed word classes appear here: determiners, relative pronouns, prepositions, auxiliaries, ordinals.
-RELATIVE = frozenset("that which who whom whose where when".split())
-PREPOSITIONS = frozenset(
-    "of in on at from for with by during since under over near behind to into across through after before "
-    "between among around without inside outside beside along above below beneath against toward towards "
-    "about like onto upon within beyond throughout until".split()
-)
-AUXILIARIES = frozenset("is are was were be being been".split())
-ORDINALS = frozenset("first second third fourth fifth sixth seventh eighth ninth tenth last".split())
-DEGREE = frozenset({"most", "least"})
-YEAR = re.compile(r"^(?:1[0-9]|20)\d\d$")
-TOKEN = re.compile(r"[A-Za-z0-9][\w'’-]*|[,;:()!?.]")
 PERSON_NOUNS = re.compile(
     r"\b(person|man|woman|scientist|inventor|author|writer|painter|artist|composer|leader|king|queen|emperor|"
     r"president|founder|explorer|philosopher|poet|player|athlete|singer|musician|figure|monk|hero|god|goddess)s?\b",
     re.IGNORECASE,
 )
 
-
-def _proper(token: str) -> bool:
-    return token[:1].isupper() or bool(YEAR.match(token))
-
-
-# English irregular past participles: a closed class of the grammar ("the dessert made of ...").
-IRREGULAR_PARTICIPLES = frozenset(
-    "made known built worn eaten drunk born seen sung written drawn grown found held sold told shown given "
-    "taken hidden broken frozen chosen spoken stolen woven ridden thrown flown sewn torn beaten bitten fallen "
-    "kept left lost paid said sent spent won cut put set hit read led fed bred bent caught taught brought "
-    "bought fought sought thought dug hung struck stuck spun swung done begun run sunk shot laid meant used".split()
-)
-
-
-def _participle(token: str) -> bool:
-    return token[:1].islower() and (
-        (len(token) > 4 and token.endswith(("ing", "ed"))) or token in IRREGULAR_PARTICIPLES
-    )
-
-
-def _superlative(token: str) -> bool:
-    low = token.lower()
-    return len(low) > 5 and low.endswith("est") and token[:1].islower()
+# Describing instead of naming: a request that *describes* one particular thing ("the flower that is the
+# national symbol of Japan", "the rover exploring Gale Crater since 2012", "Newton's famous fruit") needs the
+# model to name it; a request that *names* its subject ("the Eiffel Tower at night", "a dog that is running")
+# does not. This part reads the grammar of the phrase (grammar.py's closed word classes), not its vocabulary.
+TOKEN = re.compile(r"[A-Za-z0-9][\w'’-]*|[,;:()!?.]")
 
 
 def description_span(core: str) -> str | None:
@@ -199,55 +190,46 @@ def description_span(core: str) -> str | None:
     if _generic_property(tokens[:stop]):
         return _join(tokens[:stop])  # "a device commonly used to heat water", "the fruit, known for ..."
     low = tokens[0].lower()
-    if low not in ("the", "a", "an"):
-        if low in DEGREE or _superlative(tokens[0].lower()):
+    if low not in ARTICLES:
+        if low in DEGREE or is_superlative(tokens[0].lower()):
             return _join(tokens[:comma])  # "Most commonly used currency in the world"
-        if tokens[0].isalpha() and low not in BARE_SKIP and not _participle(low):
+        if tokens[0].isalpha() and low not in BARE_SKIP and not is_participle(low):
             return _bare(core, tokens[0])
         return None
     np: list[str] = []
     boundary = None
     for i in range(1, comma):
         tok, word = tokens[i], tokens[i].lower()
-        if word in RELATIVE or (word in PREPOSITIONS and np) or (np and _participle(tok)):
+        if word in RELATIVE or (word in PREPOSITIONS and np) or (np and is_participle(tok)):
             boundary = i
             break
-        if low == "the" and np and word in ("a", "an", "the", "his", "her", "their", "its", "our", "your"):
+        if low == "the" and np and word in CONTACT_DETERMINERS:
             return span  # a contact clause: "the tool a carpenter uses to cut planks"
-        if word in ("and", "or", "&"):
+        if word in CONJUNCTIONS:
             break  # a list of things: "a croissant and a cup of espresso"
         np.append(tok)
     if not np or np[-1][:1].isupper() or YEAR.match(np[-1]):
         return None  # "the Eiffel Tower", "the 1980s": a name already
     rest = tokens[boundary:comma] if boundary is not None else []
-    if low in ("a", "an"):
+    if low in INDEFINITE_ARTICLES:
         return _indefinite(tokens, rest, comma, stop, span)
     if len(np) >= 2 and (
-        np[0].lower() in DEGREE or np[0].lower() in ORDINALS or np[0].lower() == "only" or _superlative(np[0])
+        np[0].lower() in DEGREE or np[0].lower() in ORDINALS or np[0].lower() == "only" or is_superlative(np[0])
     ):
         return span  # "the tallest mountain", "the first man on the moon", "the only mammal ..."
     if len(np) >= 3 and any(t[:1].isupper() for t in np[:-1]):
         return span  # "the Japanese national flower" (but "the Victorian house" is a scene)
     if not rest:
         return None
-    if any(t.lower() in RELATIVE or _participle(t) for t in rest) or any(_proper(t) for t in rest[1:]):
+    if any(t.lower() in RELATIVE or is_participle(t) for t in rest) or any(is_proper(t) for t in rest[1:]):
         return span
-    if any(_superlative(t) or t.lower() in DEGREE for t in rest):
+    if any(is_superlative(t) or t.lower() in DEGREE for t in rest):
         return span  # "the planet with the most famous rings"
     # What each preposition governs: "the" or a bare noun singles one thing out; "a/an" keeps it generic.
     objects = [rest[j + 1].lower() for j, t in enumerate(rest[:-1]) if t.lower() in PREPOSITIONS]
-    if objects and all(o in ("a", "an") for o in objects):
+    if objects and all(o in INDEFINITE_ARTICLES for o in objects):
         return None  # "the top of a hill", "the kitchen of a small apartment"
     return span if objects else None
-
-
-# Closed classes that start a phrase without an article: possessives, demonstratives, quantifiers, numerals,
-# pronouns. Any other first word starts a bare noun phrase.
-BARE_SKIP = frozenset(
-    "my our your his her their its this that these those some any many several few each every all both no "
-    "one two three four five six seven eight nine ten eleven twelve dozen dozens hundreds thousands "
-    "i we you he she they it me us them something anything nothing everything someone anyone".split()
-)
 
 
 def _bare(core: str, first: str) -> str | None:
@@ -261,15 +243,6 @@ def _join(tokens: list[str]) -> str:
     return " ".join(tokens).replace(" ,", ",")
 
 
-# Adverbs of frequency and habit: a participle after one says what a kind of thing is for ("commonly used
-# to", "traditionally eaten at"); after a manner adverb it describes the scene ("neatly coiled around").
-GENERIC_ADVERBS = frozenset(
-    """often once still usually always typically commonly traditionally generally frequently mostly mainly
-    primarily widely famously historically originally customarily popularly sometimes normally chiefly
-    especially particularly classically culturally""".split()
-)
-
-
 def _generic_property(tokens: list[str]) -> bool:
     """A participle that states what a kind of thing is known or used for: after an adverb of frequency or
     manner ("commonly used to", "traditionally eaten at"), or after a comma ("the fruit, known for its taste").
@@ -279,7 +252,7 @@ def _generic_property(tokens: list[str]) -> bool:
         adverb = word in GENERIC_ADVERBS
         if (
             adverb
-            and _participle(nxt)
+            and is_participle(nxt)
             and nxt.lower().endswith(("ed", "n", "t"))
             and tokens[i + 2].lower() in PREPOSITIONS
         ):
@@ -288,7 +261,7 @@ def _generic_property(tokens: list[str]) -> bool:
         if (
             definite
             and word == ","
-            and _participle(nxt)
+            and is_participle(nxt)
             and not nxt.endswith("ing")
             and tokens[i + 2].lower() in PREPOSITIONS
         ):
@@ -296,25 +269,22 @@ def _generic_property(tokens: list[str]) -> bool:
     return False
 
 
-TEXT_VERBS = frozenset("says said reads read spells".split())
-
-
 def _appositive(after: list[str]) -> bool:
     """A phrase after a comma that says what the thing *is* ("a symbol of love", "a national symbol"), not
     more of the scene: a list of things ("..., a rolling ladder, a sleeping cat") or a thing doing something
     ("a night light glowing by the bed", "the furniture pushed against the walls")."""
-    if len(after) < 3 or after[0].lower() not in ("a", "an", "the") or after[1].lower() in ("photo", "photograph"):
+    if len(after) < 3 or after[0].lower() not in ARTICLES or after[1].lower() in ("photo", "photograph"):
         return False
     parts = " ".join(after).split(" , ")
-    if sum(1 for p in parts if p.split()[0].lower() in ("a", "an", "the")) >= 2:
+    if sum(1 for p in parts if p.split()[0].lower() in ARTICLES) >= 2:
         return False  # a list of things in the scene
     first = parts[0].split()
     for i in range(2, len(first)):
         before = first[i - 1]
         if (
-            _participle(first[i])
+            is_participle(first[i])
             and before[:1].islower()
-            and before.lower() not in BARE_SKIP | PREPOSITIONS | {"and", "or"}
+            and before.lower() not in BARE_SKIP | PREPOSITIONS | CONJUNCTIONS
         ):
             return False  # "a night light glowing ...": a thing doing something
     return True
@@ -328,15 +298,15 @@ def _indefinite(tokens: list[str], rest: list[str], comma: int, stop: int, span:
     if rel is not None and len(rest) > rel + 1 and rest[rel + 1].lower() in TEXT_VERBS:
         return None  # "a doormat that says ...": text to paint, not a description
     if rel is not None and len(rest) > rel + 2:
-        progressive = rest[rel + 1].lower() in AUXILIARIES and _participle(rest[rel + 2])
+        progressive = rest[rel + 1].lower() in AUXILIARIES and is_participle(rest[rel + 2])
         return None if progressive else span
-    if rest and _participle(rest[0]) and rest[0].endswith("ed") and any(_proper(t) for t in rest[1:]):
+    if rest and is_participle(rest[0]) and rest[0].endswith("ed") and any(is_proper(t) for t in rest[1:]):
         return span  # "a dish eaten during Chinese New Year"
     after = tokens[comma + 1 : stop]
     if _appositive(after):
         return _join(tokens[:stop])  # an appositive: "an elegant marble mausoleum, a symbol of love"
     adverb = after and (after[0].lower().endswith("ly") or after[0].lower() in ("often", "once", "still", "long"))
-    if adverb and len(after) >= 3 and _participle(after[1]) and after[2].lower() in PREPOSITIONS:
+    if adverb and len(after) >= 3 and is_participle(after[1]) and after[2].lower() in PREPOSITIONS:
         return _join(tokens[:stop])  # "a tropical plant, often associated with hospitality"
     return None
 
@@ -418,9 +388,6 @@ def _personal(a: Analysis) -> None:
             action="recall",
             span=span,
         )
-
-
-WEAK_TIME = {"new", "now", "recent", "recently", "modern-day", "modern day"}
 
 
 def _time_sensitive(text: str, m: re.Match) -> bool:
@@ -531,7 +498,7 @@ def _subject(a: Analysis) -> None:
         return
     plain = QUOTED.sub("", SAYS.sub("", core)).strip()
     span = description_span(plain)
-    if span and SHARED.intersection(TOKEN.findall(span)):
+    if span and FIRST_SECOND_PERSON.intersection(TOKEN.findall(span)):
         # "the thing we talked about yesterday", "the song you sang": only the user knows what it is
         a.add(kind="subject", description="it refers to something only you know", action="ask", span=span)
     elif span:
@@ -542,10 +509,6 @@ def _subject(a: Analysis) -> None:
             span=span,
             query=knowledge_question(span),
         )
-
-
-# First and second person pronouns, as written (a capital "I" may be a title or a numeral: "World War I").
-SHARED = frozenset({"we", "us", "you", "me"})
 
 
 def knowledge_question(span: str) -> str:
