@@ -9,10 +9,32 @@ from __future__ import annotations
 import datetime
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
+from qia_cli.agent.grammar import (
+    ARTICLES,
+    AUXILIARIES,
+    BARE_SKIP,
+    CONJUNCTIONS,
+    CONTACT_DETERMINERS,
+    DEGREE,
+    FIRST_SECOND_PERSON,
+    GENERIC_ADVERBS,
+    INDEFINITE_ARTICLES,
+    ORDINALS,
+    PREPOSITIONS,
+    RELATIVE,
+    YEAR,
+    is_participle,
+    is_proper,
+    is_superlative,
+)
 from qia_cli.agent.types import Gap
 
 WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+
+# Vocabulary: the words of requests and pictures (commands, occasions, time, text, purposes, styles,
+# composition, settings, people). Unlike grammar.py's closed classes, these lists grow with the requests.
 
 # Leading commands that say "make an image" and nothing about the content.
 LEAD = re.compile(
@@ -45,6 +67,7 @@ TIME = re.compile(
     r"incumbent|(?:19|20)\d\d)\b",
     re.IGNORECASE,
 )
+WEAK_TIME = {"new", "now", "recent", "recently", "modern-day", "modern day"}
 # "new" as in "New York" or "new-born" is not time-sensitive.
 TIME_FALSE = re.compile(
     r"\bnew\s+(york|zealand|delhi|orleans|mexico|jersey|england|year'?s?\s+(eve|day)|born|moon)\b", re.I
@@ -76,6 +99,8 @@ SAYS = re.compile(
     r"\s+" + _INTRO + r"(?:\s*:\s*|\s+)(.+)$)",
     re.I,
 )
+# Verbs that say what a thing's writing says: "a doormat that says ..." is text to paint.
+TEXT_VERBS = frozenset("says said reads read spells".split())
 PURPOSE = re.compile(r"\b(poster|flyer|invitation|invite|card|banner|thumbnail|cover|ad|advert|advertisement)\b", re.I)
 EVENT_VAGUE = re.compile(
     r"\b(?:for|about|announcing)\s+(?:the|our|my|this|that)\s+(event|party|launch|meeting|show|conference|game|occasion)\b",
@@ -123,131 +148,109 @@ VAGUE_SUBJECT = re.compile(
     re.I,
 )
 
-# Grammar, not vocabulary: a request that *describes* one particular thing ("the flower that is the national
-# symbol of Japan", "the rover exploring Gale Crater since 2012", "Newton's famous fruit") needs the model to
-# name it; a request that *names* its subject ("the Eiffel Tower at night", "a dog that is running") does not.
-# Only closed word classes appear here: determiners, relative pronouns, prepositions, auxiliaries, ordinals.
-RELATIVE = frozenset("that which who whom whose where when".split())
-PREPOSITIONS = frozenset(
-    "of in on at from for with by during since under over near behind to into across through after before "
-    "between among around without inside outside beside along above below beneath against toward towards "
-    "about like onto upon within beyond throughout until".split()
-)
-AUXILIARIES = frozenset("is are was were be being been".split())
-ORDINALS = frozenset("first second third fourth fifth sixth seventh eighth ninth tenth last".split())
-DEGREE = frozenset({"most", "least"})
-YEAR = re.compile(r"^(?:1[0-9]|20)\d\d$")
-TOKEN = re.compile(r"[A-Za-z0-9][\w'’-]*|[,;:()!?.]")
 PERSON_NOUNS = re.compile(
     r"\b(person|man|woman|scientist|inventor|author|writer|painter|artist|composer|leader|king|queen|emperor|"
     r"president|founder|explorer|philosopher|poet|player|athlete|singer|musician|figure|monk|hero|god|goddess)s?\b",
     re.IGNORECASE,
 )
 
-
-def _proper(token: str) -> bool:
-    return token[:1].isupper() or bool(YEAR.match(token))
-
-
-# English irregular past participles: a closed class of the grammar ("the dessert made of ...").
-IRREGULAR_PARTICIPLES = frozenset(
-    "made known built worn eaten drunk born seen sung written drawn grown found held sold told shown given "
-    "taken hidden broken frozen chosen spoken stolen woven ridden thrown flown sewn torn beaten bitten fallen "
-    "kept left lost paid said sent spent won cut put set hit read led fed bred bent caught taught brought "
-    "bought fought sought thought dug hung struck stuck spun swung done begun run sunk shot laid meant used".split()
-)
-
-
-def _participle(token: str) -> bool:
-    return token[:1].islower() and (
-        (len(token) > 4 and token.endswith(("ing", "ed"))) or token in IRREGULAR_PARTICIPLES
-    )
-
-
-def _superlative(token: str) -> bool:
-    low = token.lower()
-    return len(low) > 5 and low.endswith("est") and token[:1].islower()
+# Describing instead of naming: a request that *describes* one particular thing ("the flower that is the
+# national symbol of Japan", "the rover exploring Gale Crater since 2012", "Newton's famous fruit") needs the
+# model to name it; a request that *names* its subject ("the Eiffel Tower at night", "a dog that is running")
+# does not. This part reads the grammar of the phrase (grammar.py's closed word classes), not its vocabulary.
+TOKEN = re.compile(r"[A-Za-z0-9][\w'’-]*|[,;:()!?.]")
 
 
 def description_span(core: str) -> str | None:
     """The words of `core` that describe one particular thing instead of naming it, or None.
 
-    - A definite noun phrase ("the ...") with a lowercase head, restricted to one referent by what follows it
-      (a relative or participle clause, a contact clause, a phrase with a name, a year, "the" or a bare noun)
-      or by a superlative, an ordinal or "only" before it. "The tower at the end of the street" is such a
-      phrase too; the model's own answer decides there (it names nothing new, or not twice).
-      A phrase whose modifiers only pick a generic thing ("the top of a hill") is a scene.
-    - A name's possessive before a lowercase noun ("Newton's famous fruit", "Sherlock Holmes's loyal friend").
-    - An indefinite phrase ("a/an ...") with a lasting property: a relative clause that is not progressive
-      ("a bird that cannot fly", not "a dog that is running"), an appositive ("a mausoleum, a symbol of
-      love"), or a participle clause after a comma ("a plant, often associated with ...").
-    Capitalised heads are names and are left alone ("the Eiffel Tower at night")."""
+    The span runs to the first comma; a generic property, an appositive or a participle clause after the
+    comma runs on to the end of the clause.
+    The first of these steps that recognises the phrase decides:
+    - a name's possessive before a lowercase noun (`_possessed`);
+    - a generic property, what a kind of thing is known or used for (`_generic_property`);
+    - a phrase without an article: a superlative, or a bare noun phrase (`_without_article`);
+    - after an article, the noun phrase up to what restricts it (`_head`): a contact clause describes, and a
+      capitalised head is a name, left alone ("the Eiffel Tower at night");
+    - an indefinite noun phrase with a lasting property (`_indefinite`);
+    - a definite noun phrase restricted to one referent (`_definite`)."""
     tokens = TOKEN.findall(core.replace("’", "'"))
     if len(tokens) < 2:
         return None
-    stop = next((i for i, t in enumerate(tokens) if t in ";:()!?."), len(tokens))
-    comma = next((i for i, t in enumerate(tokens[:stop]) if t == ","), stop)
+    stop, comma = _clause_ends(tokens)
     span = _join(tokens[:comma])
-    owner = 0
-    while owner < comma and tokens[owner][:1].isupper() and not tokens[owner].lower().endswith("'s"):
-        owner += 1
-    if owner < comma and tokens[owner][:1].isupper() and tokens[owner].lower() not in ("it's", "let's"):
-        rest = tokens[owner + 1 : comma]  # "Newton's famous fruit", "Sherlock Holmes's loyal friend"
-        head = next((i for i, t in enumerate(rest) if t.lower() in PREPOSITIONS or t.lower() in RELATIVE), len(rest))
-        noun = rest[:head]
-        return span if noun and noun[0][:1].islower() and noun[-1][:1].islower() else None
+    owner = _possessor(tokens[:comma])
+    if owner is not None:
+        return span if _possessed(tokens[owner + 1 : comma]) else None
     if _generic_property(tokens[:stop]):
         return _join(tokens[:stop])  # "a device commonly used to heat water", "the fruit, known for ..."
-    low = tokens[0].lower()
-    if low not in ("the", "a", "an"):
-        if low in DEGREE or _superlative(tokens[0].lower()):
-            return _join(tokens[:comma])  # "Most commonly used currency in the world"
-        if tokens[0].isalpha() and low not in BARE_SKIP and not _participle(low):
-            return _bare(core, tokens[0])
-        return None
-    np: list[str] = []
-    boundary = None
-    for i in range(1, comma):
-        tok, word = tokens[i], tokens[i].lower()
-        if word in RELATIVE or (word in PREPOSITIONS and np) or (np and _participle(tok)):
-            boundary = i
-            break
-        if low == "the" and np and word in ("a", "an", "the", "his", "her", "their", "its", "our", "your"):
-            return span  # a contact clause: "the tool a carpenter uses to cut planks"
-        if word in ("and", "or", "&"):
-            break  # a list of things: "a croissant and a cup of espresso"
-        np.append(tok)
-    if not np or np[-1][:1].isupper() or YEAR.match(np[-1]):
+    article = tokens[0].lower()
+    if article not in ARTICLES:
+        return _without_article(core, tokens, span)
+    head = _head(tokens[:comma], definite=article == "the")
+    if head.contact_clause:
+        return span  # "the tool a carpenter uses to cut planks"
+    if _is_name(head.words):
         return None  # "the Eiffel Tower", "the 1980s": a name already
-    rest = tokens[boundary:comma] if boundary is not None else []
-    if low in ("a", "an"):
-        return _indefinite(tokens, rest, comma, stop, span)
-    if len(np) >= 2 and (
-        np[0].lower() in DEGREE or np[0].lower() in ORDINALS or np[0].lower() == "only" or _superlative(np[0])
-    ):
-        return span  # "the tallest mountain", "the first man on the moon", "the only mammal ..."
-    if len(np) >= 3 and any(t[:1].isupper() for t in np[:-1]):
-        return span  # "the Japanese national flower" (but "the Victorian house" is a scene)
-    if not rest:
-        return None
-    if any(t.lower() in RELATIVE or _participle(t) for t in rest) or any(_proper(t) for t in rest[1:]):
+    if article in INDEFINITE_ARTICLES:
+        return _indefinite(tokens, head.rest, comma, stop, span)
+    return span if _definite(head.words, head.rest) else None
+
+
+def _clause_ends(tokens: list[str]) -> tuple[int, int]:
+    """Where the first clause ends (at ; : ( ) ! ? or .), and where its first comma is (else its end)."""
+    stop = next((i for i, t in enumerate(tokens) if t in ";:()!?."), len(tokens))
+    comma = next((i for i, t in enumerate(tokens[:stop]) if t == ","), stop)
+    return stop, comma
+
+
+def _join(tokens: list[str]) -> str:
+    return " ".join(tokens).replace(" ,", ",")
+
+
+def _possessor(tokens: list[str]) -> int | None:
+    """Where a name's possessive is ("Newton's", "Sherlock Holmes's"): after capitalised words only; or None."""
+    owner = 0
+    while owner < len(tokens) and tokens[owner][:1].isupper() and not tokens[owner].lower().endswith("'s"):
+        owner += 1
+    if owner < len(tokens) and tokens[owner][:1].isupper() and tokens[owner].lower() not in ("it's", "let's"):
+        return owner
+    return None
+
+
+def _possessed(rest: list[str]) -> bool:
+    """A name's possessive before a lowercase noun: "Newton's famous fruit", "Sherlock Holmes's loyal friend".
+
+    The noun phrase runs up to a preposition or a relative word; a capitalised one is a name itself."""
+    end = next((i for i, t in enumerate(rest) if t.lower() in PREPOSITIONS or t.lower() in RELATIVE), len(rest))
+    noun = rest[:end]
+    return bool(noun) and noun[0][:1].islower() and noun[-1][:1].islower()
+
+
+def _generic_property(tokens: list[str]) -> bool:
+    """A participle that states what a kind of thing is known or used for: after an adverb of frequency or
+    manner ("commonly used to", "traditionally eaten at"), or after a comma ("the fruit, known for its taste").
+    Scenes say what is happening instead ("a car parked on the street")."""
+    for i in range(1, len(tokens) - 2):
+        word, participle, governed = tokens[i].lower(), tokens[i + 1], tokens[i + 2].lower()
+        if not (is_participle(participle) and governed in PREPOSITIONS):
+            continue
+        if word in GENERIC_ADVERBS and participle.lower().endswith(("ed", "n", "t")):
+            return True  # "commonly used to", "traditionally eaten at"
+        if word == "," and tokens[0].lower() == "the" and not participle.endswith("ing"):
+            return True  # "the fruit, known for its taste"
+    return False
+
+
+def _without_article(core: str, tokens: list[str], span: str) -> str | None:
+    """A phrase without an article: a superlative ("Most commonly used currency in the world") or a bare noun
+    phrase (`_bare`); one led by a pronoun, a possessive, a numeral or a participle is neither."""
+    first = tokens[0].lower()
+    if first in DEGREE or is_superlative(first):
         return span
-    if any(_superlative(t) or t.lower() in DEGREE for t in rest):
-        return span  # "the planet with the most famous rings"
-    # What each preposition governs: "the" or a bare noun singles one thing out; "a/an" keeps it generic.
-    objects = [rest[j + 1].lower() for j, t in enumerate(rest[:-1]) if t.lower() in PREPOSITIONS]
-    if objects and all(o in ("a", "an") for o in objects):
-        return None  # "the top of a hill", "the kitchen of a small apartment"
-    return span if objects else None
-
-
-# Closed classes that start a phrase without an article: possessives, demonstratives, quantifiers, numerals,
-# pronouns. Any other first word starts a bare noun phrase.
-BARE_SKIP = frozenset(
-    "my our your his her their its this that these those some any many several few each every all both no "
-    "one two three four five six seven eight nine ten eleven twelve dozen dozens hundreds thousands "
-    "i we you he she they it me us them something anything nothing everything someone anyone".split()
-)
+    if tokens[0].isalpha() and first not in BARE_SKIP and not is_participle(first):
+        return _bare(core, tokens[0])
+    return None
 
 
 def _bare(core: str, first: str) -> str | None:
@@ -257,88 +260,155 @@ def _bare(core: str, first: str) -> str | None:
     return span[2:] if span is not None else None  # lowercased: the question reads "What is the bird ...?"
 
 
-def _join(tokens: list[str]) -> str:
-    return " ".join(tokens).replace(" ,", ",")
+class _Head(NamedTuple):
+    """The noun phrase after an article, up to what restricts it."""
+
+    words: list[str]  # "tallest mountain", "tool"
+    rest: list[str]  # from the restricting word to the comma: "that is ...", "in the world"; [] if none
+    contact_clause: bool  # a determiner follows the head: "the tool a carpenter uses"
 
 
-# Adverbs of frequency and habit: a participle after one says what a kind of thing is for ("commonly used
-# to", "traditionally eaten at"); after a manner adverb it describes the scene ("neatly coiled around").
-GENERIC_ADVERBS = frozenset(
-    """often once still usually always typically commonly traditionally generally frequently mostly mainly
-    primarily widely famously historically originally customarily popularly sometimes normally chiefly
-    especially particularly classically culturally""".split()
-)
+def _head(tokens: list[str], definite: bool) -> _Head:
+    """The noun phrase after the article, up to a relative word, a preposition, a participle or (after "the")
+    the determiner of a contact clause. A conjunction ends it with nothing after: "a croissant and a cup of
+    espresso" is a list of things."""
+    words: list[str] = []
+    for i in range(1, len(tokens)):
+        tok, word = tokens[i], tokens[i].lower()
+        if word in RELATIVE or (words and (word in PREPOSITIONS or is_participle(tok))):
+            return _Head(words, tokens[i:], contact_clause=False)
+        if definite and words and word in CONTACT_DETERMINERS:
+            return _Head(words, tokens[i:], contact_clause=True)
+        if word in CONJUNCTIONS:
+            break
+        words.append(tok)
+    return _Head(words, [], contact_clause=False)
 
 
-def _generic_property(tokens: list[str]) -> bool:
-    """A participle that states what a kind of thing is known or used for: after an adverb of frequency or
-    manner ("commonly used to", "traditionally eaten at"), or after a comma ("the fruit, known for its taste").
-    Scenes say what is happening instead ("a car parked on the street")."""
-    for i in range(1, len(tokens) - 2):
-        word, nxt = tokens[i].lower(), tokens[i + 1]
-        adverb = word in GENERIC_ADVERBS
-        if (
-            adverb
-            and _participle(nxt)
-            and nxt.lower().endswith(("ed", "n", "t"))
-            and tokens[i + 2].lower() in PREPOSITIONS
-        ):
-            return True
-        definite = tokens[0].lower() == "the"
-        if (
-            definite
-            and word == ","
-            and _participle(nxt)
-            and not nxt.endswith("ing")
-            and tokens[i + 2].lower() in PREPOSITIONS
-        ):
-            return True
-    return False
+def _is_name(words: list[str]) -> bool:
+    """No head noun, or one that is a name or a year: "the Eiffel Tower", "the 1980s"."""
+    return not words or words[-1][:1].isupper() or bool(YEAR.match(words[-1]))
 
 
-TEXT_VERBS = frozenset("says said reads read spells".split())
+def _indefinite(tokens: list[str], rest: list[str], comma: int, stop: int, span: str) -> str | None:
+    """An indefinite noun phrase ("a/an ...") with a lasting property.
+
+    A relative clause that is not progressive ("a bird that cannot fly", not "a dog that is running"), a
+    participle in -ed with a name after it ("a dish served during Chinese New Year"), an appositive ("a
+    mausoleum, a symbol of love"), or a participle clause after a comma ("a plant, often associated with
+    ..."). What a picture is *of* is read as a phrase of its own."""
+    if len(rest) > 2 and rest[0].lower() == "of" and rest[1].lower() == "the":
+        # "a poster of the national flower of Japan": what the picture is *of* may be a description
+        return description_span(" ".join(tokens[tokens.index(rest[1], 1) : stop]))
+    clause = _relative_clause(rest)
+    if clause and clause[0].lower() in TEXT_VERBS:
+        return None  # "a doormat that says ...": text to paint, not a description
+    if len(clause) > 1:
+        return None if _progressive(clause) else span
+    if _participle_with_name(rest):
+        return span
+    after = tokens[comma + 1 : stop]
+    if _appositive(after) or _habitual_participle(after):
+        return _join(tokens[:stop])
+    return None
+
+
+def _relative_clause(rest: list[str]) -> list[str]:
+    """The words after the first relative word: "cannot fly" of "that cannot fly"; [] without one."""
+    rel = next((j for j, t in enumerate(rest) if t.lower() in RELATIVE), None)
+    return rest[rel + 1 :] if rel is not None else []
+
+
+def _progressive(clause: list[str]) -> bool:
+    """A form of "be" before a participle: "(that) is running" (and so "is made of" too)."""
+    return clause[0].lower() in AUXILIARIES and is_participle(clause[1])
+
+
+def _participle_with_name(rest: list[str]) -> bool:
+    """A participle in -ed with a name or a year after it: "a dish served during Chinese New Year"."""
+    return bool(rest) and is_participle(rest[0]) and rest[0].endswith("ed") and any(is_proper(t) for t in rest[1:])
 
 
 def _appositive(after: list[str]) -> bool:
     """A phrase after a comma that says what the thing *is* ("a symbol of love", "a national symbol"), not
     more of the scene: a list of things ("..., a rolling ladder, a sleeping cat") or a thing doing something
     ("a night light glowing by the bed", "the furniture pushed against the walls")."""
-    if len(after) < 3 or after[0].lower() not in ("a", "an", "the") or after[1].lower() in ("photo", "photograph"):
+    if len(after) < 3 or after[0].lower() not in ARTICLES or after[1].lower() in ("photo", "photograph"):
         return False
     parts = " ".join(after).split(" , ")
-    if sum(1 for p in parts if p.split()[0].lower() in ("a", "an", "the")) >= 2:
+    if sum(1 for p in parts if p.split()[0].lower() in ARTICLES) >= 2:
         return False  # a list of things in the scene
     first = parts[0].split()
     for i in range(2, len(first)):
         before = first[i - 1]
         if (
-            _participle(first[i])
+            is_participle(first[i])
             and before[:1].islower()
-            and before.lower() not in BARE_SKIP | PREPOSITIONS | {"and", "or"}
+            and before.lower() not in BARE_SKIP | PREPOSITIONS | CONJUNCTIONS
         ):
             return False  # "a night light glowing ...": a thing doing something
     return True
 
 
-def _indefinite(tokens: list[str], rest: list[str], comma: int, stop: int, span: str) -> str | None:
-    if len(rest) > 2 and rest[0].lower() == "of" and rest[1].lower() == "the":
-        # "a poster of the national flower of Japan": what the picture is *of* may be a description
-        return description_span(" ".join(tokens[tokens.index(rest[1], 1) : stop]))
-    rel = next((j for j, t in enumerate(rest) if t.lower() in RELATIVE), None)
-    if rel is not None and len(rest) > rel + 1 and rest[rel + 1].lower() in TEXT_VERBS:
-        return None  # "a doormat that says ...": text to paint, not a description
-    if rel is not None and len(rest) > rel + 2:
-        progressive = rest[rel + 1].lower() in AUXILIARIES and _participle(rest[rel + 2])
-        return None if progressive else span
-    if rest and _participle(rest[0]) and rest[0].endswith("ed") and any(_proper(t) for t in rest[1:]):
-        return span  # "a dish eaten during Chinese New Year"
-    after = tokens[comma + 1 : stop]
-    if _appositive(after):
-        return _join(tokens[:stop])  # an appositive: "an elegant marble mausoleum, a symbol of love"
-    adverb = after and (after[0].lower().endswith("ly") or after[0].lower() in ("often", "once", "still", "long"))
-    if adverb and len(after) >= 3 and _participle(after[1]) and after[2].lower() in PREPOSITIONS:
-        return _join(tokens[:stop])  # "a tropical plant, often associated with hospitality"
-    return None
+def _habitual_participle(after: list[str]) -> bool:
+    """An adverb, a participle and its preposition after a comma: "a tropical plant, often associated with"."""
+    adverb = bool(after) and (after[0].lower().endswith("ly") or after[0].lower() in ("often", "once", "still", "long"))
+    return adverb and len(after) >= 3 and is_participle(after[1]) and after[2].lower() in PREPOSITIONS
+
+
+def _definite(words: list[str], rest: list[str]) -> bool:
+    """A definite noun phrase ("the ...") with a lowercase head, restricted to one referent.
+
+    By a word before its head (`_ranked`, `_capitalised_modifier`) or by what follows it: a relative or
+    participle clause, a phrase with a name or a year, a superlative, or a preposition that governs "the"
+    or a bare noun (a contact clause is `_head`'s). "The tower at the end of the street" is such a phrase
+    too; the model's own answer decides there (it names nothing new, or not twice). A phrase whose
+    modifiers only pick a generic thing ("the top of a hill") is a scene."""
+    return (
+        _ranked(words)
+        or _capitalised_modifier(words)
+        or _relative_or_participle(rest)
+        or _names_something(rest)
+        or _ranked_object(rest)
+        or _definite_object(rest)
+    )
+
+
+def _ranked(words: list[str]) -> bool:
+    """A superlative, an ordinal or "only" before the head: "the tallest mountain", "the first man on the
+    moon", "the only mammal ..."."""
+    if len(words) < 2:
+        return False
+    first = words[0].lower()
+    return first in DEGREE or first in ORDINALS or first == "only" or is_superlative(words[0])
+
+
+def _capitalised_modifier(words: list[str]) -> bool:
+    """A capitalised word before the head, and two words or more: "the Japanese national flower" (but "the
+    Victorian house" is a scene)."""
+    return len(words) >= 3 and any(t[:1].isupper() for t in words[:-1])
+
+
+def _relative_or_participle(rest: list[str]) -> bool:
+    """A relative word or a participle after the head: "the flower that is ...", "the rover exploring ..."."""
+    return any(t.lower() in RELATIVE or is_participle(t) for t in rest)
+
+
+def _names_something(rest: list[str]) -> bool:
+    """A name or a year after the head's restricting word: "the rover on Mars", "the capital in 1900"."""
+    return any(is_proper(t) for t in rest[1:])
+
+
+def _ranked_object(rest: list[str]) -> bool:
+    """A superlative after the head: "the planet with the most famous rings"."""
+    return any(is_superlative(t) or t.lower() in DEGREE for t in rest)
+
+
+def _definite_object(rest: list[str]) -> bool:
+    """A preposition that governs "the" or a bare noun singles one thing out ("the tower at the end of the
+    street"); "a/an" keeps it generic ("the top of a hill", "the kitchen of a small apartment")."""
+    objects = [rest[j + 1].lower() for j, t in enumerate(rest[:-1]) if t.lower() in PREPOSITIONS]
+    return bool(objects) and not all(o in INDEFINITE_ARTICLES for o in objects)
 
 
 STOP = set(
@@ -418,9 +488,6 @@ def _personal(a: Analysis) -> None:
             action="recall",
             span=span,
         )
-
-
-WEAK_TIME = {"new", "now", "recent", "recently", "modern-day", "modern day"}
 
 
 def _time_sensitive(text: str, m: re.Match) -> bool:
@@ -531,7 +598,7 @@ def _subject(a: Analysis) -> None:
         return
     plain = QUOTED.sub("", SAYS.sub("", core)).strip()
     span = description_span(plain)
-    if span and SHARED.intersection(TOKEN.findall(span)):
+    if span and FIRST_SECOND_PERSON.intersection(TOKEN.findall(span)):
         # "the thing we talked about yesterday", "the song you sang": only the user knows what it is
         a.add(kind="subject", description="it refers to something only you know", action="ask", span=span)
     elif span:
@@ -542,10 +609,6 @@ def _subject(a: Analysis) -> None:
             span=span,
             query=knowledge_question(span),
         )
-
-
-# First and second person pronouns, as written (a capital "I" may be a title or a numeral: "World War I").
-SHARED = frozenset({"we", "us", "you", "me"})
 
 
 def knowledge_question(span: str) -> str:
