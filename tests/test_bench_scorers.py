@@ -62,6 +62,14 @@ def test_reason_fails_without_all_new_words_of_an_alternative(prompt):
     assert scorers.score_reason(prompt, REQUEST, ["cherry blossoms", "sakura"]).status == "fail"
 
 
+def test_a_compound_written_as_two_words_is_the_compound():
+    request = "the round pastry shared at the Mid-Autumn Festival"
+    assert scorers.score_reason("round pastry, moon cakes on a plate", request, ["mooncakes"]).passed
+    assert scorers.score_reason("a kite surfing rider", "a board sport pulled by a kite", ["kitesurfing"]).passed
+    # only words side by side join: "moon" and "cake" apart are not the compound
+    assert not scorers.score_reason("a cake under the full moon", request, ["mooncakes"]).passed
+
+
 def test_reason_counts_only_words_the_request_lacks():
     # "Easter" is in the request: "egg" alone is the answer
     assert scorers.score_reason("painted eggs in the grass", "decorations hidden at Easter", ["Easter eggs"]).passed

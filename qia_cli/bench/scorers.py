@@ -4,6 +4,9 @@ Most scorers compare *content words* after the same normalisation: case folded, 
 punctuation dropped, a possessive 's removed and simple plurals stripped ("berries" -> "berry",
 "boxes" -> "box", "eggs" -> "egg"). A phrase is *in* a prompt when all its content words are.
 
+A compound written as two words is the compound too: "moon cake" in a prompt holds "mooncakes" (two words
+side by side, joined; never words apart).
+
 Words the request already contains prove nothing: only the words a phrase adds count. A phrase that
 adds no word tests nothing; an item made only of such phrases is `skipped`, not passed.
 
@@ -17,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from qia_cli.text import STOPWORDS, content_words, normalise, singular, word_tokens  # noqa: F401
+from qia_cli.text import STOPWORDS, content_words, normalise, singular, word_tokens, words  # noqa: F401
 
 Status = Literal["pass", "fail", "skipped"]
 
@@ -37,13 +40,20 @@ class Score:
 
 
 def new_words(phrase: str, request: str) -> set[str]:
-    """The content words of `phrase` that the request does not already contain."""
-    return content_words(phrase) - content_words(request)
+    """The content words of `phrase` that the request does not already contain (its compounds included:
+    "ball game" says "ballgame")."""
+    return content_words(phrase) - prompt_words(request)
+
+
+def prompt_words(prompt: str) -> set[str]:
+    """The prompt's content words, and each pair of adjacent words joined ("moon cake" -> "mooncake")."""
+    tokens = words(prompt)
+    return content_words(prompt) | {singular(a + b) for a, b in zip(tokens, tokens[1:])}
 
 
 def contains(prompt: str, phrase: str, request: str = "") -> bool:
     """True when the prompt has every content word that `phrase` adds to the request."""
-    return new_words(phrase, request) <= content_words(prompt)
+    return new_words(phrase, request) <= prompt_words(prompt)
 
 
 def score_reason(prompt: str, request: str, expect_any: list[str]) -> Score:
@@ -54,7 +64,7 @@ def score_reason(prompt: str, request: str, expect_any: list[str]) -> Score:
     trivial = [a for a in alternatives if not new_words(a, request)]
     if trivial:
         return Score("skipped", f"the request already contains '{trivial[0]}'")
-    have = content_words(prompt)
+    have = prompt_words(prompt)
     for alt in alternatives:
         if new_words(alt, request) <= have:
             return Score("pass", f"found '{alt}'")
