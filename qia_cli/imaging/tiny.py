@@ -44,7 +44,6 @@ def build_tiny_pipeline(folder: Path, *, seed: int = 0, verbose: bool = False) -
 
     set_verbose(verbose)
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     folder = Path(folder)
     torch.manual_seed(seed)
@@ -71,26 +70,34 @@ def build_tiny_pipeline(folder: Path, *, seed: int = 0, verbose: bool = False) -
         norm_num_groups=4,
         sample_size=TINY_SIDE,
     )
+    tokenizer, text_encoder = clip_parts(32)
+    pipe = assemble_pipeline(vae, text_encoder, tokenizer, unet)
+    pipe.save_pretrained(folder)  # type: ignore[attr-defined]  # diffusers' stubs miss the mixin's method
+    return folder
+
+
+def clip_parts(hidden: int = 32, projection: int | None = None):
+    """A tiny CLIP tokenizer and text encoder (with a projection when `projection` is set)."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
     with tempfile.TemporaryDirectory(prefix="qia-tiny-tok-") as tmp:
         vocab_file, merges_file, vocab = _write_tokenizer_files(Path(tmp))
         tokenizer = CLIPTokenizer(str(vocab_file), str(merges_file), model_max_length=77)
     eos = vocab["<|endoftext|>"]
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=1000,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=77,
-            bos_token_id=vocab["<|startoftext|>"],
-            eos_token_id=eos,
-            pad_token_id=eos,
-        )
+    config = CLIPTextConfig(
+        vocab_size=1000,
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        bos_token_id=vocab["<|startoftext|>"],
+        eos_token_id=eos,
+        pad_token_id=eos,
+        projection_dim=projection or hidden,
     )
-    pipe = assemble_pipeline(vae, text_encoder, tokenizer, unet)
-    pipe.save_pretrained(folder)  # type: ignore[attr-defined]  # diffusers' stubs miss the mixin's method
-    return folder
+    model = CLIPTextModelWithProjection(config) if projection else CLIPTextModel(config)
+    return tokenizer, model
 
 
 def assemble_pipeline(vae, text_encoder, tokenizer, unet):

@@ -9,12 +9,11 @@ word, and spell any other word letter by letter; the long encoders read 512 toke
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from qia_cli.imaging.tiny import _write_tokenizer_files
+from qia_cli.imaging.tiny import clip_parts
 
 TINY_DIT_SIDE = 64
 
@@ -73,30 +72,6 @@ def _qwen_tokenizer(max_length: int = 1024):
     return tokenizer
 
 
-def _clip_parts(hidden: int = 32, projection: int | None = None):
-    """A tiny CLIP tokenizer and text encoder (with a projection when `projection` is set)."""
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
-
-    with tempfile.TemporaryDirectory(prefix="qia-tiny-tok-") as tmp:
-        vocab_file, merges_file, vocab = _write_tokenizer_files(Path(tmp))
-        tokenizer = CLIPTokenizer(str(vocab_file), str(merges_file), model_max_length=77)
-    eos = vocab["<|endoftext|>"]
-    config = CLIPTextConfig(
-        vocab_size=1000,
-        hidden_size=hidden,
-        intermediate_size=hidden * 2,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=77,
-        bos_token_id=vocab["<|startoftext|>"],
-        eos_token_id=eos,
-        pad_token_id=eos,
-        projection_dim=projection or hidden,
-    )
-    model = CLIPTextModelWithProjection(config) if projection else CLIPTextModel(config)
-    return tokenizer, model
-
-
 def _t5_encoder(tokenizer, d_model: int):
     from transformers import T5Config, T5EncoderModel
 
@@ -136,7 +111,7 @@ def _vae_kl(latent_channels: int, **extra):
 def _flux(guided: bool):
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
 
-    clip_tok, clip = _clip_parts(32)
+    clip_tok, clip = clip_parts(32)
     t5_tok = _t5_tokenizer()
     transformer = FluxTransformer2DModel(
         patch_size=1,
@@ -165,8 +140,8 @@ def _flux(guided: bool):
 def _sd3():
     from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
 
-    tok_l, clip_l = _clip_parts(32, projection=32)
-    tok_g, clip_g = _clip_parts(32, projection=32)
+    tok_l, clip_l = clip_parts(32, projection=32)
+    tok_g, clip_g = clip_parts(32, projection=32)
     t5_tok = _t5_tokenizer()
     transformer = SD3Transformer2DModel(
         sample_size=TINY_DIT_SIDE // 8,
