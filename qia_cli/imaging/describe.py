@@ -45,21 +45,18 @@ def _describe_quant(name: str, qspec, cached: list[cache.CachedPipeline] | None)
     return data
 
 
+def _unavailable(name: str, kind: str, path: str | None, error: str, hint: str | None = None) -> dict[str, Any]:
+    """The record of an image model that cannot be loaded, and why."""
+    return {"name": name, "kind": kind, "path": path, "available": False, "size": None, "error": error, "hint": hint}
+
+
 def _describe_image(
     name: str, cached: list[cache.CachedPipeline] | None = None, skip_weights: tuple[str, ...] = ()
 ) -> dict[str, Any]:
     try:
         qspec = split_quant(name)
     except UsageError as exc:
-        return {
-            "name": name,
-            "kind": "quant",
-            "path": None,
-            "available": False,
-            "size": None,
-            "error": exc.message,
-            "hint": None,
-        }
+        return _unavailable(name, "quant", None, exc.message)
     if qspec is not None:
         return _describe_quant(name, qspec, cached)
     path = Path(name).expanduser()
@@ -80,15 +77,7 @@ def _describe_image(
     try:
         spec = parse(name)
     except UsageError as exc:  # a name with '..' or empty parts
-        return {
-            "name": name,
-            "kind": "hub",
-            "path": None,
-            "available": False,
-            "size": None,
-            "error": exc.message,
-            "hint": None,
-        }
+        return _unavailable(name, "hub", None, exc.message)
     if spec is not None and spec.kind == "pipeline":
         cached = cache.scan()[1] if cached is None else cached
         hit = next((m for m in cached if m.id == name), None)
@@ -114,21 +103,5 @@ def _describe_image(
             if hit
             else f"not in the Hugging Face cache ({cache.hub_cache_dir()})"
         )
-        return {
-            "name": name,
-            "kind": "hub",
-            "path": None,
-            "available": False,
-            "size": None,
-            "error": error,
-            "hint": f"qia models pull {name}",
-        }
-    return {
-        "name": name,
-        "kind": "folder",
-        "path": str(path),
-        "available": False,
-        "size": None,
-        "error": "no such folder, and not a Hugging Face id",
-        "hint": None,
-    }
+        return _unavailable(name, "hub", None, error, hint=f"qia models pull {name}")
+    return _unavailable(name, "folder", str(path), "no such folder, and not a Hugging Face id")
